@@ -1,0 +1,41 @@
+"""mfjax: explicit-feedback recommenders by biased matrix factorisation, in JAX.
+
+The public API lives here; import ``mfjax`` and use ``mfjax.<name>``.
+"""
+
+from mfjax.model import BIASES, INITS, Params, init_params, loss, predict
+from mfjax.notebook import (
+  NOTEBOOK_MATRIX,
+  NOTEBOOK_PRINTED,
+  notebook_optimizer,
+  notebook_params,
+  reproduce_notebook,
+)
+from mfjax.train import (
+  TrainResult,
+  default_learning_rate,
+  default_optimizer,
+  observed_mean,
+  train,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+  "BIASES",
+  "INITS",
+  "NOTEBOOK_MATRIX",
+  "NOTEBOOK_PRINTED",
+  "Params",
+  "TrainResult",
+  "default_learning_rate",
+  "default_optimizer",
+  "init_params",
+  "loss",
+  "notebook_optimizer",
+  "notebook_params",
+  "observed_mean",
+  "predict",
+  "reproduce_notebook",
+  "train",
+]

@@ -1,0 +1,8 @@
+"""``python -m mfjax``: the same as the ``mfjax`` command."""
+
+import sys
+
+from mfjax.cli import main
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,98 @@
+"""The mfjax command line."""
+
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import mfjax
+from mfjax import cli
+
+
+@pytest.fixture(autouse=True)
+def _no_disk_cache(monkeypatch):
+  # In-process runs must not switch this test process to a persistent cache.
+  monkeypatch.setenv("MFJAX_COMPILATION_CACHE", "0")
+
+
+def test_demo_prints_the_notebook_run_and_the_defaults(capsys):
+  assert cli.main(["demo", "--seed", "1"]) == 0
+  out = capsys.readouterr().out
+  result = mfjax.reproduce_notebook(jax.random.key(1))
+
+  assert f"best loss {float(result.best_loss):.4f}" in out
+  assert "the notebook printed 0.7130" in out
+  # All 100 losses, in rows of ten.
+  table = re.findall(r"^ +\d+-\d+ +((?:[\d.]+ *){1,10})$", out, re.M)
+  printed = np.array([float(v) for row in table for v in row.split()])
+  assert printed.shape == (100,)
+  np.testing.assert_allclose(printed, result.losses, atol=6e-5)
+  # The clipped prediction, row by row, beside the input.
+  pred = np.asarray(mfjax.predict(result.best_params, bias="notebook", clip=(1, 5)))
+  for row in pred:
+    assert " ".join(f"{v:5.2f}" for v in row) in out
+  assert "mfjax defaults" in out and "The difference:" in out
+
+
+def test_demo_difference_line_reports_the_missing_entry(capsys):
+  cli.main(["demo"])
+  out = capsys.readouterr().out
+  line = next(s for s in out.splitlines() if s.startswith("The difference"))
+  assert "(user 3, item 1)" in line
+  nb, ours = map(float, re.findall(r"predicts? (\d\.\d\d)", line))
+  key = jax.random.key(0)
+  expected_nb = mfjax.predict(
+    mfjax.reproduce_notebook(key).best_params, bias="notebook", clip=(1, 5)
+  )[3, 1]
+  params = mfjax.init_params(key, 4, 6, 3)
+  expected_ours = mfjax.predict(
+    mfjax.train(params, mfjax.NOTEBOOK_MATRIX).best_params, clip=(1, 5)
+  )[3, 1]
+  assert nb == pytest.approx(float(expected_nb), abs=0.006)
+  assert ours == pytest.approx(float(expected_ours), abs=0.006)
+
+
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    ([], "the following arguments are required: COMMAND"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["demo", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
+    (["demo", "--bogus"], "unrecognized arguments: --bogus"),
+  ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
+  assert cli.main(argv) == 2
+  captured = capsys.readouterr()
+  assert captured.out == ""
+  lines = captured.err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("mfjax: error: ")
+  assert message in lines[0]
+
+
+def test_python_dash_m_and_the_persistent_cache(tmp_path):
+  env = dict(os.environ, MFJAX_COMPILATION_CACHE=str(tmp_path / "cache"))
+  env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  run = subprocess.run(
+    [sys.executable, "-m", "mfjax", "demo", "--seed", "2"],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=300,
+  )
+  assert run.returncode == 0, run.stderr
+  assert "best loss" in run.stdout
+  assert any((tmp_path / "cache").iterdir())  # Compiled programs were kept.
+  bad = subprocess.run(
+    [sys.executable, "-m", "mfjax", "demo", "--seed"],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=300,
+  )
+  assert bad.returncode == 2
+  assert bad.stderr.strip() == "mfjax: error: argument --seed: expected one argument"
