@@ -15,6 +15,11 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 _CACHE_ENV = "MFJAX_COMPILATION_CACHE"
+# XLA options that trade run time for compile time, for tiny one-off programs.
+_FAST_COMPILE = {
+  "xla_backend_optimization_level": 0,
+  "xla_cpu_use_fusion_emitters": False,
+}
 
 
 class _UsageError(Exception):
@@ -104,16 +109,27 @@ def _demo(args) -> int:
   n_users, n_items = matrix.shape
   key = jax.random.key(args.seed)
 
-  # One compiled program each: the persistent cache then makes later runs fast.
-  run_notebook = jax.jit(mfjax.reproduce_notebook, static_argnames="progress")
-
-  @jax.jit
-  def run_defaults(key):
+  def both_runs(key):
+    notebook = mfjax.reproduce_notebook(key, progress=args.progress)
     params = mfjax.init_params(key, n_users, n_items, mfjax.notebook.NOTEBOOK_RANK)
-    return mfjax.train(params, matrix, progress=args.progress)
+    defaults = mfjax.train(params, matrix, progress=args.progress)
+    return (
+      notebook,
+      mfjax.predict(notebook.best_params, bias="notebook", clip=(1, 5)),
+      defaults,
+      mfjax.predict(defaults.best_params, clip=(1, 5)),
+    )
 
-  nb = run_notebook(key, progress=args.progress)
-  nb_pred = np.asarray(mfjax.predict(nb.best_params, bias="notebook", clip=(1, 5)))
+  # One program for the whole demo. At this size compilation is most of the run
+  # time, so it is compiled for speed of compilation (about half the time of XLA's
+  # defaults, measured in benchmarks/RESULTS.md); the persistent cache then makes
+  # later runs skip it.
+  lowered = jax.jit(both_runs).lower(key)
+  try:
+    compiled = lowered.compile(_FAST_COMPILE)
+  except jax.errors.JaxRuntimeError:  # An XLA that lacks one of these options.
+    compiled = lowered.compile()
+  nb, nb_pred, ours, ours_pred = jax.device_get(compiled(key))
   nb_losses = np.asarray(nb.losses)
   printed = mfjax.NOTEBOOK_PRINTED
 
@@ -141,8 +157,6 @@ def _demo(args) -> int:
     )
   )
 
-  ours = run_defaults(key)
-  ours_pred = np.asarray(mfjax.predict(ours.best_params, clip=(1, 5)))
   print("\nmfjax defaults: mu + bu + bi + P Qᵀ, the missing 0 left out of the loss")
   print(
     f"  best loss {float(ours.best_loss):.4f} over the 23 observed ratings "

@@ -106,6 +106,20 @@ def _combine(mean, user_bias, item_bias, dot, bias):
   return mean + user_bias * item_bias + 1.0 + dot
 
 
+# XLA's CPU dot has a fixed cost of microseconds; below this many multiply-adds
+# (n_users·n_items·rank) a fused broadcast-multiply-and-sum is faster, above it
+# far slower. Measured on CPU (benchmarks/RESULTS.md, "dense kernel crossover").
+_FUSED_DOT_MAX = 2500
+
+
+def _dense_dot(user_factors: jax.Array, item_factors: jax.Array) -> jax.Array:
+  """``user_factors @ item_factors.T``, with the faster kernel for the size."""
+  n_users, rank = user_factors.shape
+  if n_users * item_factors.shape[0] * rank <= _FUSED_DOT_MAX:
+    return jnp.sum(user_factors[:, None, :] * item_factors[None, :, :], axis=-1)
+  return user_factors @ item_factors.T
+
+
 def _gather(table: jax.Array, index: jax.Array) -> jax.Array:
   # Under jit indices cannot be checked; out-of-range or negative ones read NaN
   # rather than a clamped, plausible-looking row.
@@ -175,7 +189,7 @@ def predict(
   if users is not None and items is not None:
     out = _combine(params.mean, ub, ib, jnp.sum(uf * itf, axis=-1), bias)
   else:
-    out = _combine(params.mean, ub[:, None], ib[None, :], uf @ itf.T, bias)
+    out = _combine(params.mean, ub[:, None], ib[None, :], _dense_dot(uf, itf), bias)
   if clip is not None:
     out = jnp.clip(out, clip[0], clip[1])
   return out

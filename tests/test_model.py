@@ -85,9 +85,15 @@ def test_init_params_bad_input(kwargs, error, match):
 # --- predict ---------------------------------------------------------------------
 
 
+# (5, 7, 3) takes the fused multiply-and-sum kernel, (40, 50, 4) the dot.
+SHAPES = [(5, 7, 3), (40, 50, 4)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("bias", ["additive", "notebook"])
-def test_predict_full_matrix_matches_numpy(bias):
-  p = _params()
+def test_predict_full_matrix_matches_numpy(bias, shape):
+  assert 5 * 7 * 3 <= mfjax.model._FUSED_DOT_MAX < 40 * 50 * 4  # Both kernels run.
+  p = _params(0, *shape)
   np.testing.assert_allclose(
     mfjax.predict(p, bias=bias), _numpy_predict(p, bias), rtol=1e-5, atol=1e-5
   )
@@ -207,8 +213,9 @@ def test_loss_gradients_check_grads(bias):
   check_grads(f, (p64,), order=1, modes=["rev"], atol=5e-2, rtol=5e-2, eps=1e-2)
 
 
-def test_loss_gradient_matches_numpy():
-  p, m = _params(), _matrix()
+@pytest.mark.parametrize("shape", SHAPES)
+def test_loss_gradient_matches_numpy(shape):
+  p, m = _params(0, *shape), _matrix(1, shape[:2])
   grads = jax.grad(mfjax.loss)(p, m)
   w = (m != 0).astype(np.float64)
   e = w * (_numpy_predict(p, "additive") - m)

@@ -33,12 +33,27 @@ def test_defaults_recover_planted_low_rank_matrix(seed, n_users, n_items, densit
   assert baseline > 0.7
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_defaults_do_not_diverge_on_unstructured_ratings(seed):
+  # Random 1-5 ratings have no low-rank structure: large residuals, large factors.
+  rng = np.random.default_rng(seed)
+  n_users, n_items = rng.integers(3, 12, size=2)
+  matrix = np.where(
+    rng.random((n_users, n_items)) < 0.6, rng.integers(1, 6, (n_users, n_items)), 0
+  ).astype(np.float32)
+  for rank in (2, 3):
+    params = mfjax.init_params(jax.random.key(seed), n_users, n_items, rank)
+    result = mfjax.train(params, matrix)
+    assert not bool(result.diverged)
+    assert float(result.losses[-1]) < float(result.losses[0])
+
+
 def test_default_learning_rate_formula():
   matrix = np.array([[5, 0, 3], [4, 2, 0], [1, 1, 1], [0, 0, 2]], np.float32)
   # 8 observed; busiest user 3 ratings, busiest item 3 ratings.
-  np.testing.assert_allclose(mfjax.default_learning_rate(matrix), 0.5 * 8 / 3)
+  np.testing.assert_allclose(mfjax.default_learning_rate(matrix), 0.5 * 8 / 6)
   mask = np.ones_like(matrix, bool)
-  np.testing.assert_allclose(mfjax.default_learning_rate(matrix, mask), 0.5 * 12 / 4)
+  np.testing.assert_allclose(mfjax.default_learning_rate(matrix, mask), 0.5 * 12 / 7)
 
 
 def test_mean_is_observed_mean_and_never_trained():

@@ -1,0 +1,38 @@
+"""The README's code runs, and CI runs the README's test command."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(language):
+  return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+
+
+def test_ci_runs_the_readmes_test_command():
+  install_demo, install_test = [b.strip() for b in _blocks("bash")[:2]]
+  assert install_demo == "pip install . && mfjax demo"
+  ci = (ROOT / ".ci" / "run").read_text().splitlines()
+  assert install_test in ci
+
+
+def test_python_examples_run():
+  quickstart, pipelines, notebook = _blocks("python")
+  namespace = {}
+  exec(compile(quickstart, "README.md", "exec"), namespace)  # noqa: S102
+  import mfjax
+
+  result = namespace["result"]
+  assert float(result.best_loss) < 0.05  # Fits the 10 observed ratings.
+  observed = namespace["ratings"] != 0
+  pred = mfjax.predict(result.best_params, clip=(1, 5))
+  assert float(abs(pred - namespace["ratings"])[observed].max()) < 0.5
+
+  exec(compile(pipelines, "README.md", "exec"), namespace)  # noqa: S102
+  assert namespace["ensemble"].losses.shape == (8, 100)
+  assert namespace["sweep"].best_loss.shape == (8,)
+
+  exec(compile(notebook, "README.md", "exec"), namespace)  # noqa: S102
+  assert namespace["result"].losses.shape == (100,)
