@@ -159,8 +159,8 @@ def _demo(args) -> int:
 
   print("\nmfjax defaults: mu + bu + bi + P Qᵀ, the missing 0 left out of the loss")
   print(
-    f"  best loss {float(ours.best_loss):.4f} over the 23 observed ratings "
-    f"(rmse {float(ours.best_loss) ** 0.5:.4f})"
+    f"  best loss {float(ours.best_loss):.3g} over the 23 observed ratings "
+    f"(rmse {float(ours.best_loss) ** 0.5:.3g})"
   )
   print(
     _side_by_side(

@@ -73,6 +73,7 @@ def init_params(
     >>> params.user_factors.shape, params.item_bias.shape
     ((4, 3), (6,))
   """
+  validation.check_key("key", key)
   n_users = validation.check_positive_int("n_users", n_users)
   n_items = validation.check_positive_int("n_items", n_items)
   rank = validation.check_positive_int("rank", rank)

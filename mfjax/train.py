@@ -186,9 +186,7 @@ def train(
     optimizer = default_optimizer(data, mask)
   mean = observed_mean(data).astype(dtype)
   params = params._replace(mean=mean)
-  objective = jax.value_and_grad(
-    lambda p: model._loss(p, data, mask, l2, bias)  # noqa: SLF001
-  )
+  objective = jax.value_and_grad(lambda p: model._loss(p, data, mask, l2, bias))
   bar = _ProgressBar(steps, "mfjax train") if progress else None
 
   def step(carry, index):

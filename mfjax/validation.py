@@ -23,6 +23,7 @@ import numpy as np
 __all__ = [
   "is_concrete",
   "check_choice",
+  "check_key",
   "check_positive_int",
   "check_nonnegative",
   "check_real_array",
@@ -54,6 +55,19 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
       f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}."
     )
   return value
+
+
+def check_key(name: str, key: Any) -> Any:
+  """Checks that ``key`` is one JAX PRNG key (new-style, or legacy ``uint32[2]``)."""
+  if hasattr(key, "dtype") and hasattr(key, "shape"):
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+      return key
+    if key.dtype == np.uint32 and tuple(key.shape) == (2,):
+      return key
+  raise TypeError(
+    f"{name} must be a single JAX PRNG key such as jax.random.key(0) (split it "
+    f"and vmap for several); got {_describe(key)}."
+  )
 
 
 def check_positive_int(name: str, value: Any) -> int:

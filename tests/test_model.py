@@ -82,6 +82,14 @@ def test_init_params_bad_input(kwargs, error, match):
     mfjax.init_params(jax.random.key(0), **args)
 
 
+def test_init_params_bad_key():
+  for bad in (0, np.zeros(3, np.uint32), jax.random.split(jax.random.key(0), 2)):
+    with pytest.raises(TypeError, match="key must be a single JAX PRNG key"):
+      mfjax.init_params(bad, 4, 6, 3)
+  legacy = jax.random.PRNGKey(0)
+  assert mfjax.init_params(legacy, 4, 6, 3).user_factors.shape == (4, 3)
+
+
 # --- predict ---------------------------------------------------------------------
 
 
