@@ -31,6 +31,16 @@ class _Parser(argparse.ArgumentParser):
     raise _UsageError(message)
 
 
+def _seed(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+  if not 0 <= value < 2**32:
+    raise argparse.ArgumentTypeError(f"must be in [0, 2**32); got {value}")
+  return value
+
+
 def _parser() -> argparse.ArgumentParser:
   parser = _Parser(
     prog="mfjax",
@@ -48,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     ),
   )
   demo.add_argument(
-    "--seed", type=int, default=0, help="random seed for the init (default 0)"
+    "--seed", type=_seed, default=0, help="random seed for the init (default 0)"
   )
   demo.add_argument(
     "--progress", action="store_true", help="show progress bars while training"

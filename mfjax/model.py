@@ -145,7 +145,8 @@ def predict(
     items: integer item indices, ``[n]``, or None.
     bias: ``"additive"`` gives ``mean + b_u + b_i + p_u·q_i``; ``"notebook"`` gives
       the seed notebook's ``mean + b_u·b_i + 1 + p_u·q_i``.
-    clip: optional ``(lo, hi)``; predictions are clipped to it.
+    clip: optional ``(lo, hi)``; predictions are clipped to it. The pair may be
+      traced; ``lo <= hi`` is checked only when both are concrete.
 
   Returns:
     With neither ``users`` nor ``items``, the full ``[n_users, n_items]`` matrix. With
@@ -167,10 +168,7 @@ def predict(
   n_users, n_items, _ = validation.check_params(params)
   validation.check_choice("bias", bias, BIASES)
   if clip is not None:
-    if not (isinstance(clip, (tuple, list)) and len(clip) == 2):
-      raise TypeError(f"clip must be a pair (lo, hi) or None; got {clip!r}.")
-    if not clip[0] <= clip[1]:
-      raise ValueError(f"clip must satisfy lo <= hi; got {tuple(clip)!r}.")
+    clip = validation.check_clip("clip", clip)
   if users is not None:
     users = validation.check_index_array("users", users, n_users, axis_name="users")
   if items is not None:
@@ -200,6 +198,7 @@ def _loss(params: Params, data: jax.Array, mask: jax.Array | None, l2, bias: str
   """``loss`` without the host checks; ``data`` and ``mask`` already arrays."""
   dtype = params.user_factors.dtype
   data = jnp.asarray(data, dtype)
+  l2 = jnp.asarray(l2, dtype)  # A float64 or float32 l2 must not promote the loss.
   observed = (data != 0) if mask is None else (jnp.asarray(mask) != 0)
   weight = observed.astype(dtype)
   n_observed = jnp.maximum(weight.sum(), 1.0)
@@ -244,7 +243,8 @@ def loss(
     A scalar.
 
   Shapes and dtypes are always checked. NaN/inf ratings and a negative ``l2`` are
-  caught on the host; under ``jit`` they are tracers and propagate into the loss.
+  caught on the host; under ``jit`` they are tracers: NaN/inf ratings give a
+  non-finite loss and a negative ``l2`` is not detected.
 
   Examples:
     >>> import jax, jax.numpy as jnp, mfjax

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from mfjax import model
+from mfjax import model, validation
 from mfjax import train as train_lib
 
 __all__ = [
@@ -152,6 +152,7 @@ def notebook_optimizer(
   Gradients accumulate in ``.grad``, so step ``t`` applies ``lr * Σ_{s<=t} g_s``:
   exactly SGD with momentum 1 (``optax.trace(decay=1)``).
   """
+  validation.check_nonnegative("learning_rate", learning_rate)
   return optax.sgd(learning_rate, momentum=1.0)
 
 

@@ -70,6 +70,11 @@ def default_learning_rate(data: ArrayLike, mask: ArrayLike | None = None) -> jax
   Returns:
     A scalar; traced when ``data`` is.
   """
+  data, mask = validation.check_dense(data, mask)
+  return _default_learning_rate(data, mask)
+
+
+def _default_learning_rate(data: jax.Array, mask: jax.Array | None) -> jax.Array:
   observed = (jnp.asarray(data) != 0) if mask is None else (jnp.asarray(mask) != 0)
   busiest = observed.sum(1).max() + observed.sum(0).max()
   return DEFAULT_LEARNING_RATE_SCALE * observed.sum() / jnp.maximum(busiest, 1)
@@ -82,11 +87,21 @@ def default_optimizer(
 
   ``optax.sgd`` with heavy-ball momentum 0.8 and :func:`default_learning_rate`.
   """
-  return optax.sgd(default_learning_rate(data, mask), momentum=DEFAULT_MOMENTUM)
+  data, mask = validation.check_dense(data, mask)
+  return _default_sgd(data, mask)
+
+
+def _default_sgd(data: jax.Array, mask: jax.Array | None):
+  return optax.sgd(_default_learning_rate(data, mask), momentum=DEFAULT_MOMENTUM)
 
 
 def observed_mean(data: ArrayLike) -> jax.Array:
   """The mean of the non-zero entries of a dense matrix, as the notebook's ``mu``."""
+  data, _ = validation.check_dense(data, None)
+  return _observed_mean(data)
+
+
+def _observed_mean(data: jax.Array) -> jax.Array:
   data = jnp.asarray(data, jnp.result_type(float))
   return data.sum() / jnp.maximum(jnp.count_nonzero(data), 1)
 
@@ -100,19 +115,23 @@ class _ProgressBar:
 
   def __init__(self, total: int, desc: str):
     self.total, self.desc, self.bar = total, desc, None
+    self.finished = False
 
   def update(self, step, value):
     from tqdm.auto import tqdm  # Imported only when a bar is shown.
 
-    # Under vmap the callback may come once per batch element, with the same step.
+    # Under vmap the callback comes once per batch member, with the same step; the
+    # first member to report a step moves the bar and shows its loss.
     done = int(np.max(step)) + 1
-    if self.bar is None or done < self.bar.n:  # A new run begins.
+    if self.bar is None or done < self.bar.n or (done == 1 and self.finished):
       self.bar = tqdm(total=self.total, desc=self.desc, leave=True)
+      self.finished = False
     if done > self.bar.n:
       self.bar.set_postfix(loss=f"{float(np.min(value)):.4f}", refresh=False)
       self.bar.update(done - self.bar.n)
-      if done == self.total:
-        self.bar.close()
+    if done == self.total and not self.finished:
+      self.bar.close()
+      self.finished = True
 
 
 def train(
@@ -156,8 +175,9 @@ def train(
     holds the best finite point and ``diverged_step`` says where it went wrong.
 
   Shapes, dtypes and settings are always checked on the host. Values (NaN or inf
-  ratings, a negative ``l2``) are checked only when concrete; under ``jit`` bad
-  values propagate into the losses and show up as ``diverged_step >= 0``.
+  ratings, a negative ``l2``) are checked only when concrete. Under ``jit`` NaN or
+  inf ratings make every loss non-finite (``diverged_step == 0``); a negative
+  traced ``l2`` is not detected.
 
   Examples:
     >>> import jax, jax.numpy as jnp, mfjax
@@ -183,10 +203,13 @@ def train(
   dtype = params.user_factors.dtype
   data = jnp.asarray(data, dtype)
   if optimizer is None:
-    optimizer = default_optimizer(data, mask)
-  mean = observed_mean(data).astype(dtype)
+    optimizer = _default_sgd(data, mask)
+  mean = _observed_mean(data).astype(dtype)
   params = params._replace(mean=mean)
-  objective = jax.value_and_grad(lambda p: model._loss(p, data, mask, l2, bias))
+  loss_fn = lambda p: model._loss(p, data, mask, l2, bias)
+  objective = jax.value_and_grad(loss_fn)
+  # Line-search optimizers (optax.lbfgs, ...) want the value and the function too.
+  extra_args = isinstance(optimizer, optax.GradientTransformationExtraArgs)
   bar = _ProgressBar(steps, "mfjax train") if progress else None
 
   def step(carry, index):
@@ -196,7 +219,12 @@ def train(
     better = value < best_loss  # False for NaN, so best stays finite.
     best_params = optax.tree.where(better, params, best_params)
     best_loss = jnp.where(better, value, best_loss)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
+    if extra_args:
+      updates, opt_state = optimizer.update(
+        grads, opt_state, params, value=value, grad=grads, value_fn=loss_fn
+      )
+    else:
+      updates, opt_state = optimizer.update(grads, opt_state, params)
     # The mean is data, not a parameter: undo whatever the optimizer did to it.
     params = optax.apply_updates(params, updates)._replace(mean=mean)
     if bar is not None:

@@ -24,6 +24,7 @@ __all__ = [
   "is_concrete",
   "check_choice",
   "check_key",
+  "check_clip",
   "check_positive_int",
   "check_nonnegative",
   "check_real_array",
@@ -68,6 +69,29 @@ def check_key(name: str, key: Any) -> Any:
     f"{name} must be a single JAX PRNG key such as jax.random.key(0) (split it "
     f"and vmap for several); got {_describe(key)}."
   )
+
+
+def check_clip(name: str, clip: Any) -> tuple[Any, Any]:
+  """Checks a ``(lo, hi)`` pair of real scalars; ``lo <= hi`` when both concrete."""
+  try:
+    lo, hi = clip
+  except (TypeError, ValueError):
+    raise TypeError(
+      f"{name} must be a pair (lo, hi) or None; got {_describe(clip)}."
+    ) from None
+  for bound in (lo, hi):
+    real = isinstance(bound, numbers.Real) or (
+      hasattr(bound, "dtype")
+      and (
+        jnp.issubdtype(bound.dtype, jnp.floating)
+        or jnp.issubdtype(bound.dtype, jnp.integer)
+      )
+    )
+    if isinstance(bound, bool) or not real or np.shape(bound) != ():
+      raise TypeError(f"{name} must be a pair of real numbers; got {_describe(clip)}.")
+  if is_concrete(lo) and is_concrete(hi) and not float(lo) <= float(hi):
+    raise ValueError(f"{name} must satisfy lo <= hi; got ({lo}, {hi}).")
+  return lo, hi
 
 
 def check_positive_int(name: str, value: Any) -> int:
@@ -216,14 +240,16 @@ def check_params(params: Any, name: str = "params") -> tuple[int, int, int]:
   return n_users, n_items, rank
 
 
-def check_dense(data: Any, mask: Any, shape: tuple[int, int]) -> tuple[Any, Any]:
-  """Checks a dense rating matrix ``data`` (and optional ``mask``) of ``shape``.
+def check_dense(
+  data: Any, mask: Any, shape: tuple[int, int] | None = None
+) -> tuple[Any, Any]:
+  """Checks a dense rating matrix ``data`` (and optional ``mask``), of ``shape``.
 
   Returns:
     ``(data, mask)`` as arrays (``mask`` stays None when None).
   """
   data = check_real_array("data", data, ndim=2)
-  if tuple(data.shape) != tuple(shape):
+  if shape is not None and tuple(data.shape) != tuple(shape):
     raise ValueError(
       f"data must have shape (n_users, n_items) = {tuple(shape)} to match params; "
       f"got {tuple(data.shape)}."

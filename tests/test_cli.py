@@ -63,6 +63,8 @@ def test_demo_difference_line_reports_the_missing_entry(capsys):
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["demo", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
     (["demo", "--bogus"], "unrecognized arguments: --bogus"),
+    (["demo", "--seed", "99999999999999999999"], "argument --seed: must be in"),
+    (["demo", "--seed", "-1"], "argument --seed: must be in [0, 2**32); got -1"),
   ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):

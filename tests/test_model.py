@@ -131,6 +131,14 @@ def test_predict_clip():
   assert out.min() >= 1 and out.max() <= 5
 
 
+def test_predict_clip_may_be_an_array_or_traced():
+  p = _params()
+  ref = mfjax.predict(p, clip=(1.0, 5.0))
+  np.testing.assert_allclose(mfjax.predict(p, clip=np.array([1.0, 5.0])), ref)
+  jitted = jax.jit(lambda p, lo, hi: mfjax.predict(p, clip=(lo, hi)))
+  np.testing.assert_allclose(jitted(p, 1.0, 5.0), ref)
+
+
 def test_predict_jit_equals_eager_and_out_of_range_is_nan_under_jit():
   p = _params()
   users, items = jnp.array([0, 3]), jnp.array([1, 6])
@@ -162,6 +170,8 @@ def test_predict_jit_equals_eager_and_out_of_range_is_nan_under_jit():
     (dict(bias="multiplicative"), ValueError, "bias must be one of"),
     (dict(clip=(5, 1)), ValueError, "lo <= hi"),
     (dict(clip=3), TypeError, "clip must be a pair"),
+    (dict(clip=(1, 2, 3)), TypeError, "clip must be a pair"),
+    (dict(clip=("a", "b")), TypeError, "clip must be a pair of real numbers"),
   ],
 )
 def test_predict_bad_input(kwargs, error, match):
@@ -213,12 +223,27 @@ def test_loss_is_nonnegative_and_zero_at_exact_fit():
   assert float(mfjax.loss(p, _matrix(), l2=1.0)) > 0
 
 
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("bias", ["additive", "notebook"])
-def test_loss_gradients_check_grads(bias):
-  m = jnp.asarray(_matrix())
-  f = lambda p: mfjax.loss(p, m, l2=0.1, bias=bias)
-  p64 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), _params())
-  check_grads(f, (p64,), order=1, modes=["rev"], atol=5e-2, rtol=5e-2, eps=1e-2)
+def test_loss_gradients_check_grads(bias, shape):
+  with jax.enable_x64(True):
+    m = jnp.asarray(_matrix(1, shape[:2]), jnp.float64)
+    p64 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), _params(0, *shape))
+    f = lambda p: mfjax.loss(p, m, l2=0.1, bias=bias)
+    check_grads(f, (p64,), order=2, modes=["rev"], atol=1e-5, rtol=1e-5)
+
+
+def test_loss_and_train_keep_the_params_dtype():
+  m = _matrix()
+  p16 = jax.tree.map(lambda x: jnp.asarray(x, jnp.bfloat16), _params())
+  assert mfjax.loss(p16, m, l2=jnp.float32(0.1)).dtype == jnp.bfloat16
+  result = mfjax.train(p16, m, l2=jnp.float32(0.1), steps=5)
+  assert result.best_loss.dtype == jnp.bfloat16
+  sweep = jax.vmap(lambda l2: mfjax.train(p16, m, l2=l2, steps=5))(jnp.ones(2))
+  assert sweep.losses.shape == (2, 5)
+  with jax.enable_x64(True):
+    result = mfjax.train(_params(), m, l2=np.float64(0.1), steps=5)
+    assert result.best_loss.dtype == jnp.float32
 
 
 @pytest.mark.parametrize("shape", SHAPES)
