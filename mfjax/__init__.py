@@ -3,6 +3,18 @@
 The public API lives here; import ``mfjax`` and use ``mfjax.<name>``.
 """
 
+from mfjax.data import (
+  UNKNOWN,
+  IdMaps,
+  Ratings,
+  RatingsFileError,
+  kfold,
+  load_ratings,
+  ratings_from_dense,
+  synthetic_ratings,
+  train_test_split,
+)
+from mfjax.metrics import mae, rmse
 from mfjax.model import BIASES, INITS, Params, init_params, loss, predict
 from mfjax.notebook import (
   NOTEBOOK_MATRIX,
@@ -22,6 +34,17 @@ from mfjax.train import (
 __version__ = "0.1.0"
 
 __all__ = [
+  "UNKNOWN",
+  "IdMaps",
+  "Ratings",
+  "RatingsFileError",
+  "kfold",
+  "load_ratings",
+  "ratings_from_dense",
+  "synthetic_ratings",
+  "train_test_split",
+  "mae",
+  "rmse",
   "BIASES",
   "INITS",
   "NOTEBOOK_MATRIX",

@@ -14,9 +14,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from mfjax import data as data_lib
 from mfjax import validation
 
-__all__ = ["Params", "init_params", "predict", "loss", "BIASES", "INITS"]
+__all__ = ["Params", "init_params", "predict", "loss", "BIASES", "INITS", "UNKNOWN"]
 
 BIASES = ("additive", "notebook")
 INITS = ("normal", "uniform")
@@ -121,11 +122,32 @@ def _dense_dot(user_factors: jax.Array, item_factors: jax.Array) -> jax.Array:
   return user_factors @ item_factors.T
 
 
+UNKNOWN = data_lib.UNKNOWN  # The index of an id the training data did not have.
+
+
 def _gather(table: jax.Array, index: jax.Array) -> jax.Array:
-  # Under jit indices cannot be checked; out-of-range or negative ones read NaN
-  # rather than a clamped, plausible-looking row.
-  return table.at[index].get(
+  # An unknown id (-1) reads zeros: no bias, no factors, so its prediction falls
+  # back to the mean plus whatever is known, as Surprise does. Under jit indices
+  # cannot be checked; other out-of-range ones read NaN rather than a clamped,
+  # plausible-looking row.
+  rows = table.at[index].get(
     mode="fill", fill_value=jnp.nan, wrap_negative_indices=False
+  )
+  unknown = (index == UNKNOWN).reshape(index.shape + (1,) * (table.ndim - 1))
+  return jnp.where(unknown, jnp.zeros((), table.dtype), rows)
+
+
+def _predict_pairs(params: Params, users, items, bias: str) -> jax.Array:
+  """One prediction per (user, item) pair; no host checks."""
+  dot = jnp.sum(
+    _gather(params.user_factors, users) * _gather(params.item_factors, items), axis=-1
+  )
+  return _combine(
+    params.mean,
+    _gather(params.user_bias, users),
+    _gather(params.item_bias, items),
+    dot,
+    bias,
   )
 
 
@@ -136,6 +158,7 @@ def predict(
   *,
   bias: str = "additive",
   clip: tuple[float, float] | None = None,
+  unknown: str = "fallback",
 ) -> jax.Array:
   """Predicts ratings.
 
@@ -147,6 +170,9 @@ def predict(
       the seed notebook's ``mean + b_u·b_i + 1 + p_u·q_i``.
     clip: optional ``(lo, hi)``; predictions are clipped to it. The pair may be
       traced; ``lo <= hi`` is checked only when both are concrete.
+    unknown: what an index of -1 (an id the training data did not have, see
+      :func:`mfjax.load_ratings`) means. ``"fallback"`` predicts the mean plus
+      whatever bias is known, as Surprise does; ``"raise"`` rejects it.
 
   Returns:
     With neither ``users`` nor ``items``, the full ``[n_users, n_items]`` matrix. With
@@ -167,76 +193,133 @@ def predict(
   """
   n_users, n_items, _ = validation.check_params(params)
   validation.check_choice("bias", bias, BIASES)
+  validation.check_choice("unknown", unknown, ("fallback", "raise"))
   if clip is not None:
     clip = validation.check_clip("clip", clip)
   if users is not None:
-    users = validation.check_index_array("users", users, n_users, axis_name="users")
+    users = validation.check_index_array(
+      "users", users, n_users, axis_name="users", allow_unknown=unknown == "fallback"
+    )
   if items is not None:
-    items = validation.check_index_array("items", items, n_items, axis_name="items")
+    items = validation.check_index_array(
+      "items", items, n_items, axis_name="items", allow_unknown=unknown == "fallback"
+    )
   if users is not None and items is not None and users.shape != items.shape:
     raise ValueError(
       "users and items must have the same length (one prediction per pair); got "
       f"{users.shape[0]} users and {items.shape[0]} items."
     )
 
-  uf, ub = params.user_factors, params.user_bias
-  itf, ib = params.item_factors, params.item_bias
-  if users is not None:
-    uf, ub = _gather(uf, users), _gather(ub, users)
-  if items is not None:
-    itf, ib = _gather(itf, items), _gather(ib, items)
   if users is not None and items is not None:
-    out = _combine(params.mean, ub, ib, jnp.sum(uf * itf, axis=-1), bias)
+    out = _predict_pairs(params, users, items, bias)
   else:
+    uf, ub = params.user_factors, params.user_bias
+    itf, ib = params.item_factors, params.item_bias
+    if users is not None:
+      uf, ub = _gather(uf, users), _gather(ub, users)
+    if items is not None:
+      itf, ib = _gather(itf, items), _gather(ib, items)
     out = _combine(params.mean, ub[:, None], ib[None, :], _dense_dot(uf, itf), bias)
   if clip is not None:
     out = jnp.clip(out, clip[0], clip[1])
   return out
 
 
-def _loss(params: Params, data: jax.Array, mask: jax.Array | None, l2, bias: str):
-  """``loss`` without the host checks; ``data`` and ``mask`` already arrays."""
+def _penalty(params: Params, l2, l2_bias) -> jax.Array:
+  dtype = params.user_factors.dtype
+  factors = jnp.sum(params.user_factors**2) + jnp.sum(params.item_factors**2)
+  biases = jnp.sum(params.user_bias**2) + jnp.sum(params.item_bias**2)
+  # A float64 or float32 weight must not promote the loss.
+  return jnp.asarray(l2, dtype) * factors + jnp.asarray(l2_bias, dtype) * biases
+
+
+def _loss(params: Params, data: jax.Array, mask, l2, l2_bias, bias: str):
+  """The dense ``loss`` without the host checks; ``data``, ``mask`` are arrays."""
   dtype = params.user_factors.dtype
   data = jnp.asarray(data, dtype)
-  l2 = jnp.asarray(l2, dtype)  # A float64 or float32 l2 must not promote the loss.
   observed = (data != 0) if mask is None else (jnp.asarray(mask) != 0)
   weight = observed.astype(dtype)
   n_observed = jnp.maximum(weight.sum(), 1.0)
   residual = predict(params, bias=bias) - data
   mse = jnp.sum(weight * residual**2) / n_observed
-  squares = sum(
-    jnp.sum(x**2)
-    for x in (
-      params.user_factors,
-      params.item_factors,
-      params.user_bias,
-      params.item_bias,
+  return mse + _penalty(params, l2, l2_bias) / n_observed
+
+
+def _sparse_loss(
+  params: Params, users, items, values, weight, n_total, l2, l2_bias, bias: str
+):
+  """Mean squared error over the weighted pairs plus the penalty over ``n_total``.
+
+  A mini-batch (``weight`` 0 on padding) gives an unbiased estimate of the
+  full-batch loss and its gradient.
+  """
+  dtype = params.user_factors.dtype
+  weight = jnp.asarray(weight, dtype)
+  residual = _predict_pairs(params, users, items, bias) - jnp.asarray(values, dtype)
+  mse = jnp.sum(weight * residual**2) / jnp.maximum(weight.sum(), 1.0)
+  return mse + _penalty(params, l2, l2_bias) / n_total
+
+
+def check_data(params: Params, data, mask) -> tuple[object, object]:
+  """Host checks of training data, dense or :class:`mfjax.Ratings`, against params."""
+  n_users, n_items, _ = validation.check_params(params)
+  if isinstance(data, data_lib.Ratings):
+    if mask is not None:
+      raise ValueError(
+        "mask applies to a dense matrix only; Ratings list what is "
+        "observed. Drop the ratings you don't want instead."
+      )
+    data_lib.check_ratings("data", data)
+    if data.shape != (n_users, n_items):
+      raise ValueError(
+        f"data (Ratings) must have n_users, n_items = {(n_users, n_items)} to match "
+        f"params; got {data.shape}."
+      )
+    return data, None
+  return validation.check_dense(data, mask, (n_users, n_items))
+
+
+def _any_loss(params, data, mask, l2, l2_bias, bias):
+  if isinstance(data, data_lib.Ratings):
+    ones = jnp.ones(data.values.shape, params.user_factors.dtype)
+    return _sparse_loss(
+      params,
+      data.users,
+      data.items,
+      data.values,
+      ones,
+      data.values.shape[0],
+      l2,
+      l2_bias,
+      bias,
     )
-  )
-  return mse + l2 * squares / n_observed
+  return _loss(params, data, mask, l2, l2_bias, bias)
 
 
 def loss(
   params: Params,
-  data: ArrayLike,
+  data,
   *,
   mask: ArrayLike | None = None,
   l2: ArrayLike = 0.0,
+  l2_bias: ArrayLike | None = None,
   bias: str = "additive",
 ) -> jax.Array:
   """Mean squared error over the observed ratings, plus an optional L2 penalty.
 
-  ``loss = (Σ_observed (r̂ - r)² + l2 · (‖P‖² + ‖Q‖² + ‖b_u‖² + ‖b_i‖²)) / n_observed``:
-  the classic regularised least-squares objective divided by the number of observed
-  ratings, so its minimiser does not change with the data size.
+  ``loss = (Σ_observed (r̂ - r)² + l2·(‖P‖² + ‖Q‖²) + l2_bias·(‖b_u‖² + ‖b_i‖²))
+  / n_observed``: the classic regularised least-squares objective divided by the
+  number of observed ratings, so its minimiser does not change with the data size.
 
   Args:
     params: model parameters.
-    data: dense ratings ``[n_users, n_items]``; 0 marks a missing rating.
-    mask: optional ``[n_users, n_items]``; non-zero (True) marks the entries the loss
-      counts. By default those are the non-zero ratings. The notebook counts all
-      entries (``mask = ones``).
-    l2: L2 weight ``>= 0``; may be traced (``vmap`` over it).
+    data: dense ratings ``[n_users, n_items]`` (0 marks a missing rating), or
+      :class:`mfjax.Ratings`.
+    mask: dense data only: optional ``[n_users, n_items]``; non-zero (True) marks
+      the entries the loss counts. By default those are the non-zero ratings. The
+      notebook counts all entries (``mask = ones``).
+    l2: L2 weight of the factors, ``>= 0``; may be traced (``vmap`` over it).
+    l2_bias: L2 weight of the biases; None means the same as ``l2``.
     bias: ``"additive"`` or ``"notebook"``, as in :func:`predict`.
 
   Returns:
@@ -252,8 +335,8 @@ def loss(
     >>> float(mfjax.loss(params, jnp.ones((4, 6)))) >= 0
     True
   """
-  n_users, n_items, _ = validation.check_params(params)
-  data, mask = validation.check_dense(data, mask, (n_users, n_items))
+  data, mask = check_data(params, data, mask)
   validation.check_nonnegative("l2", l2)
+  l2_bias = l2 if l2_bias is None else validation.check_nonnegative("l2_bias", l2_bias)
   validation.check_choice("bias", bias, BIASES)
-  return _loss(params, data, mask, l2, bias)
+  return _any_loss(params, data, mask, l2, l2_bias, bias)

@@ -11,6 +11,7 @@ import optax
 from jax.typing import ArrayLike
 
 from mfjax import model, validation
+from mfjax.data import Ratings, check_ratings
 from mfjax.model import Params
 
 __all__ = [
@@ -30,9 +31,14 @@ class TrainResult(NamedTuple):
     best_params: the parameters with the lowest loss seen. As in the notebook, a
       step's loss is computed before its update, so these are the parameters that
       produced ``best_loss``. Never non-finite unless the initial loss was.
-    best_loss: the lowest finite loss seen (``inf`` if none was finite).
-    losses: the loss at each step, before that step's update.
+    best_loss: the loss of ``best_params`` (``inf`` if no loss was finite). With
+      validation data the best params are those of the lowest validation RMSE.
+    losses: the loss at each step, before that step's update (NaN after an early
+      stop).
     diverged_step: the first step whose loss was NaN or inf, or -1 if none was.
+    validation_rmse: the validation RMSE at each step, before its update (NaN
+      without validation data, and after an early stop).
+    stopped_step: the first step skipped by early stopping, or -1.
   """
 
   params: Params
@@ -40,6 +46,8 @@ class TrainResult(NamedTuple):
   best_loss: jax.Array  # shape=()
   losses: jax.Array  # shape=(steps,)
   diverged_step: jax.Array  # shape=(), int32
+  validation_rmse: jax.Array  # shape=(steps,)
+  stopped_step: jax.Array  # shape=(), int32
 
   @property
   def diverged(self) -> jax.Array:
@@ -48,6 +56,7 @@ class TrainResult(NamedTuple):
 
 
 DEFAULT_MOMENTUM = 0.8
+DEFAULT_SPARSE_LEARNING_RATE = 0.01
 DEFAULT_LEARNING_RATE_SCALE = 0.5
 
 
@@ -134,41 +143,68 @@ class _ProgressBar:
       self.finished = True
 
 
+def _validation_rmse(params, validation_data, scale, bias):
+  pred = model._predict_pairs(
+    params, validation_data.users, validation_data.items, bias
+  )
+  if scale is not None:
+    pred = jnp.clip(pred, scale[0], scale[1])
+  return jnp.sqrt(jnp.mean((pred - validation_data.values) ** 2))
+
+
 def train(
   params: Params,
-  data: ArrayLike,
+  data,
   *,
   optimizer: optax.GradientTransformation | None = None,
   steps: int = 100,
   mask: ArrayLike | None = None,
   l2: ArrayLike = 0.0,
+  l2_bias: ArrayLike | None = None,
   bias: str = "additive",
+  batch_size: int | None = None,
+  key: ArrayLike | None = None,
+  validation_data: Ratings | None = None,
+  patience: int | None = None,
+  scale: tuple[float, float] | None = None,
   progress: bool = False,
 ) -> TrainResult:
-  """Trains ``params`` on a dense rating matrix by full-batch gradient steps.
+  """Trains ``params`` on ratings, dense or sparse, in one ``lax.scan``.
 
-  Each of the ``steps`` steps, inside one ``lax.scan``, takes the loss and gradient
-  of :func:`mfjax.loss` with ``jax.value_and_grad``, keeps the pre-update parameters
-  when their loss is the lowest so far, and applies an optax update. ``mean`` is set
-  to the mean of the non-zero entries of ``data`` (the notebook's ``mu``) whatever
+  Each of the ``steps`` epochs evaluates the loss of the current parameters (and,
+  with ``validation_data``, their validation RMSE), keeps those parameters when they
+  are the best so far, and then updates them with optax: by one full-batch step, or
+  with ``batch_size``, by one shuffled pass of mini-batch steps. Gradients come from
+  ``jax.value_and_grad`` of the pure loss (:func:`mfjax.loss`). ``mean`` is set to
+  the mean of the observed (non-zero) ratings, the notebook's ``mu``, whatever
   ``mask`` says, and is never trained.
 
   ``train`` is not jitted; wrap it in ``jax.jit`` with ``steps``, ``optimizer``,
-  ``bias`` and ``progress`` static. It traces once per shape and settings. It also
-  runs under ``jax.vmap`` over the params (an ensemble of seeds) or over ``l2``.
+  ``bias``, ``batch_size``, ``patience`` and ``progress`` static. It traces once
+  per shape and settings. It also runs under ``jax.vmap`` over the params (an
+  ensemble of seeds), over ``l2`` or over the key.
 
   Args:
     params: initial parameters (see :func:`mfjax.init_params`); their ``mean`` is
       replaced.
-    data: dense ratings ``[n_users, n_items]``; 0 marks a missing rating.
-    optimizer: any optax ``GradientTransformation``. Default:
-      :func:`default_optimizer`, ``optax.sgd`` with momentum 0.8 and a learning rate
-      scaled to the data (:func:`default_learning_rate`).
-    steps: number of steps, a static int >= 1.
-    mask: which entries the loss counts (see :func:`mfjax.loss`).
-    l2: L2 weight >= 0 (see :func:`mfjax.loss`); may be traced.
+    data: dense ratings ``[n_users, n_items]`` (0 marks a missing rating), or
+      :class:`mfjax.Ratings`.
+    optimizer: any optax ``GradientTransformation``. Default: for a dense matrix
+      :func:`default_optimizer` (``optax.sgd`` with momentum 0.8 and a learning
+      rate scaled to the data); for ``Ratings``, ``optax.adam(0.01)``.
+    steps: number of epochs (passes over the data), a static int >= 1.
+    mask: dense data only: which entries the loss counts (see :func:`mfjax.loss`).
+    l2: L2 weight of the factors >= 0 (see :func:`mfjax.loss`); may be traced.
+    l2_bias: L2 weight of the biases; None means ``l2``.
     bias: ``"additive"`` or ``"notebook"``.
-    progress: show a tqdm progress bar, updated from the device after each step.
+    batch_size: ``Ratings`` only: mini-batch size; None means full-batch steps.
+    key: a PRNG key for the shuffles; needed with ``batch_size``.
+    validation_data: optional ``Ratings`` scored each epoch inside the scan. The
+      best parameters are then those with the lowest validation RMSE.
+    patience: with ``validation_data``, stop once the validation RMSE has not
+      improved for this many epochs (the remaining epochs do no work).
+    scale: ``(lo, hi)``: predictions are clipped to it when scoring validation.
+    progress: show a tqdm progress bar, updated from the device after each epoch.
 
   Returns:
     A :class:`TrainResult`. If the loss becomes NaN or inf, ``best_params`` still
@@ -189,52 +225,152 @@ def train(
     >>> bool(result.best_loss < result.losses[0])
     True
   """
-  n_users, n_items, _ = validation.check_params(params)
-  data, mask = validation.check_dense(data, mask, (n_users, n_items))
+  data, mask = model.check_data(params, data, mask)
+  sparse = isinstance(data, Ratings)
   steps = validation.check_positive_int("steps", steps)
   validation.check_nonnegative("l2", l2)
+  l2_bias = l2 if l2_bias is None else validation.check_nonnegative("l2_bias", l2_bias)
   validation.check_choice("bias", bias, model.BIASES)
   if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
     raise TypeError(
       "optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-2)); "
       f"got {type(optimizer).__name__}."
     )
+  if batch_size is not None:
+    batch_size = validation.check_positive_int("batch_size", batch_size)
+    if not sparse:
+      raise ValueError("batch_size needs Ratings; a dense matrix trains full-batch.")
+    if key is None:
+      raise ValueError("batch_size needs key= (a PRNG key for the shuffles).")
+    validation.check_key("key", key)
+  if validation_data is not None:
+    check_ratings("validation_data", validation_data, allow_unknown=True)
+    shape = validation.check_params(params)[:2]
+    if validation_data.shape != shape:
+      raise ValueError(
+        f"validation_data must have n_users, n_items = {shape}; "
+        f"got {validation_data.shape}."
+      )
+  if patience is not None:
+    patience = validation.check_positive_int("patience", patience)
+    if validation_data is None:
+      raise ValueError("patience (early stopping) needs validation_data.")
+  if scale is not None:
+    scale = validation.check_clip("scale", scale)
 
   dtype = params.user_factors.dtype
-  data = jnp.asarray(data, dtype)
-  if optimizer is None:
-    optimizer = _default_sgd(data, mask)
-  mean = _observed_mean(data).astype(dtype)
+  if sparse:
+    values = jnp.asarray(data.values, dtype)
+    mean = jnp.mean(values)
+    n_total = values.shape[0]
+    if optimizer is None:
+      optimizer = optax.adam(DEFAULT_SPARSE_LEARNING_RATE)
+    ones = jnp.ones_like(values)
+    loss_fn = lambda p: model._sparse_loss(
+      p, data.users, data.items, values, ones, n_total, l2, l2_bias, bias
+    )
+  else:
+    data = jnp.asarray(data, dtype)
+    mean = _observed_mean(data).astype(dtype)
+    if optimizer is None:
+      optimizer = _default_sgd(data, mask)
+    loss_fn = lambda p: model._loss(p, data, mask, l2, l2_bias, bias)
   params = params._replace(mean=mean)
-  loss_fn = lambda p: model._loss(p, data, mask, l2, bias)
-  objective = jax.value_and_grad(loss_fn)
   # Line-search optimizers (optax.lbfgs, ...) want the value and the function too.
   extra_args = isinstance(optimizer, optax.GradientTransformationExtraArgs)
-  bar = _ProgressBar(steps, "mfjax train") if progress else None
 
-  def step(carry, index):
-    params, opt_state, best_params, best_loss = carry
-    value, grads = objective(params)
+  def apply(params, opt_state, value, grads, value_fn):
     grads = grads._replace(mean=jnp.zeros_like(mean))
-    better = value < best_loss  # False for NaN, so best stays finite.
-    best_params = optax.tree.where(better, params, best_params)
-    best_loss = jnp.where(better, value, best_loss)
     if extra_args:
       updates, opt_state = optimizer.update(
-        grads, opt_state, params, value=value, grad=grads, value_fn=loss_fn
+        grads, opt_state, params, value=value, grad=grads, value_fn=value_fn
       )
     else:
       updates, opt_state = optimizer.update(grads, opt_state, params)
     # The mean is data, not a parameter: undo whatever the optimizer did to it.
-    params = optax.apply_updates(params, updates)._replace(mean=mean)
+    return optax.apply_updates(params, updates)._replace(mean=mean), opt_state
+
+  if batch_size is None:
+
+    def epoch(params, opt_state, _):
+      value, grads = jax.value_and_grad(loss_fn)(params)
+      params, opt_state = apply(params, opt_state, value, grads, loss_fn)
+      return params, opt_state, value
+
+  else:
+    n_batches = -(-n_total // batch_size)
+    pad = n_batches * batch_size - n_total
+    # One padding row (weight 0) that every short batch points at.
+    users = jnp.append(data.users, 0)
+    items = jnp.append(data.items, 0)
+    padded_values = jnp.append(values, 0)
+
+    def epoch(params, opt_state, epoch_key):
+      value = loss_fn(params)
+      order = jax.random.permutation(epoch_key, n_total)
+      order = jnp.append(order, jnp.full(pad, n_total)).reshape(n_batches, -1)
+
+      def step(carry, index):
+        params, opt_state = carry
+        weight = (index < n_total).astype(dtype)
+        batch_fn = lambda p: model._sparse_loss(
+          p,
+          users[index],
+          items[index],
+          padded_values[index],
+          weight,
+          n_total,
+          l2,
+          l2_bias,
+          bias,
+        )
+        batch_value, grads = jax.value_and_grad(batch_fn)(params)
+        return apply(params, opt_state, batch_value, grads, batch_fn), None
+
+      (params, opt_state), _ = jax.lax.scan(step, (params, opt_state), order)
+      return params, opt_state, value
+
+  bar = _ProgressBar(steps, "mfjax train") if progress else None
+  keys = jax.random.split(key, steps) if batch_size is not None else jnp.arange(steps)
+
+  def outer(carry, inputs):
+    params, opt_state, best_params, best_score, best_loss, since_best = carry
+    index, epoch_key = inputs
+    stopped = since_best >= patience if patience is not None else jnp.array(False)
+    new_params, new_opt_state, value = epoch(params, opt_state, epoch_key)
+    if validation_data is not None:
+      score = _validation_rmse(params, validation_data, scale, bias)
+    else:
+      score = value
+    better = (score < best_score) & ~stopped  # False for NaN: best stays finite.
+    best_params = optax.tree.where(better, params, best_params)
+    best_score = jnp.where(better, score, best_score)
+    best_loss = jnp.where(better, value, best_loss)
+    since_best = jnp.where(better, 0, since_best + 1)
+    # After an early stop the epochs keep their place in the scan but change nothing.
+    params = optax.tree.where(stopped, params, new_params)
+    opt_state = optax.tree.where(stopped, opt_state, new_opt_state)
     if bar is not None:
       jax.debug.callback(bar.update, index, value)
-    return (params, opt_state, best_params, best_loss), value
+    value = jnp.where(stopped, jnp.nan, value)
+    score = jnp.where(stopped, jnp.nan, score)
+    return (params, opt_state, best_params, best_score, best_loss, since_best), (
+      value,
+      score,
+      stopped,
+    )
 
-  init = (params, optimizer.init(params), params, jnp.array(jnp.inf, dtype))
-  (params, _, best_params, best_loss), losses = jax.lax.scan(
-    step, init, jnp.arange(steps)
+  inf = jnp.array(jnp.inf, dtype)
+  init = (params, optimizer.init(params), params, inf, inf, jnp.array(0, jnp.int32))
+  (params, _, best_params, _, best_loss, _), (losses, scores, stopped) = jax.lax.scan(
+    outer, init, (jnp.arange(steps), keys)
   )
-  bad = ~jnp.isfinite(losses)
+  bad = ~jnp.isfinite(losses) & ~stopped
   diverged_step = jnp.where(bad.any(), jnp.argmax(bad), -1).astype(jnp.int32)
-  return TrainResult(params, best_params, best_loss, losses, diverged_step)
+  stopped_step = jnp.where(stopped.any(), jnp.argmax(stopped), -1).astype(jnp.int32)
+  validation_rmse = (
+    scores if validation_data is not None else jnp.full_like(losses, jnp.nan)
+  )
+  return TrainResult(
+    params, best_params, best_loss, losses, diverged_step, validation_rmse, stopped_step
+  )

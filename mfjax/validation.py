@@ -178,11 +178,13 @@ def check_real_array(
   return x
 
 
-def check_index_array(name: str, x: Any, size: int, *, axis_name: str) -> Any:
+def check_index_array(
+  name: str, x: Any, size: int, *, axis_name: str, allow_unknown: bool = False
+) -> Any:
   """Checks integer indices ``x`` into an axis of length ``size``.
 
-  Concrete indices must lie in ``[0, size)``. Traced indices have their dtype checked
-  only.
+  Concrete indices must lie in ``[0, size)``, or be -1 (an unknown id) when
+  ``allow_unknown``. Traced indices have their dtype checked only.
   """
   x = _as_array(name, x)
   if isinstance(x, np.ndarray) and x.size == 0:
@@ -193,10 +195,12 @@ def check_index_array(name: str, x: Any, size: int, *, axis_name: str) -> Any:
     raise ValueError(f"{name} must be a 1-D array of indices; got shape {x.shape}.")
   if is_concrete(x) and x.size:
     lo, hi = int(x.min()), int(x.max())
-    if lo < 0 or hi >= size:
-      bad = lo if lo < 0 else hi
+    floor = -1 if allow_unknown else 0
+    if lo < floor or hi >= size:
+      bad = lo if lo < floor else hi
+      extra = ", or -1 for an unknown id" if allow_unknown else ""
       raise ValueError(
-        f"{name} must lie in [0, {size}) ({size} {axis_name}); got index {bad}."
+        f"{name} must lie in [0, {size}) ({size} {axis_name}){extra}; got index {bad}."
       )
   return x
 

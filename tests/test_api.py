@@ -6,6 +6,17 @@ import sys
 import mfjax
 
 PUBLIC = [
+  "UNKNOWN",
+  "IdMaps",
+  "Ratings",
+  "RatingsFileError",
+  "kfold",
+  "load_ratings",
+  "ratings_from_dense",
+  "synthetic_ratings",
+  "train_test_split",
+  "mae",
+  "rmse",
   "Params",
   "TrainResult",
   "init_params",

@@ -146,8 +146,22 @@ def test_predict_jit_equals_eager_and_out_of_range_is_nan_under_jit():
   np.testing.assert_allclose(
     jitted(p, users, items), mfjax.predict(p, users, items), rtol=1e-6
   )
-  out = jitted(p, jnp.array([0, 5, -1]), jnp.array([0, 0, 0]))
+  out = jitted(p, jnp.array([0, 5, -2, -1]), jnp.array([0, 0, 0, 2]))
   assert np.isfinite(out[0]) and np.isnan(out[1]) and np.isnan(out[2])
+  # -1 is an unknown id: the mean plus the known item bias.
+  np.testing.assert_allclose(out[3], p.mean + p.item_bias[2], rtol=1e-6)
+
+
+def test_predict_unknown_ids_fall_back_or_raise():
+  p = _params()
+  out = mfjax.predict(p, users=[-1, 1, -1], items=[3, -1, -1])
+  np.testing.assert_allclose(
+    out, [p.mean + p.item_bias[3], p.mean + p.user_bias[1], p.mean], rtol=1e-6
+  )
+  rows = mfjax.predict(p, users=[-1])
+  np.testing.assert_allclose(rows[0], p.mean + p.item_bias, rtol=1e-6)
+  with pytest.raises(ValueError, match=r"users must lie in \[0, 5\)"):
+    mfjax.predict(p, users=[-1], items=[0], unknown="raise")
 
 
 @pytest.mark.parametrize(
@@ -156,13 +170,14 @@ def test_predict_jit_equals_eager_and_out_of_range_is_nan_under_jit():
     (
       dict(users=[0, 5], items=[0, 0]),
       ValueError,
-      r"users must lie in \[0, 5\) \(5 users\); got index 5",
+      r"users must lie in \[0, 5\) \(5 users\), or -1 for an unknown id; got index 5",
     ),
     (
-      dict(users=[0], items=[-1]),
+      dict(users=[0], items=[-2]),
       ValueError,
-      r"items must lie in \[0, 7\) \(7 items\); got index -1",
+      r"items must lie in \[0, 7\) \(7 items\), or -1 for an unknown id; got index -2",
     ),
+    (dict(unknown="zero"), ValueError, "unknown must be one of"),
     (dict(users=[0, 1], items=[0]), ValueError, "same length"),
     (dict(users=[0.5], items=[0]), TypeError, "users must be integer indices"),
     (dict(users=[[0]], items=[[0]]), ValueError, "users must be a 1-D array"),
