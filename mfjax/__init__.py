@@ -27,6 +27,7 @@ from mfjax.train import (
   TrainResult,
   default_learning_rate,
   default_optimizer,
+  ensemble_params,
   observed_mean,
   train,
 )
@@ -53,6 +54,7 @@ __all__ = [
   "TrainResult",
   "default_learning_rate",
   "default_optimizer",
+  "ensemble_params",
   "init_params",
   "loss",
   "notebook_optimizer",

@@ -63,7 +63,173 @@ def _parser() -> argparse.ArgumentParser:
   demo.add_argument(
     "--progress", action="store_true", help="show progress bars while training"
   )
+  from mfjax.train import FIT_DEFAULTS as d
+
+  fit = sub.add_parser(
+    "fit",
+    help="train on a ratings file and score a test set",
+    description=(
+      "Train a biased matrix factorisation on TRAIN (MovieLens u.data/ratings.dat/"
+      "ratings.csv or any user,item,rating[,timestamp] file) and report RMSE and "
+      "MAE on a test file or a held-out fraction."
+    ),
+  )
+  fit.add_argument("train", metavar="TRAIN", help="the training ratings file")
+  held_out = fit.add_mutually_exclusive_group()
+  held_out.add_argument("--test", metavar="TEST", help="a test ratings file")
+  held_out.add_argument(
+    "--test-fraction",
+    type=_fraction,
+    metavar="F",
+    help="hold out this fraction of TRAIN (in (0, 1)) as the test set",
+  )
+  fit.add_argument(
+    "--rank",
+    type=_positive,
+    default=d["rank"],
+    help=f"latent factors (default {d['rank']})",
+  )
+  fit.add_argument(
+    "--epochs",
+    type=_positive,
+    default=d["epochs"],
+    help=f"passes over the data (default {d['epochs']})",
+  )
+  fit.add_argument(
+    "--lr",
+    type=_positive_float,
+    default=d["learning_rate"],
+    help=f"Adam learning rate (default {d['learning_rate']})",
+  )
+  fit.add_argument(
+    "--l2",
+    type=_nonnegative_float,
+    default=d["l2"],
+    help=f"L2 weight (default {d['l2']})",
+  )
+  fit.add_argument(
+    "--batch-size",
+    type=_positive,
+    default=d["batch_size"],
+    help=f"mini-batch size (default {d['batch_size']})",
+  )
+  fit.add_argument(
+    "--seeds",
+    type=_positive,
+    default=d["seeds"],
+    help=f"models averaged, trained in one vmap (default {d['seeds']})",
+  )
+  fit.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+  fit.add_argument("--progress", action="store_true", help="show a progress bar")
+  fit.add_argument(
+    "--json", action="store_true", help="print one JSON object as the last line"
+  )
   return parser
+
+
+def _positive(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be an int >= 1; got {value}")
+  return value
+
+
+def _float(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+  if value != value or value in (float("inf"), float("-inf")):
+    raise argparse.ArgumentTypeError(f"must be finite; got {text}")
+  return value
+
+
+def _positive_float(text: str) -> float:
+  value = _float(text)
+  if value <= 0:
+    raise argparse.ArgumentTypeError(f"must be > 0; got {text}")
+  return value
+
+
+def _nonnegative_float(text: str) -> float:
+  value = _float(text)
+  if value < 0:
+    raise argparse.ArgumentTypeError(f"must be >= 0; got {text}")
+  return value
+
+
+def _fraction(text: str) -> float:
+  value = _float(text)
+  if not 0 < value < 1:
+    raise argparse.ArgumentTypeError(f"must lie in (0, 1); got {text}")
+  return value
+
+
+def _fit(args) -> int:
+  import json
+  import time
+
+  import jax
+  import numpy as np
+
+  import mfjax
+  from mfjax.train import _fit_program
+
+  train, maps = mfjax.load_ratings(args.train)
+  if args.test:
+    test, test_maps = mfjax.load_ratings(args.test, id_maps=maps)
+    n_unknown = test_maps.n_unknown
+  else:
+    train, test = mfjax.train_test_split(
+      train, test_fraction=args.test_fraction or 0.2, seed=args.seed
+    )
+    n_unknown = 0
+  if len(train) == 0 or len(test) == 0:
+    raise ValueError("the training or test set is empty.")
+  program = _fit_program(
+    args.rank, args.epochs, args.lr, args.batch_size, args.seeds, None, args.progress
+  )
+  key = jax.random.key(args.seed)
+  inputs = (key, train, np.float32(args.l2), None, maps.scale)
+  start = time.perf_counter()
+  compiled = program.lower(*inputs).compile()
+  compile_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  results, params = jax.block_until_ready(compiled(*inputs))
+  fit_seconds = time.perf_counter() - start
+
+  report = {
+    "train_rmse": float(mfjax.rmse(params, train, clip=maps.scale)),
+    "test_rmse": float(mfjax.rmse(params, test, clip=maps.scale)),
+    "test_mae": float(mfjax.mae(params, test, clip=maps.scale)),
+    "fit_seconds": fit_seconds,
+    "compile_seconds": compile_seconds,
+    "n_train": len(train),
+    "n_test": len(test),
+    "n_unknown_test": int(n_unknown),
+    "n_users": train.n_users,
+    "n_items": train.n_items,
+    "n_duplicates": maps.n_duplicates,
+    "rank": args.rank,
+    "epochs": args.epochs,
+    "seeds": args.seeds,
+    "diverged": bool(np.any(np.asarray(results.diverged_step) >= 0)),
+  }
+  width = max(map(len, report))
+  for name, value in report.items():
+    shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+    print(f"{name:<{width}}  {shown}")
+  if report["diverged"]:
+    print(
+      "warning: training diverged (the loss became NaN or inf); the best finite "
+      "parameters were kept. Try a smaller --lr."
+    )
+  if args.json:
+    print(json.dumps(report))
+  return 0
 
 
 def _enable_compilation_cache() -> None:
@@ -199,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   _enable_compilation_cache()
   try:
-    return {"demo": _demo}[args.command](args)
-  except (ValueError, TypeError) as e:
+    return {"demo": _demo, "fit": _fit}[args.command](args)
+  except (ValueError, TypeError) as e:  # RatingsFileError is a ValueError.
     print(f"mfjax {args.command}: error: {e}", file=sys.stderr)
     return 2

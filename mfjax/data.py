@@ -110,7 +110,8 @@ def check_ratings(name: str, ratings: Any, *, allow_unknown: bool = False) -> Ra
   for axis, size in (("users", ratings.n_users), ("items", ratings.n_items)):
     index = getattr(ratings, axis)
     if validation.is_concrete(index) and index.shape[0]:
-      lo, hi = int(jnp.min(index)), int(jnp.max(index))
+      with jax.ensure_compile_time_eval():
+        lo, hi = int(jnp.min(index)), int(jnp.max(index))
       floor = UNKNOWN if allow_unknown else 0
       if lo < floor or hi >= size:
         bad = lo if lo < floor else hi

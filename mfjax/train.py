@@ -19,6 +19,7 @@ __all__ = [
   "train",
   "default_learning_rate",
   "default_optimizer",
+  "ensemble_params",
   "observed_mean",
 ]
 
@@ -373,4 +374,69 @@ def train(
   )
   return TrainResult(
     params, best_params, best_loss, losses, diverged_step, validation_rmse, stopped_step
+  )
+
+
+# Defaults of `fit` and `mfjax fit`, tuned on MovieLens 100k validation splits
+# carved from the base files (benchmarks/tune_movielens.py; RESULTS.md).
+FIT_DEFAULTS = dict(
+  rank=32, epochs=10, learning_rate=0.005, l2=10.0, batch_size=1024, seeds=4
+)
+
+
+def _fit_program(rank, epochs, learning_rate, batch_size, seeds, patience, progress):
+  """A jitted ``(key, ratings, l2, validation, scale) -> TrainResult`` ensemble."""
+
+  def one(key, ratings, l2, validation_data, scale):
+    init_key, shuffle_key = jax.random.split(key)
+    params = model.init_params(init_key, ratings.n_users, ratings.n_items, rank)
+    return train(
+      params,
+      ratings,
+      optimizer=optax.adam(learning_rate),
+      steps=epochs,
+      l2=l2,
+      batch_size=batch_size,
+      key=shuffle_key,
+      validation_data=validation_data,
+      patience=patience,
+      scale=scale,
+      progress=progress,
+    )
+
+  def run(key, ratings, l2, validation_data, scale):
+    keys = jax.random.split(key, seeds)
+    results = jax.vmap(one, in_axes=(0, None, None, None, None))(
+      keys, ratings, l2, validation_data, scale
+    )
+    return results, ensemble_params(results.best_params)
+
+  return jax.jit(run)
+
+
+def ensemble_params(stacked: Params) -> Params:
+  """One ``Params`` that predicts the average of a stack of models (a vmap batch).
+
+  The mean of ``S`` biased factorisations of rank ``k`` is itself one of rank
+  ``S·k``: average the biases and the means, and concatenate the factors scaled by
+  ``1/sqrt(S)`` each, so that ``p_u·q_i`` becomes the mean of the ``S`` dot products.
+
+  Args:
+    stacked: ``Params`` whose leaves have a leading axis of ``S`` models.
+
+  Returns:
+    ``Params`` of rank ``S·k``.
+  """
+  n_models = stacked.user_factors.shape[0]
+  scale = 1.0 / jnp.sqrt(jnp.asarray(n_models, stacked.user_factors.dtype))
+
+  def concat(x):
+    return jnp.concatenate(list(x * scale), axis=-1)
+
+  return Params(
+    user_factors=concat(stacked.user_factors),
+    item_factors=concat(stacked.item_factors),
+    user_bias=stacked.user_bias.mean(0),
+    item_bias=stacked.item_bias.mean(0),
+    mean=stacked.mean.mean(0),
   )

@@ -171,9 +171,11 @@ def check_real_array(
       f"{name} must be a {ndim}-D array; got shape {tuple(x.shape)} ({x.ndim}-D)."
     )
   if finite and is_concrete(x) and jnp.issubdtype(dtype, jnp.floating):
-    finite_mask = np.isfinite(x) if isinstance(x, np.ndarray) else jnp.isfinite(x)
-    if not bool(finite_mask.all()):
-      bad = int(np.size(x) - int(finite_mask.sum()))
+    # A concrete array inside someone's jit trace: evaluate now, not in the trace.
+    with jax.ensure_compile_time_eval():
+      n_finite = int(jnp.isfinite(x).sum())
+    if n_finite != np.size(x):
+      bad = int(np.size(x) - n_finite)
       raise ValueError(f"{name} must be finite; it holds {bad} NaN or inf value(s).")
   return x
 
@@ -194,7 +196,8 @@ def check_index_array(
   if x.ndim != 1:
     raise ValueError(f"{name} must be a 1-D array of indices; got shape {x.shape}.")
   if is_concrete(x) and x.size:
-    lo, hi = int(x.min()), int(x.max())
+    with jax.ensure_compile_time_eval():
+      lo, hi = int(x.min()), int(x.max())
     floor = -1 if allow_unknown else 0
     if lo < floor or hi >= size:
       bad = lo if lo < floor else hi

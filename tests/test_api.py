@@ -27,6 +27,7 @@ PUBLIC = [
   "notebook_optimizer",
   "notebook_params",
   "default_optimizer",
+  "ensemble_params",
   "default_learning_rate",
   "observed_mean",
   "NOTEBOOK_MATRIX",

@@ -1,5 +1,6 @@
 """The mfjax command line."""
 
+import json
 import os
 import re
 import subprocess
@@ -98,3 +99,107 @@ def test_python_dash_m_and_the_persistent_cache(tmp_path):
   )
   assert bad.returncode == 2
   assert bad.stderr.strip() == "mfjax: error: argument --seed: expected one argument"
+
+
+ML100K = os.path.join(
+  os.path.dirname(__file__), "..", "..", "shared", "data", "ml-100k"
+)
+
+
+def test_fit_end_to_end_on_movielens_u1(capsys):
+  base, test = os.path.join(ML100K, "u1.base"), os.path.join(ML100K, "u1.test")
+  assert cli.main(["fit", base, "--test", test, "--seeds", "1", "--json"]) == 0
+  out = capsys.readouterr().out.strip().splitlines()
+  report = json.loads(out[-1])
+  for field in (
+    "train_rmse",
+    "test_rmse",
+    "test_mae",
+    "fit_seconds",
+    "compile_seconds",
+    "n_train",
+    "n_test",
+    "n_unknown_test",
+  ):
+    assert field in report
+  assert (report["n_train"], report["n_test"], report["n_unknown_test"]) == (
+    80000,
+    20000,
+    32,
+  )
+  assert 0.85 < report["test_rmse"] < 0.96 and report["test_mae"] < report["test_rmse"]
+  assert report["train_rmse"] < report["test_rmse"]
+  assert any(line.startswith("test_rmse") for line in out[:-1])  # The table.
+
+
+def test_fit_with_a_test_fraction(capsys, tmp_path):
+  rng = np.random.default_rng(0)
+  lines = [
+    f"u{u},i{i},{r}"
+    for u, i, r in zip(
+      rng.integers(0, 50, 2000),
+      rng.integers(0, 40, 2000),
+      rng.integers(1, 6, 2000),
+      strict=True,
+    )
+  ]
+  path = tmp_path / "r.csv"
+  path.write_text("\n".join(lines) + "\n")
+  assert (
+    cli.main(
+      [
+        "fit",
+        str(path),
+        "--test-fraction",
+        "0.1",
+        "--epochs",
+        "2",
+        "--seeds",
+        "1",
+        "--rank",
+        "4",
+        "--json",
+      ]
+    )
+    == 0
+  )
+  report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert report["n_test"] == round(0.1 * (report["n_train"] + report["n_test"]))
+
+
+@pytest.mark.parametrize(
+  "args, message",
+  [
+    (["--rank", "0"], "argument --rank: must be an int >= 1; got 0"),
+    (["--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
+    (["--test-fraction", "1.5"], "argument --test-fraction: must lie in (0, 1)"),
+    (["--lr", "-1"], "argument --lr: must be > 0"),
+    (["--l2", "nan"], "argument --l2: must be finite"),
+    (["--test", "a", "--test-fraction", "0.2"], "not allowed with argument"),
+  ],
+)
+def test_fit_bad_options_exit_2(args, message, capsys, tmp_path):
+  path = tmp_path / "r.csv"
+  path.write_text("1,1,3\n")
+  assert cli.main(["fit", str(path), *args]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and message in err[0]
+
+
+@pytest.mark.parametrize(
+  "content, message",
+  [
+    (None, "no such file"),
+    ("1,1,3\n2,x\n", "r.csv:2: expected 3 columns"),
+    ("1,1,3\n2,2,bad\n", "r.csv:2: rating 'bad' is not a number"),
+    ("", "is empty"),
+  ],
+)
+def test_fit_bad_files_exit_2_naming_file_and_line(content, message, capsys, tmp_path):
+  path = tmp_path / "r.csv"
+  if content is not None:
+    path.write_text(content)
+  assert cli.main(["fit", str(path)]) == 2
+  captured = capsys.readouterr()
+  err = captured.err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("mfjax fit: error: ") and message in err[0]
