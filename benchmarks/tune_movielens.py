@@ -22,6 +22,14 @@ import mfjax
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
 
 GRIDS = {
+  "fast": dict(
+    rank=[32],
+    l2=[10.0],
+    l2_bias=[None],
+    lr=[0.01, 0.02],
+    batch_size=[4096],
+    seeds=[4],
+  ),
   "small": dict(
     rank=[32, 128],
     l2=[5.0, 10.0, 20.0],

@@ -380,7 +380,7 @@ def train(
 # Defaults of `fit` and `mfjax fit`, tuned on MovieLens 100k validation splits
 # carved from the base files (benchmarks/tune_movielens.py; RESULTS.md).
 FIT_DEFAULTS = dict(
-  rank=32, epochs=10, learning_rate=0.005, l2=10.0, batch_size=1024, seeds=4
+  rank=32, epochs=10, learning_rate=0.02, l2=10.0, batch_size=4096, seeds=4
 )
 
 

@@ -18,8 +18,8 @@ def test_ci_runs_the_readmes_test_command():
   assert install_test in ci
 
 
-def test_python_examples_run():
-  quickstart, pipelines, notebook = _blocks("python")
+def test_python_examples_run(monkeypatch):
+  quickstart, pipelines, own_file, notebook = _blocks("python")
   namespace = {}
   exec(compile(quickstart, "README.md", "exec"), namespace)  # noqa: S102
   import mfjax
@@ -33,6 +33,11 @@ def test_python_examples_run():
   exec(compile(pipelines, "README.md", "exec"), namespace)  # noqa: S102
   assert namespace["ensemble"].losses.shape == (8, 100)
   assert namespace["sweep"].best_loss.shape == (8,)
+
+  monkeypatch.chdir(ROOT.parent / "shared" / "data" / "ml-100k")
+  exec(compile(own_file, "README.md", "exec"), namespace)  # noqa: S102
+  assert namespace["test_maps"].n_unknown == 32
+  assert float(mfjax.rmse(namespace["result"].best_params, namespace["test"])) < 1.0
 
   exec(compile(notebook, "README.md", "exec"), namespace)  # noqa: S102
   assert namespace["result"].losses.shape == (100,)
