@@ -614,12 +614,15 @@ def synthetic_ratings(
   )
 
   def draw(k, n):
-    logits = -popularity * jnp.log1p(jnp.arange(n, dtype=jnp.float32))
+    weights = jnp.exp(-popularity * jnp.log1p(jnp.arange(n, dtype=jnp.float32)))
+    cdf = jnp.cumsum(weights) / jnp.sum(weights)
+    # Inverse-CDF sampling needs O(n_ratings) memory; jax.random.categorical
+    # would build an [n_ratings, n] array.
+    u = jax.random.uniform(k, (n_ratings,))
+    picks = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), n - 1)
     # A random permutation, so that popularity is not tied to the index order.
     ranks = jax.random.permutation(jax.random.fold_in(k, 1), n)
-    return ranks[jax.random.categorical(k, logits, shape=(n_ratings,))].astype(
-      jnp.int32
-    )
+    return ranks[picks].astype(jnp.int32)
 
   users, items = draw(keys[4], n_users), draw(keys[5], n_items)
   values = (

@@ -306,10 +306,17 @@ def train(
     items = jnp.append(data.items, 0)
     padded_values = jnp.append(values, 0)
 
+    # XLA's CPU sort makes a full permutation cost more than an epoch of SGD on
+    # ML-100k (33 ms against ~8 ms), so one permutation is drawn per call and
+    # each epoch rotates it by a random offset and shuffles the batch order.
+    base_order = jax.random.permutation(jax.random.fold_in(key, 0), n_total)
+
     def epoch(params, opt_state, epoch_key):
       value = loss_fn(params)
-      order = jax.random.permutation(epoch_key, n_total)
+      shift_key, batch_key = jax.random.split(epoch_key)
+      order = jnp.roll(base_order, jax.random.randint(shift_key, (), 0, n_total))
       order = jnp.append(order, jnp.full(pad, n_total)).reshape(n_batches, -1)
+      order = order[jax.random.permutation(batch_key, n_batches)]
 
       def step(carry, index):
         params, opt_state = carry
