@@ -31,11 +31,15 @@ class _Parser(argparse.ArgumentParser):
     raise _UsageError(message)
 
 
-def _seed(text: str) -> int:
+def _int(text: str) -> int:
   try:
-    value = int(text)
+    return int(text)
   except ValueError:
     raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+
+
+def _seed(text: str) -> int:
+  value = _int(text)
   if not 0 <= value < 2**32:
     raise argparse.ArgumentTypeError(f"must be in [0, 2**32); got {value}")
   return value
@@ -128,10 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _positive(text: str) -> int:
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+  value = _int(text)
   if value < 1:
     raise argparse.ArgumentTypeError(f"must be an int >= 1; got {value}")
   return value
