@@ -59,7 +59,8 @@ def _mfjax_fold(data_dir, fold, repeats):
   program = _fit_program(
     d["rank"], d["epochs"], d["learning_rate"], d["batch_size"], d["seeds"], None, False
   )
-  inputs = (jax.random.key(0), train, np.float32(d["l2"]), None, maps.scale)
+  l2, l2_bias = np.float32(d["l2"]), np.float32(d["l2_bias"])
+  inputs = (jax.random.key(0), train, l2, l2_bias, None, maps.scale)
   start = time.perf_counter()
   compiled = program.lower(*inputs).compile()
   _, params = jax.block_until_ready(compiled(*inputs))

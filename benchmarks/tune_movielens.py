@@ -22,6 +22,38 @@ import mfjax
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
 
 GRIDS = {
+  "low_rank": dict(
+    rank=[8, 16],
+    l2=[10.0],
+    l2_bias=[1.0],
+    lr=[0.02],
+    batch_size=[4096],
+    seeds=[6],
+  ),
+  "seeds": dict(
+    rank=[16, 32],
+    l2=[10.0],
+    l2_bias=[1.0],
+    lr=[0.02],
+    batch_size=[4096],
+    seeds=[4, 8],
+  ),
+  "bias": dict(
+    rank=[32],
+    l2=[7.5, 10.0],
+    l2_bias=[0.3, 1.0, 3.0],
+    lr=[0.02],
+    batch_size=[4096],
+    seeds=[4],
+  ),
+  "shape": dict(
+    rank=[32, 64],
+    l2=[10.0, 15.0],
+    l2_bias=[None, 1.0],
+    lr=[0.02],
+    batch_size=[4096],
+    seeds=[4],
+  ),
   "fast": dict(
     rank=[32],
     l2=[10.0],

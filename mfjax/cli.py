@@ -109,7 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     "--l2",
     type=_nonnegative_float,
     default=d["l2"],
-    help=f"L2 weight (default {d['l2']})",
+    help=f"L2 weight of the factors (default {d['l2']})",
+  )
+  fit.add_argument(
+    "--l2-bias",
+    type=_nonnegative_float,
+    default=d["l2_bias"],
+    help=f"L2 weight of the biases (default {d['l2_bias']})",
   )
   fit.add_argument(
     "--batch-size",
@@ -194,7 +200,8 @@ def _fit(args) -> int:
     args.rank, args.epochs, args.lr, args.batch_size, args.seeds, None, args.progress
   )
   key = jax.random.key(args.seed)
-  inputs = (key, train, np.float32(args.l2), None, maps.scale)
+  l2_bias = args.l2 if args.l2_bias is None else args.l2_bias
+  inputs = (key, train, np.float32(args.l2), np.float32(l2_bias), None, maps.scale)
   start = time.perf_counter()
   compiled = program.lower(*inputs).compile()
   compile_seconds = time.perf_counter() - start
@@ -215,6 +222,8 @@ def _fit(args) -> int:
     "n_items": train.n_items,
     "n_duplicates": maps.n_duplicates,
     "rank": args.rank,
+    "l2": args.l2,
+    "l2_bias": l2_bias,
     "epochs": args.epochs,
     "seeds": args.seeds,
     "diverged": bool(np.any(np.asarray(results.diverged_step) >= 0)),

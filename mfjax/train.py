@@ -387,14 +387,24 @@ def train(
 # Defaults of `fit` and `mfjax fit`, tuned on MovieLens 100k validation splits
 # carved from the base files (benchmarks/tune_movielens.py; RESULTS.md).
 FIT_DEFAULTS = dict(
-  rank=32, epochs=10, learning_rate=0.02, l2=10.0, batch_size=4096, seeds=4
+  rank=16,
+  epochs=10,
+  learning_rate=0.02,
+  l2=10.0,
+  l2_bias=1.0,
+  batch_size=4096,
+  seeds=6,
 )
 
 
 def _fit_program(rank, epochs, learning_rate, batch_size, seeds, patience, progress):
-  """A jitted ``(key, ratings, l2, validation, scale) -> TrainResult`` ensemble."""
+  """A jitted ``(key, ratings, l2, l2_bias, validation, scale)`` ensemble fit.
 
-  def one(key, ratings, l2, validation_data, scale):
+  Returns ``(results, params)``: the stacked ``TrainResult`` of the ``seeds``
+  models and their merge by :func:`ensemble_params`.
+  """
+
+  def one(key, ratings, l2, l2_bias, validation_data, scale):
     init_key, shuffle_key = jax.random.split(key)
     params = model.init_params(init_key, ratings.n_users, ratings.n_items, rank)
     return train(
@@ -403,6 +413,7 @@ def _fit_program(rank, epochs, learning_rate, batch_size, seeds, patience, progr
       optimizer=optax.adam(learning_rate),
       steps=epochs,
       l2=l2,
+      l2_bias=l2_bias,
       batch_size=batch_size,
       key=shuffle_key,
       validation_data=validation_data,
@@ -411,10 +422,10 @@ def _fit_program(rank, epochs, learning_rate, batch_size, seeds, patience, progr
       progress=progress,
     )
 
-  def run(key, ratings, l2, validation_data, scale):
+  def run(key, ratings, l2, l2_bias, validation_data, scale):
     keys = jax.random.split(key, seeds)
-    results = jax.vmap(one, in_axes=(0, None, None, None, None))(
-      keys, ratings, l2, validation_data, scale
+    results = jax.vmap(one, in_axes=(0, None, None, None, None, None))(
+      keys, ratings, l2, l2_bias, validation_data, scale
     )
     return results, ensemble_params(results.best_params)
 

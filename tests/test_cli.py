@@ -175,6 +175,7 @@ def test_fit_with_a_test_fraction(capsys, tmp_path):
     (["--test-fraction", "1.5"], "argument --test-fraction: must lie in (0, 1)"),
     (["--lr", "-1"], "argument --lr: must be > 0"),
     (["--l2", "nan"], "argument --l2: must be finite"),
+    (["--l2-bias", "-1"], "argument --l2-bias: must be >= 0"),
     (["--test", "a", "--test-fraction", "0.2"], "not allowed with argument"),
   ],
 )
