@@ -429,14 +429,14 @@ def load_ratings(
   if not finite.all():
     row = int(np.argmin(finite))
     raise RatingsFileError(
-      f"{path}:{_line_of(path, row, header)}: rating {values[row]} is not finite."
+      f"{path}:{_line_of(row, header)}: rating {values[row]} is not finite."
     )
   if scale is not None:
     outside = (values < scale[0]) | (values > scale[1])
     if outside.any():
       row = int(np.argmax(outside))
       raise RatingsFileError(
-        f"{path}:{_line_of(path, row, header)}: rating {values[row]:g} is outside "
+        f"{path}:{_line_of(row, header)}: rating {values[row]:g} is outside "
         f"the declared scale [{scale[0]:g}, {scale[1]:g}]."
       )
 
@@ -503,7 +503,7 @@ def _chain(first, rest):
   yield from rest
 
 
-def _line_of(path, row: int, header: bool) -> int:
+def _line_of(row: int, header: bool) -> int:
   """The file line of data row ``row`` (blank lines are rejected, so it is exact)."""
   return row + 1 + int(header)
 
@@ -526,8 +526,8 @@ def _resolve_duplicates(path, header, users, items, values, n_items, policy):
     run = order[np.searchsorted(key, key[at]) : np.searchsorted(key, key[at], "right")]
     first, second = int(run[0]), int(run[1])
     raise RatingsFileError(
-      f"{path}:{_line_of(path, second, header)}: duplicate rating of the pair on "
-      f"line {_line_of(path, first, header)} (use duplicates='last' or 'mean')."
+      f"{path}:{_line_of(second, header)}: duplicate rating of the pair on "
+      f"line {_line_of(first, header)} (use duplicates='last' or 'mean')."
     )
   del key
   last = np.append(~repeat, True)  # The last of each run of equal keys.
