@@ -306,9 +306,9 @@ def train(
     items = jnp.append(data.items, 0)
     padded_values = jnp.append(values, 0)
 
-    # XLA's CPU sort makes a full permutation cost more than an epoch of SGD on
-    # ML-100k (33 ms against ~8 ms), so one permutation is drawn per call and
-    # each epoch rotates it by a random offset and shuffles the batch order.
+    # XLA's CPU sort makes a full permutation most of an epoch's cost on ML-100k
+    # (33 ms of 44 ms, benchmarks/RESULTS.md), so one permutation is drawn per
+    # call and each epoch rotates it by a random offset and shuffles the batches.
     base_order = jax.random.permutation(jax.random.fold_in(key, 0), n_total)
 
     def epoch(params, opt_state, epoch_key):
