@@ -25,6 +25,11 @@ def _errors(params, ratings, clip, bias):
   validation.check_choice("bias", bias, model.BIASES)
   if clip is not None:
     clip = validation.check_clip("clip", clip)
+  return _errors_unchecked(params, ratings, clip, bias)
+
+
+def _errors_unchecked(params, ratings, clip, bias):
+  """Prediction minus rating for each of ``ratings``; no host checks."""
   pred = model._predict_pairs(params, ratings.users, ratings.items, bias)
   if clip is not None:
     pred = jnp.clip(pred, clip[0], clip[1])

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from mfjax import model, validation
+from mfjax import metrics, model, validation
 from mfjax.data import Ratings, check_ratings
 from mfjax.model import Params
 
@@ -144,15 +144,6 @@ class _ProgressBar:
       self.finished = True
 
 
-def _validation_rmse(params, validation_data, scale, bias):
-  pred = model._predict_pairs(
-    params, validation_data.users, validation_data.items, bias
-  )
-  if scale is not None:
-    pred = jnp.clip(pred, scale[0], scale[1])
-  return jnp.sqrt(jnp.mean((pred - validation_data.values) ** 2))
-
-
 def train(
   params: Params,
   data,
@@ -266,16 +257,12 @@ def train(
     n_total = values.shape[0]
     if optimizer is None:
       optimizer = optax.adam(DEFAULT_SPARSE_LEARNING_RATE)
-    ones = jnp.ones_like(values)
-    loss_fn = lambda p: model._sparse_loss(
-      p, data.users, data.items, values, ones, n_total, l2, l2_bias, bias
-    )
   else:
     data = jnp.asarray(data, dtype)
     mean = _observed_mean(data).astype(dtype)
     if optimizer is None:
       optimizer = _default_sgd(data, mask)
-    loss_fn = lambda p: model._loss(p, data, mask, l2, l2_bias, bias)
+  loss_fn = lambda p: model._any_loss(p, data, mask, l2, l2_bias, bias)
   params = params._replace(mean=mean)
   # Line-search optimizers (optax.lbfgs, ...) want the value and the function too.
   extra_args = isinstance(optimizer, optax.GradientTransformationExtraArgs)
@@ -347,7 +334,8 @@ def train(
     stopped = since_best >= patience if patience is not None else jnp.array(False)
     new_params, new_opt_state, value = epoch(params, opt_state, epoch_key)
     if validation_data is not None:
-      score = _validation_rmse(params, validation_data, scale, bias)
+      errors = metrics._errors_unchecked(params, validation_data, scale, bias)
+      score = jnp.sqrt(jnp.mean(errors**2))
     else:
       score = value
     better = (score < best_score) & ~stopped  # False for NaN: best stays finite.
