@@ -331,8 +331,17 @@ def train(
   def outer(carry, inputs):
     params, opt_state, best_params, best_score, best_loss, since_best = carry
     index, epoch_key = inputs
-    stopped = since_best >= patience if patience is not None else jnp.array(False)
-    new_params, new_opt_state, value = epoch(params, opt_state, epoch_key)
+    if patience is None:
+      stopped = jnp.array(False)
+      new_params, new_opt_state, value = epoch(params, opt_state, epoch_key)
+    else:
+      # After an early stop the epochs keep their place in the scan but do no work.
+      stopped = since_best >= patience
+      new_params, new_opt_state, value = jax.lax.cond(
+        stopped,
+        lambda: (params, opt_state, jnp.full((), jnp.nan, dtype)),
+        lambda: epoch(params, opt_state, epoch_key),
+      )
     if validation_data is not None:
       errors = metrics._errors_unchecked(params, validation_data, scale, bias)
       score = jnp.sqrt(jnp.mean(errors**2))
@@ -343,12 +352,9 @@ def train(
     best_score = jnp.where(better, score, best_score)
     best_loss = jnp.where(better, value, best_loss)
     since_best = jnp.where(better, 0, since_best + 1)
-    # After an early stop the epochs keep their place in the scan but change nothing.
-    params = optax.tree.where(stopped, params, new_params)
-    opt_state = optax.tree.where(stopped, opt_state, new_opt_state)
+    params, opt_state = new_params, new_opt_state
     if bar is not None:
       jax.debug.callback(bar.update, index, value)
-    value = jnp.where(stopped, jnp.nan, value)
     score = jnp.where(stopped, jnp.nan, score)
     return (params, opt_state, best_params, best_score, best_loss, since_best), (
       value,
