@@ -29,16 +29,21 @@ class TrainResult(NamedTuple):
 
   Attributes:
     params: the parameters after the last step.
-    best_params: the parameters with the lowest loss seen. As in the notebook, a
-      step's loss is computed before its update, so these are the parameters that
-      produced ``best_loss``. Never non-finite unless the initial loss was.
+    best_params: the parameters with the lowest loss seen. Full-batch, as in the
+      notebook, a step's loss is computed before its update, so these are the
+      parameters that produced ``best_loss``. With ``batch_size`` they are the
+      parameters at the end of the epoch with the lowest mean mini-batch loss.
+      Never non-finite unless the initial loss was.
     best_loss: the loss of ``best_params`` (``inf`` if no loss was finite). With
       validation data the best params are those of the lowest validation RMSE.
-    losses: the loss at each step, before that step's update (NaN after an early
-      stop).
+    losses: full-batch, the loss at each step before that step's update; with
+      ``batch_size``, the mean of the epoch's mini-batch losses, each taken
+      before its own update (no extra pass over the data). NaN after an early
+      stop.
     diverged_step: the first step whose loss was NaN or inf, or -1 if none was.
-    validation_rmse: the validation RMSE at each step, before its update (NaN
-      without validation data, and after an early stop).
+    validation_rmse: the validation RMSE at each step, of the parameters its
+      loss belongs to: before the update full-batch, after the epoch with
+      ``batch_size``. NaN without validation data, and after an early stop.
     stopped_step: the first step skipped by early stopping, or -1.
   """
 
@@ -286,24 +291,16 @@ def train(
       return params, opt_state, value
 
   else:
-    n_batches = -(-n_total // batch_size)
-    pad = n_batches * batch_size - n_total
-    # One padding row (weight 0) that every short batch points at.
+    # Each epoch visits the ratings in a fresh pseudo-random order without a
+    # sort: XLA's CPU sort of a permutation took 33 ms per 80k ratings, most of an
+    # ML-100k epoch (benchmarks/RESULTS.md). See `_stride_order`.
+    # One padding row (weight 0) that the short last batch points at.
     users = jnp.append(data.users, 0)
     items = jnp.append(data.items, 0)
     padded_values = jnp.append(values, 0)
 
-    # XLA's CPU sort makes a full permutation most of an epoch's cost on ML-100k
-    # (33 ms of 44 ms, benchmarks/RESULTS.md), so one permutation is drawn per
-    # call and each epoch rotates it by a random offset and shuffles the batches.
-    base_order = jax.random.permutation(jax.random.fold_in(key, 0), n_total)
-
     def epoch(params, opt_state, epoch_key):
-      value = loss_fn(params)
-      shift_key, batch_key = jax.random.split(epoch_key)
-      order = jnp.roll(base_order, jax.random.randint(shift_key, (), 0, n_total))
-      order = jnp.append(order, jnp.full(pad, n_total)).reshape(n_batches, -1)
-      order = order[jax.random.permutation(batch_key, n_batches)]
+      order = _epoch_batches(epoch_key, n_total, batch_size)
 
       def step(carry, index):
         params, opt_state = carry
@@ -320,10 +317,14 @@ def train(
           bias,
         )
         batch_value, grads = jax.value_and_grad(batch_fn)(params)
-        return apply(params, opt_state, batch_value, grads, batch_fn), None
+        return apply(params, opt_state, batch_value, grads, batch_fn), batch_value
 
-      (params, opt_state), _ = jax.lax.scan(step, (params, opt_state), order)
-      return params, opt_state, value
+      (params, opt_state), batch_values = jax.lax.scan(step, (params, opt_state), order)
+      # The epoch's loss is the mean of its mini-batch losses, each taken before
+      # its own update: no extra pass over the data (a full-loss pass cost a
+      # fifth of the ML-100k fit, benchmarks/RESULTS.md). The last batch may be
+      # short; weighting by batch size is not worth the bookkeeping.
+      return params, opt_state, jnp.mean(batch_values)
 
   bar = _ProgressBar(steps, "mfjax train") if progress else None
   keys = jax.random.split(key, steps) if batch_size is not None else jnp.arange(steps)
@@ -342,13 +343,20 @@ def train(
         lambda: (params, opt_state, jnp.full((), jnp.nan, dtype)),
         lambda: epoch(params, opt_state, epoch_key),
       )
+    # Full-batch: a step's loss is that of the params before its update. Mini-
+    # batch: the epoch's mean loss belongs to the params it ended with.
+    scored = params if batch_size is None else new_params
     if validation_data is not None:
-      errors = metrics._errors_unchecked(params, validation_data, scale, bias)
+      errors = metrics._errors_unchecked(scored, validation_data, scale, bias)
       score = jnp.sqrt(jnp.mean(errors**2))
     else:
       score = value
     better = (score < best_score) & ~stopped  # False for NaN: best stays finite.
-    best_params = optax.tree.where(better, params, best_params)
+    if batch_size is not None:
+      # A last mini-batch update can break params whose epoch loss was finite.
+      finite = jax.tree.leaves(jax.tree.map(lambda x: jnp.isfinite(x).all(), scored))
+      better = better & jnp.stack(finite).all()
+    best_params = optax.tree.where(better, scored, best_params)
     best_score = jnp.where(better, score, best_score)
     best_loss = jnp.where(better, value, best_loss)
     since_best = jnp.where(better, 0, since_best + 1)
@@ -378,16 +386,66 @@ def train(
   )
 
 
+def _next_prime(n: int) -> int:
+  """The smallest prime ``>= max(n, 2)`` (host, trial division; n < 2**31)."""
+  candidate = max(int(n), 2)
+  while any(candidate % d == 0 for d in range(2, int(candidate**0.5) + 1)):
+    candidate += 1
+  return candidate
+
+
+def _stride_order(key: jax.Array, modulus: int) -> jax.Array:
+  """A pseudo-random permutation of ``range(modulus)`` (a prime) with no sort.
+
+  Position ``x`` visits ``(start + stride·x) mod modulus``, a bijection for any
+  stride in ``[1, modulus)``. ``start`` is uniform; the stride is drawn from
+  ``[sqrt(m)/2, sqrt(m)]`` so that one batch strides across the whole data (and
+  so that Schrage's method computes ``stride·x mod m`` in int32 without
+  overflow). Consecutive positions are ``stride`` apart, so a batch of ratings
+  sorted by user still holds users from everywhere.
+  """
+  root = max(int(modulus**0.5), 1)
+  start_key, stride_key = jax.random.split(key)
+  start = jax.random.randint(start_key, (), 0, modulus)
+  stride = jax.random.randint(stride_key, (), max(root // 2, 1), root + 1)
+  # Schrage: s·x mod m = s·(x mod q) − r·(x div q), with q = m div s, r = m mod s,
+  # exact in int32 when r < q, which s <= sqrt(m) guarantees.
+  x = jnp.arange(modulus, dtype=jnp.int32)
+  q, r = modulus // stride, modulus % stride
+  product = stride * (x % q) - r * (x // q)
+  product = jnp.where(product < 0, product + modulus, product)
+  shifted = product - (modulus - start)  # In (-m, m): no int32 overflow.
+  return jnp.where(shifted < 0, shifted + modulus, shifted)
+
+
+def _epoch_batches(key: jax.Array, n_total: int, batch_size: int) -> jax.Array:
+  """One epoch's mini-batches: ``[n_batches, batch_size]`` indices into the data.
+
+  Every index in ``range(n_total)`` appears once; the short last batch is padded
+  with ``n_total``. The batches are shuffled too.
+  """
+  order_key, batch_key = jax.random.split(key)
+  n_batches = -(-n_total // batch_size)
+  visits = _stride_order(order_key, _next_prime(n_total))
+  # Drop the visits past the data (the prime modulus > n_total), keeping the
+  # order: a cumulative count and a scatter, no sort.
+  keep = visits < n_total
+  slot = jnp.where(keep, jnp.cumsum(keep) - 1, n_batches * batch_size)
+  order = jnp.full(n_batches * batch_size, n_total, visits.dtype)
+  order = order.at[slot].set(visits, mode="drop").reshape(n_batches, batch_size)
+  return order[jax.random.permutation(batch_key, n_batches)]
+
+
 # Defaults of `fit` and `mfjax fit`, tuned on MovieLens 100k validation splits
 # carved from the base files (benchmarks/tune_movielens.py; RESULTS.md).
 FIT_DEFAULTS = dict(
-  rank=16,
+  rank=12,
   epochs=10,
   learning_rate=0.02,
   l2=10.0,
   l2_bias=1.0,
   batch_size=4096,
-  seeds=6,
+  seeds=8,
 )
 
 

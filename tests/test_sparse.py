@@ -1,5 +1,7 @@
 """Training on sparse Ratings: agreement with dense, mini-batches, validation."""
 
+import sys
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -8,7 +10,10 @@ import optax
 import pytest
 
 import mfjax
+import mfjax.train  # noqa: F401
 from tests.conftest import planted_matrix
+
+train_lib = sys.modules["mfjax.train"]
 
 
 def _data(seed=0, n_users=30, n_items=20, density=0.5):
@@ -206,3 +211,25 @@ def test_bad_ratings_are_caught():
     ValueError, match="Load test files with the training file's id_maps"
   ):
     mfjax.rmse(params, test)
+
+
+def test_each_epoch_visits_every_rating_once_in_a_new_order():
+  # The sort-free shuffle: a bijection of range(p) for a prime p >= n.
+  primes = [p for p in range(2, 2000) if all(p % d for d in range(2, int(p**0.5) + 1))]
+  for n in (1, 2, 10, 97, 98, 1000, 1998):
+    assert train_lib._next_prime(n) == min(p for p in primes if p >= max(n, 2))
+  for modulus in (2, 3, 101, 80021):
+    orders = [
+      np.asarray(train_lib._stride_order(jax.random.key(seed), modulus))
+      for seed in range(2, 5)
+    ]
+    for order in orders:
+      np.testing.assert_array_equal(np.sort(order), np.arange(modulus))
+    if modulus > 100:  # Three keys, three orders (start and stride both vary).
+      assert len({tuple(order[:3]) for order in orders}) == 3
+  for n, batch_size in ((1, 1), (10, 3), (97, 10), (1000, 1000), (1000, 999)):
+    batches = np.asarray(train_lib._epoch_batches(jax.random.key(n), n, batch_size))
+    assert batches.shape == (-(-n // batch_size), batch_size)
+    visited = batches[batches < n]
+    np.testing.assert_array_equal(np.sort(visited), np.arange(n))
+    assert np.all(batches[batches >= n] == n)  # Padding points at row n.
