@@ -3,6 +3,7 @@
 The public API lives here; import ``mfjax`` and use ``mfjax.<name>``.
 """
 
+from mfjax.checkpoint import FORMAT_VERSION, Model, ModelFileError, load, save
 from mfjax.data import (
   UNKNOWN,
   IdMaps,
@@ -14,7 +15,13 @@ from mfjax.data import (
   synthetic_ratings,
   train_test_split,
 )
-from mfjax.metrics import mae, rmse
+from mfjax.metrics import (
+  RankingMetrics,
+  mae,
+  popularity_params,
+  ranking_metrics,
+  rmse,
+)
 from mfjax.model import BIASES, INITS, Params, init_params, loss, predict
 from mfjax.notebook import (
   NOTEBOOK_MATRIX,
@@ -46,6 +53,14 @@ __all__ = [
   "train_test_split",
   "mae",
   "rmse",
+  "RankingMetrics",
+  "popularity_params",
+  "ranking_metrics",
+  "FORMAT_VERSION",
+  "Model",
+  "ModelFileError",
+  "load",
+  "save",
   "BIASES",
   "INITS",
   "NOTEBOOK_MATRIX",

@@ -1,0 +1,677 @@
+"""Saving and loading models: round trips, atomic writes, bad files, golden files."""
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mfjax
+from mfjax import checkpoint
+from mfjax.checkpoint import Model, ModelFileError
+from tests.conftest import planted_matrix
+
+DATA = Path(__file__).resolve().parent / "data"
+
+# The golden model, written out here rather than imported from make_golden.py, so
+# that the test pins the numbers the committed files must hold.
+GOLDEN_PREDICTIONS = [
+  [4.25, 3.875, 3.25, 3.1875],
+  [4.5, 3.25, 3.25, 2.375],
+  [4.25, 2.5, 3.5, 3.875],
+  [4.0, 3.5, 3.5, 4.75],
+  [4.25, 2.625, 3.375, 3.4375],
+]
+
+
+def _params(seed=0, n_users=5, n_items=4, rank=2, dtype=jnp.float32):
+  rng = np.random.default_rng(seed)
+  return mfjax.Params(
+    user_factors=jnp.asarray(rng.random((n_users, rank)), dtype),
+    item_factors=jnp.asarray(rng.random((n_items, rank)), dtype),
+    user_bias=jnp.asarray(rng.random(n_users), dtype),
+    item_bias=jnp.asarray(rng.random(n_items), dtype),
+    mean=jnp.asarray(3.25, dtype),
+  )
+
+
+def _str_maps(n_users=5, n_items=4):
+  return mfjax.IdMaps(
+    users=np.array([f"user{j:02d}" for j in range(n_users)]),
+    items=np.array([f"item-é{j}" for j in range(n_items)]),
+    scale=(1.0, 5.0),
+    n_lines=17,
+    n_duplicates=2,
+    n_unknown=3,
+  )
+
+
+def _int_maps(n_users=5, n_items=4):
+  return mfjax.IdMaps(
+    users=np.arange(n_users, dtype=np.int64) * 10 + 1,
+    items=np.arange(n_items, dtype=np.int64) * 3 + 2,
+    scale=(0.5, 5.0),
+  )
+
+
+def _assert_params_identical(loaded, params):
+  assert type(loaded) is mfjax.Params
+  for field in mfjax.Params._fields:
+    got, want = getattr(loaded, field), getattr(params, field)
+    assert isinstance(got, jax.Array), field
+    assert got.dtype == want.dtype and got.shape == want.shape, field
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=field)
+
+
+def _assert_maps_identical(loaded, maps):
+  for field in ("users", "items"):
+    got, want = getattr(loaded, field), getattr(maps, field)
+    assert got.dtype == want.dtype, field
+    np.testing.assert_array_equal(got, want)
+  assert (loaded.scale, loaded.n_lines, loaded.n_duplicates, loaded.n_unknown) == (
+    maps.scale,
+    maps.n_lines,
+    maps.n_duplicates,
+    maps.n_unknown,
+  )
+
+
+def _assert_same_predictions(loaded, params, pairs=False):
+  args = [()]
+  if pairs:  # One unknown (-1) user among them.
+    args.append((jnp.array([0, 4, 2, -1]), jnp.array([3, 0, 1, 2])))
+  for arg in args:
+    np.testing.assert_array_equal(
+      np.asarray(mfjax.predict(loaded, *arg).astype(jnp.float32)),
+      np.asarray(mfjax.predict(params, *arg).astype(jnp.float32)),
+    )
+
+
+# Round trips.
+
+
+@pytest.mark.parametrize("maps", [_str_maps, _int_maps], ids=["str_ids", "int_ids"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_model_round_trip_is_exact(tmp_path, maps, dtype):
+  params, id_maps = _params(1, dtype=dtype), maps()
+  settings = {"rank": 2, "epochs": 10, "lr": 0.02, "seeds": 6, "bias": "additive"}
+  path = tmp_path / "model.npz"
+  checkpoint.save(path, Model(params, id_maps, settings, (1.0, 5.0)))
+  loaded = checkpoint.load(path)
+
+  assert type(loaded) is Model
+  _assert_params_identical(loaded.params, params)
+  _assert_same_predictions(loaded.params, params, pairs=True)
+  _assert_maps_identical(loaded.id_maps, id_maps)
+  assert loaded.settings == settings
+  assert loaded.scale == (1.0, 5.0)
+  assert loaded.mfjax_version == mfjax.__version__
+  # Raw ids still find their rows.
+  assert loaded.id_maps.user_index(id_maps.users[[3, 1]]).tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_bare_params_round_trip_is_exact(tmp_path, dtype):
+  params = _params(2, 7, 3, 4, dtype)
+  checkpoint.save(tmp_path / "p.npz", params)
+  loaded = checkpoint.load(tmp_path / "p.npz")
+  _assert_params_identical(loaded, params)
+  _assert_same_predictions(loaded, params)
+
+
+def test_float64_and_mixed_dtypes_round_trip_with_x64(tmp_path):
+  with jax.enable_x64(True):
+    params = _params(3, dtype=jnp.float64)
+    params = params._replace(user_bias=params.user_bias.astype(jnp.bfloat16))
+    params = params._replace(mean=jnp.asarray(1 / 3, jnp.float64))
+    checkpoint.save(tmp_path / "p.npz", params)
+    loaded = checkpoint.load(tmp_path / "p.npz")
+    assert loaded.mean.dtype == jnp.float64 and float(loaded.mean) == 1 / 3
+    _assert_params_identical(loaded, params)
+
+
+def test_model_without_maps_or_settings(tmp_path):
+  params = _params(4)
+  checkpoint.save(tmp_path / "m.npz", Model(params))
+  loaded = checkpoint.load(tmp_path / "m.npz")
+  assert (loaded.id_maps, loaded.settings, loaded.scale) == (None, None, None)
+  _assert_params_identical(loaded.params, params)
+
+
+def test_scale_defaults_to_the_id_maps_scale(tmp_path):
+  checkpoint.save(tmp_path / "m.npz", Model(_params(), _int_maps()))
+  assert checkpoint.load(tmp_path / "m.npz").scale == (0.5, 5.0)
+  # An explicit scale wins, and the maps keep their own.
+  checkpoint.save(tmp_path / "m.npz", Model(_params(), _int_maps(), scale=(1, 4)))
+  loaded = checkpoint.load(tmp_path / "m.npz")
+  assert loaded.scale == (1.0, 4.0) and loaded.id_maps.scale == (0.5, 5.0)
+
+
+def test_object_ids_and_numpy_settings_are_converted(tmp_path):
+  maps = _str_maps()
+  maps = mfjax.IdMaps(maps.users.astype(object), maps.items.astype(object), (1, 5))
+  settings = {"seed": np.int64(7), "l2": np.float32(0.5), "scale": (1, 5)}
+  checkpoint.save(tmp_path / "m.npz", Model(_params(), maps, settings))
+  loaded = checkpoint.load(tmp_path / "m.npz")
+  assert loaded.id_maps.users.dtype.kind == "U"
+  assert loaded.id_maps.users.tolist() == maps.users.tolist()
+  # JSON has no tuples; NumPy scalars become plain numbers.
+  assert loaded.settings == {"seed": 7, "l2": 0.5, "scale": [1, 5]}
+
+
+def test_metrics_of_a_loaded_model_are_identical(tmp_path):
+  _, matrix, _ = planted_matrix(0, 20, 15, 2, 0.4)
+  ratings, planted = mfjax.ratings_from_dense(matrix), _params(0, 20, 15, 2)
+  checkpoint.save(tmp_path / "m.npz", Model(planted, settings={"k": 2}))
+  loaded = checkpoint.load(tmp_path / "m.npz")
+  _assert_params_identical(loaded.params, planted)
+  assert float(mfjax.rmse(loaded.params, ratings)) == float(
+    mfjax.rmse(planted, ratings)
+  )
+
+
+def test_the_file_is_a_plain_npz_without_pickle(tmp_path):
+  path = tmp_path / "model"  # No suffix: written exactly where asked.
+  checkpoint.save(path, Model(_params(), _str_maps(), {"rank": 2}))
+  assert sorted(os.listdir(tmp_path)) == ["model"]
+  with np.load(path, allow_pickle=False) as archive:
+    entries = {key: archive[key] for key in archive.files}
+  assert str(entries["magic"]) == "mfjax-model"
+  assert int(entries["format_version"]) == checkpoint.FORMAT_VERSION == 1
+  assert str(entries["kind"]) == "Model"
+  assert json.loads(str(entries["settings"])) == {"rank": 2}
+  assert all(a.dtype != object for a in entries.values())
+  np.testing.assert_array_equal(entries["user_bias"], _params().user_bias)
+
+
+def test_bfloat16_is_stored_as_raw_bits(tmp_path):
+  params = _params(dtype=jnp.bfloat16)
+  checkpoint.save(tmp_path / "p.npz", params)
+  with np.load(tmp_path / "p.npz", allow_pickle=False) as archive:
+    assert archive["user_factors"].dtype == np.uint16
+    assert archive["dtypes"].tolist() == ["bfloat16"] * 5
+    np.testing.assert_array_equal(
+      archive["user_factors"], np.asarray(params.user_factors).view(np.uint16)
+    )
+
+
+def test_same_model_same_bytes(tmp_path):
+  model = Model(_params(), _str_maps(), {"rank": 2})
+  checkpoint.save(tmp_path / "a.npz", model)
+  checkpoint.save(tmp_path / "b.npz", model)
+  assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+
+
+def test_a_compressed_npz_of_the_same_entries_loads(tmp_path):
+  checkpoint.save(tmp_path / "m.npz", Model(_params(), _int_maps()))
+  with np.load(tmp_path / "m.npz") as archive:
+    np.savez_compressed(tmp_path / "c.npz", **dict(archive))
+  _assert_params_identical(checkpoint.load(tmp_path / "c.npz").params, _params())
+
+
+# Atomic writes.
+
+
+def _old_file(tmp_path):
+  path = tmp_path / "model.npz"
+  checkpoint.save(path, Model(_params(0), settings={"old": True}))
+  return path, path.read_bytes()
+
+
+def _fail_midway(monkeypatch, exception):
+  real = np.lib.format.write_array
+  calls = []
+
+  def write_array(fp, array, *args, **kwargs):
+    calls.append(array)
+    if len(calls) == 6:  # After the header entries and a parameter.
+      fp.write(b"half an array")
+      raise exception
+    return real(fp, array, *args, **kwargs)
+
+  monkeypatch.setattr(np.lib.format, "write_array", write_array)
+  return calls
+
+
+@pytest.mark.parametrize("exception", [OSError("disk full"), KeyboardInterrupt()])
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(
+  tmp_path, monkeypatch, exception
+):
+  path, old = _old_file(tmp_path)
+  calls = _fail_midway(monkeypatch, exception)
+  with pytest.raises(type(exception)):
+    checkpoint.save(path, Model(_params(1), settings={"old": False}))
+  assert len(calls) == 6
+  assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+  assert path.read_bytes() == old
+  monkeypatch.undo()
+  assert checkpoint.load(path).settings == {"old": True}
+
+
+def test_a_failed_rename_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+  path, old = _old_file(tmp_path)
+
+  def replace(src, dst):
+    assert os.path.getsize(src) > 0  # The new file was complete by then.
+    raise PermissionError("no")
+
+  monkeypatch.setattr(os, "replace", replace)
+  with pytest.raises(PermissionError):
+    checkpoint.save(path, Model(_params(1)))
+  assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+  assert path.read_bytes() == old
+
+
+def test_a_failed_first_write_creates_nothing(tmp_path, monkeypatch):
+  _fail_midway(monkeypatch, OSError("disk full"))
+  with pytest.raises(OSError, match="disk full"):
+    checkpoint.save(tmp_path / "new.npz", _params())
+  assert os.listdir(tmp_path) == []
+
+
+def test_save_replaces_an_existing_file(tmp_path):
+  path, _ = _old_file(tmp_path)
+  checkpoint.save(path, Model(_params(1), settings={"old": False}))
+  assert checkpoint.load(path).settings == {"old": False}
+  assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_the_saved_file_gets_the_umask_permissions(tmp_path):
+  umask = os.umask(0o027)
+  try:
+    checkpoint.save(tmp_path / "m.npz", _params())
+  finally:
+    os.umask(umask)
+  assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o640
+
+
+# Bad arguments to save: nothing is written.
+
+
+@pytest.mark.parametrize(
+  "model, error, match",
+  [
+    ({"user_factors": 1}, TypeError, "model must be mfjax.Model or mfjax.Params"),
+    ((1, 2, 3, 4, 5), TypeError, "model must be mfjax.Model or mfjax.Params; got tu"),
+    (Model(params={"a": 1}), TypeError, "model.params must be mfjax.Params"),
+    (_params()._replace(user_bias=jnp.zeros(4)), ValueError, "user_bias must have"),
+    (
+      _params()._replace(item_bias=jnp.array([0.0, np.nan, 0.0, np.inf])),
+      ValueError,
+      "model.item_bias must be finite; it holds 2 NaN",
+    ),
+    (Model(_params(), settings=[1]), TypeError, "settings must be a dict"),
+    (Model(_params(), settings={1: 2}), TypeError, "str keys; got key 1"),
+    (Model(_params(), settings={"a": object()}), ValueError, "JSON-serialisable"),
+    (Model(_params(), settings={"lr": float("nan")}), ValueError, "JSON"),
+    (Model(_params(), id_maps={"users": []}), TypeError, "model.id_maps must be"),
+    (Model(_params(), _int_maps(6, 4)), ValueError, r"users must have shape \(5,\)"),
+    (Model(_params(), _int_maps(5, 3)), ValueError, r"items must have shape \(4,\)"),
+    (
+      Model(_params(), mfjax.IdMaps(np.array([1, 3, 2, 4, 5]), np.arange(4), (1, 5))),
+      ValueError,
+      "users must be sorted and unique",
+    ),
+    (
+      Model(_params(), mfjax.IdMaps(np.arange(5.0), np.arange(4), (1, 5))),
+      TypeError,
+      "integer or str ids; got an array of dtype float64",
+    ),
+    (
+      Model(_params(), mfjax.IdMaps(np.arange(5), np.arange(4), (1, 5), n_lines=1.5)),
+      TypeError,
+      "n_lines must be an int",
+    ),
+    (Model(_params(), scale=(5, 1)), ValueError, "lo <= hi"),
+    (Model(_params(), scale=(1, np.inf)), ValueError, "model.scale must be finite"),
+    (Model(_params(), scale="1-5"), TypeError, "model.scale must be a pair"),
+  ],
+)
+def test_save_rejects_bad_models(tmp_path, model, error, match):
+  with pytest.raises(error, match=match):
+    checkpoint.save(tmp_path / "m.npz", model)
+  assert os.listdir(tmp_path) == []
+
+
+def test_save_rejects_bad_paths_and_traced_params(tmp_path):
+  with pytest.raises(TypeError, match="path must be a str or os.PathLike; got int"):
+    checkpoint.save(3, _params())
+  with pytest.raises(ValueError, match="is a directory"):
+    checkpoint.save(tmp_path, _params())
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    checkpoint.save(tmp_path / "no" / "m.npz", _params())
+
+  def traced(params):
+    checkpoint.save(tmp_path / "m.npz", params)
+
+  wide = mfjax.Params(*(np.asarray(leaf, np.longdouble) for leaf in _params()))
+  if np.dtype(np.longdouble).itemsize == 16:
+    with pytest.raises(TypeError, match="which JAX does not support"):
+      checkpoint.save(tmp_path / "m.npz", wide)
+  with pytest.raises(TypeError, match="tracer; save needs concrete arrays"):
+    jax.jit(traced)(_params())
+  assert os.listdir(tmp_path) == []
+
+
+# Bad files: one clear error each.
+
+
+def _good(tmp_path, model=None):
+  path = tmp_path / "good.npz"
+  checkpoint.save(path, Model(_params(), _str_maps(), {"rank": 2}, (1, 5)))
+  if model is not None:
+    checkpoint.save(path, model)
+  with np.load(path, allow_pickle=False) as archive:
+    return path, dict(archive)
+
+
+def _write(tmp_path, entries, **changes):
+  """An npz of ``entries`` with ``changes`` (None deletes), written by NumPy."""
+  entries = {**entries, **changes}
+  entries = {key: value for key, value in entries.items() if value is not None}
+  path = tmp_path / "bad.npz"
+  np.savez(path, **entries)
+  return path
+
+
+def test_missing_file_is_file_not_found(tmp_path):
+  with pytest.raises(FileNotFoundError):
+    checkpoint.load(tmp_path / "nothing.npz")
+
+
+@pytest.mark.parametrize(
+  "content, match",
+  [
+    (b"", "is empty"),
+    (b"user\titem\trating\n1\t2\t3\n", r"not an \.npz archive"),
+    (pickle.dumps({"user_factors": [1.0]}), r"not an \.npz archive"),
+  ],
+  ids=["empty", "text", "pickle"],
+)
+def test_non_npz_files_are_rejected(tmp_path, content, match):
+  path = tmp_path / "m.npz"
+  path.write_bytes(content)
+  with pytest.raises(ModelFileError, match=match) as info:
+    checkpoint.load(path)
+  assert str(path) in str(info.value)
+  assert isinstance(info.value, ValueError)
+
+
+def test_a_npy_file_is_rejected(tmp_path):
+  np.save(tmp_path / "a.npy", np.ones(3))
+  with pytest.raises(ModelFileError, match=r"single \.npy array"):
+    checkpoint.load(tmp_path / "a.npy")
+
+
+def test_a_foreign_npz_is_not_a_model_file(tmp_path):
+  np.savez(tmp_path / "f.npz", user_factors=np.ones((5, 2)), mean=np.float32(3))
+  with pytest.raises(ModelFileError, match="not an mfjax model file"):
+    checkpoint.load(tmp_path / "f.npz")
+  _, entries = _good(tmp_path)
+  path = _write(tmp_path, entries, magic=np.array("other-model"))
+  with pytest.raises(ModelFileError, match="not an mfjax model file"):
+    checkpoint.load(path)
+
+
+def test_a_newer_format_asks_for_an_upgrade(tmp_path):
+  _, entries = _good(tmp_path)
+  # A newer format may change everything else; the version check comes first.
+  path = _write(
+    tmp_path,
+    {"magic": entries["magic"]},
+    format_version=np.array(2, np.int64),
+    stuff=np.ones(3),
+  )
+  with pytest.raises(
+    ModelFileError,
+    match=r"written by a newer mfjax \(format 2\); this mfjax reads format <= 1; "
+    "upgrade",
+  ):
+    checkpoint.load(path)
+
+
+class _Boom:
+  """Unpickling this object would set a flag: the loader must never do that."""
+
+  unpickled = False
+
+  def __reduce__(self):
+    return (_Boom._set, ())
+
+  @staticmethod
+  def _set():
+    _Boom.unpickled = True
+    return "boom"
+
+
+def test_pickled_object_arrays_are_never_unpickled(tmp_path):
+  _, entries = _good(tmp_path)
+  ids = np.array([_Boom()] * 5, dtype=object)
+  path = _write(tmp_path, entries, user_ids=ids)
+  with pytest.raises(ModelFileError, match="'user_ids' holds pickled"):
+    checkpoint.load(path)
+  assert not _Boom.unpickled
+  # The marker itself pickled.
+  path = _write(tmp_path, entries, magic=np.array([_Boom()], dtype=object))
+  with pytest.raises(ModelFileError, match="'magic' holds pickled"):
+    checkpoint.load(path)
+  np.save(tmp_path / "o.npy", np.array([_Boom()], dtype=object), allow_pickle=True)
+  with pytest.raises(ModelFileError, match="single .npy"):
+    checkpoint.load(tmp_path / "o.npy")
+  assert not _Boom.unpickled
+
+
+def test_truncated_files_are_rejected_at_every_length(tmp_path):
+  path, _ = _good(tmp_path)
+  data = path.read_bytes()
+  cut = tmp_path / "cut.npz"
+  for n in [*range(1, len(data), 97), len(data) - 1]:
+    cut.write_bytes(data[:n])
+    with pytest.raises(ModelFileError, match="cut.npz: "):
+      checkpoint.load(cut)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_corrupted_bytes_are_rejected_or_harmless(tmp_path, compressed):
+  model = Model(_params(), _str_maps(), {"rank": 2}, (1.0, 5.0))
+  path, entries = _good(tmp_path, model)
+  if compressed:
+    np.savez_compressed(path, **entries)
+  data = path.read_bytes()
+  bad = tmp_path / "bad.npz"
+  rejected = 0
+  for at in range(0, len(data), 7):
+    flipped = bytearray(data)
+    flipped[at] ^= 0x5A
+    bad.write_bytes(bytes(flipped))
+    try:
+      loaded = checkpoint.load(bad)
+    except ModelFileError as e:
+      assert "bad.npz: " in str(e)
+      rejected += 1
+      continue
+    # A byte nothing reads (a zip timestamp, say): the model is unchanged.
+    _assert_params_identical(loaded.params, model.params)
+    _assert_maps_identical(loaded.id_maps, model.id_maps)
+    assert loaded[2:4] == model[2:4]
+  assert rejected > 0.5 * len(range(0, len(data), 7))  # Most bytes are checked.
+
+
+def test_a_flipped_data_byte_fails_the_crc(tmp_path):
+  path, _ = _good(tmp_path)
+  data = bytearray(path.read_bytes())
+  at = bytes(data).index(np.asarray(_params().user_factors).tobytes())
+  data[at + 3] ^= 0x01  # One bit of one factor.
+  path.write_bytes(bytes(data))
+  with pytest.raises(ModelFileError, match="truncated or corrupted.*CRC"):
+    checkpoint.load(path)
+
+
+def test_an_entry_that_is_not_npy_is_corrupted(tmp_path):
+  path, _ = _good(tmp_path)
+  bad = tmp_path / "bad.npz"
+  with zipfile.ZipFile(path) as good, zipfile.ZipFile(bad, "w") as out:
+    for name in good.namelist():
+      data = good.read(name) if name != "user_factors.npy" else b"not an array"
+      out.writestr(name, data)
+  with pytest.raises(
+    ModelFileError, match="bad.npz: entry 'user_factors' is not a .npy"
+  ):
+    checkpoint.load(bad)
+
+
+@pytest.mark.parametrize(
+  "changes, match",
+  [
+    ({"item_bias": None}, "missing entries item_bias"),
+    ({"dtypes": None, "mean": None}, "missing entries dtypes, mean"),
+    ({"item_ids": None}, "missing entries item_ids"),
+    ({"settings": None}, "missing entries settings"),
+    ({"scale": None}, "missing entries scale"),
+    ({"kind": None}, "kind must be one of Model, Params; got None"),
+    ({"kind": np.array("Pipeline")}, "got 'Pipeline'"),
+    ({"format_version": None}, "no format_version"),
+    ({"format_version": np.array(1.0)}, "format_version must be an integer"),
+    ({"format_version": np.array(0)}, "format_version must be an integer >= 1"),
+    ({"user_bias": np.zeros(4, np.float32)}, r"user_bias must have shape \(5,\)"),
+    ({"mean": np.zeros(1, np.float32)}, r"mean must have shape \(\)"),
+    ({"item_factors": np.zeros((4, 3), np.float32)}, r"\[U, k\] and \[I, k\]"),
+    ({"user_factors": np.zeros(5, np.float32)}, r"\[U, k\] and \[I, k\]"),
+    ({"user_ids": np.array(["a", "b", "c", "d"])}, "user_ids must be 5"),
+    ({"item_ids": np.arange(4.0)}, "item_ids must be 4 integer or str ids"),
+    ({"user_ids": np.array([1, 2, 2, 4, 5])}, "user_ids must be sorted and unique"),
+    ({"user_factors": np.zeros((5, 2), np.int32)}, "stored as int32; expected"),
+    (
+      {"dtypes": np.array(["int32"] * 5), "user_factors": np.zeros((5, 2), np.int32)},
+      "user_factors must have a floating dtype; the file says 'int32'",
+    ),
+    ({"dtypes": np.array(["float99"] * 5)}, "the file says 'float99'"),
+    ({"dtypes": np.array(["float32"] * 4)}, "dtypes must be 5 dtype names"),
+    ({"mean": np.float32(np.nan)}, "mean holds NaN or inf"),
+    ({"scale": np.array([5.0, 1.0])}, "scale must be finite numbers with lo <= hi"),
+    ({"scale": np.array([1.0, np.inf])}, "scale must be finite"),
+    ({"id_maps_scale": np.array([1.0])}, r"id_maps_scale must be 2 numbers"),
+    ({"id_maps_counts": np.zeros(3)}, "id_maps_counts must be 3 integers"),
+    ({"settings": np.array("{rank: 2")}, "settings must be JSON text of an object"),
+    ({"settings": np.array("[1, 2]")}, "settings must be JSON text of an object"),
+    ({"settings": np.array(["{}"])}, "settings must be JSON text of an object"),
+  ],
+)
+def test_bad_entries_are_rejected(tmp_path, changes, match):
+  _, entries = _good(tmp_path)
+  path = _write(tmp_path, entries, **changes)
+  with pytest.raises(ModelFileError, match=match) as info:
+    checkpoint.load(path)
+  assert str(info.value).startswith(f"{path}: ")
+
+
+def test_unknown_entries_are_ignored(tmp_path):
+  _, entries = _good(tmp_path)
+  path = _write(tmp_path, entries, optimizer_state=np.ones(3))
+  _assert_params_identical(checkpoint.load(path).params, _params())
+
+
+# Golden files written by format 1 (tests/data/make_golden.py).
+
+
+def _golden_params_values():
+  return dict(
+    user_factors=[[0.5, -0.25], [1.0, 0.0], [0.0, 1.0], [-0.5, 0.5], [0.25, 0.75]],
+    item_factors=[[1.0, 0.5], [0.0, -1.0], [0.5, 0.5], [-1.0, 0.25]],
+    user_bias=[0.125, -0.25, 0.0, 0.5, -0.125],
+    item_bias=[0.25, 0.0, -0.5, 0.125],
+    mean=3.5,
+  )
+
+
+def _check_golden_params(params, dtype):
+  for field, values in _golden_params_values().items():
+    leaf = getattr(params, field)
+    assert leaf.dtype == dtype, field
+    assert np.asarray(leaf, np.float64).tolist() == values, field
+  pred = mfjax.predict(params).astype(jnp.float32)
+  assert np.asarray(pred).tolist() == GOLDEN_PREDICTIONS
+
+
+def test_golden_model_with_str_ids():
+  model = checkpoint.load(DATA / "model_v1.npz")
+  _check_golden_params(model.params, jnp.float32)
+  maps = model.id_maps
+  assert maps.users.tolist() == ["alice", "bob", "carol", "dave", "erin"]
+  assert maps.items.tolist() == ["i1", "i2", "i3", "i4"]
+  assert (maps.scale, maps.n_lines, maps.n_duplicates, maps.n_unknown) == (
+    (1.0, 5.0),
+    12,
+    1,
+    0,
+  )
+  assert model.settings == {
+    "rank": 2,
+    "epochs": 10,
+    "learning_rate": 0.02,
+    "l2": 10.0,
+    "seeds": 6,
+  }
+  assert model.scale == (1.0, 5.0)
+  assert model.mfjax_version == "0.1.0"
+  users = maps.user_index(["dave", "zoe"])
+  items = maps.item_index(["i4", "i1"])
+  pred = mfjax.predict(model.params, users, items, clip=model.scale)
+  assert np.asarray(pred).tolist() == [4.75, 3.75]  # zoe: 3.5 + 0.25, unknown.
+
+
+def test_golden_model_with_int_ids():
+  model = checkpoint.load(DATA / "model_int_ids_v1.npz")
+  _check_golden_params(model.params, jnp.float32)
+  assert model.id_maps.users.dtype == np.int64
+  assert model.id_maps.users.tolist() == [3, 7, 10, 42, 100]
+  assert model.id_maps.items.tolist() == [1, 2, 5, 9]
+  assert model.settings is None
+  assert model.scale == model.id_maps.scale == (0.5, 5.0)
+  assert model.id_maps.n_lines == 11
+  assert model.id_maps.user_index([42]).tolist() == [3]
+
+
+def test_golden_bfloat16_params():
+  params = checkpoint.load(DATA / "params_bf16_v1.npz")
+  assert type(params) is mfjax.Params
+  _check_golden_params(params, jnp.bfloat16)
+
+
+def test_the_writer_still_writes_the_golden_format(tmp_path):
+  """Saving the golden models now gives the same entries as the committed files."""
+  values = _golden_params_values()
+  for name, dtype in (("model_v1.npz", jnp.float32), ("params_bf16_v1.npz", None)):
+    params = mfjax.Params(
+      **{k: jnp.asarray(v, dtype or jnp.bfloat16) for k, v in values.items()}
+    )
+    model = params
+    if dtype is not None:
+      maps = mfjax.IdMaps(
+        np.array(["alice", "bob", "carol", "dave", "erin"]),
+        np.array(["i1", "i2", "i3", "i4"]),
+        (1.0, 5.0),
+        12,
+        1,
+        0,
+      )
+      settings = json.loads(
+        '{"rank": 2, "epochs": 10, "learning_rate": 0.02, "l2": 10.0, "seeds": 6}'
+      )
+      model = Model(params, maps, settings, (1.0, 5.0))
+    checkpoint.save(tmp_path / name, model)
+    with (
+      np.load(tmp_path / name, allow_pickle=False) as new,
+      np.load(DATA / name, allow_pickle=False) as old,
+    ):
+      assert new.files == old.files
+      for key in new.files:
+        if key != "mfjax_version":
+          assert new[key].dtype == old[key].dtype, key
+          np.testing.assert_array_equal(new[key], old[key], err_msg=key)
