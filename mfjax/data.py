@@ -508,39 +508,56 @@ def _line_of(row: int, header: bool) -> int:
   return row + 1 + int(header)
 
 
-def _resolve_duplicates(path, header, users, items, values, n_items, policy):
-  # Written for memory: at 20M ratings each int64 temporary is 160 MB.
+def _pair_keys(users, items, n_items, start=0):
+  """One int64 key per (user, item) pair; unknown ids get unique negative keys."""
   key = users.astype(np.int64) * n_items + items
   unknown = (users < 0) | (items < 0)
   if unknown.any():  # Unknown ids never count as duplicates of each other.
-    key[unknown] = -1 - np.flatnonzero(unknown)
-  del unknown
-  order = np.argsort(key, kind="stable")
-  key = key[order]
+    key[unknown] = -1 - (start + np.flatnonzero(unknown))
+  return key
+
+
+_KEY_CHUNK = 1 << 20
+
+
+def _resolve_duplicates(path, header, users, items, values, n_items, policy):
+  # Written for memory: at 20M ratings an int64 array is 160 MB, and this holds
+  # one at most. The keys are sorted in place to find the repeated ones; only the
+  # rows with a repeated key are then sorted by key, with their line order.
+  key = _pair_keys(users, items, n_items)
+  key.sort()
   repeat = key[1:] == key[:-1]
   n_duplicates = int(repeat.sum())
+  repeated = np.unique(key[1:][repeat]) if n_duplicates else None
+  del key, repeat
   if not n_duplicates:
     return users, items, values, 0
+  involved = np.zeros(len(users), bool)
+  for start in range(0, len(users), _KEY_CHUNK):
+    stop = start + _KEY_CHUNK
+    chunk = _pair_keys(users[start:stop], items[start:stop], n_items, start)
+    at = np.minimum(np.searchsorted(repeated, chunk), len(repeated) - 1)
+    involved[start:stop] = repeated[at] == chunk
+  rows = np.flatnonzero(involved)
+  del involved
+  row_keys = _pair_keys(users[rows], items[rows], n_items)
+  order = np.argsort(row_keys, kind="stable")  # Equal keys keep their line order.
+  rows, row_keys = rows[order], row_keys[order]
+  last = np.append(row_keys[1:] != row_keys[:-1], True)  # The last of each run.
   if policy == "error":
-    at = int(np.argmax(repeat))  # The first repeated key, in key order.
-    run = order[np.searchsorted(key, key[at]) : np.searchsorted(key, key[at], "right")]
-    first, second = int(run[0]), int(run[1])
+    first, second = int(rows[0]), int(rows[1])  # The first run, in key order.
     raise RatingsFileError(
       f"{path}:{_line_of(second, header)}: duplicate rating of the pair on "
       f"line {_line_of(first, header)} (use duplicates='last' or 'mean')."
     )
-  del key
-  last = np.append(~repeat, True)  # The last of each run of equal keys.
   if policy == "mean":
-    starts = np.flatnonzero(np.append(True, ~repeat))
-    means = np.add.reduceat(values[order], starts) / np.diff(
-      np.append(starts, len(order))
+    starts = np.flatnonzero(np.append(True, last[:-1]))
+    means = np.add.reduceat(values[rows], starts) / np.diff(
+      np.append(starts, len(rows))
     )
-    values = values.copy()
-    values[order[last]] = means
-  keep = order[last]
-  del order, repeat, last
-  keep.sort()
+    values[rows[last]] = means
+  keep = np.ones(len(users), bool)
+  keep[rows[~last]] = False
   return users[keep], items[keep], values[keep], n_duplicates
 
 

@@ -1,5 +1,7 @@
 """Ratings, load_ratings, splits and synthetic data."""
 
+import re
+import sys
 from pathlib import Path
 
 import jax
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 
 import mfjax
+import mfjax.data  # noqa: F401
 
 ML100K = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ml-100k"
 
@@ -127,6 +130,41 @@ def test_duplicates_policies(tmp_path):
     mfjax.RatingsFileError, match=r"d.csv:3: duplicate rating of the pair on line 1"
   ):
     mfjax.load_ratings(path, duplicates="error")
+
+
+def test_duplicates_match_a_reference_across_chunks(tmp_path, monkeypatch):
+  # Many repeats (pairs seen 2-4 times), spread over several key chunks.
+  monkeypatch.setattr(sys.modules["mfjax.data"], "_KEY_CHUNK", 64)
+  rng = np.random.default_rng(0)
+  lines = [
+    (u * 7 % 13, i * 5 % 11, 1 + r % 5) for u, i, r in rng.integers(1, 30, (500, 3))
+  ]
+  path = _write(tmp_path, "dups.csv", "".join(f"{u},{i},{r}\n" for u, i, r in lines))
+  last, sums, counts = {}, {}, {}
+  for u, i, r in lines:
+    last[u, i] = r
+    sums[u, i] = sums.get((u, i), 0) + r
+    counts[u, i] = counts.get((u, i), 0) + 1
+  for policy, expected in (
+    ("last", last),
+    ("mean", {pair: sums[pair] / counts[pair] for pair in sums}),
+  ):
+    ratings, maps = mfjax.load_ratings(path, duplicates=policy)
+    assert maps.n_duplicates == len(lines) - len(last) and len(ratings) == len(last)
+    got = {
+      (int(maps.users[u]), int(maps.items[i])): float(r)
+      for u, i, r in zip(ratings.users, ratings.items, ratings.values, strict=True)
+    }
+    assert got.keys() == expected.keys()
+    np.testing.assert_allclose(
+      [got[pair] for pair in expected], list(expected.values()), rtol=1e-6
+    )
+  with pytest.raises(mfjax.RatingsFileError) as error:
+    mfjax.load_ratings(path, duplicates="error")
+  later, earlier = map(
+    int, re.search(r"dups.csv:(\d+): .* line (\d+)", str(error.value)).groups()
+  )
+  assert earlier < later and lines[earlier - 1][:2] == lines[later - 1][:2]
 
 
 @pytest.mark.parametrize(
