@@ -30,6 +30,7 @@ from mfjax.notebook import (
   notebook_params,
   reproduce_notebook,
 )
+from mfjax.recommend import fold_in, recommend
 from mfjax.train import (
   TrainResult,
   default_learning_rate,
@@ -61,6 +62,8 @@ __all__ = [
   "ModelFileError",
   "load",
   "save",
+  "fold_in",
+  "recommend",
   "BIASES",
   "INITS",
   "NOTEBOOK_MATRIX",

@@ -1,6 +1,9 @@
 """The ``mfjax`` command line.
 
 ``mfjax demo [--seed N]`` runs the seed notebook in JAX and then the corrected model.
+``mfjax fit TRAIN ...`` trains on a ratings file (``--save MODEL`` keeps the model),
+``mfjax recommend MODEL --user ID`` lists a user's top items and ``mfjax evaluate
+MODEL TEST`` scores a saved model on held-out ratings.
 
 Bad arguments exit with code 2 and one line on stderr saying what is wrong.
 """
@@ -132,6 +135,70 @@ def _parser() -> argparse.ArgumentParser:
   fit.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
   fit.add_argument("--progress", action="store_true", help="show a progress bar")
   fit.add_argument(
+    "--save", metavar="MODEL", help="save the trained model to this .npz file"
+  )
+  fit.add_argument(
+    "--json", action="store_true", help="print one JSON object as the last line"
+  )
+
+  rec = sub.add_parser(
+    "recommend",
+    help="a user's top items from a saved model",
+    description=(
+      "List the N items with the highest predicted rating for one user of a model "
+      "saved by `mfjax fit --save`, in raw ids, with titles when an item file is "
+      "given."
+    ),
+  )
+  rec.add_argument("model", metavar="MODEL", help="a model file from fit --save")
+  rec.add_argument("--user", required=True, metavar="RAW_ID", help="the user's id")
+  rec.add_argument(
+    "-n",
+    type=_positive,
+    default=None,
+    help="how many items (default 10, or all when the model has fewer)",
+  )
+  rec.add_argument(
+    "--items",
+    metavar="FILE",
+    help="item titles: MovieLens u.item or movies.csv",
+  )
+  rec.add_argument(
+    "--rated",
+    metavar="FILE",
+    help="a ratings file (usually the training file); the user's items in it "
+    "are left out",
+  )
+  rec.add_argument(
+    "--json", action="store_true", help="print one JSON object as the last line"
+  )
+
+  ev = sub.add_parser(
+    "evaluate",
+    help="score a saved model on a test file",
+    description=(
+      "RMSE and MAE of a saved model's predictions on TEST, and precision, recall, "
+      "NDCG, MAP and hit rate of its top-k lists (an item is relevant when its "
+      "test rating is >= --threshold), next to a most-popular baseline when "
+      "--train is given."
+    ),
+  )
+  ev.add_argument("model", metavar="MODEL", help="a model file from fit --save")
+  ev.add_argument("test", metavar="TEST", help="the test ratings file")
+  ev.add_argument(
+    "--train",
+    metavar="FILE",
+    help="the training file: its items are left out of each user's list, and "
+    "it gives the most-popular baseline",
+  )
+  ev.add_argument("-k", type=_positive, default=10, help="list length (default 10)")
+  ev.add_argument(
+    "--threshold",
+    type=_float,
+    default=4.0,
+    help="a test rating >= this is relevant (default 4)",
+  )
+  ev.add_argument(
     "--json", action="store_true", help="print one JSON object as the last line"
   )
   return parser
@@ -228,15 +295,176 @@ def _fit(args) -> int:
     "seeds": args.seeds,
     "diverged": bool(np.any(np.asarray(results.diverged_step) >= 0)),
   }
-  width = max(map(len, report))
-  for name, value in report.items():
-    shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-    print(f"{name:<{width}}  {shown}")
+  if args.save:
+    settings = {
+      name: report[name]
+      for name in ("rank", "l2", "l2_bias", "epochs", "seeds", "n_train")
+    }
+    settings.update(
+      learning_rate=args.lr,
+      batch_size=args.batch_size,
+      seed=args.seed,
+      train=os.path.basename(args.train),
+    )
+    mfjax.save(args.save, mfjax.Model(params, id_maps=maps, settings=settings))
+    report["saved"] = args.save
+  _print_report(report)
   if report["diverged"]:
     print(
       "warning: training diverged (the loss became NaN or inf); the best finite "
       "parameters were kept. Try a smaller --lr."
     )
+  if args.json:
+    print(json.dumps(report))
+  return 0
+
+
+def _print_report(report: dict) -> None:
+  width = max(map(len, report))
+  for name, value in report.items():
+    shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+    print(f"{name:<{width}}  {shown}")
+
+
+def _load_model(path: str):
+  """A saved :class:`mfjax.Model` with id maps, or a one-line error."""
+  import mfjax
+
+  model = mfjax.load(path)
+  if not isinstance(model, mfjax.Model) or model.id_maps is None:
+    raise ValueError(
+      f"{path} holds bare parameters without id maps; save a model with "
+      "`mfjax fit --save` (or mfjax.Model(params, id_maps=...))."
+    )
+  return model
+
+
+def _raw_id(ids, text: str):
+  """``text`` as an id of the kind in ``ids`` (int64 or str)."""
+  import numpy as np
+
+  if np.issubdtype(ids.dtype, np.integer):
+    try:
+      return int(text)
+    except ValueError:
+      return None  # Not an integer, so not one of these ids.
+  return text
+
+
+def _item_titles(path: str) -> dict[str, str]:
+  """Raw item id (as text) to title, from MovieLens u.item or movies.csv."""
+  import csv
+
+  from mfjax.data import RatingsFileError
+
+  try:
+    with open(path, encoding="latin-1", newline="") as file:
+      text = file.read()
+  except OSError as e:
+    raise ValueError(f"{path}: cannot read the item file ({e.strerror}).") from None
+  lines = text.splitlines()
+  if not lines:
+    raise RatingsFileError(f"{path}: the item file is empty.")
+  sep = "|" if "|" in lines[0] else ","
+  rows = csv.reader(lines, delimiter=sep)
+  titles = {}
+  for number, row in enumerate(rows, 1):
+    if number == 1 and sep == "," and row[:2] == ["movieId", "title"]:
+      continue  # The movies.csv header.
+    if len(row) < 2 or not row[0].strip():
+      raise RatingsFileError(
+        f"{path}:{number}: expected 'id{sep}title{sep}...'; got {lines[number - 1]!r}"
+      )
+    titles[row[0].strip()] = row[1]
+  return titles
+
+
+def _recommend(args) -> int:
+  import json
+
+  import numpy as np
+
+  import mfjax
+
+  model = _load_model(args.model)
+  maps = model.id_maps
+  raw = _raw_id(maps.users, args.user)
+  user = int(maps.user_index([raw])[0]) if raw is not None else -1
+  if user < 0:
+    raise ValueError(
+      f"user {args.user!r} is not in the model {args.model} "
+      f"({len(maps.users)} users, ids {maps.users[0]}..{maps.users[-1]})."
+    )
+  n_items = len(maps.items)
+  if args.n is None:
+    args.n = min(10, n_items)
+  if args.n > n_items:
+    raise ValueError(f"-n must be at most the model's {n_items} items; got {args.n}.")
+  exclude = None
+  if args.rated:
+    rated, _ = mfjax.load_ratings(args.rated, id_maps=maps)
+    exclude = rated.subset(np.flatnonzero(np.asarray(rated.users) == user))
+  items, scores = mfjax.recommend(model.params, user, args.n, exclude=exclude)
+  found = np.asarray(items) >= 0
+  raw_items = [maps.items[i].item() for i in np.asarray(items)[found]]
+  scores = [float(v) for v in np.asarray(scores)[found]]
+  titles = _item_titles(args.items) if args.items else None
+  if titles is not None:
+    missing = [i for i in raw_items if str(i) not in titles]
+    if missing:
+      raise ValueError(
+        f"{args.items} has no title for item {missing[0]!r} of the model; is it "
+        "the item file of the same data set?"
+      )
+  width = max([len(str(i)) for i in raw_items] + [4])
+  print(f"top {len(raw_items)} items for user {args.user} ({args.model})")
+  print(f"{'rank':>4}  {'item':>{width}}  score  {'title' if titles else ''}".rstrip())
+  for rank, (item, score) in enumerate(zip(raw_items, scores, strict=True), 1):
+    title = titles[str(item)] if titles else ""
+    print(f"{rank:>4}  {item!s:>{width}}  {score:5.2f}  {title}".rstrip())
+  if args.json:
+    report = {"user": raw, "items": raw_items, "scores": scores}
+    if titles:
+      report["titles"] = [titles[str(i)] for i in raw_items]
+    print(json.dumps(report))
+  return 0
+
+
+def _evaluate(args) -> int:
+  import json
+
+  import numpy as np
+
+  import mfjax
+
+  model = _load_model(args.model)
+  maps = model.id_maps
+  scale = model.scale
+  test, test_maps = mfjax.load_ratings(args.test, id_maps=maps)
+  if len(test) == 0:
+    raise ValueError(f"{args.test} has no ratings to score.")
+  if args.k > len(maps.items):
+    raise ValueError(f"-k must be at most the model's {len(maps.items)} items.")
+  train = mfjax.load_ratings(args.train, id_maps=maps)[0] if args.train else None
+  users = np.unique(np.asarray(test.users))
+  users = users[users >= 0]  # Unknown users have no factors to rank with.
+  report = {
+    "test_rmse": float(mfjax.rmse(model.params, test, clip=scale)),
+    "test_mae": float(mfjax.mae(model.params, test, clip=scale)),
+    "n_test": len(test),
+    "n_unknown_test": int(test_maps.n_unknown),
+  }
+  models = {"": model.params}
+  if train is not None:
+    models["popularity_"] = mfjax.popularity_params(train)
+  for prefix, params in models.items():
+    top, _ = mfjax.recommend(params, users, args.k, exclude=train)
+    ranked = mfjax.ranking_metrics(top, users, test, threshold=args.threshold)
+    for name in ("precision", "recall", "ndcg", "map", "hit_rate"):
+      report[f"{prefix}{name}_at_{args.k}"] = float(getattr(ranked, name))
+    report["n_users_ranked"] = int(ranked.n_users)
+  report["train_excluded"] = train is not None
+  _print_report(report)
   if args.json:
     print(json.dumps(report))
   return 0
@@ -375,7 +603,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   _enable_compilation_cache()
   try:
-    return {"demo": _demo, "fit": _fit}[args.command](args)
+    commands = {
+      "demo": _demo,
+      "fit": _fit,
+      "recommend": _recommend,
+      "evaluate": _evaluate,
+    }
+    return commands[args.command](args)
   except (ValueError, TypeError) as e:  # RatingsFileError is a ValueError.
     print(f"mfjax {args.command}: error: {e}", file=sys.stderr)
+    return 2
+  except OSError as e:  # A model file that is missing or unreadable.
+    print(f"mfjax {args.command}: error: {e.filename}: {e.strerror}", file=sys.stderr)
     return 2

@@ -25,6 +25,8 @@ PUBLIC = [
   "ModelFileError",
   "load",
   "save",
+  "fold_in",
+  "recommend",
   "Params",
   "TrainResult",
   "init_params",

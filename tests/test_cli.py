@@ -204,3 +204,81 @@ def test_fit_bad_files_exit_2_naming_file_and_line(content, message, capsys, tmp
   captured = capsys.readouterr()
   err = captured.err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("mfjax fit: error: ") and message in err[0]
+
+
+def _json_line(capsys):
+  return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_fit_save_then_recommend_and_evaluate_on_movielens_u1(capsys, tmp_path):
+  base, test = os.path.join(ML100K, "u1.base"), os.path.join(ML100K, "u1.test")
+  model_path = str(tmp_path / "u1.npz")
+  fit_args = ["fit", base, "--test", test, "--seeds", "2", "--epochs", "4"]
+  assert cli.main([*fit_args, "--save", model_path, "--json"]) == 0
+  fitted = _json_line(capsys)
+  model = mfjax.load(model_path)
+  assert model.settings["seeds"] == 2 and model.scale == (1.0, 5.0)
+
+  # recommend: raw ids and titles, the user's training items left out, and the
+  # same list as a NumPy top-5 of the saved model's predictions.
+  items_file = os.path.join(ML100K, "u.item")
+  argv = ["recommend", model_path, "--user", "1", "-n", "5", "--json"]
+  assert cli.main([*argv, "--items", items_file, "--rated", base]) == 0
+  shown = _json_line(capsys)
+  maps = model.id_maps
+  user = int(maps.user_index([1])[0])
+  rated = np.loadtxt(base, dtype=np.int64)
+  seen = rated[rated[:, 0] == 1, 1]
+  scores = np.array(mfjax.predict(model.params, users=[user]))[0]
+  scores[maps.item_index(seen)] = -np.inf
+  expected = maps.items[np.argsort(-scores, kind="stable")[:5]]
+  assert shown["items"] == expected.tolist()
+  assert not set(shown["items"]) & set(seen.tolist())
+  np.testing.assert_allclose(shown["scores"], np.sort(scores)[::-1][:5], rtol=1e-5)
+  titles = {}
+  with open(items_file, encoding="latin-1") as file:
+    for line in file:
+      fields = line.split("|")
+      titles[int(fields[0])] = fields[1]
+  assert shown["titles"] == [titles[i] for i in shown["items"]]
+
+  # evaluate: the fit's test RMSE again, and the ranking metrics at 10.
+  assert cli.main(["evaluate", model_path, test, "--train", base, "--json"]) == 0
+  scored = _json_line(capsys)
+  np.testing.assert_allclose(scored["test_rmse"], fitted["test_rmse"], rtol=1e-5)
+  np.testing.assert_allclose(scored["test_mae"], fitted["test_mae"], rtol=1e-5)
+  for name in ("precision_at_10", "recall_at_10", "ndcg_at_10"):
+    assert 0 < scored[name] < 1 and 0 < scored[f"popularity_{name}"] < 1
+  assert scored["n_users_ranked"] > 400 and scored["train_excluded"]
+
+
+def test_recommend_and_evaluate_bad_input_exit_2(capsys, tmp_path):
+  ratings = tmp_path / "r.csv"
+  ratings.write_text("1,10,4\n1,11,3\n2,10,5\n2,12,1\n3,11,2\n")
+  model_path = str(tmp_path / "m.npz")
+  fit = ["fit", str(ratings), "--test", str(ratings), "--rank", "2", "--seeds", "1"]
+  assert cli.main([*fit, "--epochs", "1", "--save", model_path]) == 0
+  capsys.readouterr()
+  params_only = str(tmp_path / "p.npz")
+  mfjax.save(params_only, mfjax.load(model_path).params)
+  not_a_model = tmp_path / "x.npz"
+  not_a_model.write_text("hello")
+  items = tmp_path / "u.item"
+  items.write_text("10|Ten|\n11|Eleven|\n")  # No title for item 12.
+  cases = [
+    (["recommend", model_path, "--user", "9"], "user '9' is not in the model"),
+    (["recommend", model_path, "--user", "x"], "user 'x' is not in the model"),
+    (["recommend", model_path, "--user", "1", "-n", "0"], "must be an int >= 1"),
+    (["recommend", model_path, "--user", "1", "-n", "4"], "at most the model's 3"),
+    (["recommend", model_path, "--user", "3", "--items", str(items)], "no title"),
+    (["recommend", str(not_a_model), "--user", "1"], "not an mfjax model"),
+    (["recommend", str(tmp_path / "none.npz"), "--user", "1"], "No such file"),
+    (["recommend", params_only, "--user", "1"], "bare parameters"),
+    (["recommend", model_path], "--user"),
+    (["evaluate", model_path, str(tmp_path / "none.csv")], "no such file"),
+    (["evaluate", model_path, str(ratings), "-k", "5"], "at most the model's 3"),
+  ]
+  for argv, message in cases:
+    assert cli.main(argv) == 2, argv
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], (argv, err)

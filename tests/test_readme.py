@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -18,8 +20,8 @@ def test_ci_runs_the_readmes_test_command():
   assert install_test in ci
 
 
-def test_python_examples_run(monkeypatch):
-  quickstart, pipelines, own_file, notebook = _blocks("python")
+def test_python_examples_run(monkeypatch, tmp_path):
+  quickstart, pipelines, own_file, recommend, notebook = _blocks("python")
   namespace = {}
   exec(compile(quickstart, "README.md", "exec"), namespace)  # noqa: S102
   import mfjax
@@ -38,6 +40,17 @@ def test_python_examples_run(monkeypatch):
   exec(compile(own_file, "README.md", "exec"), namespace)  # noqa: S102
   assert namespace["test_maps"].n_unknown == 32
   assert float(mfjax.rmse(namespace["result"].best_params, namespace["test"])) < 1.0
+
+  monkeypatch.chdir(tmp_path)  # The data directory is read-only; save here.
+  exec(compile(recommend, "README.md", "exec"), namespace)  # noqa: S102
+  assert namespace["items"].shape == (3, 10)
+  assert 0 <= float(namespace["metrics"].ndcg) <= 1
+  assert namespace["folded"].user_factors.shape == (1, 32)
+  loaded = namespace["model"]
+  assert isinstance(loaded, mfjax.Model) and loaded.id_maps.users.shape == (943,)
+  np.testing.assert_array_equal(
+    loaded.params.item_factors, namespace["result"].best_params.item_factors
+  )
 
   exec(compile(notebook, "README.md", "exec"), namespace)  # noqa: S102
   assert namespace["result"].losses.shape == (100,)

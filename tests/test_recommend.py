@@ -1,0 +1,368 @@
+"""Top-N recommendation and fold-in against NumPy references and planted users."""
+
+import importlib
+from pathlib import Path
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mfjax
+from mfjax.recommend import fold_in, recommend
+from mfjax.train import FIT_DEFAULTS
+
+recommend_module = importlib.import_module("mfjax.recommend")
+ML100K = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ml-100k"
+
+
+def _params(seed, n_users, n_items, rank):
+  """Random params with non-zero biases and mean."""
+  rng = np.random.default_rng(seed)
+  return mfjax.Params(
+    user_factors=jnp.asarray(rng.normal(size=(n_users, rank)), jnp.float32),
+    item_factors=jnp.asarray(rng.normal(size=(n_items, rank)), jnp.float32),
+    user_bias=jnp.asarray(rng.normal(size=n_users), jnp.float32),
+    item_bias=jnp.asarray(rng.normal(size=n_items), jnp.float32),
+    mean=jnp.float32(3.5),
+  )
+
+
+def _ratings(users, items, n_users, n_items, values=None):
+  users = np.asarray(users, np.int32)
+  if values is None:
+    values = np.full(users.shape, 4.0)
+  return mfjax.Ratings(
+    jnp.asarray(users),
+    jnp.asarray(np.asarray(items, np.int32)),
+    jnp.asarray(np.asarray(values, np.float32)),
+    n_users=n_users,
+    n_items=n_items,
+  )
+
+
+def _reference(params, users, k, exclude=None):
+  """Top-k by a stable argsort of the full float64 score matrix, -1 when exhausted."""
+  p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+  scores = (
+    p.mean
+    + p.user_bias[:, None]
+    + p.item_bias[None, :]
+    + p.user_factors @ p.item_factors.T
+  )
+  if exclude is not None:
+    u, i = np.asarray(exclude.users), np.asarray(exclude.items)
+    known = (u >= 0) & (i >= 0)
+    scores[u[known], i[known]] = -np.inf
+  scores = scores[np.asarray(users)]
+  order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+  top = np.take_along_axis(scores, order, axis=1)
+  return np.where(np.isneginf(top), -1, order), top
+
+
+def _random_exclude(seed, n_users, n_items, n):
+  """Random pairs, with repeats and a few unknown (-1) ids."""
+  rng = np.random.default_rng(seed)
+  users = rng.integers(0, n_users, n)
+  items = rng.integers(0, n_items, n)
+  users[:3] = -1
+  items[3:5] = -1
+  return _ratings(users, items, n_users, n_items)
+
+
+def test_recommend_matches_numpy_reference():
+  params = _params(0, 40, 30, 3)
+  exclude = _random_exclude(1, 40, 30, 500)
+  users = np.arange(40)
+  for k in (7, 30):
+    items, scores = recommend(params, users, k, exclude=exclude)
+    ref_items, ref_scores = _reference(params, users, k, exclude)
+    assert items.dtype == jnp.int32 and items.shape == scores.shape == (40, k)
+    np.testing.assert_array_equal(items, ref_items)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
+  # Without exclude the scores are predict's.
+  items, scores = recommend(params, users, 30)
+  np.testing.assert_allclose(
+    scores,
+    np.take_along_axis(np.asarray(mfjax.predict(params)), np.asarray(items), 1),
+    rtol=1e-6,
+  )
+  np.testing.assert_array_equal(items, _reference(params, users, 30)[0])
+
+
+def test_recommend_never_returns_an_excluded_item():
+  params = _params(2, 40, 30, 3)
+  exclude = _random_exclude(3, 40, 30, 500)
+  items, _ = recommend(params, np.arange(40), 30, exclude=exclude)
+  u, i = np.asarray(exclude.users), np.asarray(exclude.items)
+  excluded = {(a, b) for a, b in zip(u, i, strict=True) if a >= 0 and b >= 0}
+  returned = {(a, b) for a in range(40) for b in np.asarray(items[a]) if b >= 0}
+  assert excluded and not excluded & returned
+  # Everything else is returned: k = n_items lists all the candidates.
+  assert len(returned) == 40 * 30 - len(excluded)
+
+
+def test_ties_rank_the_lower_item_index_first():
+  params = mfjax.Params(
+    user_factors=jnp.zeros((2, 2)),
+    item_factors=jnp.zeros((6, 2)),
+    user_bias=jnp.zeros(2),
+    item_bias=jnp.array([1.0, 2.0, 2.0, 1.0, 2.0, 0.0]),
+    mean=jnp.float32(3.0),
+  )
+  items, scores = recommend(params, [0, 1], 5, exclude=_ratings([1], [2], 2, 6))
+  np.testing.assert_array_equal(items, [[1, 2, 4, 0, 3], [1, 4, 0, 3, 5]])
+  np.testing.assert_array_equal(scores[1], [5.0, 5.0, 4.0, 4.0, 3.0])
+
+
+def test_fewer_candidates_than_k_pad_with_minus_one():
+  params = _params(4, 3, 6, 2)
+  # User 0 rated all but items 2 and 4; user 1 rated everything; user 2 nothing.
+  exclude = _ratings([0, 0, 0, 0] + [1] * 6, [0, 1, 3, 5] + list(range(6)), 3, 6)
+  items, scores = recommend(params, [0, 1, 2], 4, exclude=exclude)
+  assert sorted(np.asarray(items[0, :2])) == [2, 4]
+  np.testing.assert_array_equal(items[0, 2:], [-1, -1])
+  assert np.all(np.isneginf(scores[0, 2:])) and np.all(np.isfinite(scores[0, :2]))
+  np.testing.assert_array_equal(items[1], [-1] * 4)
+  assert np.all(np.isneginf(scores[1]))
+  assert np.all(np.asarray(items[2]) >= 0)
+
+
+def test_blocks_and_exclusion_chunks_do_not_change_the_answer(monkeypatch):
+  params = _params(5, 40, 30, 3)
+  exclude = _random_exclude(6, 40, 30, 500)
+  # Unsorted users with repeats; 7 does not divide 60.
+  users = np.random.default_rng(7).integers(0, 40, 60)
+  expected = _reference(params, users, 7, exclude)
+  monkeypatch.setattr(recommend_module, "_EXCLUDE_CHUNK", 5)  # Many chunks a block.
+  for block_size in (1, 7, 60, 4096):
+    items, scores = recommend(params, users, 7, exclude=exclude, block_size=block_size)
+    np.testing.assert_array_equal(items, expected[0])
+    np.testing.assert_allclose(scores, expected[1], rtol=1e-5, atol=1e-5)
+  # Catalogues too large for one uint32 sort key group the pairs another way.
+  monkeypatch.setattr(recommend_module, "_PACK_LIMIT", 0)
+  items, _ = recommend(params, users, 7, exclude=exclude, block_size=7)
+  np.testing.assert_array_equal(items, expected[0])
+
+
+def test_recommend_under_jit_traces_once():
+  params = _params(8, 40, 30, 3)
+  exclude = _random_exclude(9, 40, 30, 500)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def top(params, users, exclude):
+    return recommend(params, users, 7, exclude=exclude, block_size=16)
+
+  for seed in (0, 1):
+    users = np.random.default_rng(seed).integers(0, 40, 35).astype(np.int32)
+    items, scores = top(params, jnp.asarray(users), exclude)
+    expected = _reference(params, users, 7, exclude)
+    np.testing.assert_array_equal(items, expected[0])
+    np.testing.assert_allclose(scores, expected[1], rtol=1e-5, atol=1e-5)
+
+
+def test_single_user_and_empty_selection():
+  params = _params(10, 5, 8, 2)
+  items, scores = recommend(params, 3, 4)
+  assert items.shape == scores.shape == (4,)
+  np.testing.assert_array_equal(items, _reference(params, [3], 4)[0][0])
+  items, scores = recommend(params, np.array([], np.int32), 4)
+  assert items.shape == scores.shape == (0, 4)
+
+
+@pytest.mark.skipif(not ML100K.exists(), reason="needs ../shared/data/ml-100k")
+def test_all_movielens_users_in_one_call():
+  train, _ = mfjax.load_ratings(ML100K / "u1.base")
+  params = _params(11, train.n_users, train.n_items, 8)
+  users = np.arange(train.n_users)
+  items, _ = recommend(params, users, 10, exclude=train, block_size=256)
+  np.testing.assert_array_equal(items, _reference(params, users, 10, train)[0])
+
+
+@pytest.mark.parametrize(
+  "kwargs, error, match",
+  [
+    (dict(users=[0, 5]), ValueError, r"users must lie in \[0, 5\).*got index 5"),
+    (dict(users=[-1]), ValueError, "got index -1"),
+    (dict(users=[0.0]), TypeError, "users must be integer indices"),
+    (dict(users=[[0, 1]]), ValueError, "users must be a 1-D array"),
+    (dict(users="a"), TypeError, "users must be integer"),
+    (dict(k=0), ValueError, "k must be an int >= 1"),
+    (dict(k=9), ValueError, "k must be at most n_items = 8; got 9"),
+    (dict(k=2.0), TypeError, "k must be an int"),
+    (dict(k=True), TypeError, "k must be an int"),
+    (dict(block_size=0), ValueError, "block_size must be an int >= 1"),
+    (dict(exclude=np.zeros((5, 8))), TypeError, "exclude must be mfjax.Ratings"),
+    (dict(exclude=_ratings([0], [1], 5, 9)), ValueError, r"n_users, n_items = \(5, 8"),
+    (dict(exclude=_ratings([7], [1], 5, 8)), ValueError, "exclude.users must lie"),
+    (dict(params="p"), TypeError, "params must be mfjax.Params"),
+  ],
+)
+def test_recommend_rejects_bad_arguments(kwargs, error, match):
+  args = dict(params=_params(12, 5, 8, 2), users=[0, 1], k=3)
+  args.update(kwargs)
+  with pytest.raises(error, match=match):
+    recommend(args.pop("params"), args.pop("users"), args.pop("k"), **args)
+
+
+def _ridge_reference(params, ratings, l2, l2_bias):
+  """Per-user np.linalg.solve of the ridge normal equations, in float64."""
+  p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+  users, items = np.asarray(ratings.users), np.asarray(ratings.items)
+  values = np.asarray(ratings.values, np.float64)
+  rank = p.item_factors.shape[1]
+  factors = np.zeros((ratings.n_users, rank))
+  bias = np.zeros(ratings.n_users)
+  for u in range(ratings.n_users):
+    mine = users == u
+    if not mine.any():
+      continue
+    design = np.column_stack([p.item_factors[items[mine]], np.ones(mine.sum())])
+    target = values[mine] - p.mean - p.item_bias[items[mine]]
+    penalty = np.diag([l2] * rank + [l2_bias])
+    x = np.linalg.solve(design.T @ design + penalty, design.T @ target)
+    factors[u], bias[u] = x[:rank], x[rank]
+  return factors, bias
+
+
+def _new_ratings(seed, n_new, n_items, n, empty_user=None):
+  rng = np.random.default_rng(seed)
+  users = rng.integers(0, n_new, n)
+  if empty_user is not None:
+    users[users == empty_user] = (empty_user + 1) % n_new
+  return _ratings(
+    users, rng.integers(0, n_items, n), n_new, n_items, rng.uniform(1, 5, n)
+  )
+
+
+def test_fold_in_matches_numpy_ridge(monkeypatch):
+  params = _params(13, 10, 30, 4)
+  ratings = _new_ratings(14, 6, 30, 80, empty_user=4)
+  for l2, l2_bias in ((10.0, 1.0), (0.5, 3.0)):
+    folded = fold_in(params, ratings, l2=l2, l2_bias=l2_bias)
+    factors, bias = _ridge_reference(params, ratings, l2, l2_bias)
+    np.testing.assert_allclose(folded.user_factors, factors, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(folded.user_bias, bias, rtol=1e-4, atol=1e-5)
+    assert not np.any(folded.user_factors[4]) and folded.user_bias[4] == 0
+    assert folded.item_factors is params.item_factors
+    assert folded.item_bias is params.item_bias and folded.mean is params.mean
+  # The normal equations accumulated a few ratings at a time give the same.
+  monkeypatch.setattr(recommend_module, "_GRAM_CHUNK_ELEMENTS", 3 * 25)
+  chunked = fold_in(params, ratings, l2=0.5, l2_bias=3.0)
+  np.testing.assert_allclose(chunked.user_factors, factors, rtol=1e-4, atol=1e-5)
+
+
+def test_fold_in_defaults_are_the_fit_defaults():
+  params = _params(15, 10, 30, 4)
+  ratings = _new_ratings(16, 6, 30, 80)
+  folded = fold_in(params, ratings)
+  factors, bias = _ridge_reference(
+    params, ratings, FIT_DEFAULTS["l2"], FIT_DEFAULTS["l2_bias"]
+  )
+  np.testing.assert_allclose(folded.user_factors, factors, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(folded.user_bias, bias, rtol=1e-4, atol=1e-5)
+
+
+def test_fold_in_is_the_minimum_of_the_training_loss_over_the_user():
+  params = _params(17, 10, 30, 4)
+  ratings = _new_ratings(18, 6, 30, 80)
+  folded = fold_in(params, ratings, l2=2.0, l2_bias=0.5)
+  grads = jax.jit(jax.grad(mfjax.loss))(folded, ratings, l2=2.0, l2_bias=0.5)
+  np.testing.assert_allclose(grads.user_factors, 0, atol=1e-5)
+  np.testing.assert_allclose(grads.user_bias, 0, atol=1e-5)
+
+
+def test_fold_in_recovers_a_planted_user():
+  params = _params(19, 10, 30, 4)
+  rng = np.random.default_rng(20)
+  planted_factors = rng.normal(size=(6, 4)).astype(np.float32)
+  planted_bias = rng.normal(size=6).astype(np.float32)
+  counts = [14, 14, 13, 13, 13, 13]  # 80 ratings, >= rank + 1 per user.
+  users = np.repeat(np.arange(6), counts)
+  items = np.concatenate([rng.choice(30, n, replace=False) for n in counts])
+  truth = params._replace(
+    user_factors=jnp.asarray(planted_factors), user_bias=jnp.asarray(planted_bias)
+  )
+  values = np.asarray(mfjax.predict(truth, users, items))
+  rated = _ratings(users, items, 6, 30, values)
+  folded = fold_in(params, rated, l2=1e-6, l2_bias=1e-6)
+  np.testing.assert_allclose(folded.user_factors, planted_factors, atol=1e-3)
+  np.testing.assert_allclose(folded.user_bias, planted_bias, atol=1e-3)
+  # The folded params predict and recommend for the new users directly.
+  np.testing.assert_allclose(mfjax.predict(folded), mfjax.predict(truth), atol=1e-3)
+  top, _ = recommend(folded, np.arange(6), 7, exclude=rated)
+  np.testing.assert_array_equal(top, _reference(truth, np.arange(6), 7, rated)[0])
+
+
+def test_fold_in_under_jit_traces_once():
+  params = _params(21, 10, 30, 4)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def fold(params, ratings, l2):
+    return fold_in(params, ratings, l2=l2, l2_bias=1.0)
+
+  for seed, l2 in ((22, 3.0), (23, 0.2)):
+    ratings = _new_ratings(seed, 6, 30, 80)
+    folded = fold(params, ratings, jnp.float32(l2))
+    factors, bias = _ridge_reference(params, ratings, l2, 1.0)
+    np.testing.assert_allclose(folded.user_factors, factors, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(folded.user_bias, bias, rtol=1e-4, atol=1e-5)
+
+
+def test_traced_values_behave_as_documented():
+  params = _params(25, 10, 30, 4)
+  ratings = _new_ratings(26, 6, 30, 80)
+  items = np.asarray(ratings.items).copy()
+  items[:5] = -1  # Unknown items: ignored under jit (the host rejects them).
+  values = np.asarray(ratings.values).copy()
+  values[np.asarray(ratings.users) == 2] = np.nan
+  broken = _ratings(ratings.users, items, 6, 30, values)
+  folded = jax.jit(fold_in)(params, broken)
+  kept = np.flatnonzero(items >= 0)
+  factors, _ = _ridge_reference(
+    params, ratings.subset(kept), FIT_DEFAULTS["l2"], FIT_DEFAULTS["l2_bias"]
+  )
+  users = np.arange(6) != 2
+  np.testing.assert_allclose(
+    folded.user_factors[users], factors[users], rtol=1e-4, atol=1e-5
+  )
+  assert np.all(np.isnan(folded.user_factors[2]))
+  # A user of -1 under jit scores items by mean + item bias.
+  top, scores = jax.jit(recommend, static_argnums=2)(params, jnp.array([-1]), 5)
+  np.testing.assert_array_equal(top[0], np.argsort(-np.asarray(params.item_bias))[:5])
+  np.testing.assert_allclose(
+    scores[0], 3.5 + np.sort(np.asarray(params.item_bias))[::-1][:5], rtol=1e-6
+  )
+
+
+@pytest.mark.parametrize(
+  "kwargs, error, match",
+  [
+    (dict(ratings=_ratings([0], [-1], 2, 6)), ValueError, "ratings.items must lie"),
+    (dict(ratings=_ratings([0], [6], 2, 6)), ValueError, "got index 6"),
+    (dict(ratings=_ratings([2], [1], 2, 6)), ValueError, "ratings.users must lie"),
+    (
+      dict(ratings=_ratings([0], [1], 2, 6, [np.nan])),
+      ValueError,
+      "ratings.values must be finite",
+    ),
+    (
+      dict(ratings=_ratings([0], [1], 2, 7)),
+      ValueError,
+      "ratings.n_items must be n_items = 6",
+    ),
+    (dict(ratings=np.ones((2, 6))), TypeError, "ratings must be mfjax.Ratings"),
+    (dict(l2=-1.0), ValueError, "l2 must be a finite number >= 0"),
+    (dict(l2_bias=np.inf), ValueError, "l2_bias must be a finite number >= 0"),
+    (dict(l2="a"), TypeError, "l2 must be a real number"),
+    (dict(params=(1, 2)), TypeError, "params must be mfjax.Params"),
+  ],
+)
+def test_fold_in_rejects_bad_arguments(kwargs, error, match):
+  args = dict(params=_params(24, 4, 6, 2), ratings=_ratings([0, 1], [1, 2], 2, 6))
+  args.update(kwargs)
+  with pytest.raises(error, match=match):
+    fold_in(args.pop("params"), args.pop("ratings"), **args)
