@@ -15,6 +15,7 @@ from mfjax.data import (
   synthetic_ratings,
   train_test_split,
 )
+from mfjax.grid import GridResult, train_grid
 from mfjax.metrics import (
   RankingMetrics,
   mae,
@@ -31,6 +32,12 @@ from mfjax.notebook import (
   reproduce_notebook,
 )
 from mfjax.recommend import fold_in, recommend
+from mfjax.sharding import (
+  MemoryWarning,
+  memory_estimate,
+  shard_params,
+  shard_ratings,
+)
 from mfjax.train import (
   TrainResult,
   default_learning_rate,
@@ -64,6 +71,12 @@ __all__ = [
   "save",
   "fold_in",
   "recommend",
+  "GridResult",
+  "train_grid",
+  "MemoryWarning",
+  "memory_estimate",
+  "shard_params",
+  "shard_ratings",
   "BIASES",
   "INITS",
   "NOTEBOOK_MATRIX",

@@ -8,6 +8,7 @@ raw ids become dense indices kept in :class:`IdMaps`, and the result is a
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any
 
@@ -45,6 +46,17 @@ class Ratings:
     values: ratings, float32 ``[n]``.
     n_users: number of users of the model (static).
     n_items: number of items of the model (static).
+    weights: optional weight of each rating, float32 ``[n]``, finite and ``>= 0``;
+      None (the default) means all ones. Every sum over ratings is weighted: the
+      loss and its gradient (a weighted mean of squared errors, with the penalty
+      divided by the weight sum), the ``mean`` that ``train`` fixes, ``rmse`` and
+      ``mae``. A rating of weight 0 changes nothing anywhere: it is how
+      :func:`mfjax.sharding.shard_ratings` pads, and ranking metrics and
+      ``to_dense`` leave it out.
+    n_padding: how many entries at the end are padding (static; 0 unless made by
+      :func:`mfjax.sharding.shard_ratings`). They must have weight 0. Mini-batch
+      epochs plan their batches over the other entries only, so that training
+      visits exactly the batches it would without the padding.
   """
 
   users: jax.Array  # shape=(n,), int32
@@ -52,6 +64,8 @@ class Ratings:
   values: jax.Array  # shape=(n,), float32
   n_users: int
   n_items: int
+  weights: jax.Array | None = None  # shape=(n,), float32
+  n_padding: int = 0
 
   def __len__(self) -> int:
     return int(self.values.shape[0])
@@ -62,29 +76,42 @@ class Ratings:
     return (self.n_users, self.n_items)
 
   def to_dense(self) -> np.ndarray:
-    """The ``[n_users, n_items]`` matrix with 0 where no rating is (host, NumPy)."""
+    """The ``[n_users, n_items]`` matrix with 0 where no rating is (host, NumPy).
+
+    Ratings of weight 0 are left out; other weights are not represented.
+    """
     users, items, values = (
       np.asarray(x) for x in (self.users, self.items, self.values)
     )
     known = (users >= 0) & (items >= 0)
+    if self.weights is not None:
+      known &= np.asarray(self.weights) > 0
     dense = np.zeros(self.shape, np.float32)
     dense[users[known], items[known]] = values[known]
     return dense
 
   def subset(self, index: ArrayLike) -> Ratings:
-    """The ratings at positions ``index`` (host-side indexing)."""
+    """The ratings at positions ``index`` (host-side indexing), with their weights.
+
+    The result has no ``n_padding``: padding entries it picks stay as ordinary
+    ratings of weight 0, which change nothing.
+    """
     index = np.asarray(index)
+    pick = lambda x: jnp.asarray(np.asarray(x)[index])
     return Ratings(
-      users=jnp.asarray(np.asarray(self.users)[index]),
-      items=jnp.asarray(np.asarray(self.items)[index]),
-      values=jnp.asarray(np.asarray(self.values)[index]),
+      users=pick(self.users),
+      items=pick(self.items),
+      values=pick(self.values),
       n_users=self.n_users,
       n_items=self.n_items,
+      weights=None if self.weights is None else pick(self.weights),
     )
 
 
 jax.tree_util.register_dataclass(
-  Ratings, data_fields=["users", "items", "values"], meta_fields=["n_users", "n_items"]
+  Ratings,
+  data_fields=["users", "items", "values", "weights"],
+  meta_fields=["n_users", "n_items", "n_padding"],
 )
 
 
@@ -107,6 +134,7 @@ def check_ratings(name: str, ratings: Any, *, allow_unknown: bool = False) -> Ra
       f"{name}.users, .items and .values must have the same length; got "
       f"{ratings.users.shape[0]}, {ratings.items.shape[0]} and {values.shape[0]}."
     )
+  _check_weights(name, ratings, values.shape[0])
   for axis, size in (("users", ratings.n_users), ("items", ratings.n_items)):
     index = getattr(ratings, axis)
     if validation.is_concrete(index) and index.shape[0]:
@@ -118,6 +146,42 @@ def check_ratings(name: str, ratings: Any, *, allow_unknown: bool = False) -> Ra
         what = f"[{floor}, {size})" + (" (-1 = unknown)" if allow_unknown else "")
         raise ValueError(f"{name}.{axis} must lie in {what}; got index {bad}.")
   return ratings
+
+
+def _check_weights(name: str, ratings: Ratings, n: int) -> None:
+  """Checks ``weights`` (length, finite, >= 0) and ``n_padding`` (static, weight 0)."""
+  weights = ratings.weights
+  if weights is not None:
+    weights = validation.check_real_array(f"{name}.weights", weights, ndim=1)
+    if weights.shape[0] != n:
+      raise ValueError(
+        f"{name}.weights must have one weight per rating, {n}; got {weights.shape[0]}."
+      )
+    if validation.is_concrete(weights) and n:
+      with jax.ensure_compile_time_eval():
+        lowest = float(jnp.min(weights))
+      if lowest < 0:
+        raise ValueError(f"{name}.weights must be >= 0; got {lowest:g}.")
+  padding = ratings.n_padding
+  if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)):
+    raise TypeError(f"{name}.n_padding must be an int; got {padding!r}.")
+  if not 0 <= padding <= n:
+    raise ValueError(
+      f"{name}.n_padding must lie in [0, {n}] (the number of entries); got {padding}."
+    )
+  if padding and weights is None:
+    raise ValueError(
+      f"{name}.n_padding is {padding} but weights is None; padding entries need "
+      "weight 0 (see mfjax.sharding.shard_ratings)."
+    )
+  if padding and validation.is_concrete(weights):
+    with jax.ensure_compile_time_eval():
+      tail = float(jnp.max(jnp.abs(weights[n - padding :])))
+    if tail != 0:
+      raise ValueError(
+        f"{name}.weights must be 0 on the last n_padding = {padding} entries "
+        "(the padding)."
+      )
 
 
 def ratings_from_dense(matrix: ArrayLike) -> Ratings:
@@ -173,16 +237,34 @@ class IdMaps:
 def _lookup(sorted_ids: np.ndarray, raw: ArrayLike) -> np.ndarray:
   raw = np.asarray(raw)
   if sorted_ids.dtype.kind == "i" and raw.dtype.kind not in "iu":
+    if raw.dtype.kind == "f":  # 1.5 is no integer id; 5.0 is 5.
+      whole = np.isfinite(raw) & (raw == np.round(raw)) & (np.abs(raw) < 2**63)
+      found = _lookup(sorted_ids, np.where(whole, raw, 0).astype(np.int64))
+      return np.where(whole, found, UNKNOWN).astype(np.int32)
     try:  # Integer maps: accept "42" as well as 42.
       raw = raw.astype(np.int64)
-    except (TypeError, ValueError):
-      return np.full(raw.shape, UNKNOWN, np.int32)
+    except (TypeError, ValueError, OverflowError):  # Text, or beyond int64:
+      return _lookup_one_by_one(sorted_ids, raw)  # the others may be known.
   elif sorted_ids.dtype.kind == "U":
     raw = raw.astype(str)
   pos = np.searchsorted(sorted_ids, raw)
   pos = np.minimum(pos, len(sorted_ids) - 1)
   found = sorted_ids[pos] == raw
   return np.where(found, pos, UNKNOWN).astype(np.int32)
+
+
+def _lookup_one_by_one(sorted_ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
+  """Integer-map lookup of ids that are not all integers: each on its own."""
+  flat = raw.ravel().tolist()
+  ints, whole = np.zeros(len(flat), np.int64), np.zeros(len(flat), bool)
+  for j, x in enumerate(flat):
+    try:
+      ints[j] = int(x)  # OverflowError beyond int64; ValueError for "a", "4.0".
+      whole[j] = not isinstance(x, float) or x.is_integer()
+    except (TypeError, ValueError, OverflowError):
+      pass
+  found = np.where(whole, _lookup(sorted_ids, ints), UNKNOWN)
+  return found.reshape(raw.shape).astype(np.int32)
 
 
 FORMATS = ("auto", "ml-100k", "ml-1m", "ml-latest", "delimited")
@@ -203,6 +285,8 @@ def _split(line: str, sep: str | None) -> list[str]:
 
 
 def _is_float(text: str) -> bool:
+  if not text.isascii() or "_" in text:  # float() takes "1_0" and "\u0663".
+    return False
   try:
     float(text)
   except ValueError:
@@ -211,7 +295,22 @@ def _is_float(text: str) -> bool:
 
 
 def _is_int(text: str) -> bool:
-  return text.lstrip("-").isdigit() and len(text) <= 15
+  digits = text[1:] if text.startswith("-") else text
+  # ASCII digits only: str.isdigit() also takes "\u2460" and "\u00b2".
+  return digits.isascii() and digits.isdigit() and len(text) <= 15
+
+
+def _is_integral(text: str) -> bool:
+  """What the integer-id path reads: a number with an integer value below 1e15."""
+  if not _is_float(text):
+    return False
+  value = float(text)
+  return math.isfinite(value) and value.is_integer() and abs(value) < 1e15
+
+
+_INTEGER_IDS = (
+  "ids must be integers of at most 15 digits, or all text; the first line had integers"
+)
 
 
 def _bad_line(path, number, line, sep, ncols, reason=None) -> RatingsFileError:
@@ -256,7 +355,9 @@ def _decode(path, number, raw: bytes) -> str:
       f"{path}: looks like a binary file (NUL bytes), not ratings."
     )
   try:
-    return raw.decode("utf-8").replace("\r", "")
+    # A UTF-8 byte order mark at the start of the file is no part of an id.
+    codec = "utf-8-sig" if number == 1 else "utf-8"
+    return raw.decode(codec).replace("\r", "")
   except UnicodeDecodeError as e:
     line = number + raw[: e.start].count(b"\n")
     raise RatingsFileError(f"{path}:{line}: not UTF-8 text ({e.reason}).") from None
@@ -268,9 +369,10 @@ def _parse_numeric(path, number, text, sep, ncols):
   import warnings
 
   lines = text.count("\n") + (0 if text.endswith("\n") else 1)
-  if sep == "::":
-    text = text.replace("::", "\t")
-  delimiter = "\t" if sep == "::" else sep
+  delimiter = sep
+  if sep is not None and len(sep) > 1:  # np.loadtxt takes one character.
+    text = text.replace(sep, "\t")
+    delimiter = "\t"
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("error")
@@ -285,31 +387,40 @@ def _parse_numeric(path, number, text, sep, ncols):
     if block.shape != (lines, ncols):
       raise ValueError("blank lines or a column count that changes")
   except (ValueError, UserWarning):
-    for offset, line in enumerate(text.split("\n")):
-      fields = _split(line, "\t" if sep == "::" else sep)
-      if len(fields) == ncols and not all(_is_int(f) for f in fields[:2]):
+    # The lines only: not the empty string after the last newline.
+    for offset, line in enumerate(text.split("\n")[:lines]):
+      fields = _split(line, delimiter)
+      # Not _is_int: np.loadtxt reads ids such as "+4" or "4.0" on other lines.
+      if len(fields) == ncols and not all(_is_integral(f) for f in fields[:2]):
         raise _bad_line(
           path,
           number + offset,
           line,
           sep,
           ncols,
-          "ids must be all integers or all strings; the first line had integers",
+          _INTEGER_IDS,
         ) from None
       if len(fields) != ncols or not _is_float(fields[2]):
         raise _bad_line(path, number + offset, line, sep, ncols) from None
+      if ncols == 4 and not _is_float(fields[3]):
+        reason = f"timestamp {fields[3]!r} is not a number"
+        raise _bad_line(path, number + offset, line, sep, ncols, reason) from None
     raise RatingsFileError(f"{path}:{number}: could not parse this block.") from None
   ids = block[:, :2]
-  if not np.all(ids == np.round(ids)):
-    row = int(np.argmax(np.any(ids != np.round(ids), axis=1)))
+  # float64 holds integers exactly below 2**53; _is_int allows 15 digits. NaN and
+  # inf fail too.
+  bad = ~((ids == np.round(ids)) & (np.abs(ids) < 1e15))
+  if bad.any():
+    row = int(np.argmax(bad.any(axis=1)))
     raise _bad_line(
       path,
       number + row,
       text.split("\n")[row],
       sep,
       ncols,
-      "ids must be integers or non-numeric strings",
+      _INTEGER_IDS,
     )
+  _check_float32(path, number, text, sep, ncols, block[:, 2])
   # The narrowest types that hold the block: 12 bytes a line instead of 24.
   small = np.abs(ids).max() < 2**31 if ids.size else True
   id_type = np.int32 if small else np.int64
@@ -335,7 +446,27 @@ def _parse_strings(path, number, text, sep, ncols):
     users.append(fields[0])
     items.append(fields[1])
     values.append(float(fields[2]))
-  return np.array(users, dtype=str), np.array(items, dtype=str), np.array(values)
+  values = np.array(values)
+  _check_float32(path, number, text, sep, ncols, values)
+  return np.array(users, dtype=str), np.array(items, dtype=str), values
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_float32(path, number, text, sep, ncols, values):
+  """Finite ratings beyond float32 would become inf with a RuntimeWarning."""
+  big = np.isfinite(values) & (np.abs(values) > _FLOAT32_MAX)
+  if big.any():
+    row = int(np.argmax(big))
+    raise _bad_line(
+      path,
+      number + row,
+      text.split("\n")[row],
+      sep,
+      ncols,
+      f"rating {values[row]:g} does not fit in float32",
+    )
 
 
 def load_ratings(
@@ -384,6 +515,13 @@ def load_ratings(
   validation.check_choice("duplicates", duplicates, DUPLICATES)
   if scale is not None:
     scale = validation.check_clip("scale", scale)
+  if sep is not None:
+    if not isinstance(sep, str):
+      raise TypeError(f"sep must be a string or None; got {type(sep).__name__}.")
+    if not sep or "\n" in sep or "\r" in sep:
+      raise ValueError(
+        f"sep must be a non-empty string without line breaks, or None; got {sep!r}."
+      )
   if id_maps is not None and not isinstance(id_maps, IdMaps):
     raise TypeError(f"id_maps must be mfjax.IdMaps; got {type(id_maps).__name__}.")
   if not os.path.exists(path):
@@ -415,9 +553,12 @@ def load_ratings(
 
   parse = _parse_numeric if numeric else _parse_strings
   columns = ([], [], [])
-  for number, text in _chain([(first_number, first_text)], blocks):
-    if text.strip():
-      parsed = parse(path, number, text.rstrip("\n") + "\n", sep, ncols)
+  for number, text, last in _with_last(_chain([(first_number, first_text)], blocks)):
+    if last:
+      text = text.rstrip()  # Blank lines at the end of the file are fine.
+    if text.strip() or (text and not last):
+      text = text if text.endswith("\n") else text + "\n"
+      parsed = parse(path, number, text, sep, ncols)
       for column, part in zip(columns, parsed, strict=True):
         column.append(part)
   if not columns[0]:
@@ -498,6 +639,17 @@ def _index_ids(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return ids, index.astype(np.int32)
 
 
+def _with_last(blocks):
+  """``(number, text, is_last)`` for each block: the last one is read ahead."""
+  previous = None
+  for block in blocks:
+    if previous is not None:
+      yield (*previous, False)
+    previous = block
+  if previous is not None:
+    yield (*previous, True)
+
+
 def _chain(first, rest):
   yield from first
   yield from rest
@@ -552,7 +704,8 @@ def _resolve_duplicates(path, header, users, items, values, n_items, policy):
     )
   if policy == "mean":
     starts = np.flatnonzero(np.append(True, last[:-1]))
-    means = np.add.reduceat(values[rows], starts) / np.diff(
+    # In float64: a float32 sum overflows, or misses the mean of equal ratings.
+    means = np.add.reduceat(values[rows].astype(np.float64), starts) / np.diff(
       np.append(starts, len(rows))
     )
     values[rows[last]] = means
@@ -569,6 +722,13 @@ def _check_fraction(name: str, value: Any) -> float:
   return float(value)
 
 
+def _without_padding(ratings: Ratings) -> Ratings:
+  """``ratings`` without its trailing padding entries (host-side)."""
+  if not ratings.n_padding:
+    return ratings
+  return ratings.subset(np.arange(len(ratings) - ratings.n_padding))
+
+
 def train_test_split(
   ratings: Ratings, *, test_fraction: float = 0.2, seed: int = 0, stratify: bool = False
 ) -> tuple[Ratings, Ratings]:
@@ -583,10 +743,12 @@ def train_test_split(
       every user is in the training part.
 
   Returns:
-    ``(train, test)``, both with the model's ``n_users``/``n_items``.
+    ``(train, test)``, both with the model's ``n_users``/``n_items``. Weights go
+    with their ratings; padding (``n_padding``) is dropped first.
   """
   check_ratings("ratings", ratings)
   test_fraction = _check_fraction("test_fraction", test_fraction)
+  ratings = _without_padding(ratings)
   rng = np.random.default_rng(seed)
   n = len(ratings)
   if not stratify:
@@ -608,9 +770,13 @@ def train_test_split(
 
 
 def kfold(ratings: Ratings, k: int = 5, *, seed: int = 0):
-  """Yields ``k`` seeded ``(train, test)`` splits; each rating is tested once."""
+  """Yields ``k`` seeded ``(train, test)`` splits; each rating is tested once.
+
+  Weights go with their ratings; padding (``n_padding``) is dropped first.
+  """
   check_ratings("ratings", ratings)
   k = validation.check_positive_int("k", k)
+  ratings = _without_padding(ratings)
   if k < 2 or k > len(ratings):
     raise ValueError(
       f"k must lie in [2, {len(ratings)}] (the number of ratings); got {k}."

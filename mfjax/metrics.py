@@ -50,6 +50,25 @@ def _errors_unchecked(params, ratings, clip, bias):
   return pred - ratings.values
 
 
+def _mean_over(ratings: Ratings, x: jax.Array) -> jax.Array:
+  """The mean of ``x`` (one value per rating) weighted by ``ratings.weights``.
+
+  Weight-0 entries are left out even where ``x`` is NaN or inf; with no weight
+  at all the mean is NaN, as the mean of nothing.
+  """
+  if ratings.weights is None:
+    return jnp.mean(x)
+  weights = jnp.asarray(ratings.weights, x.dtype)
+  total = jnp.sum(jnp.where(weights > 0, weights * x, jnp.zeros((), x.dtype)))
+  return total / weights.sum()
+
+
+def _rmse_unchecked(params, ratings, clip, bias):
+  return jnp.sqrt(
+    _mean_over(ratings, _errors_unchecked(params, ratings, clip, bias) ** 2)
+  )
+
+
 def rmse(
   params: Params,
   ratings: Ratings,
@@ -68,9 +87,10 @@ def rmse(
     bias: ``"additive"`` or ``"notebook"``.
 
   Returns:
-    A scalar.
+    A scalar. With ``ratings.weights``, the weighted root mean square (ratings of
+    weight 0, such as padding, are left out).
   """
-  return jnp.sqrt(jnp.mean(_errors(params, ratings, clip, bias) ** 2))
+  return jnp.sqrt(_mean_over(ratings, _errors(params, ratings, clip, bias) ** 2))
 
 
 def mae(
@@ -80,8 +100,11 @@ def mae(
   clip: tuple[float, float] | None = None,
   bias: str = "additive",
 ) -> jax.Array:
-  """Mean absolute error of the predictions of ``ratings``; see :func:`rmse`."""
-  return jnp.mean(jnp.abs(_errors(params, ratings, clip, bias)))
+  """Mean absolute error of the predictions of ``ratings``; see :func:`rmse`.
+
+  With ``ratings.weights``, the weighted mean (weight-0 ratings are left out).
+  """
+  return _mean_over(ratings, jnp.abs(_errors(params, ratings, clip, bias)))
 
 
 class RankingMetrics(NamedTuple):
@@ -202,6 +225,8 @@ def _ranking_metrics_unchecked(top_items, users, test, k, threshold):
     & (test.items >= 0)
     & (test.values >= jnp.asarray(threshold, test.values.dtype))
   )
+  if test.weights is not None:
+    relevant = relevant & (test.weights > 0)  # Weight 0 (padding) is no rating.
   pair_users = jnp.where(relevant, test.users, -1).astype(jnp.int32)
   pair_items = jnp.where(relevant, test.items, -1).astype(jnp.int32)
   pair_users, pair_items = jax.lax.sort((pair_users, pair_items), num_keys=2)
@@ -297,7 +322,8 @@ def ranking_metrics(
 
   Relevance is looked up on the device without a users × items matrix: the
   relevant test pairs are sorted and each recommended pair is found by binary
-  search. Test ratings with an unknown user or item (index -1) are never relevant,
+  search. Test ratings with an unknown user or item (index -1), or of weight 0,
+  are never relevant (other weights do not matter here),
   and a pair rated twice in ``test`` is one relevant item (relevant if either
   rating reaches ``threshold``). An item index of -1 in ``top_items`` is an empty
   slot and never a hit.
@@ -366,7 +392,7 @@ def popularity_params(train: Ratings, *, rank: int = 1) -> Params:
 
   Args:
     train: the training :class:`mfjax.Ratings`. Ratings with an unknown user or
-      item (index -1) are not counted.
+      item (index -1), or of weight 0, are not counted.
     rank: the (static) rank of the zero factor tables, >= 1.
 
   Returns:
@@ -382,6 +408,8 @@ def popularity_params(train: Ratings, *, rank: int = 1) -> Params:
   check_ratings("train", train, allow_unknown=True)
   rank = validation.check_positive_int("rank", rank)
   known = (train.users >= 0) & (train.items >= 0)
+  if train.weights is not None:
+    known = known & (train.weights > 0)
   counts = (
     jnp.zeros(train.n_items, jnp.float32)
     .at[jnp.where(known, train.items, train.n_items)]

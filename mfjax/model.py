@@ -248,16 +248,37 @@ def _loss(params: Params, data: jax.Array, mask, l2, l2_bias, bias: str):
 def _sparse_loss(
   params: Params, users, items, values, weight, n_total, l2, l2_bias, bias: str
 ):
-  """Mean squared error over the weighted pairs plus the penalty over ``n_total``.
+  """Weighted mean squared error of the pairs plus the penalty over ``n_total``.
 
   A mini-batch (``weight`` 0 on padding) gives an unbiased estimate of the
-  full-batch loss and its gradient.
+  full-batch loss and its gradient. All-zero weights give a zero error term.
   """
   dtype = params.user_factors.dtype
   weight = jnp.asarray(weight, dtype)
   residual = _predict_pairs(params, users, items, bias) - jnp.asarray(values, dtype)
-  mse = jnp.sum(weight * residual**2) / jnp.maximum(weight.sum(), 1.0)
-  return mse + _penalty(params, l2, l2_bias) / n_total
+  return _weighted_sse(weight, residual) / _positive(weight.sum()) + _penalty(
+    params, l2, l2_bias
+  ) / _positive(n_total)
+
+
+def _weighted_sse(weight, residual):
+  return jnp.sum(weight * residual**2)
+
+
+def _positive(total):
+  """``total``, or 1 where it is 0 (an empty sum divides by 1, not by 0)."""
+  if isinstance(total, int):
+    return max(total, 1)
+  return jnp.where(total > 0, total, jnp.ones((), total.dtype))
+
+
+def _rating_weights(ratings, dtype):
+  """``(weights [n], weight sum)``; ones and the static count when weights is None."""
+  n = ratings.values.shape[0]
+  if ratings.weights is None:
+    return jnp.ones((n,), dtype), n
+  weights = jnp.asarray(ratings.weights, dtype)
+  return weights, weights.sum()
 
 
 def check_data(params: Params, data, mask) -> tuple[object, object]:
@@ -281,17 +302,9 @@ def check_data(params: Params, data, mask) -> tuple[object, object]:
 
 def _any_loss(params, data, mask, l2, l2_bias, bias):
   if isinstance(data, data_lib.Ratings):
-    ones = jnp.ones(data.values.shape, params.user_factors.dtype)
+    weights, n_total = _rating_weights(data, params.user_factors.dtype)
     return _sparse_loss(
-      params,
-      data.users,
-      data.items,
-      data.values,
-      ones,
-      data.values.shape[0],
-      l2,
-      l2_bias,
-      bias,
+      params, data.users, data.items, data.values, weights, n_total, l2, l2_bias, bias
     )
   return _loss(params, data, mask, l2, l2_bias, bias)
 
@@ -310,6 +323,8 @@ def loss(
   ``loss = (Σ_observed (r̂ - r)² + l2·(‖P‖² + ‖Q‖²) + l2_bias·(‖b_u‖² + ‖b_i‖²))
   / n_observed``: the classic regularised least-squares objective divided by the
   number of observed ratings, so its minimiser does not change with the data size.
+  For :class:`mfjax.Ratings` with ``weights``, each squared error is weighted and
+  ``n_observed`` is the weight sum; ratings of weight 0 (padding) change nothing.
 
   Args:
     params: model parameters.

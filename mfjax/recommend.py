@@ -62,6 +62,8 @@ def _exclusion_table(exclude: Ratings, n_users: int):
   users = jnp.asarray(exclude.users, jnp.int32)
   items = jnp.asarray(exclude.items, jnp.int32)
   known = (users >= 0) & (users < n_users) & (items >= 0) & (items < n_items)
+  if exclude.weights is not None:  # A weight-0 entry (padding) is no rating.
+    known = known & (jnp.asarray(exclude.weights) > 0)
   key = jnp.where(known, users, n_users)  # Unknown pairs sort last, uncounted.
   items = jnp.where(known, items, 0)
   if (n_users + 1) * n_items <= _PACK_LIMIT:
@@ -179,7 +181,8 @@ def recommend(
     exclude: optional :class:`mfjax.Ratings` with the model's ``n_users`` and
       ``n_items``, usually the training ratings; its ``(user, item)`` pairs are
       never recommended (values are ignored). Pairs with an unknown user or item
-      (-1) are ignored.
+      (-1), and entries of weight 0 (the padding of :func:`mfjax.shard_ratings`),
+      are ignored.
     block_size: users scored at once, a static int >= 1. Memory and per-block
       work grow with ``block_size × n_items``.
 
@@ -232,6 +235,8 @@ def _fold_in(params: Params, ratings: Ratings, l2, l2_bias) -> Params:
   # Each rating is a row [q_i, 1] of the user's least-squares problem, with target
   # r - mean - b_i and unknowns [p_u, b_u].
   weight = (items != UNKNOWN).astype(dtype)
+  if ratings.weights is not None:  # Weighted least squares: rows scaled by √w.
+    weight = weight * jnp.sqrt(jnp.asarray(ratings.weights, dtype))
   design = (
     jnp.concatenate(
       [model._gather(params.item_factors, items), jnp.ones((n, 1), dtype)], axis=1

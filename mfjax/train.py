@@ -11,6 +11,7 @@ import optax
 from jax.typing import ArrayLike
 
 from mfjax import metrics, model, validation
+from mfjax import sharding as sharding_lib
 from mfjax.data import Ratings, check_ratings
 from mfjax.model import Params
 
@@ -165,6 +166,7 @@ def train(
   patience: int | None = None,
   scale: tuple[float, float] | None = None,
   progress: bool = False,
+  chunk_size: int | None = None,
 ) -> TrainResult:
   """Trains ``params`` on ratings, dense or sparse, in one ``lax.scan``.
 
@@ -174,7 +176,18 @@ def train(
   with ``batch_size``, by one shuffled pass of mini-batch steps. Gradients come from
   ``jax.value_and_grad`` of the pure loss (:func:`mfjax.loss`). ``mean`` is set to
   the mean of the observed (non-zero) ratings, the notebook's ``mu``, whatever
-  ``mask`` says, and is never trained.
+  ``mask`` says (for ``Ratings`` with ``weights``, their weighted mean), and is
+  never trained.
+
+  Sharded ratings (:func:`mfjax.sharding.shard_ratings`) and sharded or
+  replicated params (:func:`mfjax.sharding.shard_params`) train under plain
+  ``jax.jit``: XLA partitions the program and adds the reductions; the result
+  equals one device's up to the order of float sums.
+
+  Before tracing, ``train`` compares :func:`mfjax.sharding.memory_estimate` with
+  the memory the device reports (``memory_stats()["bytes_limit"]``; CPUs report
+  none) and warns with :class:`mfjax.sharding.MemoryWarning` when it would not
+  fit; ``chunk_size`` or ``batch_size`` then bound the memory.
 
   ``train`` is not jitted; wrap it in ``jax.jit`` with ``steps``, ``optimizer``,
   ``bias``, ``batch_size``, ``patience`` and ``progress`` static. It traces once
@@ -185,7 +198,8 @@ def train(
     params: initial parameters (see :func:`mfjax.init_params`); their ``mean`` is
       replaced.
     data: dense ratings ``[n_users, n_items]`` (0 marks a missing rating), or
-      :class:`mfjax.Ratings`.
+      :class:`mfjax.Ratings` (with ``weights``, every sum is weighted; ratings
+      of weight 0, such as padding, change nothing).
     optimizer: any optax ``GradientTransformation``. Default: for a dense matrix
       :func:`default_optimizer` (``optax.sgd`` with momentum 0.8 and a learning
       rate scaled to the data); for ``Ratings``, ``optax.adam(0.01)``.
@@ -202,6 +216,13 @@ def train(
       improved for this many epochs (the remaining epochs do no work).
     scale: ``(lo, hi)``: predictions are clipped to it when scoring validation.
     progress: show a tqdm progress bar, updated from the device after each epoch.
+    chunk_size: ``Ratings`` and full-batch only: accumulate each step's loss and
+      gradient over chunks of about this many ratings (a static int) instead of
+      all at once. The step and its result are those of full-batch training (up
+      to float rounding), but the per-rating temporaries (the gathered factor
+      rows, ``2·rank·4`` bytes a rating and more) exist for one chunk at a
+      time. Chunk ``j`` holds the ratings ``j, j + n_chunks, ...``, so that
+      each chunk of sharded ratings is spread over all their devices.
 
   Returns:
     A :class:`TrainResult`. If the loss becomes NaN or inf, ``best_params`` still
@@ -254,12 +275,29 @@ def train(
       raise ValueError("patience (early stopping) needs validation_data.")
   if scale is not None:
     scale = validation.check_clip("scale", scale)
+  if chunk_size is not None:
+    chunk_size = validation.check_positive_int("chunk_size", chunk_size)
+    if not sparse:
+      raise ValueError("chunk_size needs Ratings; a dense matrix trains at once.")
+    if batch_size is not None:
+      raise ValueError(
+        "chunk_size applies to full-batch steps; with batch_size each step sees "
+        "one mini-batch already. Give one or the other."
+      )
+  sharding_lib._check_placement(params, data, validation_data)
+  sharding_lib._warn_if_too_big(
+    params, data, optimizer=optimizer, batch_size=batch_size, chunk_size=chunk_size
+  )
 
   dtype = params.user_factors.dtype
   if sparse:
     values = jnp.asarray(data.values, dtype)
-    mean = jnp.mean(values)
-    n_total = values.shape[0]
+    if data.weights is None:
+      mean = jnp.mean(values)
+    else:
+      weights = jnp.asarray(data.weights, dtype)
+      mean = jnp.sum(weights * values) / model._positive(weights.sum())
+    _, n_total = model._rating_weights(data, dtype)
     if optimizer is None:
       optimizer = optax.adam(DEFAULT_SPARSE_LEARNING_RATE)
   else:
@@ -267,7 +305,11 @@ def train(
     mean = _observed_mean(data).astype(dtype)
     if optimizer is None:
       optimizer = _default_sgd(data, mask)
-  loss_fn = lambda p: model._any_loss(p, data, mask, l2, l2_bias, bias)
+  if chunk_size is not None:
+    loss_fn, value_and_grad = _chunked_loss(data, chunk_size, dtype, l2, l2_bias, bias)
+  else:
+    loss_fn = lambda p: model._any_loss(p, data, mask, l2, l2_bias, bias)
+    value_and_grad = jax.value_and_grad(loss_fn)
   params = params._replace(mean=mean)
   # Line-search optimizers (optax.lbfgs, ...) want the value and the function too.
   extra_args = isinstance(optimizer, optax.GradientTransformationExtraArgs)
@@ -286,7 +328,7 @@ def train(
   if batch_size is None:
 
     def epoch(params, opt_state, _):
-      value, grads = jax.value_and_grad(loss_fn)(params)
+      value, grads = value_and_grad(params)
       params, opt_state = apply(params, opt_state, value, grads, loss_fn)
       return params, opt_state, value
 
@@ -294,17 +336,30 @@ def train(
     # Each epoch visits the ratings in a fresh pseudo-random order without a
     # sort: XLA's CPU sort of a permutation took 33 ms per 80k ratings, most of an
     # ML-100k epoch (benchmarks/RESULTS.md). See `_stride_order`.
-    # One padding row (weight 0) that the short last batch points at.
-    users = jnp.append(data.users, 0)
-    items = jnp.append(data.items, 0)
-    padded_values = jnp.append(values, 0)
+    # The batches are planned over the n_data entries before any padding
+    # (Ratings.n_padding), so padded ratings train exactly as unpadded ones.
+    # Index n_data, which the short last batch points at, must read an entry of
+    # weight 0: the first padding entry, or one appended here.
+    n_data = values.shape[0] - data.n_padding
+    if data.n_padding:
+      users, items, padded_values = data.users, data.items, values
+      padded_weights = jnp.asarray(data.weights, dtype)
+    else:
+      users = jnp.append(data.users, 0)
+      items = jnp.append(data.items, 0)
+      padded_values = jnp.append(values, 0)
+      padded_weights = (
+        None if data.weights is None else jnp.append(weights, jnp.zeros((), dtype))
+      )
 
     def epoch(params, opt_state, epoch_key):
-      order = _epoch_batches(epoch_key, n_total, batch_size)
+      order = _epoch_batches(epoch_key, n_data, batch_size)
 
       def step(carry, index):
         params, opt_state = carry
-        weight = (index < n_total).astype(dtype)
+        weight = (index < n_data).astype(dtype)
+        if padded_weights is not None:
+          weight = weight * padded_weights[index]
         batch_fn = lambda p: model._sparse_loss(
           p,
           users[index],
@@ -347,8 +402,7 @@ def train(
     # batch: the epoch's mean loss belongs to the params it ended with.
     scored = params if batch_size is None else new_params
     if validation_data is not None:
-      errors = metrics._errors_unchecked(scored, validation_data, scale, bias)
-      score = jnp.sqrt(jnp.mean(errors**2))
+      score = metrics._rmse_unchecked(scored, validation_data, scale, bias)
     else:
       score = value
     better = (score < best_score) & ~stopped  # False for NaN: best stays finite.
@@ -384,6 +438,65 @@ def train(
   return TrainResult(
     params, best_params, best_loss, losses, diverged_step, validation_rmse, stopped_step
   )
+
+
+def _chunked_loss(data: Ratings, chunk_size: int, dtype, l2, l2_bias, bias):
+  """``(loss_fn, value_and_grad)`` of the sparse loss, summed chunk by chunk.
+
+  The ratings are laid out as ``[n_chunks, chunk]`` with chunk ``j`` holding
+  entries ``j, j + n_chunks, ...`` (a transpose, once per call), padded with
+  weight-0 entries. Each chunk's weighted squared errors and their gradient are
+  added up in a ``lax.scan``, so only one chunk's gathered rows exist at a time.
+  """
+  n = data.values.shape[0]
+  n_chunks = max(-(-n // chunk_size), 1)
+  width = -(-n // n_chunks)  # Balanced chunks, none empty.
+  pad = width * n_chunks - n
+  weights, n_total = model._rating_weights(data, dtype)
+
+  def layout(x, fill):
+    if pad:
+      x = jnp.concatenate([x, jnp.full((pad,), fill, x.dtype)])
+    return x.reshape(width, n_chunks).T
+
+  users = layout(jnp.asarray(data.users), 0)
+  items = layout(jnp.asarray(data.items), 0)
+  values = layout(jnp.asarray(data.values, dtype), 0)
+  chunk_weights = layout(weights, 0)
+  denominator = model._positive(weights.sum())
+
+  def chunk_sse(params, chunk):
+    u, i, v, w = chunk
+    return model._weighted_sse(w, model._predict_pairs(params, u, i, bias) - v)
+
+  def total(params, sse):
+    return sse / denominator + model._penalty(params, l2, l2_bias) / model._positive(
+      n_total
+    )
+
+  chunks = (users, items, values, chunk_weights)
+
+  def loss_fn(params):
+    def body(sse, chunk):
+      return sse + chunk_sse(params, chunk), None
+
+    sse, _ = jax.lax.scan(body, jnp.zeros((), dtype), chunks)
+    return total(params, sse)
+
+  def value_and_grad(params):
+    def body(carry, chunk):
+      sse, grads = carry
+      value, grad = jax.value_and_grad(chunk_sse)(params, chunk)
+      return (sse + value, jax.tree.map(jnp.add, grads, grad)), None
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    (sse, grads), _ = jax.lax.scan(body, (jnp.zeros((), dtype), zeros), chunks)
+    # The loss is linear in the summed errors: add the penalty's part once.
+    value, outer = jax.value_and_grad(total, argnums=(0, 1))(params, sse)
+    grads = jax.tree.map(lambda g, o: g * outer[1] + o, grads, outer[0])
+    return value, grads
+
+  return loss_fn, value_and_grad
 
 
 def _next_prime(n: int) -> int:

@@ -1,10 +1,22 @@
 """Test settings: strict JAX numerics and shared fixtures."""
 
+import os
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# MovieLens 100k: ../shared/data/ml-100k beside the repository, or the folder
+# named by MFJAX_DATA (benchmarks/gpu.sh sets it where ../shared is absent).
+ML100K = Path(
+  os.environ.get(
+    "MFJAX_DATA",
+    Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ml-100k",
+  )
+)
 
 
 def planted_matrix(seed, n_users, n_items, rank, density, noise=0.1):

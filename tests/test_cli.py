@@ -12,6 +12,7 @@ import pytest
 
 import mfjax
 from mfjax import cli
+from tests import conftest
 
 
 @pytest.fixture(autouse=True)
@@ -101,9 +102,7 @@ def test_python_dash_m_and_the_persistent_cache(tmp_path):
   assert bad.stderr.strip() == "mfjax: error: argument --seed: expected one argument"
 
 
-ML100K = os.path.join(
-  os.path.dirname(__file__), "..", "..", "shared", "data", "ml-100k"
-)
+ML100K = str(conftest.ML100K)
 
 
 def test_fit_end_to_end_on_movielens_u1(capsys):

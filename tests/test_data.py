@@ -2,7 +2,6 @@
 
 import re
 import sys
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -10,8 +9,7 @@ import pytest
 
 import mfjax
 import mfjax.data  # noqa: F401
-
-ML100K = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ml-100k"
+from tests.conftest import ML100K
 
 
 def _write(tmp_path, name, text, mode="w"):
@@ -179,7 +177,7 @@ def test_duplicates_match_a_reference_across_chunks(tmp_path, monkeypatch):
     ("1,2,3\n4,5,inf\n", r"bad.csv:2: rating inf is not finite"),
     ("1,2\n", r"bad.csv:1: expected 3 columns"),
     ("1,2,3\n\n4,5,6\n", r"bad.csv:2: expected 3 columns"),
-    ("1,2,3\nu,5,6\n", r"bad.csv:2: ids must be all integers or all strings"),
+    ("1,2,3\nu,5,6\n", r"bad.csv:2: ids must be integers of at most 15 digits, or all text"),
     ("userId,movieId,rating\n", "has a header but no ratings"),
   ],
 )

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.conftest import ML100K
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -36,7 +38,7 @@ def test_python_examples_run(monkeypatch, tmp_path):
   assert namespace["ensemble"].losses.shape == (8, 100)
   assert namespace["sweep"].best_loss.shape == (8,)
 
-  monkeypatch.chdir(ROOT.parent / "shared" / "data" / "ml-100k")
+  monkeypatch.chdir(ML100K)
   exec(compile(own_file, "README.md", "exec"), namespace)  # noqa: S102
   assert namespace["test_maps"].n_unknown == 32
   assert float(mfjax.rmse(namespace["result"].best_params, namespace["test"])) < 1.0

@@ -1,7 +1,6 @@
 """Top-N recommendation and fold-in against NumPy references and planted users."""
 
 import importlib
-from pathlib import Path
 
 import chex
 import jax
@@ -12,9 +11,9 @@ import pytest
 import mfjax
 from mfjax.recommend import fold_in, recommend
 from mfjax.train import FIT_DEFAULTS
+from tests.conftest import ML100K
 
 recommend_module = importlib.import_module("mfjax.recommend")
-ML100K = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ml-100k"
 
 
 def _params(seed, n_users, n_items, rank):

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The GPU checks in one run: device info, the test suite, sparse throughput at
+# 10M and 100M ratings (rank 128), and the MovieLens 100k u1 fit time.
+#
+# Run from the repository root: bash benchmarks/gpu.sh
+# It installs nothing: mfjax is imported from the checkout (PYTHONPATH), and
+# jax[cuda], optax, chex, numpy and pytest must be there already. Everything it
+# writes goes under $OUT (default ./gpu-out), five files at most.
+#
+# Knobs (environment):
+#   OUT            output folder (default ./gpu-out)
+#   MFJAX_DATA     the ml-100k folder (default ../shared/data/ml-100k; on the
+#                  device machine carry a git-ignored copy, e.g. .gpu-data/ml-100k)
+#   SIZES, RANKS   throughput cases (default 10000000,100000000 and 128)
+#   STEPS, REPEATS throughput epochs per run and warm runs (default 5 and 3)
+#   TESTS          what pytest runs (default: the whole suite); "skip" skips it
+#   TEST_TIMEOUT   seconds for pytest (default 240)
+#   BENCH_TIMEOUT  seconds for the throughput benchmark (default 200)
+#   FIT_TIMEOUT    seconds for the fit (default 60)
+# On this CPU: SIZES=100000 RANKS=32 TESTS=tests/test_sharding.py bash benchmarks/gpu.sh
+set -u -o pipefail
+
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+OUT=${OUT:-$ROOT/gpu-out}
+mkdir -p "$OUT"
+DATA=${MFJAX_DATA:-$ROOT/../shared/data/ml-100k}
+DATA=$(cd "$DATA" 2>/dev/null && pwd || echo "$DATA")
+export MFJAX_DATA=$DATA
+export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+SIZES=${SIZES:-10000000,100000000}
+RANKS=${RANKS:-128}
+STEPS=${STEPS:-5}
+REPEATS=${REPEATS:-3}
+TESTS=${TESTS:-}
+SUMMARY=$OUT/summary.txt
+: >"$SUMMARY"
+
+stamp() { echo "[$(date +%T)] $*" | tee -a "$SUMMARY"; }
+
+# 1. The machine.
+{
+  date
+  uname -a
+  nvidia-smi 2>&1 || echo "nvidia-smi: not available"
+  $PY - <<'EOF'
+import jax, optax, numpy, sys
+print("python", sys.version.split()[0], "jax", jax.__version__, "optax", optax.__version__,
+      "numpy", numpy.__version__)
+for d in jax.devices():
+  stats = d.memory_stats() or {}
+  print(d, d.device_kind, "bytes_limit", stats.get("bytes_limit"))
+EOF
+  echo "MFJAX_DATA=$DATA"
+  ls "$DATA" 2>&1 | head -3
+} >"$OUT/device.txt" 2>&1
+stamp "device: $(grep -m1 bytes_limit "$OUT/device.txt" || echo unknown)"
+
+# 2. The test suite. Several processes share the GPU (the CLI tests start
+# their own), so no process may grab most of its memory up front.
+if [ "$TESTS" != "skip" ]; then
+  args=(-x -q -p no:cacheprovider)
+  if ! $PY -c "import importlib.metadata as m; m.version('mfjax')" 2>/dev/null; then
+    # Not installed, imported from the checkout: there is no version metadata.
+    args+=(--deselect tests/test_api.py::test_version_matches_metadata)
+  fi
+  start=$SECONDS
+  XLA_PYTHON_CLIENT_PREALLOCATE=false timeout "${TEST_TIMEOUT:-240}" \
+    $PY -m pytest "${args[@]}" $TESTS >"$OUT/pytest.txt" 2>&1
+  rc=$?
+  stamp "pytest ${TESTS:-(all)}: exit $rc in $((SECONDS - start)) s: $(tail -1 "$OUT/pytest.txt")"
+fi
+
+# 3. Sparse throughput, full-batch Adam epochs (chunked where the full step
+# would not fit the device memory; the benchmark says which).
+start=$SECONDS
+timeout "${BENCH_TIMEOUT:-200}" $PY benchmarks/throughput.py --sizes "$SIZES" \
+  --ranks "$RANKS" --steps "$STEPS" --repeats "$REPEATS" >"$OUT/throughput.txt" 2>&1
+rc=$?
+stamp "throughput: exit $rc in $((SECONDS - start)) s"
+grep "ratings/s" "$OUT/throughput.txt" | tee -a "$SUMMARY"
+
+# 4. MovieLens 100k u1: fit and score (fit_seconds is the warm run; the
+# compile is in compile_seconds). No persistent cache: a fresh compile.
+start=$SECONDS
+MFJAX_COMPILATION_CACHE=0 timeout "${FIT_TIMEOUT:-60}" $PY -m mfjax fit \
+  "$DATA/u1.base" --test "$DATA/u1.test" --json >"$OUT/fit.txt" 2>&1
+rc=$?
+stamp "fit u1: exit $rc in $((SECONDS - start)) s: $(tail -1 "$OUT/fit.txt")"
+stamp "done"

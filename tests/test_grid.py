@@ -1,0 +1,115 @@
+"""Hyperparameter grids: one vmapped call equals separate train calls."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import mfjax
+from mfjax.grid import train_grid
+
+
+def _data():
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 60, 40, 1500, 3)
+  return mfjax.train_test_split(ratings, test_fraction=0.2, seed=0)
+
+
+def test_each_configuration_equals_its_own_train_call():
+  train, valid = _data()
+  n = 3
+  init_keys = jax.random.split(jax.random.key(1), n)
+  stacked = jax.vmap(lambda k: mfjax.init_params(k, 60, 40, 3))(init_keys)
+  learning_rates = jnp.array([0.003, 0.03, 0.1])
+  l2s = jnp.array([0.1, 3.0, 10.0])
+  keys = jax.random.split(jax.random.key(2), n)
+  grid = jax.jit(
+    lambda p, k: train_grid(
+      p,
+      train,
+      learning_rate=learning_rates,
+      l2=l2s,
+      l2_bias=0.5,
+      keys=k,
+      steps=4,
+      batch_size=256,
+      validation_data=valid,
+    )
+  )(stacked, keys)
+  assert grid.results.losses.shape == (n, 4)
+  # Each configuration alone: one program, the settings as traced arguments.
+  one_run = jax.jit(
+    lambda p, lr, l2, k: mfjax.train(
+      p,
+      train,
+      optimizer=optax.adam(lr),
+      l2=l2,
+      l2_bias=0.5,
+      key=k,
+      steps=4,
+      batch_size=256,
+      validation_data=valid,
+    )
+  )
+  best_rmse = []
+  for j in range(n):
+    params = mfjax.init_params(init_keys[j], 60, 40, 3)
+    one = one_run(params, learning_rates[j], l2s[j], keys[j])
+    member = jax.tree.map(lambda x, j=j: x[j], grid.results)
+    chex.assert_trees_all_close(member, one, rtol=2e-4, atol=2e-6)
+    best_rmse.append(float(np.nanmin(one.validation_rmse)))
+  np.testing.assert_allclose(grid.scores, best_rmse, rtol=1e-5)
+  assert int(grid.best_index) == int(np.argmin(best_rmse))
+  # The best params are the chosen configuration's, and score its RMSE.
+  best = jax.tree.map(lambda x: x[int(np.argmin(best_rmse))], grid.results.best_params)
+  chex.assert_trees_all_equal(grid.best_params, best)
+  np.testing.assert_allclose(
+    mfjax.rmse(grid.best_params, valid), min(best_rmse), rtol=1e-5
+  )
+  np.testing.assert_allclose(grid.l2_bias, [0.5] * n)
+
+
+def test_full_batch_grid_without_validation_ranks_by_training_loss():
+  train, _ = _data()
+  params = mfjax.init_params(jax.random.key(3), 60, 40, 3)
+  grid = train_grid(
+    params, train, learning_rate=0.05, l2=jnp.array([0.0, 30.0]), steps=10
+  )
+  for j, l2 in enumerate((0.0, 30.0)):
+    one = mfjax.train(params, train, optimizer=optax.adam(0.05), l2=l2, steps=10)
+    np.testing.assert_allclose(grid.results.losses[j], one.losses, rtol=1e-5)
+  # A heavy penalty gives a higher regularised training loss.
+  assert int(grid.best_index) == 0
+  np.testing.assert_allclose(grid.scores, grid.results.best_loss)
+
+
+def test_grid_rejects_bad_configurations():
+  train, _ = _data()
+  params = mfjax.init_params(jax.random.key(3), 60, 40, 3)
+  with pytest.raises(ValueError, match="learning_rate 2, l2 3"):
+    train_grid(params, train, learning_rate=jnp.ones(2), l2=jnp.ones(3))
+  with pytest.raises(TypeError, match="factory"):
+    train_grid(params, train, learning_rate=0.1, optimizer=optax.adam(0.1))
+  with pytest.raises(ValueError, match="batch_size needs keys"):
+    train_grid(params, train, learning_rate=0.1, batch_size=10)
+  with pytest.raises(ValueError, match="l2 must hold finite numbers >= 0"):
+    train_grid(params, train, learning_rate=0.1, l2=jnp.array([1.0, -1.0]))
+  with pytest.raises(ValueError, match="learning_rate must be > 0"):
+    train_grid(params, train, learning_rate=jnp.array([0.1, 0.0]))
+  with pytest.raises(TypeError, match="mfjax.Params"):
+    train_grid({"a": 1}, train, learning_rate=0.1)
+
+
+def test_one_key_is_shared_by_every_configuration():
+  train, _ = _data()
+  params = mfjax.init_params(jax.random.key(4), 60, 40, 3)
+  key = jax.random.key(5)
+  lrs = jnp.array([0.01, 0.05])
+  grid = train_grid(params, train, learning_rate=lrs, keys=key, steps=2, batch_size=500)
+  one = mfjax.train(
+    params, train, optimizer=optax.adam(0.05), key=key, steps=2, batch_size=500
+  )
+  chex.assert_trees_all_close(
+    jax.tree.map(lambda x: x[1], grid.results), one, rtol=2e-4, atol=2e-6
+  )
