@@ -39,10 +39,13 @@ from mfjax.sharding import (
   shard_ratings,
 )
 from mfjax.train import (
+  FIT_DEFAULTS,
+  FitResult,
   TrainResult,
   default_learning_rate,
   default_optimizer,
   ensemble_params,
+  fit,
   observed_mean,
   train,
 )
@@ -73,6 +76,9 @@ __all__ = [
   "recommend",
   "GridResult",
   "train_grid",
+  "fit",
+  "FitResult",
+  "FIT_DEFAULTS",
   "MemoryWarning",
   "memory_estimate",
   "shard_params",

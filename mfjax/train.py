@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -22,6 +23,9 @@ __all__ = [
   "default_optimizer",
   "ensemble_params",
   "observed_mean",
+  "fit",
+  "FitResult",
+  "FIT_DEFAULTS",
 ]
 
 
@@ -134,7 +138,7 @@ class _ProgressBar:
     self.finished = False
 
   def update(self, step, value):
-    from tqdm.auto import tqdm  # Imported only when a bar is shown.
+    tqdm = _tqdm()
 
     # Under vmap the callback comes once per batch member, with the same step; the
     # first member to report a step moves the bar and shows its loss.
@@ -148,6 +152,21 @@ class _ProgressBar:
     if done == self.total and not self.finished:
       self.bar.close()
       self.finished = True
+
+
+def _tqdm():
+  """tqdm's notebook bar where it can render, else the text bar.
+
+  ``tqdm.auto`` picks the widget bar in Jupyter and warns when ipywidgets is
+  missing; imported only when a bar is shown.
+  """
+  try:
+    import ipywidgets  # noqa: F401
+  except ImportError:
+    from tqdm.std import tqdm
+  else:
+    from tqdm.auto import tqdm
+  return tqdm
 
 
 def train(
@@ -560,6 +579,111 @@ FIT_DEFAULTS = dict(
   batch_size=4096,
   seeds=8,
 )
+
+
+class FitResult(NamedTuple):
+  """What :func:`fit` returns.
+
+  Attributes:
+    params: the ensemble: the ``seeds`` models' best params merged by
+      :func:`ensemble_params` into one model of rank ``seeds·rank``.
+    results: the stacked :class:`TrainResult` of the models (leading axis
+      ``seeds``).
+  """
+
+  params: Params
+  results: TrainResult
+
+
+def fit(
+  key: ArrayLike,
+  ratings: Ratings,
+  *,
+  rank: int = FIT_DEFAULTS["rank"],
+  epochs: int = FIT_DEFAULTS["epochs"],
+  learning_rate: float = FIT_DEFAULTS["learning_rate"],
+  l2: ArrayLike = FIT_DEFAULTS["l2"],
+  l2_bias: ArrayLike = FIT_DEFAULTS["l2_bias"],
+  batch_size: int = FIT_DEFAULTS["batch_size"],
+  seeds: int = FIT_DEFAULTS["seeds"],
+  validation_data: Ratings | None = None,
+  patience: int | None = None,
+  scale: tuple[float, float] | None = None,
+  progress: bool = False,
+) -> FitResult:
+  """Fits the tuned default model to ``ratings``, jitted: what ``mfjax fit`` runs.
+
+  ``seeds`` models of rank ``rank`` train in one ``vmap`` with Adam
+  (``learning_rate``) in shuffled mini-batch epochs, and their best params are
+  averaged (:func:`ensemble_params`). The defaults, ``FIT_DEFAULTS``, were tuned
+  on MovieLens 100k validation splits (``benchmarks/RESULTS.md``). The compiled
+  program is cached per settings and shapes, so repeated calls do not retrace.
+
+  Args:
+    key: a PRNG key for the inits and the shuffles.
+    ratings: the training :class:`mfjax.Ratings`.
+    rank, epochs, learning_rate, batch_size, seeds: static settings.
+    l2: L2 weight of the factors, ``>= 0`` (traced: no recompile per value).
+    l2_bias: L2 weight of the biases, ``>= 0``.
+    validation_data: optional ``Ratings``: each model keeps its params of lowest
+      validation RMSE, with early stopping after ``patience`` epochs if given.
+    scale: ``(lo, hi)``: predictions clipped to it when scoring validation.
+    progress: a tqdm bar per epoch.
+
+  Returns:
+    A :class:`FitResult`.
+
+  Examples:
+    >>> import jax, mfjax
+    >>> ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 60, 40, 2000, 3)
+    >>> fitted = mfjax.fit(jax.random.key(1), ratings, rank=4, seeds=2, epochs=3)
+    >>> fitted.params.user_factors.shape, fitted.results.losses.shape
+    ((60, 8), (2, 3))
+  """
+  validation.check_key("key", key)
+  check_ratings("ratings", ratings)
+  settings = {
+    name: validation.check_positive_int(name, value)
+    for name, value in (
+      ("rank", rank),
+      ("epochs", epochs),
+      ("batch_size", batch_size),
+      ("seeds", seeds),
+    )
+  }
+  if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)):
+    raise TypeError(f"learning_rate must be a number; got {learning_rate!r}.")
+  if not 0 < learning_rate < float("inf"):
+    raise ValueError(f"learning_rate must be finite and > 0; got {learning_rate}.")
+  validation.check_nonnegative("l2", l2)
+  validation.check_nonnegative("l2_bias", l2_bias)
+  if patience is not None:
+    patience = validation.check_positive_int("patience", patience)
+  program = _cached_fit_program(
+    settings["rank"],
+    settings["epochs"],
+    float(learning_rate),
+    settings["batch_size"],
+    settings["seeds"],
+    patience,
+    bool(progress),
+  )
+  # train() repeats the remaining checks (validation data, patience, scale).
+  dtype = jnp.float32
+  results, params = program(
+    key,
+    ratings,
+    jnp.asarray(l2, dtype),
+    jnp.asarray(l2_bias, dtype),
+    validation_data,
+    scale,
+  )
+  return FitResult(params, results)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_fit_program(*settings):
+  return _fit_program(*settings)
 
 
 def _fit_program(rank, epochs, learning_rate, batch_size, seeds, patience, progress):

@@ -177,7 +177,10 @@ def test_duplicates_match_a_reference_across_chunks(tmp_path, monkeypatch):
     ("1,2,3\n4,5,inf\n", r"bad.csv:2: rating inf is not finite"),
     ("1,2\n", r"bad.csv:1: expected 3 columns"),
     ("1,2,3\n\n4,5,6\n", r"bad.csv:2: expected 3 columns"),
-    ("1,2,3\nu,5,6\n", r"bad.csv:2: ids must be integers of at most 15 digits, or all text"),
+    (
+      "1,2,3\nu,5,6\n",
+      r"bad.csv:2: ids must be integers of at most 15 digits, or all text",
+    ),
     ("userId,movieId,rating\n", "has a header but no ratings"),
   ],
 )

@@ -1,6 +1,7 @@
 """train: the scan, the best-loss carry, jit/vmap behaviour, defaults and errors."""
 
 import re
+import sys
 
 import chex
 import jax
@@ -286,3 +287,61 @@ def test_train_params_that_do_not_match_the_matrix():
     mfjax.train(mfjax.init_params(jax.random.key(0), 2, 2, 1), [[1.0, np.nan], [2, 3]])
   with pytest.raises(ValueError, match="data must have shape"):  # Static under jit.
     jax.jit(mfjax.train)(params, jnp.ones((4, 6)))
+
+
+def test_fit_is_the_cli_program_and_recovers_a_planted_model():
+  ratings, _ = mfjax.synthetic_ratings(
+    jax.random.key(0), 120, 80, 6000, 3, noise=0.1, scale=None
+  )
+  train_set, test_set = mfjax.train_test_split(ratings, test_fraction=0.2, seed=0)
+  settings = dict(rank=4, epochs=30, learning_rate=0.02, batch_size=512, seeds=2)
+  fitted = mfjax.fit(jax.random.key(1), train_set, l2=0.1, l2_bias=0.1, **settings)
+  train_lib = sys.modules["mfjax.train"]
+  program = train_lib._fit_program(4, 30, 0.02, 512, 2, None, False)
+  results, params = program(
+    jax.random.key(1), train_set, jnp.float32(0.1), jnp.float32(0.1), None, None
+  )
+  chex.assert_trees_all_equal(fitted.params, params)
+  assert fitted.params.user_factors.shape == (120, 8)
+  assert fitted.results.losses.shape == (2, 30)
+  error = float(mfjax.rmse(fitted.params, test_set))
+  assert error < 0.5 * float(jnp.std(test_set.values))
+  before = train_lib._cached_fit_program.cache_info().hits
+  mfjax.fit(jax.random.key(2), train_set, l2=0.5, l2_bias=0.1, **settings)
+  assert train_lib._cached_fit_program.cache_info().hits == before + 1
+
+
+@pytest.mark.parametrize(
+  "kwargs, error, match",
+  [
+    (dict(rank=0), ValueError, "rank must be an int >= 1"),
+    (dict(seeds=1.5), TypeError, "seeds"),
+    (dict(learning_rate=0.0), ValueError, "learning_rate must be finite and > 0"),
+    (dict(learning_rate="0.1"), TypeError, "learning_rate must be a number"),
+    (dict(l2=-1.0), ValueError, "l2"),
+    (dict(patience=0), ValueError, "patience"),
+  ],
+)
+def test_fit_bad_settings(kwargs, error, match):
+  ratings = mfjax.ratings_from_dense(jnp.array([[5.0, 3.0], [4.0, 0.0]]))
+  with pytest.raises(error, match=match):
+    mfjax.fit(jax.random.key(0), ratings, **kwargs)
+  with pytest.raises(TypeError, match="ratings must be mfjax.Ratings"):
+    mfjax.fit(jax.random.key(0), jnp.ones((2, 2)))
+
+
+def test_progress_bar_uses_the_text_bar_without_ipywidgets(monkeypatch):
+  import builtins
+
+  from tqdm.std import tqdm as text_bar
+
+  real_import = builtins.__import__
+
+  def no_widgets(name, *args, **kwargs):
+    if name == "ipywidgets":
+      raise ImportError(name)
+    return real_import(name, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, "__import__", no_widgets)
+  # tqdm.auto would warn (an error under this suite's filterwarnings) in Jupyter.
+  assert sys.modules["mfjax.train"]._tqdm() is text_bar
