@@ -4,8 +4,11 @@ import os
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import mfjax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -39,3 +42,15 @@ def planted_matrix(seed, n_users, n_items, rank, density, noise=0.1):
 @pytest.fixture
 def planted():
   return planted_matrix
+
+
+def random_params(seed=0, n_users=5, n_items=7, rank=3, mean=3.2):
+  """Params with N(0, 1) factors and biases (non-zero everywhere) and ``mean``."""
+  rng = np.random.default_rng(seed)
+  return mfjax.Params(
+    user_factors=jnp.asarray(rng.normal(size=(n_users, rank)), jnp.float32),
+    item_factors=jnp.asarray(rng.normal(size=(n_items, rank)), jnp.float32),
+    user_bias=jnp.asarray(rng.normal(size=n_users), jnp.float32),
+    item_bias=jnp.asarray(rng.normal(size=n_items), jnp.float32),
+    mean=jnp.float32(mean),
+  )

@@ -7,17 +7,9 @@ import pytest
 from jax.test_util import check_grads
 
 import mfjax
+from tests.conftest import random_params
 
-
-def _params(seed=0, n_users=5, n_items=7, rank=3):
-  rng = np.random.default_rng(seed)
-  return mfjax.Params(
-    user_factors=jnp.asarray(rng.normal(size=(n_users, rank)), jnp.float32),
-    item_factors=jnp.asarray(rng.normal(size=(n_items, rank)), jnp.float32),
-    user_bias=jnp.asarray(rng.normal(size=n_users), jnp.float32),
-    item_bias=jnp.asarray(rng.normal(size=n_items), jnp.float32),
-    mean=jnp.float32(3.2),
-  )
+_params = random_params
 
 
 def _numpy_predict(p, bias):

@@ -11,21 +11,13 @@ import pytest
 import mfjax
 from mfjax.recommend import fold_in, recommend
 from mfjax.train import FIT_DEFAULTS
-from tests.conftest import ML100K
+from tests.conftest import ML100K, random_params
 
 recommend_module = importlib.import_module("mfjax.recommend")
 
 
 def _params(seed, n_users, n_items, rank):
-  """Random params with non-zero biases and mean."""
-  rng = np.random.default_rng(seed)
-  return mfjax.Params(
-    user_factors=jnp.asarray(rng.normal(size=(n_users, rank)), jnp.float32),
-    item_factors=jnp.asarray(rng.normal(size=(n_items, rank)), jnp.float32),
-    user_bias=jnp.asarray(rng.normal(size=n_users), jnp.float32),
-    item_bias=jnp.asarray(rng.normal(size=n_items), jnp.float32),
-    mean=jnp.float32(3.5),
-  )
+  return random_params(seed, n_users, n_items, rank, mean=3.5)
 
 
 def _ratings(users, items, n_users, n_items, values=None):
