@@ -358,10 +358,14 @@ def _item_titles(path: str) -> dict[str, str]:
   from mfjax.data import RatingsFileError
 
   try:
-    with open(path, encoding="latin-1", newline="") as file:
-      text = file.read()
+    with open(path, "rb") as file:
+      raw = file.read()
   except OSError as e:
     raise ValueError(f"{path}: cannot read the item file ({e.strerror}).") from None
+  try:  # movies.csv (ml-latest) is UTF-8; MovieLens 100k's u.item is Latin-1.
+    text = raw.decode("utf-8-sig")
+  except UnicodeDecodeError:
+    text = raw.decode("latin-1")
   lines = text.splitlines()
   if not lines:
     raise RatingsFileError(f"{path}: the item file is empty.")

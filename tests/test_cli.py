@@ -281,3 +281,18 @@ def test_recommend_and_evaluate_bad_input_exit_2(capsys, tmp_path):
     assert cli.main(argv) == 2, argv
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], (argv, err)
+
+
+def test_item_titles_from_movies_csv_in_utf8_and_u_item_in_latin1(tmp_path):
+  movies = tmp_path / "movies.csv"
+  movies.write_text(
+    'movieId,title,genres\n1,"Amélie (2001)",Comedy\n2,"Crow, The (1994)",Action\n',
+    encoding="utf-8",
+  )
+  assert cli._item_titles(str(movies)) == {
+    "1": "Amélie (2001)",
+    "2": "Crow, The (1994)",
+  }
+  u_item = tmp_path / "u.item"
+  u_item.write_bytes("7|Café (1995)|01-Jan-1995||\n".encode("latin-1"))
+  assert cli._item_titles(str(u_item)) == {"7": "Café (1995)"}
