@@ -115,10 +115,26 @@ jax.tree_util.register_dataclass(
 )
 
 
-def check_ratings(name: str, ratings: Any, *, allow_unknown: bool = False) -> Ratings:
-  """Host-side checks of a :class:`Ratings`: dtypes, lengths, ranges, finiteness."""
+def check_ratings(
+  name: str,
+  ratings: Any,
+  *,
+  allow_unknown: bool = False,
+  shape: tuple[int, int] | None = None,
+) -> Ratings:
+  """Host-side checks of a :class:`Ratings`: dtypes, lengths, ranges, finiteness.
+
+  ``allow_unknown`` admits index -1 (held-out data); ``shape``, the params'
+  ``(n_users, n_items)``, must then be the ratings' too.
+  """
   if not isinstance(ratings, Ratings):
     raise TypeError(f"{name} must be mfjax.Ratings; got {type(ratings).__name__}.")
+  if shape is not None and ratings.shape != tuple(shape):
+    hint = " Load test files with the training file's id_maps." if allow_unknown else ""
+    raise ValueError(
+      f"{name} must have n_users, n_items = {tuple(shape)} to match params; got "
+      f"{ratings.shape}.{hint}"
+    )
   for axis, size in (("users", ratings.n_users), ("items", ratings.n_items)):
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
       raise ValueError(f"{name}.n_{axis} must be an int >= 1; got {size!r}.")

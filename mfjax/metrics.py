@@ -28,12 +28,7 @@ __all__ = [
 
 def _errors(params, ratings, clip, bias):
   n_users, n_items, _ = validation.check_params(params)
-  check_ratings("ratings", ratings, allow_unknown=True)
-  if ratings.shape != (n_users, n_items):
-    raise ValueError(
-      f"ratings must have n_users, n_items = {(n_users, n_items)} to match params; "
-      f"got {ratings.shape}. Load test files with the training file's id_maps."
-    )
+  check_ratings("ratings", ratings, allow_unknown=True, shape=(n_users, n_items))
   if len(ratings) == 0:
     raise ValueError("ratings is empty; there is nothing to score.")
   validation.check_choice("bias", bias, model.BIASES)

@@ -290,12 +290,7 @@ def check_data(params: Params, data, mask) -> tuple[object, object]:
         "mask applies to a dense matrix only; Ratings list what is "
         "observed. Drop the ratings you don't want instead."
       )
-    data_lib.check_ratings("data", data)
-    if data.shape != (n_users, n_items):
-      raise ValueError(
-        f"data (Ratings) must have n_users, n_items = {(n_users, n_items)} to match "
-        f"params; got {data.shape}."
-      )
+    data_lib.check_ratings("data", data, shape=(n_users, n_items))
     return data, None
   return validation.check_dense(data, mask, (n_users, n_items))
 

@@ -42,16 +42,6 @@ def _check_users(users, n_users: int):
   return users, scalar
 
 
-def _check_exclude(exclude, n_users: int, n_items: int) -> Ratings:
-  check_ratings("exclude", exclude, allow_unknown=True)
-  if exclude.shape != (n_users, n_items):
-    raise ValueError(
-      f"exclude (Ratings) must have n_users, n_items = {(n_users, n_items)} to "
-      f"match params; got {exclude.shape}."
-    )
-  return exclude
-
-
 def _exclusion_table(exclude: Ratings, n_users: int):
   """The excluded items grouped by user (CSR): ``(items, starts, counts)``.
 
@@ -216,7 +206,7 @@ def recommend(
     raise ValueError(f"k must be at most n_items = {n_items}; got {k}.")
   block_size = validation.check_positive_int("block_size", block_size)
   if exclude is not None:
-    exclude = _check_exclude(exclude, n_users, n_items)
+    check_ratings("exclude", exclude, allow_unknown=True, shape=(n_users, n_items))
   items, scores = _recommend(params, users, k, exclude, block_size)
   if scalar:
     return items[0], scores[0]

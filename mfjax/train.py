@@ -281,13 +281,8 @@ def train(
       raise ValueError("batch_size needs key= (a PRNG key for the shuffles).")
     validation.check_key("key", key)
   if validation_data is not None:
-    check_ratings("validation_data", validation_data, allow_unknown=True)
     shape = validation.check_params(params)[:2]
-    if validation_data.shape != shape:
-      raise ValueError(
-        f"validation_data must have n_users, n_items = {shape}; "
-        f"got {validation_data.shape}."
-      )
+    check_ratings("validation_data", validation_data, allow_unknown=True, shape=shape)
   if patience is not None:
     patience = validation.check_positive_int("patience", patience)
     if validation_data is None:

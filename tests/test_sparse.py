@@ -200,7 +200,7 @@ def test_bad_ratings_are_caught():
     ),
     (
       mfjax.Ratings(np.array([0]), np.array([0]), np.array([1.0]), 4, 4),
-      r"data \(Ratings\) must have n_users, n_items = \(3, 4\)",
+      r"data must have n_users, n_items = \(3, 4\) to match params",
     ),
   ]
   for ratings, match in bad:
