@@ -264,12 +264,21 @@ def test_recommend_and_evaluate_bad_input_exit_2(capsys, tmp_path):
   not_a_model.write_text("hello")
   items = tmp_path / "u.item"
   items.write_text("10|Ten|\n11|Eleven|\n")  # No title for item 12.
+  empty_items = tmp_path / "empty.item"
+  empty_items.write_text("")
+  bad_items = tmp_path / "bad.item"
+  bad_items.write_text("10|Ten|\n11\n")
   cases = [
     (["recommend", model_path, "--user", "9"], "user '9' is not in the model"),
     (["recommend", model_path, "--user", "x"], "user 'x' is not in the model"),
     (["recommend", model_path, "--user", "1", "-n", "0"], "must be an int >= 1"),
     (["recommend", model_path, "--user", "1", "-n", "4"], "at most the model's 3"),
     (["recommend", model_path, "--user", "3", "--items", str(items)], "no title"),
+    (["recommend", model_path, "--user", "3", "--items", str(empty_items)], "empty"),
+    (
+      ["recommend", model_path, "--user", "3", "--items", str(bad_items)],
+      "bad.item:2: expected 'id|title|...'",
+    ),
     (["recommend", str(not_a_model), "--user", "1"], "not an mfjax model"),
     (["recommend", str(tmp_path / "none.npz"), "--user", "1"], "No such file"),
     (["recommend", params_only, "--user", "1"], "bare parameters"),
