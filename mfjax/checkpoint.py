@@ -7,7 +7,8 @@ A model file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) that
 ``magic``          the string ``"mfjax-model"``: this is an mfjax model file
 ``format_version`` int64 scalar, :data:`FORMAT_VERSION` of the writer
 ``mfjax_version``  the ``mfjax.__version__`` that wrote the file
-``kind``           ``"Model"`` or ``"Params"``: what :func:`load` returns
+``kind``           ``"Model"`` (files of mfjax 0.1 may say ``"Params"``: bare
+                   params, without the Model-only entries below)
 ``user_factors``   ``[U, k]``; and ``item_factors`` ``[I, k]``, ``user_bias``
                    ``[U]``, ``item_bias`` ``[I]``, ``mean`` ``[]``. Float16,
                    float32 and float64 leaves are stored as they are; other
@@ -44,8 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mfjax import validation
-from mfjax.data import IdMaps
-from mfjax.model import Params
+from mfjax.types import IdMaps, Params
+from mfjax.version import __version__
 
 __all__ = ["Model", "ModelFileError", "save", "load", "FORMAT_VERSION"]
 
@@ -73,7 +74,7 @@ class Model(NamedTuple):
     params: the fitted :class:`mfjax.Params`.
     id_maps: the raw user and item ids of the training data
       (:func:`mfjax.load_ratings`), or None for a model indexed by position only.
-    settings: the training settings (rank, epochs, learning rate, l2, seeds, ...)
+    settings: the training settings (rank, steps, learning rate, l2, ensemble, ...)
       as a JSON-serialisable dict with str keys, or None. JSON has no tuples: a
       tuple in it loads back as a list.
     scale: the rating scale ``(lo, hi)`` predictions are clipped to. None means
@@ -100,7 +101,7 @@ def _check_path(path: Any) -> str:
 
 
 def _check_scale(name: str, scale: Any) -> np.ndarray:
-  lo, hi = validation.check_clip(name, scale)
+  lo, hi = validation.check_scale(name, scale)
   out = np.array([float(lo), float(hi)], np.float64)
   if not np.isfinite(out).all():
     raise ValueError(f"{name} must be finite; got ({lo}, {hi}).")
@@ -181,9 +182,10 @@ def _settings_json(settings: Any) -> str:
 def _entries(model: Any) -> dict[str, np.ndarray]:
   """The arrays of the file, in writing order; every argument check is here."""
   if isinstance(model, Params):
-    kind, params = "Params", model
-    name = "model"
-  elif isinstance(model, Model):
+    # Bare params were stored as kind "Params" (which load still reads); they
+    # are a Model without id maps, settings or scale, and saved as one.
+    model = Model(model)
+  if isinstance(model, Model):
     kind, params = "Model", model.params
     name = "model.params"
   else:
@@ -194,7 +196,7 @@ def _entries(model: Any) -> dict[str, np.ndarray]:
   entries = {
     "magic": np.array(_MAGIC),
     "format_version": np.array(FORMAT_VERSION, np.int64),
-    "mfjax_version": np.array(_mfjax_version()),
+    "mfjax_version": np.array(__version__),
     "kind": np.array(kind),
   }
   for field, host in leaves.items():
@@ -207,8 +209,6 @@ def _entries(model: Any) -> dict[str, np.ndarray]:
       host = host.view(np.dtype(f"u{host.dtype.itemsize}"))
     entries[field] = host
   entries["dtypes"] = np.array([leaves[f].dtype.name for f in Params._fields])
-  if kind == "Params":
-    return entries
 
   entries["settings"] = np.array(_settings_json(model.settings))
   maps = model.id_maps
@@ -238,12 +238,6 @@ def _entries(model: Any) -> dict[str, np.ndarray]:
       counts.append(int(count))
     entries["id_maps_counts"] = np.array(counts, np.int64)
   return entries
-
-
-def _mfjax_version() -> str:
-  import mfjax  # At call time: mfjax/__init__ imports this module.
-
-  return str(mfjax.__version__)
 
 
 def _write_npz(file, entries: dict[str, np.ndarray]) -> None:
@@ -295,8 +289,8 @@ def save(path: str | os.PathLike, model: Model | Params) -> None:
   Args:
     path: the file to write, exactly as given: no ``.npz`` suffix is added. Its
       directory must exist. A symbolic link there is replaced, not followed.
-    model: a :class:`Model`, or bare :class:`mfjax.Params`; :func:`load` returns
-      the same kind. Its arrays must be concrete (``save`` cannot run under
+    model: a :class:`Model`, or bare :class:`mfjax.Params` (saved as a ``Model``
+      of them alone). Its arrays must be concrete (``save`` cannot run under
       ``jit``) and finite: a model with NaN or inf parameters raises
       ``ValueError`` (a diverged fit; ``TrainResult.best_params`` is finite).
 
@@ -525,15 +519,16 @@ def _decode_model(path: str, entries: dict, params: Params) -> Model:
   )
 
 
-def load(path: str | os.PathLike) -> Model | Params:
+def load(path: str | os.PathLike) -> Model:
   """Loads what :func:`save` wrote, without unpickling anything.
 
   Args:
     path: the file.
 
   Returns:
-    A :class:`Model` or bare :class:`mfjax.Params`, whichever was saved. The
-    parameters are ``jax.Array`` s on the default device with their saved dtypes
+    A :class:`Model` (bare :class:`mfjax.Params` were saved as a ``Model``
+    without id maps, settings or scale, and come back as one). The parameters
+    are ``jax.Array`` s on the default device with their saved dtypes
     (float64 only with ``jax_enable_x64``; without it JAX holds them as float32);
     the id maps are NumPy arrays. A model saved with ``scale=None`` and id maps
     comes back with ``scale = id_maps.scale``.
@@ -556,8 +551,9 @@ def load(path: str | os.PathLike) -> Model | Params:
     ...   path = os.path.join(tmp, "params.npz")
     ...   checkpoint.save(path, params)
     ...   loaded = checkpoint.load(path)
-    >>> type(loaded).__name__, bool((loaded.user_factors == params.user_factors).all())
-    ('Params', True)
+    >>> same = (loaded.params.user_factors == params.user_factors).all()
+    >>> type(loaded).__name__, bool(same)
+    ('Model', True)
   """
   path = _check_path(path)
   with open(path, "rb") as file:  # Opening errors (no such file) pass through.
@@ -582,8 +578,8 @@ def load(path: str | os.PathLike) -> Model | Params:
       ) from None
   try:
     params = _decode_params(path, entries)
-    if entries["kind"] == "Params":
-      return params
+    if entries["kind"] == "Params":  # Written by mfjax 0.1 for bare params.
+      return Model(params, mfjax_version=_as_str(entries["mfjax_version"]))
     return _decode_model(path, entries, params)
   except ModelFileError:
     raise

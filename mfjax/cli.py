@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
   )
   sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
   sub.required = True
+  for add in (_add_demo, _add_fit, _add_recommend, _add_evaluate):
+    add(sub)
+  return parser
+
+
+def _add_demo(sub) -> None:
   demo = sub.add_parser(
     "demo",
     help="run the seed notebook in JAX, then the corrected model",
@@ -70,8 +76,12 @@ def _parser() -> argparse.ArgumentParser:
   demo.add_argument(
     "--progress", action="store_true", help="show progress bars while training"
   )
-  from mfjax.train import FIT_DEFAULTS as d
 
+
+def _add_fit(sub) -> None:
+  from mfjax.ensemble import FitSettings
+
+  d = FitSettings()
   fit = sub.add_parser(
     "fit",
     help="train on a ratings file and score a test set",
@@ -90,48 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     metavar="F",
     help="hold out this fraction of TRAIN (in (0, 1)) as the test set",
   )
-  fit.add_argument(
-    "--rank",
-    type=_positive,
-    default=d["rank"],
-    help=f"latent factors (default {d['rank']})",
-  )
-  fit.add_argument(
-    "--epochs",
-    type=_positive,
-    default=d["epochs"],
-    help=f"passes over the data (default {d['epochs']})",
-  )
-  fit.add_argument(
-    "--lr",
-    type=_positive_float,
-    default=d["learning_rate"],
-    help=f"Adam learning rate (default {d['learning_rate']})",
-  )
-  fit.add_argument(
-    "--l2",
-    type=_nonnegative_float,
-    default=d["l2"],
-    help=f"L2 weight of the factors (default {d['l2']})",
-  )
-  fit.add_argument(
-    "--l2-bias",
-    type=_nonnegative_float,
-    default=d["l2_bias"],
-    help=f"L2 weight of the biases (default {d['l2_bias']})",
-  )
-  fit.add_argument(
-    "--batch-size",
-    type=_positive,
-    default=d["batch_size"],
-    help=f"mini-batch size (default {d['batch_size']})",
-  )
-  fit.add_argument(
-    "--seeds",
-    type=_positive,
-    default=d["seeds"],
-    help=f"models averaged, trained in one vmap (default {d['seeds']})",
-  )
+  _add_settings(fit, d)
   fit.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
   fit.add_argument("--progress", action="store_true", help="show a progress bar")
   fit.add_argument(
@@ -141,6 +110,31 @@ def _parser() -> argparse.ArgumentParser:
     "--json", action="store_true", help="print one JSON object as the last line"
   )
 
+
+def _add_settings(fit, d) -> None:
+  """The :class:`mfjax.ensemble.FitSettings` options of ``fit``."""
+  options = (
+    (("--rank",), "rank", _positive, "latent factors"),
+    (("--steps", "--epochs"), "steps", _positive, "passes over the data"),
+    (("--lr",), "learning_rate", _positive_float, "Adam learning rate"),
+    (("--l2",), "l2", _nonnegative_float, "L2 weight of the factors"),
+    (("--l2-bias",), "l2_bias", _nonnegative_float, "L2 weight of the biases"),
+    (("--batch-size",), "batch_size", _positive, "mini-batch size"),
+    (
+      ("--ensemble", "--seeds"),
+      "ensemble",
+      _positive,
+      "models averaged, trained in one vmap",
+    ),
+  )
+  for flags, name, kind, text in options:
+    default = getattr(d, name)
+    fit.add_argument(
+      *flags, dest=name, type=kind, default=default, help=f"{text} (default {default})"
+    )
+
+
+def _add_recommend(sub) -> None:
   rec = sub.add_parser(
     "recommend",
     help="a user's top items from a saved model",
@@ -173,6 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     "--json", action="store_true", help="print one JSON object as the last line"
   )
 
+
+def _add_evaluate(sub) -> None:
   ev = sub.add_parser(
     "evaluate",
     help="score a saved model on a test file",
@@ -201,7 +197,6 @@ def _parser() -> argparse.ArgumentParser:
   ev.add_argument(
     "--json", action="store_true", help="print one JSON object as the last line"
   )
-  return parser
 
 
 def _positive(text: str) -> int:
@@ -250,7 +245,7 @@ def _fit(args) -> int:
   import numpy as np
 
   import mfjax
-  from mfjax.train import _fit_program
+  from mfjax import ensemble
 
   train, maps = mfjax.load_ratings(args.train)
   if args.test:
@@ -263,11 +258,12 @@ def _fit(args) -> int:
     n_unknown = 0
   if len(train) == 0 or len(test) == 0:
     raise ValueError("the training or test set is empty.")
-  program = _fit_program(
-    args.rank, args.epochs, args.lr, args.batch_size, args.seeds, None, args.progress
+  settings = ensemble.FitSettings(
+    **{name: getattr(args, name) for name in ensemble.FitSettings._fields}
   )
+  program = ensemble.fit_program(settings, progress=args.progress)
   key = jax.random.key(args.seed)
-  l2_bias = args.l2 if args.l2_bias is None else args.l2_bias
+  l2_bias = args.l2_bias
   inputs = (key, train, np.float32(args.l2), np.float32(l2_bias), None, maps.scale)
   start = time.perf_counter()
   compiled = program.lower(*inputs).compile()
@@ -277,9 +273,9 @@ def _fit(args) -> int:
   fit_seconds = time.perf_counter() - start
 
   report = {
-    "train_rmse": float(mfjax.rmse(params, train, clip=maps.scale)),
-    "test_rmse": float(mfjax.rmse(params, test, clip=maps.scale)),
-    "test_mae": float(mfjax.mae(params, test, clip=maps.scale)),
+    "train_rmse": float(mfjax.rmse(params, train, scale=maps.scale)),
+    "test_rmse": float(mfjax.rmse(params, test, scale=maps.scale)),
+    "test_mae": float(mfjax.mae(params, test, scale=maps.scale)),
     "fit_seconds": fit_seconds,
     "compile_seconds": compile_seconds,
     "n_train": len(train),
@@ -291,17 +287,17 @@ def _fit(args) -> int:
     "rank": args.rank,
     "l2": args.l2,
     "l2_bias": l2_bias,
-    "epochs": args.epochs,
-    "seeds": args.seeds,
+    "steps": args.steps,
+    "ensemble": args.ensemble,
     "diverged": bool(np.any(np.asarray(results.diverged_step) >= 0)),
   }
   if args.save:
     settings = {
       name: report[name]
-      for name in ("rank", "l2", "l2_bias", "epochs", "seeds", "n_train")
+      for name in ("rank", "l2", "l2_bias", "steps", "ensemble", "n_train")
     }
     settings.update(
-      learning_rate=args.lr,
+      learning_rate=args.learning_rate,
       batch_size=args.batch_size,
       seed=args.seed,
       train=os.path.basename(args.train),
@@ -355,7 +351,7 @@ def _item_titles(path: str) -> dict[str, str]:
   """Raw item id (as text) to title, from MovieLens u.item or movies.csv."""
   import csv
 
-  from mfjax.data import RatingsFileError
+  from mfjax.loaders import RatingsFileError
 
   try:
     with open(path, "rb") as file:
@@ -453,8 +449,8 @@ def _evaluate(args) -> int:
   users = np.unique(np.asarray(test.users))
   users = users[users >= 0]  # Unknown users have no factors to rank with.
   report = {
-    "test_rmse": float(mfjax.rmse(model.params, test, clip=scale)),
-    "test_mae": float(mfjax.mae(model.params, test, clip=scale)),
+    "test_rmse": float(mfjax.rmse(model.params, test, scale=scale)),
+    "test_mae": float(mfjax.mae(model.params, test, scale=scale)),
     "n_test": len(test),
     "n_unknown_test": int(test_maps.n_unknown),
   }
@@ -519,23 +515,23 @@ def _loss_table(losses, per_row: int = 10) -> str:
 
 def _demo(args) -> int:
   import jax
-  import numpy as np
 
   import mfjax
+  from mfjax import notebook
 
-  matrix = mfjax.NOTEBOOK_MATRIX
+  matrix = notebook.MATRIX
   n_users, n_items = matrix.shape
   key = jax.random.key(args.seed)
 
   def both_runs(key):
-    notebook = mfjax.reproduce_notebook(key, progress=args.progress)
-    params = mfjax.init_params(key, n_users, n_items, mfjax.notebook.NOTEBOOK_RANK)
+    reproduced = mfjax.reproduce_notebook(key, progress=args.progress)
+    params = mfjax.init_params(key, n_users, n_items, notebook.RANK)
     defaults = mfjax.train(params, matrix, progress=args.progress)
     return (
-      notebook,
-      mfjax.predict(notebook.best_params, bias="notebook", clip=(1, 5)),
+      reproduced,
+      notebook.predict(reproduced.best_params, scale=(1, 5)),
       defaults,
-      mfjax.predict(defaults.best_params, clip=(1, 5)),
+      mfjax.predict(defaults.best_params, scale=(1, 5)),
     )
 
   # One program for the whole demo. At this size compilation is most of the run
@@ -548,10 +544,20 @@ def _demo(args) -> int:
   except jax.errors.JaxRuntimeError:  # An XLA that lacks one of these options.
     compiled = lowered.compile()
   nb, nb_pred, ours, ours_pred = jax.device_get(compiled(key))
-  nb_losses = np.asarray(nb.losses)
-  printed = mfjax.NOTEBOOK_PRINTED
+  _print_notebook_run(args.seed, nb, nb_pred, matrix)
+  _print_defaults_run(nb_pred, ours, ours_pred, matrix)
+  return 0
 
-  print(f"mfjax demo: the seed notebook, reproduced in JAX (seed {args.seed})")
+
+def _print_notebook_run(seed, nb, nb_pred, matrix) -> None:
+  import numpy as np
+
+  from mfjax import notebook
+
+  nb_losses = np.asarray(nb.losses)
+  printed = notebook.PRINTED
+
+  print(f"mfjax demo: the seed notebook, reproduced in JAX (seed {seed})")
   print(
     "  prediction mu + bu·biᵀ + 1 + P Qᵀ; MSE over all 24 entries, the missing 0"
     " included;\n  uniform [0, 1) init; 100 steps of p -= 0.008·grad with the"
@@ -575,6 +581,10 @@ def _demo(args) -> int:
     )
   )
 
+
+def _print_defaults_run(nb_pred, ours, ours_pred, matrix) -> None:
+  import numpy as np
+
   print("\nmfjax defaults: mu + bu + bi + P Qᵀ, the missing 0 left out of the loss")
   print(
     f"  best loss {float(ours.best_loss):.3g} over the 23 observed ratings "
@@ -595,7 +605,6 @@ def _demo(args) -> int:
     f"and predict {ours_pred[missing_user, missing_item]:.2f} from that user's and "
     "item's other ratings."
   )
-  return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

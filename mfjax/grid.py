@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import optax
 from jax.typing import ArrayLike
 
-from mfjax import validation
-from mfjax.data import Ratings
-from mfjax.model import Params
-from mfjax.train import TrainResult, train
+from mfjax import objectives, validation
+from mfjax.objectives import Objective
+from mfjax.training import TrainResult, train
+from mfjax.types import Params, Ratings
 
 __all__ = ["GridResult", "train_grid"]
 
@@ -75,78 +75,8 @@ def _check_config(name: str, value: Any, n: int, dtype) -> jax.Array:
   return jnp.broadcast_to(array, (n,))
 
 
-def train_grid(
-  params: Params,
-  data: Ratings | ArrayLike,
-  *,
-  learning_rate: ArrayLike,
-  l2: ArrayLike = 0.0,
-  l2_bias: ArrayLike | None = None,
-  keys: ArrayLike | None = None,
-  optimizer: Callable[..., optax.GradientTransformation] = optax.adam,
-  steps: int = 100,
-  batch_size: int | None = None,
-  validation_data: Ratings | None = None,
-  patience: int | None = None,
-  scale: tuple[float, float] | None = None,
-  bias: str = "additive",
-  chunk_size: int | None = None,
-) -> GridResult:
-  """Trains ``N`` configurations at once (``jax.vmap`` of :func:`mfjax.train`).
-
-  Configuration ``j`` is ``train(params_j, data, optimizer=optimizer(
-  learning_rate[j]), l2=l2[j], l2_bias=l2_bias[j], key=keys[j], ...)``: the same
-  result as that call, up to float rounding. The learning rate is made a traced
-  argument with ``optax.inject_hyperparams``, so every configuration shares one
-  compiled program. Each of ``learning_rate``, ``l2``, ``l2_bias`` and ``keys``
-  is one value for all configurations or one per configuration; ``N`` is their
-  common length.
-
-  ``train_grid`` is not jitted; wrap it in ``jax.jit`` with ``optimizer``,
-  ``steps``, ``batch_size``, ``patience``, ``bias`` and ``chunk_size`` static.
-  The ``N`` runs hold ``N`` copies of the tables and optimizer state, and of a
-  step's temporaries (see :func:`mfjax.sharding.memory_estimate`).
-
-  Args:
-    params: initial parameters: one :class:`mfjax.Params` for every
-      configuration, or a stack of ``N`` (leaves with a leading axis, e.g.
-      ``jax.vmap(init_params)`` over keys: one initialisation per seed).
-    data: the training data, as for :func:`mfjax.train`.
-    learning_rate: scalar or ``[N]``, > 0.
-    l2: the factors' L2 weight, scalar or ``[N]``.
-    l2_bias: the biases' L2 weight, scalar or ``[N]``; None means ``l2``.
-    keys: PRNG keys for the mini-batch shuffles: ``[N]`` keys (e.g.
-      ``jax.random.split(key, N)``), or one key whose shuffles all
-      configurations share (computed once: cheaper); needed with
-      ``batch_size``.
-    optimizer: an optax optimizer *factory* taking ``learning_rate``, such as
-      ``optax.adam`` (the default) or ``optax.sgd``.
-    steps: epochs, a static int.
-    batch_size: mini-batch size, or None for full-batch steps.
-    validation_data: :class:`mfjax.Ratings` scored each epoch; the configurations
-      are ranked by their lowest validation RMSE.
-    patience: early stopping, as in :func:`mfjax.train`.
-    scale: ``(lo, hi)``: clip validation predictions to it.
-    bias: ``"additive"`` or ``"notebook"``.
-    chunk_size: chunked full-batch steps, as in :func:`mfjax.train`.
-
-  Returns:
-    A :class:`GridResult`.
-
-  Shapes and settings are checked on the host; concrete hyperparameters must be
-  finite and >= 0 (``learning_rate`` > 0). Under ``jit`` they are tracers and
-  are not checked.
-
-  Examples:
-    >>> import jax, jax.numpy as jnp, mfjax
-    >>> from mfjax.grid import train_grid
-    >>> ratings = mfjax.ratings_from_dense(jnp.array([[5.0, 3, 0], [4, 0, 1]]))
-    >>> params = mfjax.init_params(jax.random.key(0), 2, 3, rank=2)
-    >>> grid = train_grid(params, ratings, learning_rate=jnp.array([0.01, 0.1]),
-    ...                   l2=0.01, steps=20)
-    >>> grid.results.losses.shape, int(grid.best_index)
-    ((2, 20), 1)
-  """
+def _count_configs(params, learning_rate, l2, l2_bias, keys, formula):
+  """Checks the per-configuration arguments; ``(stacked, n, keys_per_config)``."""
   if not isinstance(params, Params):
     raise TypeError(
       f"params must be mfjax.Params (one, or a stack); got {type(params).__name__}."
@@ -154,10 +84,10 @@ def train_grid(
   stacked = getattr(params.user_factors, "ndim", 0) == 3
   lengths = {}
   if stacked:
-    validation.check_params(jax.tree.map(lambda x: x[0], params))
+    validation.check_params(jax.tree.map(lambda x: x[0], params), formula=formula)
     lengths["params"] = int(params.user_factors.shape[0])
   else:
-    validation.check_params(params)
+    validation.check_params(params, formula=formula)
   for name, value in (("learning_rate", learning_rate), ("l2", l2)) + (
     (("l2_bias", l2_bias),) if l2_bias is not None else ()
   ):
@@ -186,10 +116,93 @@ def train_grid(
   n = sizes.pop() if sizes else 1
   if n < 1:
     raise ValueError("train_grid needs at least one configuration; got 0.")
-  if not callable(optimizer) or isinstance(optimizer, optax.GradientTransformation):
+  return stacked, n, "keys" in lengths
+
+
+def train_grid(
+  params: Params,
+  data: Ratings | ArrayLike,
+  *,
+  learning_rate: ArrayLike,
+  l2: ArrayLike = 0.0,
+  l2_bias: ArrayLike | None = None,
+  keys: ArrayLike | None = None,
+  make_optimizer: Callable[..., optax.GradientTransformation] = optax.adam,
+  steps: int = 100,
+  batch_size: int | None = None,
+  validation_data: Ratings | None = None,
+  patience: int | None = None,
+  scale: tuple[float, float] | None = None,
+  chunk_size: int | None = None,
+  objective: Objective | None = None,
+) -> GridResult:
+  """Trains ``N`` configurations at once (``jax.vmap`` of :func:`mfjax.train`).
+
+  Configuration ``j`` is ``train(params_j, data, optimizer=make_optimizer(
+  learning_rate[j]), l2=l2[j], l2_bias=l2_bias[j], key=keys[j], ...)``: the same
+  result as that call, up to float rounding. The learning rate is made a traced
+  argument with ``optax.inject_hyperparams``, so every configuration shares one
+  compiled program. Each of ``learning_rate``, ``l2``, ``l2_bias`` and ``keys``
+  is one value for all configurations or one per configuration; ``N`` is their
+  common length.
+
+  ``train_grid`` is not jitted; wrap it in ``jax.jit`` with ``make_optimizer``,
+  ``steps``, ``batch_size``, ``patience``, ``objective`` and ``chunk_size``
+  static.
+  The ``N`` runs hold ``N`` copies of the tables and optimizer state, and of a
+  step's temporaries (see :func:`mfjax.memory.memory_estimate`).
+
+  Args:
+    params: initial parameters: one :class:`mfjax.Params` for every
+      configuration, or a stack of ``N`` (leaves with a leading axis, e.g.
+      ``jax.vmap(init_params)`` over keys: one initialisation per seed).
+    data: the training data, as for :func:`mfjax.train`.
+    learning_rate: scalar or ``[N]``, > 0.
+    l2: the factors' L2 weight, scalar or ``[N]``.
+    l2_bias: the biases' L2 weight, scalar or ``[N]``; None means ``l2``.
+    keys: PRNG keys for the mini-batch shuffles: ``[N]`` keys (e.g.
+      ``jax.random.split(key, N)``), or one key whose shuffles all
+      configurations share (computed once: cheaper); needed with
+      ``batch_size``.
+    make_optimizer: a function of ``learning_rate`` that returns the optax
+      optimizer, such as ``optax.adam`` (the default) or ``optax.sgd``.
+    steps: epochs, a static int.
+    batch_size: mini-batch size, or None for full-batch steps.
+    validation_data: :class:`mfjax.Ratings` scored each epoch; the configurations
+      are ranked by their lowest validation RMSE.
+    patience: early stopping, as in :func:`mfjax.train`.
+    scale: ``(lo, hi)``: clip validation predictions to it.
+    objective: what to minimise, as in :func:`mfjax.train`.
+    chunk_size: chunked full-batch steps, as in :func:`mfjax.train`.
+
+  Returns:
+    A :class:`GridResult`.
+
+  Shapes and settings are checked on the host; concrete hyperparameters must be
+  finite and >= 0 (``learning_rate`` > 0). Under ``jit`` they are tracers and
+  are not checked.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, mfjax
+    >>> from mfjax.grid import train_grid
+    >>> ratings = mfjax.ratings_from_dense(jnp.array([[5.0, 3, 0], [4, 0, 1]]))
+    >>> params = mfjax.init_params(jax.random.key(0), 2, 3, rank=2)
+    >>> grid = train_grid(params, ratings, learning_rate=jnp.array([0.01, 0.1]),
+    ...                   l2=0.01, steps=20)
+    >>> grid.results.losses.shape, int(grid.best_index)
+    ((2, 20), 1)
+  """
+  objective = objectives.check_objective(objective)
+  params = objectives.adopt(objective, params)
+  stacked, n, keys_per_config = _count_configs(
+    params, learning_rate, l2, l2_bias, keys, objective.params_type.formula
+  )
+  if not callable(make_optimizer) or isinstance(
+    make_optimizer, optax.GradientTransformation
+  ):
     raise TypeError(
-      "optimizer must be an optax optimizer factory taking learning_rate, such as "
-      f"optax.adam (not an optimizer already built); got {optimizer!r}."
+      "make_optimizer must be a function of learning_rate that builds an optax "
+      f"optimizer, such as optax.adam (not an optimizer); got {make_optimizer!r}."
     )
   if batch_size is not None and keys is None:
     raise ValueError("batch_size needs keys= (PRNG keys for the shuffles).")
@@ -207,11 +220,11 @@ def train_grid(
     return train(
       params,
       data,
-      optimizer=optax.inject_hyperparams(optimizer)(learning_rate=learning_rate),
+      optimizer=optax.inject_hyperparams(make_optimizer)(learning_rate=learning_rate),
       steps=steps,
       l2=l2,
       l2_bias=l2_bias,
-      bias=bias,
+      objective=objective,
       batch_size=batch_size,
       key=key,
       validation_data=validation_data,
@@ -221,7 +234,7 @@ def train_grid(
     )
 
   # One key for all: the shuffles are computed once and shared, not vmapped.
-  in_axes = (0 if stacked else None, 0, 0, 0, 0 if "keys" in lengths else None)
+  in_axes = (0 if stacked else None, 0, 0, 0, 0 if keys_per_config else None)
   results = jax.vmap(one, in_axes=in_axes)(params, learning_rates, l2s, l2_biases, keys)
   if validation_data is not None:
     rmse = results.validation_rmse

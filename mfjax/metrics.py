@@ -5,7 +5,6 @@ Also the most-popular baseline (:func:`popularity_params`) for the ranking metri
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import jax
@@ -13,9 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from mfjax import model, validation
-from mfjax.data import Ratings, check_ratings
-from mfjax.model import Params
+from mfjax import kernels, validation
+from mfjax.types import Params, Ratings
 
 __all__ = [
   "rmse",
@@ -26,50 +24,26 @@ __all__ = [
 ]
 
 
-def _errors(params, ratings, clip, bias):
+def _errors(params, ratings, scale):
+  """Host checks, then prediction minus rating for each of ``ratings``."""
   n_users, n_items, _ = validation.check_params(params)
-  check_ratings("ratings", ratings, allow_unknown=True, shape=(n_users, n_items))
+  validation.check_ratings(
+    "ratings", ratings, allow_unknown=True, shape=(n_users, n_items)
+  )
   if len(ratings) == 0:
     raise ValueError("ratings is empty; there is nothing to score.")
-  validation.check_choice("bias", bias, model.BIASES)
-  if clip is not None:
-    clip = validation.check_clip("clip", clip)
-  return _errors_unchecked(params, ratings, clip, bias)
-
-
-def _errors_unchecked(params, ratings, clip, bias):
-  """Prediction minus rating for each of ``ratings``; no host checks."""
-  pred = model._predict_pairs(params, ratings.users, ratings.items, bias)
-  if clip is not None:
-    pred = jnp.clip(pred, clip[0], clip[1])
+  pred = kernels.predict_pairs(params, ratings.users, ratings.items)
+  if scale is not None:
+    scale = validation.check_scale("scale", scale)
+    pred = jnp.clip(pred, scale[0], scale[1])
   return pred - ratings.values
-
-
-def _mean_over(ratings: Ratings, x: jax.Array) -> jax.Array:
-  """The mean of ``x`` (one value per rating) weighted by ``ratings.weights``.
-
-  Weight-0 entries are left out even where ``x`` is NaN or inf; with no weight
-  at all the mean is NaN, as the mean of nothing.
-  """
-  if ratings.weights is None:
-    return jnp.mean(x)
-  weights = jnp.asarray(ratings.weights, x.dtype)
-  total = jnp.sum(jnp.where(weights > 0, weights * x, jnp.zeros((), x.dtype)))
-  return total / weights.sum()
-
-
-def _rmse_unchecked(params, ratings, clip, bias):
-  return jnp.sqrt(
-    _mean_over(ratings, _errors_unchecked(params, ratings, clip, bias) ** 2)
-  )
 
 
 def rmse(
   params: Params,
   ratings: Ratings,
   *,
-  clip: tuple[float, float] | None = None,
-  bias: str = "additive",
+  scale: tuple[float, float] | None = None,
 ) -> jax.Array:
   """Root mean squared error of the predictions of ``ratings``.
 
@@ -77,29 +51,28 @@ def rmse(
     params: model parameters.
     ratings: held-out ratings, indexed like the training data. Unknown users or
       items (index -1) are predicted from the mean and the known bias.
-    clip: ``(lo, hi)``: clip predictions to the rating scale first, as Surprise
-      does (``id_maps.scale`` from :func:`mfjax.load_ratings`).
-    bias: ``"additive"`` or ``"notebook"``.
+    scale: the rating scale ``(lo, hi)``: clip predictions to it first, as
+      Surprise does (``id_maps.scale`` from :func:`mfjax.load_ratings`).
 
   Returns:
     A scalar. With ``ratings.weights``, the weighted root mean square (ratings of
     weight 0, such as padding, are left out).
   """
-  return jnp.sqrt(_mean_over(ratings, _errors(params, ratings, clip, bias) ** 2))
+  errors = _errors(params, ratings, scale)
+  return jnp.sqrt(kernels.weighted_mean(ratings, errors**2))
 
 
 def mae(
   params: Params,
   ratings: Ratings,
   *,
-  clip: tuple[float, float] | None = None,
-  bias: str = "additive",
+  scale: tuple[float, float] | None = None,
 ) -> jax.Array:
   """Mean absolute error of the predictions of ``ratings``; see :func:`rmse`.
 
   With ``ratings.weights``, the weighted mean (weight-0 ratings are left out).
   """
-  return _mean_over(ratings, jnp.abs(_errors(params, ratings, clip, bias)))
+  return kernels.weighted_mean(ratings, jnp.abs(_errors(params, ratings, scale)))
 
 
 class RankingMetrics(NamedTuple):
@@ -124,33 +97,8 @@ class RankingMetrics(NamedTuple):
   n_users: jax.Array  # shape=(), int32
 
 
-def _check_threshold(threshold):
-  """A real scalar, finite when concrete; a tracer has its shape and dtype checked."""
-  if isinstance(threshold, bool):
-    raise TypeError(f"threshold must be a real number; got {threshold!r}.")
-  if isinstance(threshold, numbers.Real):
-    if not np.isfinite(threshold):
-      raise ValueError(f"threshold must be a finite number; got {threshold!r}.")
-    return threshold
-  if not (
-    hasattr(threshold, "shape")
-    and hasattr(threshold, "dtype")
-    and np.shape(threshold) == ()
-    and (
-      jnp.issubdtype(threshold.dtype, jnp.floating)
-      or jnp.issubdtype(threshold.dtype, jnp.integer)
-    )
-  ):
-    raise TypeError(
-      f"threshold must be a real scalar; got {validation._describe(threshold)}."
-    )
-  if validation.is_concrete(threshold) and not np.isfinite(float(threshold)):
-    raise ValueError(f"threshold must be a finite number; got {float(threshold)}.")
-  return threshold
-
-
 def _check_top_items(top_items, n_items):
-  top_items = validation._as_array("top_items", top_items)
+  top_items = validation.as_array("top_items", top_items)
   if not jnp.issubdtype(top_items.dtype, jnp.integer):
     raise TypeError(
       f"top_items must hold integer item indices; got dtype {top_items.dtype}."
@@ -357,7 +305,7 @@ def ranking_metrics(
     >>> round(float(m.precision), 4), float(m.recall), round(float(m.map), 4)
     (0.6667, 1.0, 0.8333)
   """
-  check_ratings("test", test, allow_unknown=True)
+  validation.check_ratings("test", test, allow_unknown=True)
   top_items = _check_top_items(top_items, test.n_items)
   users = validation.check_index_array("users", users, test.n_users, axis_name="users")
   if users.shape[0] != top_items.shape[0]:
@@ -371,7 +319,7 @@ def ranking_metrics(
   k = validation.check_positive_int("k", k)
   if k > width:
     raise ValueError(f"k must be at most the width of top_items, {width}; got {k}.")
-  threshold = _check_threshold(threshold)
+  threshold = validation.check_real_scalar("threshold", threshold)
   return _ranking_metrics_unchecked(top_items, users, test, k, threshold)
 
 
@@ -400,7 +348,7 @@ def popularity_params(train: Ratings, *, rank: int = 1) -> Params:
     >>> metrics.popularity_params(train).item_bias.tolist()
     [2.0, 0.0, 2.0]
   """
-  check_ratings("train", train, allow_unknown=True)
+  validation.check_ratings("train", train, allow_unknown=True)
   rank = validation.check_positive_int("rank", rank)
   known = (train.users >= 0) & (train.items >= 0)
   if train.weights is not None:

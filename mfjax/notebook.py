@@ -4,35 +4,51 @@ The notebook (``shared/seed/notebook.txt``) trains a rank-3 factorisation of a 4
 matrix with these choices, all kept by :func:`reproduce_notebook`:
 
 * prediction ``mu + [bu, 1] @ [bi, 1].T + P @ Q.T``, i.e. ``mu + bu·biᵀ + 1 + P Qᵀ``
-  (``bias="notebook"``), with ``mu`` the mean of the non-zero ratings (74/23);
+  (:class:`NotebookParams`, :data:`OBJECTIVE`), with ``mu`` the mean of the
+  non-zero ratings (74/23);
 * ``nn.MSELoss`` over all 24 entries, the missing 0 included (``mask`` all ones);
 * ``torch.rand`` init, uniform on [0, 1), for P, Q, bu and bi;
 * 100 steps of ``p -= 0.008 * p.grad`` without ever zeroing ``.grad``, so each step
   applies the running sum of all gradients so far: ``optax.sgd(0.008, momentum=1.0)``;
 * the parameters with the lowest (pre-update) loss are kept.
+
+The notebook's formula is not mfjax's: its params are :class:`NotebookParams`,
+which :func:`predict` here scores, and which every other function of mfjax
+(``mfjax.predict``, ``recommend``, ``rmse``, ``save``, ...) refuses with a
+``ValueError`` rather than scoring them with the wrong formula.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from mfjax import model, validation
-from mfjax import train as train_lib
+from mfjax import kernels, model, training, validation
+from mfjax.objectives import SquaredError
+from mfjax.training import TrainResult
+from mfjax.types import Params
 
 __all__ = [
-  "NOTEBOOK_MATRIX",
-  "NOTEBOOK_RANK",
-  "NOTEBOOK_LEARNING_RATE",
-  "NOTEBOOK_STEPS",
-  "NOTEBOOK_PRINTED",
-  "notebook_optimizer",
-  "notebook_params",
+  "MATRIX",
+  "RANK",
+  "LEARNING_RATE",
+  "STEPS",
+  "PRINTED",
+  "NotebookParams",
+  "NotebookSquaredError",
+  "OBJECTIVE",
+  "predict",
+  "optimizer",
+  "printed_params",
   "reproduce_notebook",
 ]
 
-NOTEBOOK_MATRIX = np.array(
+MATRIX = np.array(
   [
     [5, 2, 4, 3, 2, 3],
     [4, 3, 5, 4, 3, 2],
@@ -41,12 +57,12 @@ NOTEBOOK_MATRIX = np.array(
   ],
   dtype=np.float32,
 )
-NOTEBOOK_RANK = 3
-NOTEBOOK_LEARNING_RATE = 0.008
-NOTEBOOK_STEPS = 100
+RANK = 3
+LEARNING_RATE = 0.008
+STEPS = 100
 
 # What the notebook printed (cells 4-6), for comparison and for the tests.
-NOTEBOOK_PRINTED = {
+PRINTED = {
   "best_loss": 0.7129956483840942,
   # Cell 4 printed the first 54 of its 100 losses.
   "losses": np.array(
@@ -144,9 +160,67 @@ NOTEBOOK_PRINTED = {
 }
 
 
-def notebook_optimizer(
-  learning_rate: float = NOTEBOOK_LEARNING_RATE,
-) -> optax.GradientTransformation:
+class NotebookParams(Params):
+  """:class:`mfjax.Params` that predict with the notebook's formula.
+
+  ``mu + [bu, 1] @ [bi, 1].T + P @ Q.T`` expands to ``mean + b_u·b_i + 1 +
+  p_u·q_i``: a product of the biases plus one, not their sum. Only this module's
+  functions take them; convert with ``mfjax.Params(*params)`` to mean otherwise.
+  """
+
+  __slots__ = ()
+  formula = "mean + user_bias·item_bias + 1 + user_factors·item_factors"
+
+
+def _combine(mean, user_bias, item_bias, dot):
+  return mean + user_bias * item_bias + 1.0 + dot
+
+
+@dataclasses.dataclass(frozen=True)
+class NotebookSquaredError(SquaredError):
+  """The rating objective with the notebook's formula (``NotebookParams``)."""
+
+  params_type = NotebookParams
+
+  def predict_pairs(self, params, users, items):
+    gather = kernels.gather
+    dot = jnp.sum(
+      gather(params.user_factors, users) * gather(params.item_factors, items), -1
+    )
+    user_bias, item_bias = (
+      gather(params.user_bias, users),
+      gather(params.item_bias, items),
+    )
+    return _combine(params.mean, user_bias, item_bias, dot)
+
+  def predict_matrix(self, params):
+    dot = kernels.dense_dot(params.user_factors, params.item_factors)
+    return _combine(params.mean, params.user_bias[:, None], params.item_bias[None], dot)
+
+
+OBJECTIVE = NotebookSquaredError()
+"""The notebook's objective: squared error of its formula, for ``mfjax.train``."""
+
+
+def predict(
+  params: NotebookParams, *, scale: tuple[float, float] | None = None
+) -> jax.Array:
+  """The full matrix the notebook's formula predicts, clipped to ``scale`` if given.
+
+  Examples:
+    >>> import jax, mfjax
+    >>> from mfjax import notebook
+    >>> notebook.predict(notebook.printed_params(), scale=(1, 5)).shape
+    (4, 6)
+  """
+  validation.check_params(params, formula=NotebookParams.formula)
+  if scale is not None:
+    scale = validation.check_scale("scale", scale)
+  out = OBJECTIVE.predict_matrix(params)
+  return out if scale is None else jnp.clip(out, scale[0], scale[1])
+
+
+def optimizer(learning_rate: float = LEARNING_RATE) -> optax.GradientTransformation:
   """The notebook's update, ``p -= lr * p.grad`` with ``.grad`` never zeroed.
 
   Gradients accumulate in ``.grad``, so step ``t`` applies ``lr * Σ_{s<=t} g_s``:
@@ -156,21 +230,20 @@ def notebook_optimizer(
   return optax.sgd(learning_rate, momentum=1.0)
 
 
-def notebook_params() -> model.Params:
+def printed_params() -> NotebookParams:
   """The parameters the notebook printed (cell 5), with its ``mu = 74/23``."""
-  printed = NOTEBOOK_PRINTED
-  return model.Params(
-    user_factors=printed["user_factors"],
-    item_factors=printed["item_factors"],
-    user_bias=printed["user_bias"],
-    item_bias=printed["item_bias"],
-    mean=train_lib.observed_mean(NOTEBOOK_MATRIX),
+  return NotebookParams(
+    user_factors=PRINTED["user_factors"],
+    item_factors=PRINTED["item_factors"],
+    user_bias=PRINTED["user_bias"],
+    item_bias=PRINTED["item_bias"],
+    mean=kernels.observed_mean(MATRIX),
   )
 
 
 def reproduce_notebook(
-  key: ArrayLike, *, steps: int = NOTEBOOK_STEPS, progress: bool = False
-) -> train_lib.TrainResult:
+  key: ArrayLike, *, steps: int = STEPS, progress: bool = False
+) -> TrainResult:
   """Runs the seed notebook: same matrix, same model, same loss, same updates.
 
   Args:
@@ -181,8 +254,9 @@ def reproduce_notebook(
     progress: show a progress bar.
 
   Returns:
-    The :class:`mfjax.TrainResult`. ``predict(result.best_params,
-    bias="notebook", clip=(1, 5))`` is the notebook's final printed matrix.
+    The :class:`mfjax.TrainResult`, with :class:`NotebookParams`.
+    ``mfjax.notebook.predict(result.best_params, scale=(1, 5))`` is the notebook's
+    final printed matrix.
 
   Examples:
     >>> import jax, mfjax
@@ -190,16 +264,16 @@ def reproduce_notebook(
     >>> result.losses.shape
     (100,)
   """
-  n_users, n_items = NOTEBOOK_MATRIX.shape
+  n_users, n_items = MATRIX.shape
   params = model.init_params(
-    key, n_users, n_items, NOTEBOOK_RANK, init="uniform", scale=1.0
+    key, n_users, n_items, RANK, init="uniform", init_scale=1.0
   )
-  return train_lib.train(
+  return training.train(
     params,
-    NOTEBOOK_MATRIX,
-    optimizer=notebook_optimizer(),
+    MATRIX,
+    optimizer=optimizer(),
     steps=steps,
-    mask=np.ones_like(NOTEBOOK_MATRIX, dtype=bool),
-    bias="notebook",
+    mask=np.ones_like(MATRIX, dtype=bool),
+    objective=OBJECTIVE,
     progress=progress,
   )

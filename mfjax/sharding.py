@@ -23,41 +23,23 @@ divide their bytes, and the per-rating temporaries of a full-batch step
 cost their full size on every device but need no communication beyond the
 gradient's all-reduce; shard the rows only when ``(n_users + n_items)·4·(k +
 1)·(4 + o)`` does not fit next to the ratings (:func:`shard_params` says what
-that saves). :func:`memory_estimate` gives the whole formula.
+that saves). :func:`mfjax.memory.memory_estimate` gives the whole formula.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-import warnings
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mfjax import validation
-from mfjax.data import Ratings, check_ratings
-from mfjax.model import Params
+from mfjax import memory, validation
+from mfjax.types import Params, Ratings
 
-__all__ = [
-  "MemoryWarning",
-  "shard_ratings",
-  "shard_params",
-  "memory_estimate",
-]
-
-
-class MemoryWarning(UserWarning):
-  """``train`` expects to need more memory than the device has.
-
-  A ``UserWarning`` (a ``ResourceWarning`` would be hidden by Python's default
-  filters), so it is shown once per place by default.
-  """
+__all__ = ["shard_ratings", "shard_params", "check_placement"]
 
 
 def _check_mesh(mesh: Any, axis: Any) -> tuple[Mesh, str]:
@@ -127,7 +109,7 @@ def shard_ratings(ratings: Ratings, mesh: Mesh, *, axis: str | None = None) -> R
     >>> len(placed), placed.n_padding, tuple(placed.values.sharding.spec)
     (3, 0, ('data',))
   """
-  check_ratings("ratings", ratings, allow_unknown=True)
+  validation.check_ratings("ratings", ratings, allow_unknown=True)
   mesh, axis = _check_mesh(mesh, axis)
   size = mesh.shape[axis]
   n_data = len(ratings) - ratings.n_padding
@@ -161,7 +143,8 @@ def shard_params(
   8 CPU devices), so while a step runs a device still holds about two whole
   tables: rows take the tables from about ``4 + o`` copies per device to about
   ``2 + (4 + o)/size`` (``o`` optimizer slots). Choose rows only when the
-  replicated tables do not fit (see :func:`memory_estimate`). ``n_users`` and
+  replicated tables do not fit (see :func:`mfjax.memory.memory_estimate`).
+  ``n_users`` and
   ``n_items`` must then be multiples of the axis size: make the tables a few
   rows longer if need be (rows without ratings do not change the updates of
   the others under an optimizer that acts per parameter, such as Adam or SGD,
@@ -211,217 +194,7 @@ def shard_params(
   )
 
 
-# Calibrated against XLA's own buffer assignment (compiled.memory_analysis()) of
-# jax.jit(mfjax.train) on CPU, 1M and 10M ratings, ranks 32 and 128
-# (benchmarks/memory_fit.py; benchmarks/RESULTS.md).
-_TABLE_COPIES = 4  # params, best params, gradient, new params.
-_ROW_COPIES = 4  # per rating of a step: gathered user and item rows, their gradients.
-_SCALARS = 3  # per rating of a step: prediction, residual, weight (in dtype units).
-_ORDER_BYTES = 16  # per rating, mini-batch epochs: the shuffle's int32 arrays.
-
-_OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
-
-
-def _optimizer_slots(optimizer: Any, shapes: Params) -> float:
-  """Param-sized arrays of optimizer state, from a name or by ``eval_shape``."""
-  if isinstance(optimizer, str):
-    return _OPTIMIZER_SLOTS[
-      validation.check_choice("optimizer", optimizer, tuple(_OPTIMIZER_SLOTS))
-    ]
-  if isinstance(optimizer, optax.GradientTransformation):
-    state = jax.eval_shape(optimizer.init, shapes)
-    size = lambda tree: sum(
-      math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)
-    )
-    return size(state) / max(size(shapes), 1)
-  if isinstance(optimizer, numbers.Integral) and not isinstance(optimizer, bool):
-    if optimizer >= 0:
-      return int(optimizer)
-  raise TypeError(
-    "optimizer must be 'adam', 'momentum', 'sgd', a number of param-sized state "
-    f"arrays >= 0, or an optax.GradientTransformation; got {optimizer!r}."
-  )
-
-
-def memory_estimate(
-  n_ratings: int,
-  n_users: int,
-  n_items: int,
-  rank: int,
-  *,
-  optimizer: Any = "adam",
-  batch_size: int | None = None,
-  chunk_size: int | None = None,
-  weights: bool = False,
-  n_validation: int = 0,
-  dtype: Any = jnp.float32,
-) -> int:
-  """Bytes of device memory that ``train`` on sparse ratings needs, about.
-
-  With ``s`` the dtype's size, ``T = ((n_users + n_items)·(rank + 1) + 1)·s``
-  the bytes of one copy of the parameters and ``o`` the optimizer's
-  param-sized state arrays (Adam 2, SGD with momentum 1, SGD 0)::
-
-    ratings      n_ratings · (8 + s (+ s with weights))
-    tables       (4 + o) · T              params, best params, gradient, new params
-    per step     m · (4 · rank + 3) · s   gathered user and item rows, their
-                                          gradients; prediction, residual, weight
-    validation   n_validation · (8 + s + (2 · rank + 2) · s)
-
-  where ``m``, the ratings one step works on at once, is ``n_ratings``
-  full-batch, ``chunk_size`` with it, and ``batch_size`` with it; with
-  ``batch_size`` each epoch's shuffle adds ``16 · n_ratings`` bytes, with
-  ``chunk_size`` the chunked copy of the ratings adds the ratings' bytes again.
-  The constants were fitted to XLA's buffer assignment on CPU
-  (``compiled.memory_analysis()``: within 10 % from 1M to 100M ratings when the
-  per-rating part dominates, up to 20 % over when the tables do;
-  ``benchmarks/memory_fit.py``). A GPU's fusions may keep fewer per-rating
-  temporaries, so the estimate errs on the safe side there. It covers what
-  ``train`` allocates, not other arrays the caller holds.
-
-  At rank 128 with ``n_users = n/50`` and ``n_items = n/200`` (the throughput
-  benchmark's shapes), a rating costs about 2.1 kB full-batch, so 80 GB holds
-  about 37M ratings; with ``chunk_size`` (or ``batch_size``) about 100 bytes
-  plus one chunk's temporaries, so 80 GB holds about 700M ratings with
-  ``chunk_size=4_000_000``.
-
-  Args:
-    n_ratings: number of training ratings.
-    n_users: rows of the user table.
-    n_items: rows of the item table.
-    rank: number of factors.
-    optimizer: ``"adam"``, ``"momentum"``, ``"sgd"``, a number of param-sized
-      state arrays, or an optax ``GradientTransformation`` (its state is sized
-      with ``jax.eval_shape``).
-    batch_size: the mini-batch size, or None for full-batch steps.
-    chunk_size: the chunk of a chunked full-batch step (see ``train``), or None.
-    weights: whether the ratings carry weights.
-    n_validation: number of validation ratings scored each epoch.
-    dtype: the parameters' dtype.
-
-  Returns:
-    An int, in bytes.
-
-  Examples:
-    >>> from mfjax import sharding
-    >>> gb = sharding.memory_estimate(100_000_000, 2_000_000, 500_000, 128) / 1e9
-    >>> round(gb)  # Full-batch: 4 arrays of 100M × 128 floats, 51 GB each.
-    215
-    >>> chunked = sharding.memory_estimate(
-    ...   100_000_000, 2_000_000, 500_000, 128, chunk_size=4_000_000)
-    >>> round(chunked / 1e9)  # Fits a 78 GB GPU.
-    18
-  """
-  n_ratings = _check_count("n_ratings", n_ratings)
-  n_validation = _check_count("n_validation", n_validation)
-  n_users = validation.check_positive_int("n_users", n_users)
-  n_items = validation.check_positive_int("n_items", n_items)
-  rank = validation.check_positive_int("rank", rank)
-  if batch_size is not None:
-    batch_size = validation.check_positive_int("batch_size", batch_size)
-  if chunk_size is not None:
-    chunk_size = validation.check_positive_int("chunk_size", chunk_size)
-  if not jnp.issubdtype(dtype, jnp.floating):
-    raise TypeError(f"dtype must be a floating dtype; got {dtype!r}.")
-  s = np.dtype(dtype).itemsize
-  shapes = Params(
-    user_factors=jax.ShapeDtypeStruct((n_users, rank), dtype),
-    item_factors=jax.ShapeDtypeStruct((n_items, rank), dtype),
-    user_bias=jax.ShapeDtypeStruct((n_users,), dtype),
-    item_bias=jax.ShapeDtypeStruct((n_items,), dtype),
-    mean=jax.ShapeDtypeStruct((), dtype),
-  )
-  slots = _optimizer_slots(optimizer, shapes)
-  rating_bytes = 8 + s + (s if weights else 0)
-  total = n_ratings * rating_bytes
-  table = ((n_users + n_items) * (rank + 1) + 1) * s
-  total += (_TABLE_COPIES + slots) * table
-  if batch_size is not None:
-    at_once = min(batch_size, n_ratings)
-    total += _ORDER_BYTES * n_ratings
-  elif chunk_size is not None:
-    at_once = min(chunk_size, n_ratings)
-    total += n_ratings * rating_bytes
-  else:
-    at_once = n_ratings
-  total += at_once * (_ROW_COPIES * rank + _SCALARS) * s
-  total += n_validation * (8 + s + (2 * rank + 2) * s)
-  return int(total)
-
-
-def _check_count(name: str, value: Any) -> int:
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-    raise TypeError(f"{name} must be an int >= 0; got {value!r}.")
-  if value < 0:
-    raise ValueError(f"{name} must be an int >= 0; got {value}.")
-  return int(value)
-
-
-def _device_bytes_limit(device=None) -> int | None:
-  """The memory a device reports it can allocate, or None (CPUs report none)."""
-  device = jax.devices()[0] if device is None else device
-  try:
-    stats = device.memory_stats()
-  except Exception:  # Backends without memory statistics raise or return None.
-    return None
-  if not stats or not stats.get("bytes_limit"):
-    return None
-  return int(stats["bytes_limit"])
-
-
-def _concrete_arrays(tree) -> list:
-  return [
-    x
-    for x in jax.tree.leaves(tree)
-    if isinstance(x, jax.Array) and validation.is_concrete(x)
-  ]
-
-
-def _warn_if_too_big(params, data, *, optimizer, batch_size, chunk_size) -> None:
-  """``train``'s memory check: warn when the estimate exceeds the device memory.
-
-  Host side, at trace time. Sparse data only. Ratings sharded over ``d`` devices
-  are checked against ``d`` times one device's memory (a coarse check: the
-  tables are replicated).
-  """
-  if not isinstance(data, Ratings):
-    return
-  arrays = _concrete_arrays(data)
-  devices = arrays[0].sharding.device_set if arrays else None
-  limit = _device_bytes_limit(next(iter(devices)) if devices else None)
-  if limit is None:
-    return
-  limit *= len(devices) if devices else 1
-  n_users, n_items, rank = validation.check_params(params)
-  estimate = memory_estimate(
-    len(data),
-    n_users,
-    n_items,
-    rank,
-    optimizer="adam" if optimizer is None else optimizer,
-    batch_size=batch_size,
-    chunk_size=chunk_size,
-    weights=data.weights is not None,
-    dtype=params.user_factors.dtype,
-  )
-  if estimate > limit:
-    warnings.warn(
-      f"train needs about {_human(estimate)} (mfjax.sharding.memory_estimate) "
-      f"but the device has {_human(limit)}: give chunk_size= (full-batch "
-      "steps in chunks) or batch_size=, or shard the ratings over more devices.",
-      MemoryWarning,
-      stacklevel=3,
-    )
-
-
-def _human(n_bytes: int) -> str:
-  for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-    if n_bytes >= size:
-      return f"{n_bytes / size:.1f} {unit}"
-  return f"{n_bytes} bytes"
-
-
-def _check_placement(params, data, validation_data) -> None:
+def check_placement(params, data, validation_data) -> None:
   """Rejects inputs that ``jit`` cannot combine, with a message that says why."""
   named = {
     "params": params,
@@ -430,7 +203,7 @@ def _check_placement(params, data, validation_data) -> None:
   }
   device_sets = {}
   for name, tree in named.items():
-    for x in _concrete_arrays(tree):
+    for x in memory.concrete_arrays(tree):
       sharding = x.sharding
       if isinstance(sharding, NamedSharding) and any(
         t == AxisType.Explicit for t in sharding.mesh.axis_types

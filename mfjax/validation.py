@@ -20,13 +20,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mfjax.types import UNKNOWN, Params, Ratings
+
 __all__ = [
   "is_concrete",
+  "describe",
+  "as_array",
+  "check_ratings",
+  "check_weights",
+  "check_data",
+  "check_positive_float",
   "check_choice",
   "check_key",
-  "check_clip",
+  "check_scale",
   "check_positive_int",
   "check_nonnegative",
+  "check_real_scalar",
   "check_real_array",
   "check_index_array",
   "check_params",
@@ -39,7 +48,8 @@ def is_concrete(x: Any) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
-def _describe(x: Any) -> str:
+def describe(x: Any) -> str:
+  """A short description of ``x`` for error messages: shape and dtype, or a repr."""
   if hasattr(x, "shape") and hasattr(x, "dtype"):
     return f"an array of shape {tuple(x.shape)} and dtype {x.dtype}"
   text = repr(x)
@@ -67,17 +77,17 @@ def check_key(name: str, key: Any) -> Any:
       return key
   raise TypeError(
     f"{name} must be a single JAX PRNG key such as jax.random.key(0) (split it "
-    f"and vmap for several); got {_describe(key)}."
+    f"and vmap for several); got {describe(key)}."
   )
 
 
-def check_clip(name: str, clip: Any) -> tuple[Any, Any]:
+def check_scale(name: str, scale: Any) -> tuple[Any, Any]:
   """Checks a ``(lo, hi)`` pair of real scalars; ``lo <= hi`` when both concrete."""
   try:
-    lo, hi = clip
+    lo, hi = scale
   except (TypeError, ValueError):
     raise TypeError(
-      f"{name} must be a pair (lo, hi) or None; got {_describe(clip)}."
+      f"{name} must be a pair (lo, hi) or None; got {describe(scale)}."
     ) from None
   for bound in (lo, hi):
     real = isinstance(bound, numbers.Real) or (
@@ -88,7 +98,7 @@ def check_clip(name: str, clip: Any) -> tuple[Any, Any]:
       )
     )
     if isinstance(bound, bool) or not real or np.shape(bound) != ():
-      raise TypeError(f"{name} must be a pair of real numbers; got {_describe(clip)}.")
+      raise TypeError(f"{name} must be a pair of real numbers; got {describe(scale)}.")
   if is_concrete(lo) and is_concrete(hi) and not float(lo) <= float(hi):
     raise ValueError(f"{name} must satisfy lo <= hi; got ({lo}, {hi}).")
   return lo, hi
@@ -98,42 +108,48 @@ def check_positive_int(name: str, value: Any) -> int:
   """Checks that ``value`` is a Python (or NumPy) integer >= 1 and returns it."""
   if isinstance(value, bool) or not isinstance(value, numbers.Integral):
     raise TypeError(
-      f"{name} must be an int >= 1 (a static Python value); got {_describe(value)}."
+      f"{name} must be an int >= 1 (a static Python value); got {describe(value)}."
     )
   if value < 1:
     raise ValueError(f"{name} must be an int >= 1; got {value}.")
   return int(value)
 
 
-def check_nonnegative(name: str, value: Any) -> Any:
-  """Checks that ``value`` is a finite real scalar >= 0.
+def check_real_scalar(name: str, value: Any, *, nonnegative: bool = False) -> Any:
+  """Checks that ``value`` is a finite real scalar (``>= 0`` if ``nonnegative``).
 
-  A traced scalar (under ``jit`` or ``vmap``) has its dtype and shape checked only.
+  A Python number or a 0-d array. A traced scalar (under ``jit`` or ``vmap``) has
+  its dtype and shape checked only.
   """
+  bound = " >= 0" if nonnegative else ""
   if isinstance(value, bool):
-    raise TypeError(f"{name} must be a real number >= 0; got {value!r}.")
-  if isinstance(value, numbers.Real):
-    if not np.isfinite(value) or value < 0:
-      raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
-    return value
-  if not (hasattr(value, "shape") and hasattr(value, "dtype")):
-    raise TypeError(f"{name} must be a real number >= 0; got {_describe(value)}.")
-  if np.shape(value) != () or not (
-    jnp.issubdtype(value.dtype, jnp.floating)
-    or jnp.issubdtype(value.dtype, jnp.integer)
-  ):
-    raise TypeError(
-      f"{name} must be a real scalar >= 0 (vmap it to try several values); "
-      f"got {_describe(value)}."
-    )
-  if is_concrete(value):
-    v = float(value)
-    if not np.isfinite(v) or v < 0:
-      raise ValueError(f"{name} must be a finite number >= 0; got {v!r}.")
+    raise TypeError(f"{name} must be a real number{bound}; got {value!r}.")
+  if not isinstance(value, numbers.Real):
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+      raise TypeError(f"{name} must be a real number{bound}; got {describe(value)}.")
+    if np.shape(value) != () or not (
+      jnp.issubdtype(value.dtype, jnp.floating)
+      or jnp.issubdtype(value.dtype, jnp.integer)
+    ):
+      raise TypeError(
+        f"{name} must be a real scalar{bound} (vmap it to try several values); "
+        f"got {describe(value)}."
+      )
+    if not is_concrete(value):
+      return value
+  number = float(value)
+  if not np.isfinite(number) or (nonnegative and number < 0):
+    shown = value if isinstance(value, numbers.Real) else number
+    raise ValueError(f"{name} must be a finite number{bound}; got {shown!r}.")
   return value
 
 
-def _as_array(name: str, x: Any) -> Any:
+def check_nonnegative(name: str, value: Any) -> Any:
+  """Checks that ``value`` is a finite real scalar >= 0 (see check_real_scalar)."""
+  return check_real_scalar(name, value, nonnegative=True)
+
+
+def as_array(name: str, x: Any) -> Any:
   """Returns ``x`` as an array (NumPy or JAX), without copying device arrays."""
   if isinstance(x, (jax.Array, np.ndarray)):
     return x
@@ -141,10 +157,10 @@ def _as_array(name: str, x: Any) -> Any:
     out = np.asarray(x)
   except (TypeError, ValueError) as e:
     raise TypeError(
-      f"{name} must be an array of numbers; got {_describe(x)} ({e})."
+      f"{name} must be an array of numbers; got {describe(x)} ({e})."
     ) from None
   if out.dtype == object:
-    raise TypeError(f"{name} must be an array of numbers; got {_describe(x)}.")
+    raise TypeError(f"{name} must be an array of numbers; got {describe(x)}.")
   return out
 
 
@@ -159,7 +175,7 @@ def check_real_array(
   Returns:
     ``x`` as an array (a NumPy array stays a NumPy array).
   """
-  x = _as_array(name, x)
+  x = as_array(name, x)
   dtype = x.dtype
   if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
     raise TypeError(
@@ -188,7 +204,7 @@ def check_index_array(
   Concrete indices must lie in ``[0, size)``, or be -1 (an unknown id) when
   ``allow_unknown``. Traced indices have their dtype checked only.
   """
-  x = _as_array(name, x)
+  x = as_array(name, x)
   if isinstance(x, np.ndarray) and x.size == 0:
     x = x.astype(np.int32)  # `[]` reads as float64; an empty selection is fine.
   if not jnp.issubdtype(x.dtype, jnp.integer):
@@ -208,20 +224,33 @@ def check_index_array(
   return x
 
 
-def check_params(params: Any, name: str = "params") -> tuple[int, int, int]:
-  """Checks that ``params`` is a consistent ``Params`` and returns ``(U, I, k)``."""
-  from mfjax.model import Params  # Local import: model imports this module.
+def check_params(
+  params: Any, name: str = "params", *, formula: str = Params.formula
+) -> tuple[int, int, int]:
+  """Checks that ``params`` is a consistent ``Params`` and returns ``(U, I, k)``.
 
+  ``formula`` is how the caller predicts from them: params of a subclass that
+  predicts otherwise (``params.formula``) are refused with a ``ValueError``.
+  """
   if not isinstance(params, Params):
     raise TypeError(
       f"{name} must be mfjax.Params (see mfjax.init_params); got "
       f"{type(params).__name__}."
     )
+  if params.formula != formula:
+    if type(params) is Params:
+      hint = "wrap them in the Params class that predicts so, if they are such params"
+    else:
+      hint = f"use the functions of {type(params).__module__} for them"
+    raise ValueError(
+      f"{name} are {type(params).__name__}, which predict {params.formula}; this "
+      f"function predicts {formula}: {hint}."
+    )
   for field in Params._fields:
     leaf = getattr(params, field)
     if not hasattr(leaf, "dtype") or not jnp.issubdtype(leaf.dtype, jnp.floating):
       raise TypeError(
-        f"{name}.{field} must be a floating-point array; got {_describe(leaf)}."
+        f"{name}.{field} must be a floating-point array; got {describe(leaf)}."
       )
   uf, itf = params.user_factors, params.item_factors
   if uf.ndim != 2 or itf.ndim != 2:
@@ -262,7 +291,7 @@ def check_dense(
       f"got {tuple(data.shape)}."
     )
   if mask is not None:
-    mask = _as_array("mask", mask)
+    mask = as_array("mask", mask)
     if mask.dtype != bool and not (
       jnp.issubdtype(mask.dtype, jnp.integer)
       or jnp.issubdtype(mask.dtype, jnp.floating)
@@ -276,3 +305,111 @@ def check_dense(
         f"{tuple(mask.shape)}."
       )
   return data, mask
+
+
+def check_ratings(
+  name: str,
+  ratings: Any,
+  *,
+  allow_unknown: bool = False,
+  shape: tuple[int, int] | None = None,
+) -> Ratings:
+  """Host-side checks of a :class:`Ratings`: dtypes, lengths, ranges, finiteness.
+
+  ``allow_unknown`` admits index -1 (held-out data); ``shape``, the params'
+  ``(n_users, n_items)``, must then be the ratings' too.
+  """
+  if not isinstance(ratings, Ratings):
+    raise TypeError(f"{name} must be mfjax.Ratings; got {type(ratings).__name__}.")
+  if shape is not None and ratings.shape != tuple(shape):
+    hint = " Load test files with the training file's id_maps." if allow_unknown else ""
+    raise ValueError(
+      f"{name} must have n_users, n_items = {tuple(shape)} to match params; got "
+      f"{ratings.shape}.{hint}"
+    )
+  for axis, size in (("users", ratings.n_users), ("items", ratings.n_items)):
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+      raise ValueError(f"{name}.n_{axis} must be an int >= 1; got {size!r}.")
+    index = getattr(ratings, axis)
+    if not jnp.issubdtype(index.dtype, jnp.integer) or index.ndim != 1:
+      raise TypeError(
+        f"{name}.{axis} must be a 1-D integer array; got shape {index.shape} "
+        f"and dtype {index.dtype}."
+      )
+  values = check_real_array(f"{name}.values", ratings.values, ndim=1)
+  if not ratings.users.shape == ratings.items.shape == values.shape:
+    raise ValueError(
+      f"{name}.users, .items and .values must have the same length; got "
+      f"{ratings.users.shape[0]}, {ratings.items.shape[0]} and {values.shape[0]}."
+    )
+  check_weights(name, ratings, values.shape[0])
+  for axis, size in (("users", ratings.n_users), ("items", ratings.n_items)):
+    index = getattr(ratings, axis)
+    if is_concrete(index) and index.shape[0]:
+      with jax.ensure_compile_time_eval():
+        lo, hi = int(jnp.min(index)), int(jnp.max(index))
+      floor = UNKNOWN if allow_unknown else 0
+      if lo < floor or hi >= size:
+        bad = lo if lo < floor else hi
+        what = f"[{floor}, {size})" + (" (-1 = unknown)" if allow_unknown else "")
+        raise ValueError(f"{name}.{axis} must lie in {what}; got index {bad}.")
+  return ratings
+
+
+def check_weights(name: str, ratings: Ratings, n: int) -> None:
+  """Checks ``weights`` (length, finite, >= 0) and ``n_padding`` (static, weight 0)."""
+  weights = ratings.weights
+  if weights is not None:
+    weights = check_real_array(f"{name}.weights", weights, ndim=1)
+    if weights.shape[0] != n:
+      raise ValueError(
+        f"{name}.weights must have one weight per rating, {n}; got {weights.shape[0]}."
+      )
+    if is_concrete(weights) and n:
+      with jax.ensure_compile_time_eval():
+        lowest = float(jnp.min(weights))
+      if lowest < 0:
+        raise ValueError(f"{name}.weights must be >= 0; got {lowest:g}.")
+  padding = ratings.n_padding
+  if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)):
+    raise TypeError(f"{name}.n_padding must be an int; got {padding!r}.")
+  if not 0 <= padding <= n:
+    raise ValueError(
+      f"{name}.n_padding must lie in [0, {n}] (the number of entries); got {padding}."
+    )
+  if padding and weights is None:
+    raise ValueError(
+      f"{name}.n_padding is {padding} but weights is None; padding entries need "
+      "weight 0 (see mfjax.sharding.shard_ratings)."
+    )
+  if padding and is_concrete(weights):
+    with jax.ensure_compile_time_eval():
+      tail = float(jnp.max(jnp.abs(weights[n - padding :])))
+    if tail != 0:
+      raise ValueError(
+        f"{name}.weights must be 0 on the last n_padding = {padding} entries "
+        "(the padding)."
+      )
+
+
+def check_data(data: Any, mask: Any, shape: tuple[int, int]) -> tuple[Any, Any]:
+  """Host checks of training data, dense or :class:`mfjax.Ratings`, of ``shape``."""
+  n_users, n_items = shape
+  if isinstance(data, Ratings):
+    if mask is not None:
+      raise ValueError(
+        "mask applies to a dense matrix only; Ratings list what is "
+        "observed. Drop the ratings you don't want instead."
+      )
+    check_ratings("data", data, shape=(n_users, n_items))
+    return data, None
+  return check_dense(data, mask, (n_users, n_items))
+
+
+def check_positive_float(name: str, value: Any) -> float:
+  """Checks that ``value`` is a finite real number > 0 (a static Python value)."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    raise TypeError(f"{name} must be a number > 0; got {describe(value)}.")
+  if not 0 < value < float("inf"):
+    raise ValueError(f"{name} must be finite and > 0; got {value!r}.")
+  return float(value)

@@ -12,6 +12,22 @@ import mfjax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache(tmp_path_factory):
+  """One persistent compilation cache for the whole session (CPU included).
+
+  Programs that several tests (and the CLI's subprocesses, through
+  MFJAX_COMPILATION_CACHE) compile alike are compiled once. The cache starts
+  empty every session, so no result depends on an earlier run.
+  """
+  path = str(tmp_path_factory.mktemp("jax-cache"))
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  os.environ["MFJAX_COMPILATION_CACHE"] = path
+  yield path
+
 # MovieLens 100k: ../shared/data/ml-100k beside the repository, or the folder
 # named by MFJAX_DATA (benchmarks/gpu.sh sets it where ../shared is absent).
 ML100K = Path(

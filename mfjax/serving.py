@@ -1,4 +1,4 @@
-"""Top-N recommendation and fold-in of new users.
+"""Serving a trained model: top-N lists and fold-in of new users.
 
 :func:`recommend` ranks every item for some users, leaving out the items they
 already rated, in blocks of users so that memory stays bounded by
@@ -15,12 +15,13 @@ import numpy as np
 from jax.scipy.linalg import cho_solve
 from jax.typing import ArrayLike
 
-from mfjax import model, validation
-from mfjax.data import UNKNOWN, Ratings, check_ratings
-from mfjax.model import Params
-from mfjax.train import FIT_DEFAULTS
+from mfjax import kernels, validation
+from mfjax.ensemble import FitSettings
+from mfjax.types import UNKNOWN, Params, Ratings
 
 __all__ = ["recommend", "fold_in"]
+
+_FIT = FitSettings()  # fold_in regularises as the default fit does.
 
 # Excluded pairs are scattered into a block's score tile this many at a time: a
 # fixed-size chunk keeps the work buffers bounded however many pairs a block has.
@@ -125,14 +126,13 @@ def _recommend(params: Params, users, k: int, exclude, block_size: int):
 
   def one_block(inputs):
     block_users, block_valid = inputs
-    # _gather: an out-of-range index under jit scores NaN, as in predict.
-    dot = model._gather(params.user_factors, block_users) @ item_factors_t
-    scores = model._combine(
+    # gather: an out-of-range index under jit scores NaN, as in predict.
+    dot = kernels.gather(params.user_factors, block_users) @ item_factors_t
+    scores = kernels.combine(
       params.mean,
-      model._gather(params.user_bias, block_users)[:, None],
+      kernels.gather(params.user_bias, block_users)[:, None],
       params.item_bias[None, :],
       dot,
-      "additive",
     )
     if table is not None:
       scores = _exclude_block(scores, block_users, block_valid, table)
@@ -171,8 +171,8 @@ def recommend(
     exclude: optional :class:`mfjax.Ratings` with the model's ``n_users`` and
       ``n_items``, usually the training ratings; its ``(user, item)`` pairs are
       never recommended (values are ignored). Pairs with an unknown user or item
-      (-1), and entries of weight 0 (the padding of :func:`mfjax.shard_ratings`),
-      are ignored.
+      (-1), and entries of weight 0 (the padding of
+      :func:`mfjax.sharding.shard_ratings`), are ignored.
     block_size: users scored at once, a static int >= 1. Memory and per-block
       work grow with ``block_size × n_items``.
 
@@ -188,7 +188,7 @@ def recommend(
 
   Examples:
     >>> import jax, mfjax
-    >>> from mfjax.recommend import recommend
+    >>> from mfjax.serving import recommend
     >>> params = mfjax.init_params(jax.random.key(0), 4, 6, 3)
     >>> rated = mfjax.Ratings(
     ...   jax.numpy.array([0, 0]), jax.numpy.array([1, 2]),
@@ -206,7 +206,9 @@ def recommend(
     raise ValueError(f"k must be at most n_items = {n_items}; got {k}.")
   block_size = validation.check_positive_int("block_size", block_size)
   if exclude is not None:
-    check_ratings("exclude", exclude, allow_unknown=True, shape=(n_users, n_items))
+    validation.check_ratings(
+      "exclude", exclude, allow_unknown=True, shape=(n_users, n_items)
+    )
   items, scores = _recommend(params, users, k, exclude, block_size)
   if scalar:
     return items[0], scores[0]
@@ -229,14 +231,14 @@ def _fold_in(params: Params, ratings: Ratings, l2, l2_bias) -> Params:
     weight = weight * jnp.sqrt(jnp.asarray(ratings.weights, dtype))
   design = (
     jnp.concatenate(
-      [model._gather(params.item_factors, items), jnp.ones((n, 1), dtype)], axis=1
+      [kernels.gather(params.item_factors, items), jnp.ones((n, 1), dtype)], axis=1
     )
     * weight[:, None]
   )
   target = (
     jnp.asarray(ratings.values, dtype)
     - params.mean
-    - model._gather(params.item_bias, items)
+    - kernels.gather(params.item_bias, items)
   ) * weight
 
   chunk = max(1, min(n, _GRAM_CHUNK_ELEMENTS // (width * width)))
@@ -288,8 +290,8 @@ def fold_in(
   params: Params,
   ratings: Ratings,
   *,
-  l2: ArrayLike = FIT_DEFAULTS["l2"],
-  l2_bias: ArrayLike = FIT_DEFAULTS["l2_bias"],
+  l2: ArrayLike = _FIT.l2,
+  l2_bias: ArrayLike = _FIT.l2_bias,
 ) -> Params:
   """Factors and biases of new users from their ratings, with the items fixed.
 
@@ -302,9 +304,9 @@ def fold_in(
   per user, solved in closed form for all users at once (their normal equations
   accumulated with ``segment_sum``, then one batched solve). It is the user's part
   of :func:`mfjax.train`'s objective, so the default weights are those of the fit
-  defaults (``mfjax.train.FIT_DEFAULTS``).
+  defaults (:class:`mfjax.FitSettings`).
 
-  For an ensemble (:func:`mfjax.ensemble_params`), fold into the merged params
+  For an ensemble (:func:`mfjax.ensemble.ensemble_params`), fold into the merged params
   with the members' own, unscaled ``l2``, or into each member (``jax.vmap`` over
   the stacked members) and merge the results with ``ensemble_params``. Both came
   within 0.01 RMSE of retraining with the new users on MovieLens 100k; scaling
@@ -338,7 +340,7 @@ def fold_in(
 
   Examples:
     >>> import jax, jax.numpy as jnp, mfjax
-    >>> from mfjax.recommend import fold_in
+    >>> from mfjax.serving import fold_in
     >>> params = mfjax.init_params(jax.random.key(0), 4, 6, 3)
     >>> new = mfjax.Ratings(jnp.array([0, 0, 1]), jnp.array([2, 5, 0]),
     ...                     jnp.array([4.0, 2.0, 5.0]), n_users=2, n_items=6)
@@ -347,7 +349,7 @@ def fold_in(
     ((2, 3), (6, 3))
   """
   _, n_items, _ = validation.check_params(params)
-  check_ratings("ratings", ratings)
+  validation.check_ratings("ratings", ratings)
   if ratings.n_items != n_items:
     raise ValueError(
       f"ratings.n_items must be n_items = {n_items} to match params; got "

@@ -1,0 +1,493 @@
+"""Ratings files: read on the host with NumPy into ``Ratings`` and raw-id maps.
+
+:func:`load_ratings` reads MovieLens ``u.data``/``uN.base`` (tab),
+``ratings.dat`` (``::``), ``ratings.csv`` (comma, header) or any
+``user,item,rating[,timestamp]`` file, in blocks, and gives the dense indices of
+the raw ids with their :class:`mfjax.IdMaps`. Bad files raise
+:class:`RatingsFileError` naming the file and line.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax.numpy as jnp
+import numpy as np
+
+from mfjax import validation
+from mfjax.types import UNKNOWN, IdMaps, Ratings
+
+__all__ = ["RatingsFileError", "FORMATS", "DUPLICATES", "load_ratings"]
+
+
+class RatingsFileError(ValueError):
+  """A ratings file that cannot be read; the message names the file and line."""
+
+
+FORMATS = ("auto", "ml-100k", "ml-1m", "ml-latest", "delimited")
+
+
+DUPLICATES = ("last", "mean", "error")
+
+
+_FORMAT_SEP = {"ml-100k": "\t", "ml-1m": "::", "ml-latest": ","}
+
+
+_CHUNK_BYTES = 1 << 22
+
+
+def _sniff_sep(line: str) -> str | None:
+  for sep in ("::", "\t", ",", ";", "|"):
+    if sep in line:
+      return sep
+  return None  # Any run of whitespace.
+
+
+def _split(line: str, sep: str | None) -> list[str]:
+  return [f.strip() for f in (line.split(sep) if sep else line.split())]
+
+
+def _is_float(text: str) -> bool:
+  if not text.isascii() or "_" in text:  # float() takes "1_0" and "\u0663".
+    return False
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
+
+
+def _is_int(text: str) -> bool:
+  digits = text[1:] if text.startswith("-") else text
+  # ASCII digits only: str.isdigit() also takes "\u2460" and "\u00b2".
+  return digits.isascii() and digits.isdigit() and len(text) <= 15
+
+
+def _is_integral(text: str) -> bool:
+  """What the integer-id path reads: a number with an integer value below 1e15."""
+  if not _is_float(text):
+    return False
+  value = float(text)
+  return math.isfinite(value) and value.is_integer() and abs(value) < 1e15
+
+
+_INTEGER_IDS = (
+  "ids must be integers of at most 15 digits, or all text; the first line had integers"
+)
+
+
+def _bad_line(path, number, line, sep, ncols, reason=None) -> RatingsFileError:
+  shown = line if len(line) <= 80 else line[:77] + "..."
+  if reason is None:
+    fields = _split(line, sep)
+    if len(fields) not in (3, 4) or len(fields) != ncols:
+      reason = (
+        f"expected {ncols} columns (user, item, rating[, timestamp]) separated by "
+        f"{sep or 'whitespace'!r}, got {len(fields)}"
+      )
+    elif not _is_float(fields[2]):
+      reason = f"rating {fields[2]!r} is not a number"
+    else:
+      reason = "malformed line"
+  return RatingsFileError(f"{path}:{number}: {reason}: {shown!r}")
+
+
+def _read_lines(path: str):
+  """Yields ``(first_line_number, text)`` blocks of whole lines, decoded."""
+  with open(path, "rb") as f:
+    number, rest = 1, b""
+    while True:
+      block = f.read(_CHUNK_BYTES)
+      if not block:
+        if rest:
+          yield number, _decode(path, number, rest)
+        return
+      block = rest + block
+      cut = block.rfind(b"\n") + 1
+      if cut == 0:
+        rest = block
+        continue
+      text, rest = block[:cut], block[cut:]
+      yield number, _decode(path, number, text)
+      number += text.count(b"\n")
+
+
+def _decode(path, number, raw: bytes) -> str:
+  if b"\x00" in raw:
+    raise RatingsFileError(
+      f"{path}: looks like a binary file (NUL bytes), not ratings."
+    )
+  try:
+    # A UTF-8 byte order mark at the start of the file is no part of an id.
+    codec = "utf-8-sig" if number == 1 else "utf-8"
+    return raw.decode(codec).replace("\r", "")
+  except UnicodeDecodeError as e:
+    line = number + raw[: e.start].count(b"\n")
+    raise RatingsFileError(f"{path}:{line}: not UTF-8 text ({e.reason}).") from None
+
+
+def _parse_numeric(path, number, text, sep, ncols):
+  """Parses a block with NumPy; on any failure finds the bad line in Python."""
+  import io
+  import warnings
+
+  lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+  delimiter = sep
+  if sep is not None and len(sep) > 1:  # np.loadtxt takes one character.
+    text = text.replace(sep, "\t")
+    delimiter = "\t"
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("error")
+      # Bytes, not io.StringIO: that buffers 4 bytes per character.
+      block = np.loadtxt(
+        io.BytesIO(text.encode()),
+        delimiter=delimiter,
+        dtype=np.float64,
+        ndmin=2,
+        comments=None,
+      )
+    if block.shape != (lines, ncols):
+      raise ValueError("blank lines or a column count that changes")
+  except (ValueError, UserWarning):
+    # The lines only: not the empty string after the last newline.
+    for offset, line in enumerate(text.split("\n")[:lines]):
+      fields = _split(line, delimiter)
+      # Not _is_int: np.loadtxt reads ids such as "+4" or "4.0" on other lines.
+      if len(fields) == ncols and not all(_is_integral(f) for f in fields[:2]):
+        raise _bad_line(
+          path,
+          number + offset,
+          line,
+          sep,
+          ncols,
+          _INTEGER_IDS,
+        ) from None
+      if len(fields) != ncols or not _is_float(fields[2]):
+        raise _bad_line(path, number + offset, line, sep, ncols) from None
+      if ncols == 4 and not _is_float(fields[3]):
+        reason = f"timestamp {fields[3]!r} is not a number"
+        raise _bad_line(path, number + offset, line, sep, ncols, reason) from None
+    raise RatingsFileError(f"{path}:{number}: could not parse this block.") from None
+  ids = block[:, :2]
+  # float64 holds integers exactly below 2**53; _is_int allows 15 digits. NaN and
+  # inf fail too.
+  bad = ~((ids == np.round(ids)) & (np.abs(ids) < 1e15))
+  if bad.any():
+    row = int(np.argmax(bad.any(axis=1)))
+    raise _bad_line(
+      path,
+      number + row,
+      text.split("\n")[row],
+      sep,
+      ncols,
+      _INTEGER_IDS,
+    )
+  _check_float32(path, number, text, sep, ncols, block[:, 2])
+  # The narrowest types that hold the block: 12 bytes a line instead of 24.
+  small = np.abs(ids).max() < 2**31 if ids.size else True
+  id_type = np.int32 if small else np.int64
+  # Copies, not views: a view of the ratings column would keep the whole float64
+  # block alive.
+  return (
+    block[:, 0].astype(id_type),
+    block[:, 1].astype(id_type),
+    block[:, 2].astype(np.float32),
+  )
+
+
+def _parse_strings(path, number, text, sep, ncols):
+  users, items, values = [], [], []
+  for offset, line in enumerate(text.split("\n")):
+    if not line and offset == text.count("\n"):
+      break  # The empty string after the last newline.
+    fields = _split(line, sep)
+    if (
+      len(fields) != ncols or not _is_float(fields[2]) or not fields[0] or not fields[1]
+    ):
+      raise _bad_line(path, number + offset, line, sep, ncols)
+    users.append(fields[0])
+    items.append(fields[1])
+    values.append(float(fields[2]))
+  values = np.array(values)
+  _check_float32(path, number, text, sep, ncols, values)
+  return np.array(users, dtype=str), np.array(items, dtype=str), values
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_float32(path, number, text, sep, ncols, values):
+  """Finite ratings beyond float32 would become inf with a RuntimeWarning."""
+  big = np.isfinite(values) & (np.abs(values) > _FLOAT32_MAX)
+  if big.any():
+    row = int(np.argmax(big))
+    raise _bad_line(
+      path,
+      number + row,
+      text.split("\n")[row],
+      sep,
+      ncols,
+      f"rating {values[row]:g} does not fit in float32",
+    )
+
+
+def load_ratings(
+  path: str | os.PathLike,
+  *,
+  format: str = "auto",
+  sep: str | None = None,
+  id_maps: IdMaps | None = None,
+  scale: tuple[float, float] | None = None,
+  duplicates: str = "last",
+) -> tuple[Ratings, IdMaps]:
+  """Reads a ratings file into :class:`Ratings` and the raw-id maps.
+
+  Each line is ``user, item, rating[, timestamp]``; the timestamp is ignored.
+
+  Args:
+    path: the file. MovieLens 100k ``u.data`` / ``uN.base`` / ``uN.test`` (tab),
+      MovieLens 1M/10M ``ratings.dat`` (``::``), ``ratings.csv`` of ml-latest
+      (comma, with a header), or any delimited file.
+    format: ``"auto"`` (sniff the separator and a header from the first line),
+      ``"ml-100k"``, ``"ml-1m"``, ``"ml-latest"`` or ``"delimited"``.
+    sep: the separator, overriding the format's (``None``: sniffed).
+    id_maps: the :class:`IdMaps` of a training file. Given, ids get the training
+      indices and ids unknown to training get :data:`UNKNOWN` (-1); they are
+      counted in ``n_unknown`` and predicted from the mean and whatever bias is
+      known, as Surprise does. Not given, the maps are built from this file.
+    scale: the rating scale ``(lo, hi)``; ratings outside it are an error. Default:
+      the training maps' scale when ``id_maps`` is given (not enforced), else the
+      scale observed in the file.
+    duplicates: what to do with a (user, item) pair rated more than once: keep the
+      ``"last"`` rating in the file (default), the ``"mean"``, or raise
+      (``"error"``). They are counted in ``n_duplicates`` either way.
+
+  Returns:
+    ``(ratings, id_maps)``. Integer ids keep their integer type in the maps; other
+    ids are strings. Indices follow the sorted raw ids.
+
+  Raises:
+    RatingsFileError: (a ``ValueError``) for a missing, empty, binary or
+      malformed file, naming the file and the line: a wrong number of columns, a
+      rating that is not a finite number, a rating outside ``scale``, or a
+      duplicate under ``duplicates="error"``.
+  """
+  path, sep, scale = _check_load_args(path, format, sep, id_maps, scale, duplicates)
+  raw_users, raw_items, values, header = _read_columns(path, format, sep, id_maps)
+  _check_values(path, values, header, scale)
+
+  if id_maps is None:
+    user_ids, users = _index_ids(raw_users)
+    item_ids, items = _index_ids(raw_items)
+    if scale is None:
+      scale = (float(values.min()), float(values.max()))
+  else:
+    user_ids, item_ids = id_maps.users, id_maps.items
+    users, items = id_maps.user_index(raw_users), id_maps.item_index(raw_items)
+    if scale is None:
+      scale = id_maps.scale
+  del raw_users, raw_items
+  n_lines = len(values)
+  users, items, values, n_duplicates = _resolve_duplicates(
+    path, header, users, items, values, len(item_ids), duplicates
+  )
+  n_unknown = int(np.sum((users == UNKNOWN) | (items == UNKNOWN)))
+  # One array at a time to the device, so host and device copies overlap least.
+  users = jnp.asarray(users)
+  items = jnp.asarray(items)
+  values = jnp.asarray(values, jnp.float32)
+  ratings = Ratings(users, items, values, n_users=len(user_ids), n_items=len(item_ids))
+  maps = IdMaps(
+    users=user_ids,
+    items=item_ids,
+    scale=(float(scale[0]), float(scale[1])),
+    n_lines=n_lines,
+    n_duplicates=n_duplicates,
+    n_unknown=n_unknown,
+  )
+  return ratings, maps
+
+
+def _check_load_args(path, format, sep, id_maps, scale, duplicates):
+  """Host checks of :func:`load_ratings`' arguments; ``(path, sep, scale)``."""
+  path = os.fspath(path)
+  validation.check_choice("format", format, FORMATS)
+  validation.check_choice("duplicates", duplicates, DUPLICATES)
+  if scale is not None:
+    scale = validation.check_scale("scale", scale)
+  if sep is not None:
+    if not isinstance(sep, str):
+      raise TypeError(f"sep must be a string or None; got {type(sep).__name__}.")
+    if not sep or "\n" in sep or "\r" in sep:
+      raise ValueError(
+        f"sep must be a non-empty string without line breaks, or None; got {sep!r}."
+      )
+  if id_maps is not None and not isinstance(id_maps, IdMaps):
+    raise TypeError(f"id_maps must be mfjax.IdMaps; got {type(id_maps).__name__}.")
+  if not os.path.exists(path):
+    raise RatingsFileError(f"{path}: no such file.")
+  if not os.path.isfile(path):
+    raise RatingsFileError(f"{path}: not a regular file.")
+  return path, sep, scale
+
+
+def _read_columns(path, format, sep, id_maps):
+  """The raw user ids, item ids and ratings of a file, and whether it had a header."""
+  blocks = _read_lines(path)
+  first_number, first_text = next(blocks, (1, ""))
+  first_lines = first_text.split("\n")
+  first_line = next((line for line in first_lines if line.strip()), None)
+  if first_line is None:
+    raise RatingsFileError(f"{path}: is empty; expected lines of user, item, rating.")
+  if sep is None:
+    sep = _FORMAT_SEP.get(format) or _sniff_sep(first_line)
+  fields = _split(first_line, sep)
+  header = len(fields) >= 3 and not _is_float(fields[2])
+  ncols = len(fields)
+  if ncols not in (3, 4):
+    raise _bad_line(path, 1, first_line, sep, 3 if ncols < 3 else 4)
+  if header:
+    first_text = first_text[first_text.index("\n") + 1 :] if "\n" in first_text else ""
+    first_number += 1
+    data_line = next((line for line in first_lines[1:] if line.strip()), "")
+    fields = _split(data_line, sep) if data_line else fields
+  numeric = all(_is_int(f) for f in fields[:2])
+  if id_maps is not None and id_maps.users.dtype.kind == "U":
+    numeric = False
+
+  parse = _parse_numeric if numeric else _parse_strings
+  columns = ([], [], [])
+  for number, text, last in _with_last(_chain([(first_number, first_text)], blocks)):
+    if last:
+      text = text.rstrip()  # Blank lines at the end of the file are fine.
+    if text.strip() or (text and not last):
+      text = text if text.endswith("\n") else text + "\n"
+      parsed = parse(path, number, text, sep, ncols)
+      for column, part in zip(columns, parsed, strict=True):
+        column.append(part)
+  if not columns[0]:
+    raise RatingsFileError(f"{path}: has a header but no ratings.")
+  # One column at a time, so that only one column is ever held twice.
+  raw_users, raw_items, values = (_concat_and_clear(c) for c in columns)
+  return raw_users, raw_items, values, header
+
+
+def _check_values(path, values, header, scale) -> None:
+  """Every rating finite, and inside ``scale`` if one was declared."""
+  finite = np.isfinite(values)
+  if not finite.all():
+    row = int(np.argmin(finite))
+    raise RatingsFileError(
+      f"{path}:{_line_of(row, header)}: rating {values[row]} is not finite."
+    )
+  if scale is not None:
+    outside = (values < scale[0]) | (values > scale[1])
+    if outside.any():
+      row = int(np.argmax(outside))
+      raise RatingsFileError(
+        f"{path}:{_line_of(row, header)}: rating {values[row]:g} is outside "
+        f"the declared scale [{scale[0]:g}, {scale[1]:g}]."
+      )
+
+
+def _concat_and_clear(parts: list) -> np.ndarray:
+  out = np.concatenate(parts)
+  parts.clear()
+  dtype = out.dtype
+  if dtype.kind == "i" and out.size and -(2**31) <= out.min() and out.max() < 2**31:
+    out = out.astype(np.int32)  # Half the memory of int64 for the usual ids.
+  elif dtype.kind == "f":
+    out = out.astype(np.float32)
+  return out
+
+
+def _index_ids(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Sorted unique ids and the int32 index of each; no sort for compact int ids."""
+  if raw.dtype.kind == "i" and raw.size:
+    lo, hi = int(raw.min()), int(raw.max())
+    if lo >= 0 and hi <= 4 * raw.size + (1 << 20):
+      present = np.zeros(hi + 1, bool)
+      present[raw] = True
+      lookup = np.cumsum(present, dtype=np.int32) - 1
+      return np.flatnonzero(present).astype(np.int64), lookup[raw]
+  ids, index = np.unique(raw, return_inverse=True)
+  if ids.dtype.kind == "i":
+    ids = ids.astype(np.int64)
+  return ids, index.astype(np.int32)
+
+
+def _with_last(blocks):
+  """``(number, text, is_last)`` for each block: the last one is read ahead."""
+  previous = None
+  for block in blocks:
+    if previous is not None:
+      yield (*previous, False)
+    previous = block
+  if previous is not None:
+    yield (*previous, True)
+
+
+def _chain(first, rest):
+  yield from first
+  yield from rest
+
+
+def _line_of(row: int, header: bool) -> int:
+  """The file line of data row ``row`` (blank lines are rejected, so it is exact)."""
+  return row + 1 + int(header)
+
+
+def _pair_keys(users, items, n_items, start=0):
+  """One int64 key per (user, item) pair; unknown ids get unique negative keys."""
+  key = users.astype(np.int64) * n_items + items
+  unknown = (users < 0) | (items < 0)
+  if unknown.any():  # Unknown ids never count as duplicates of each other.
+    key[unknown] = -1 - (start + np.flatnonzero(unknown))
+  return key
+
+
+_KEY_CHUNK = 1 << 20
+
+
+def _resolve_duplicates(path, header, users, items, values, n_items, policy):
+  # Written for memory: at 20M ratings an int64 array is 160 MB, and this holds
+  # one at most. The keys are sorted in place to find the repeated ones; only the
+  # rows with a repeated key are then sorted by key, with their line order.
+  key = _pair_keys(users, items, n_items)
+  key.sort()
+  repeat = key[1:] == key[:-1]
+  n_duplicates = int(repeat.sum())
+  repeated = np.unique(key[1:][repeat]) if n_duplicates else None
+  del key, repeat
+  if not n_duplicates:
+    return users, items, values, 0
+  involved = np.zeros(len(users), bool)
+  for start in range(0, len(users), _KEY_CHUNK):
+    stop = start + _KEY_CHUNK
+    chunk = _pair_keys(users[start:stop], items[start:stop], n_items, start)
+    at = np.minimum(np.searchsorted(repeated, chunk), len(repeated) - 1)
+    involved[start:stop] = repeated[at] == chunk
+  rows = np.flatnonzero(involved)
+  del involved
+  row_keys = _pair_keys(users[rows], items[rows], n_items)
+  order = np.argsort(row_keys, kind="stable")  # Equal keys keep their line order.
+  rows, row_keys = rows[order], row_keys[order]
+  last = np.append(row_keys[1:] != row_keys[:-1], True)  # The last of each run.
+  if policy == "error":
+    first, second = int(rows[0]), int(rows[1])  # The first run, in key order.
+    raise RatingsFileError(
+      f"{path}:{_line_of(second, header)}: duplicate rating of the pair on "
+      f"line {_line_of(first, header)} (use duplicates='last' or 'mean')."
+    )
+  if policy == "mean":
+    starts = np.flatnonzero(np.append(True, last[:-1]))
+    # In float64: a float32 sum overflows, or misses the mean of equal ratings.
+    means = np.add.reduceat(values[rows].astype(np.float64), starts) / np.diff(
+      np.append(starts, len(rows))
+    )
+    values[rows[last]] = means
+  keep = np.ones(len(users), bool)
+  keep[rows[~last]] = False
+  return users[keep], items[keep], values[keep], n_duplicates
