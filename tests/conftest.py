@@ -3,12 +3,27 @@
 import os
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import pytest
+# Tests check numbers, not speed: compile for speed of compilation, as the CLI's
+# demo does for its tiny programs (0.19 s against 0.78 s, benchmarks/RESULTS.md).
+# Most of the suite's time is XLA compiling small programs; these options cut it
+# by a third or more. They change how XLA schedules and fuses, not what the
+# programs compute; the benchmarks and the CLI run with XLA's defaults. Set
+# MFJAX_TEST_XLA_DEFAULTS=1 to run the tests with XLA's defaults too.
+if not os.environ.get("MFJAX_TEST_XLA_DEFAULTS"):
+  os.environ["XLA_FLAGS"] = " ".join(
+    [
+      os.environ.get("XLA_FLAGS", ""),
+      "--xla_backend_optimization_level=0",
+      "--xla_cpu_use_fusion_emitters=false",
+    ]
+  ).strip()
 
-import mfjax
+import jax  # noqa: E402  (after XLA_FLAGS: XLA reads them when it starts)
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import mfjax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -27,6 +42,7 @@ def _compilation_cache(tmp_path_factory):
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   os.environ["MFJAX_COMPILATION_CACHE"] = path
   yield path
+
 
 # MovieLens 100k: ../shared/data/ml-100k beside the repository, or the folder
 # named by MFJAX_DATA (benchmarks/gpu.sh sets it where ../shared is absent).

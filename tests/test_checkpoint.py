@@ -1,4 +1,5 @@
-"""Saving and loading models: round trips, atomic writes, bad files, golden files."""
+"""Saving and loading models (mfjax.checkpoint): round trips, atomic writes, bad
+files, golden files, and the round-trip property of the robustness section."""
 
 import json
 import os
@@ -10,10 +11,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import mfjax
 from mfjax import checkpoint
 from mfjax.checkpoint import Model, ModelFileError
+from mfjax.version import __version__
 from tests.conftest import planted_matrix
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -99,7 +104,7 @@ def _assert_same_predictions(loaded, params, pairs=False):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_model_round_trip_is_exact(tmp_path, maps, dtype):
   params, id_maps = _params(1, dtype=dtype), maps()
-  settings = {"rank": 2, "epochs": 10, "lr": 0.02, "seeds": 6, "bias": "additive"}
+  settings = {"rank": 2, "steps": 10, "learning_rate": 0.02, "ensemble": 6, "x": None}
   path = tmp_path / "model.npz"
   checkpoint.save(path, Model(params, id_maps, settings, (1.0, 5.0)))
   loaded = checkpoint.load(path)
@@ -110,18 +115,34 @@ def test_model_round_trip_is_exact(tmp_path, maps, dtype):
   _assert_maps_identical(loaded.id_maps, id_maps)
   assert loaded.settings == settings
   assert loaded.scale == (1.0, 5.0)
-  assert loaded.mfjax_version == mfjax.__version__
+  assert loaded.mfjax_version == mfjax.__version__ == __version__ == "0.2.0"
   # Raw ids still find their rows.
   assert loaded.id_maps.user_index(id_maps.users[[3, 1]]).tolist() == [3, 1]
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
-def test_bare_params_round_trip_is_exact(tmp_path, dtype):
+def test_bare_params_come_back_as_a_model_of_them(tmp_path, dtype):
   params = _params(2, 7, 3, 4, dtype)
   checkpoint.save(tmp_path / "p.npz", params)
   loaded = checkpoint.load(tmp_path / "p.npz")
-  _assert_params_identical(loaded, params)
-  _assert_same_predictions(loaded, params)
+  assert type(loaded) is Model
+  assert loaded == Model(params, mfjax_version=__version__)._replace(
+    params=loaded.params
+  )
+  _assert_params_identical(loaded.params, params)
+  _assert_same_predictions(loaded.params, params)
+  # The same file as the Model of the params alone.
+  checkpoint.save(tmp_path / "m.npz", Model(params))
+  assert (tmp_path / "m.npz").read_bytes() == (tmp_path / "p.npz").read_bytes()
+
+
+def test_bare_params_are_written_as_kind_model(tmp_path):
+  checkpoint.save(tmp_path / "p.npz", _params())
+  with np.load(tmp_path / "p.npz", allow_pickle=False) as archive:
+    assert str(archive["kind"]) == "Model"
+    assert str(archive["settings"]) == "null" and archive["scale"].shape == (0,)
+    assert str(archive["mfjax_version"]) == __version__
+    assert "user_ids" not in archive.files
 
 
 def test_float64_and_mixed_dtypes_round_trip_with_x64(tmp_path):
@@ -130,7 +151,7 @@ def test_float64_and_mixed_dtypes_round_trip_with_x64(tmp_path):
     params = params._replace(user_bias=params.user_bias.astype(jnp.bfloat16))
     params = params._replace(mean=jnp.asarray(1 / 3, jnp.float64))
     checkpoint.save(tmp_path / "p.npz", params)
-    loaded = checkpoint.load(tmp_path / "p.npz")
+    loaded = checkpoint.load(tmp_path / "p.npz").params
     assert loaded.mean.dtype == jnp.float64 and float(loaded.mean) == 1 / 3
     _assert_params_identical(loaded, params)
 
@@ -304,7 +325,7 @@ def test_the_saved_file_gets_the_umask_permissions(tmp_path):
     (
       _params()._replace(item_bias=jnp.array([0.0, np.nan, 0.0, np.inf])),
       ValueError,
-      "model.item_bias must be finite; it holds 2 NaN",
+      "model.params.item_bias must be finite; it holds 2 NaN",
     ),
     (Model(_params(), settings=[1]), TypeError, "settings must be a dict"),
     (Model(_params(), settings={1: 2}), TypeError, "str keys; got key 1"),
@@ -622,7 +643,7 @@ def test_golden_model_with_str_ids():
   assert model.mfjax_version == "0.1.0"
   users = maps.user_index(["dave", "zoe"])
   items = maps.item_index(["i4", "i1"])
-  pred = mfjax.predict(model.params, users, items, clip=model.scale)
+  pred = mfjax.predict(model.params, users, items, scale=model.scale)
   assert np.asarray(pred).tolist() == [4.75, 3.75]  # zoe: 3.5 + 0.25, unknown.
 
 
@@ -638,40 +659,185 @@ def test_golden_model_with_int_ids():
   assert model.id_maps.user_index([42]).tolist() == [3]
 
 
-def test_golden_bfloat16_params():
-  params = checkpoint.load(DATA / "params_bf16_v1.npz")
-  assert type(params) is mfjax.Params
-  _check_golden_params(params, jnp.bfloat16)
+def test_golden_bfloat16_params_of_kind_params_load_as_a_model():
+  # mfjax 0.1 wrote bare params as kind "Params", without settings or scale.
+  with np.load(DATA / "params_bf16_v1.npz", allow_pickle=False) as archive:
+    assert str(archive["kind"]) == "Params" and "settings" not in archive.files
+  model = checkpoint.load(DATA / "params_bf16_v1.npz")
+  assert type(model) is Model
+  assert (model.id_maps, model.settings, model.scale) == (None, None, None)
+  assert model.mfjax_version == "0.1.0"
+  _check_golden_params(model.params, jnp.bfloat16)
 
 
-def test_the_writer_still_writes_the_golden_format(tmp_path):
-  """Saving the golden models now gives the same entries as the committed files."""
+# The entries that format 1 defines for each kind of file (module docstring of
+# mfjax.checkpoint), in writing order.
+_PARAMS_ENTRIES = [
+  "magic",
+  "format_version",
+  "mfjax_version",
+  "kind",
+  *mfjax.Params._fields,
+  "dtypes",
+]
+_MODEL_ENTRIES = [*_PARAMS_ENTRIES, "settings", "scale"]
+_MAP_ENTRIES = ["user_ids", "item_ids", "id_maps_scale", "id_maps_counts"]
+
+
+def _golden_models():
+  """The models of the golden files, by file name (as tests/data/make_golden.py)."""
   values = _golden_params_values()
-  for name, dtype in (("model_v1.npz", jnp.float32), ("params_bf16_v1.npz", None)):
-    params = mfjax.Params(
-      **{k: jnp.asarray(v, dtype or jnp.bfloat16) for k, v in values.items()}
+  params = mfjax.Params(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+  str_maps = mfjax.IdMaps(
+    np.array(["alice", "bob", "carol", "dave", "erin"]),
+    np.array(["i1", "i2", "i3", "i4"]),
+    (1.0, 5.0),
+    12,
+    1,
+    0,
+  )
+  int_maps = mfjax.IdMaps(
+    np.array([3, 7, 10, 42, 100], np.int64),
+    np.array([1, 2, 5, 9], np.int64),
+    (0.5, 5.0),
+    n_lines=11,
+  )
+  settings = json.loads(
+    '{"rank": 2, "epochs": 10, "learning_rate": 0.02, "l2": 10.0, "seeds": 6}'
+  )
+  return {
+    "model_v1.npz": Model(params, str_maps, settings, (1.0, 5.0)),
+    "model_int_ids_v1.npz": Model(params, int_maps),
+    "params_bf16_v1.npz": mfjax.Params(
+      **{k: jnp.asarray(v, jnp.bfloat16) for k, v in values.items()}
+    ),
+  }
+
+
+@pytest.mark.parametrize("name", sorted(_golden_models()))
+def test_the_writer_still_writes_the_golden_format(tmp_path, name):
+  """Saving a golden model now gives the entries of the committed file.
+
+  Two entries differ by design: ``mfjax_version`` (the writer's version), and
+  ``kind`` of the bare params, which mfjax 0.1 wrote as ``"Params"`` without the
+  Model-only entries and which are now written as a Model of the params alone:
+  ``settings`` ``"null"`` and an empty ``scale``, which load reads back as None.
+  Every other entry the format defines is the same, dtype and value.
+  """
+  model = _golden_models()[name]
+  checkpoint.save(tmp_path / name, model)
+  with (
+    np.load(tmp_path / name, allow_pickle=False) as new,
+    np.load(DATA / name, allow_pickle=False) as old,
+  ):
+    maps = _MAP_ENTRIES if "user_ids" in old.files else []
+    assert new.files == _MODEL_ENTRIES + maps
+    bare = isinstance(model, mfjax.Params)
+    assert old.files == (_PARAMS_ENTRIES if bare else _MODEL_ENTRIES) + maps
+    assert (str(new["kind"]), str(old["kind"])) == (
+      "Model",
+      "Params" if bare else "Model",
     )
-    model = params
-    if dtype is not None:
-      maps = mfjax.IdMaps(
-        np.array(["alice", "bob", "carol", "dave", "erin"]),
-        np.array(["i1", "i2", "i3", "i4"]),
-        (1.0, 5.0),
-        12,
-        1,
-        0,
-      )
-      settings = json.loads(
-        '{"rank": 2, "epochs": 10, "learning_rate": 0.02, "l2": 10.0, "seeds": 6}'
-      )
-      model = Model(params, maps, settings, (1.0, 5.0))
-    checkpoint.save(tmp_path / name, model)
-    with (
-      np.load(tmp_path / name, allow_pickle=False) as new,
-      np.load(DATA / name, allow_pickle=False) as old,
-    ):
-      assert new.files == old.files
-      for key in new.files:
-        if key != "mfjax_version":
-          assert new[key].dtype == old[key].dtype, key
-          np.testing.assert_array_equal(new[key], old[key], err_msg=key)
+    assert (str(new["mfjax_version"]), str(old["mfjax_version"])) == (
+      __version__,
+      "0.1.0",
+    )
+    for key in old.files:
+      if key not in ("mfjax_version", "kind"):
+        assert new[key].dtype == old[key].dtype, key
+        np.testing.assert_array_equal(new[key], old[key], err_msg=key)
+    if bare:  # The Model-only entries of a Model without settings or scale.
+      assert str(new["settings"]) == "null" and new["scale"].shape == (0,)
+  # Both load to the same Model.
+  fresh, golden = checkpoint.load(tmp_path / name), checkpoint.load(DATA / name)
+  _assert_params_identical(fresh.params, golden.params)
+  assert (fresh.settings, fresh.scale) == (golden.settings, golden.scale)
+  if golden.id_maps is None:
+    assert fresh.id_maps is None
+  else:
+    _assert_maps_identical(fresh.id_maps, golden.id_maps)
+
+
+# --- the round-trip property (robustness section) --------------------------------
+
+_SCALE = int(os.environ.get("MFJAX_HYPOTHESIS_SCALE", "1"))
+_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
+# Text ids: no control or BOM character, no surrounding space, not all digits.
+_TEXT_IDS = st.text(
+  st.characters(exclude_categories=("Cs", "Cc"), exclude_characters=":,;|\t\n\r\ufeff"),
+  min_size=1,
+  max_size=5,
+).filter(lambda s: s == s.strip() and not s.lstrip("-").isdigit())
+
+
+def _settings(max_examples):
+  return settings(
+    max_examples=max_examples * _SCALE,
+    deadline=None,
+    database=None,  # Leave no .hypothesis folder in the repository.
+    derandomize=_SCALE == 1,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+  )
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+  """A folder for the files the property tests write."""
+  return tmp_path_factory.mktemp("checkpoint")
+
+
+@pytest.mark.robustness
+@_settings(25)
+@given(st.data())
+def test_save_then_load_is_the_identity(scratch, data):
+  n_users = data.draw(st.integers(1, 6), label="n_users")
+  n_items = data.draw(st.integers(1, 5), label="n_items")
+  rank = data.draw(st.integers(1, 3), label="rank")
+  dtype = data.draw(st.sampled_from(_DTYPES), label="dtype")
+  # Drawn as float32 and cast to the dtype under test before saving.
+  values = st.integers(-255, 255).map(lambda n: n / 4)
+
+  def table(*shape):
+    return jnp.asarray(data.draw(hnp.arrays(np.float32, shape, elements=values)), dtype)
+
+  params = mfjax.Params(
+    table(n_users, rank), table(n_items, rank), table(n_users), table(n_items), table()
+  )
+  if data.draw(st.booleans(), label="bare params"):
+    saved, expected = params, Model(params)
+  else:
+    text_ids = data.draw(st.booleans(), label="text ids")
+    ids = _TEXT_IDS if text_ids else st.integers(-(2**62), 2**62)
+    users = sorted(data.draw(st.sets(ids, min_size=n_users, max_size=n_users)))
+    items = sorted(data.draw(st.sets(ids, min_size=n_items, max_size=n_items)))
+    lo = data.draw(st.floats(-10, 10), label="lo")
+    scale = (lo, lo + data.draw(st.floats(0, 10), label="width"))
+    maps = mfjax.IdMaps(
+      users=np.array(users, dtype=str if text_ids else np.int64),
+      items=np.array(items, dtype=str if text_ids else np.int64),
+      scale=scale,
+      n_lines=data.draw(st.integers(0, 10**6), label="n_lines"),
+    )
+    settings_ = data.draw(
+      st.dictionaries(_TEXT_IDS, st.integers(-5, 5) | st.booleans() | _TEXT_IDS),
+      label="settings",
+    )
+    saved = expected = Model(params, id_maps=maps, settings=settings_)
+  path = scratch / "round_trip.npz"
+  mfjax.save(path, saved)
+  loaded = mfjax.load(path)
+  assert type(loaded) is Model and loaded.mfjax_version == __version__
+  for got, want in zip(loaded.params, params, strict=True):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(
+      np.asarray(got, np.float32), np.asarray(want, np.float32)
+    )
+  if expected.id_maps is None:
+    assert (loaded.id_maps, loaded.settings, loaded.scale) == (None, None, None)
+  else:
+    np.testing.assert_array_equal(loaded.id_maps.users, expected.id_maps.users)
+    np.testing.assert_array_equal(loaded.id_maps.items, expected.id_maps.items)
+    assert loaded.id_maps.users.dtype.kind == expected.id_maps.users.dtype.kind
+    assert loaded.scale == expected.id_maps.scale
+    assert loaded.settings == expected.settings
+    assert loaded.id_maps.n_lines == expected.id_maps.n_lines

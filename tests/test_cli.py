@@ -1,5 +1,12 @@
-"""The mfjax command line."""
+"""The mfjax command line (mfjax.cli), in this process and as ``python -m mfjax``.
 
+tests/conftest.py gives the session one persistent compilation cache and names it
+in MFJAX_COMPILATION_CACHE, which the command reads: in-process runs keep using
+it, and subprocesses share the programs compiled in it.
+"""
+
+import contextlib
+import io
 import json
 import os
 import re
@@ -11,21 +18,36 @@ import numpy as np
 import pytest
 
 import mfjax
-from mfjax import cli
-from tests import conftest
+from mfjax import cli, notebook
+from tests.conftest import ML100K, random_params
 
 
-@pytest.fixture(autouse=True)
-def _no_disk_cache(monkeypatch):
-  # In-process runs must not switch this test process to a persistent cache.
-  monkeypatch.setenv("MFJAX_COMPILATION_CACHE", "0")
+@pytest.fixture(scope="module")
+def demo():
+  """``mfjax demo --seed 1``'s output, and the library's runs it reports."""
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    assert cli.main(["demo", "--seed", "1"]) == 0
+
+  def runs(key):
+    params = mfjax.init_params(key, 4, 6, notebook.RANK)
+    return mfjax.reproduce_notebook(key), mfjax.train(params, notebook.MATRIX)
+
+  # Compiled for speed of compilation, as the demo compiles its own program: at
+  # this size compiling is most of the time (XLA's defaults take 5x longer).
+  lowered = jax.jit(runs).lower(jax.random.key(1))
+  try:
+    compiled = lowered.compile(
+      {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+    )
+  except jax.errors.JaxRuntimeError:  # An XLA without one of these options.
+    compiled = lowered.compile()
+  reproduced, defaults = compiled(jax.random.key(1))
+  return out.getvalue(), reproduced, defaults
 
 
-def test_demo_prints_the_notebook_run_and_the_defaults(capsys):
-  assert cli.main(["demo", "--seed", "1"]) == 0
-  out = capsys.readouterr().out
-  result = mfjax.reproduce_notebook(jax.random.key(1))
-
+def test_demo_prints_the_notebook_run_and_the_defaults(demo):
+  out, result, _ = demo
   assert f"best loss {float(result.best_loss):.4f}" in out
   assert "the notebook printed 0.7130" in out
   # All 100 losses, in rows of ten.
@@ -34,26 +56,19 @@ def test_demo_prints_the_notebook_run_and_the_defaults(capsys):
   assert printed.shape == (100,)
   np.testing.assert_allclose(printed, result.losses, atol=6e-5)
   # The clipped prediction, row by row, beside the input.
-  pred = np.asarray(mfjax.predict(result.best_params, bias="notebook", clip=(1, 5)))
+  pred = np.asarray(notebook.predict(result.best_params, scale=(1, 5)))
   for row in pred:
     assert " ".join(f"{v:5.2f}" for v in row) in out
   assert "mfjax defaults" in out and "The difference:" in out
 
 
-def test_demo_difference_line_reports_the_missing_entry(capsys):
-  cli.main(["demo"])
-  out = capsys.readouterr().out
+def test_demo_difference_line_reports_the_missing_entry(demo):
+  out, reproduced, defaults = demo
   line = next(s for s in out.splitlines() if s.startswith("The difference"))
   assert "(user 3, item 1)" in line
   nb, ours = map(float, re.findall(r"predicts? (\d\.\d\d)", line))
-  key = jax.random.key(0)
-  expected_nb = mfjax.predict(
-    mfjax.reproduce_notebook(key).best_params, bias="notebook", clip=(1, 5)
-  )[3, 1]
-  params = mfjax.init_params(key, 4, 6, 3)
-  expected_ours = mfjax.predict(
-    mfjax.train(params, mfjax.NOTEBOOK_MATRIX).best_params, clip=(1, 5)
-  )[3, 1]
+  expected_nb = notebook.predict(reproduced.best_params, scale=(1, 5))[3, 1]
+  expected_ours = mfjax.predict(defaults.best_params, scale=(1, 5))[3, 1]
   assert nb == pytest.approx(float(expected_nb), abs=0.006)
   assert ours == pytest.approx(float(expected_ours), abs=0.006)
 
@@ -78,7 +93,9 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
   assert message in lines[0]
 
 
-def test_python_dash_m_and_the_persistent_cache(tmp_path):
+def test_python_dash_m_keeps_compiled_programs_where_the_variable_says(tmp_path):
+  # This test checks the variable itself, so it names an empty folder of its
+  # own; other tests leave it to the session's cache.
   env = dict(os.environ, MFJAX_COMPILATION_CACHE=str(tmp_path / "cache"))
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
   run = subprocess.run(
@@ -91,25 +108,40 @@ def test_python_dash_m_and_the_persistent_cache(tmp_path):
   assert run.returncode == 0, run.stderr
   assert "best loss" in run.stdout
   assert any((tmp_path / "cache").iterdir())  # Compiled programs were kept.
+
+
+def test_python_dash_m_bad_arguments_exit_2():
   bad = subprocess.run(
     [sys.executable, "-m", "mfjax", "demo", "--seed"],
     capture_output=True,
     text=True,
-    env=env,
     timeout=300,
   )
   assert bad.returncode == 2
   assert bad.stderr.strip() == "mfjax: error: argument --seed: expected one argument"
 
 
-ML100K = str(conftest.ML100K)
+@pytest.fixture(scope="module")
+def u1_fit(tmp_path_factory):
+  """``mfjax fit u1.base --test u1.test --ensemble 1 --save MODEL --json``, once.
+
+  Returns ``(printed lines, the JSON report, the model file)``.
+  """
+  if not (ML100K / "u1.base").exists():
+    pytest.skip(f"needs MovieLens 100k in {ML100K} (or the folder named by MFJAX_DATA)")
+  base, test = str(ML100K / "u1.base"), str(ML100K / "u1.test")
+  model = str(tmp_path_factory.mktemp("u1") / "u1.npz")
+  argv = ["fit", base, "--test", test, "--ensemble", "1", "--save", model, "--json"]
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    assert cli.main(argv) == 0
+  lines = out.getvalue().strip().splitlines()
+  return lines, json.loads(lines[-1]), model
 
 
-def test_fit_end_to_end_on_movielens_u1(capsys):
-  base, test = os.path.join(ML100K, "u1.base"), os.path.join(ML100K, "u1.test")
-  assert cli.main(["fit", base, "--test", test, "--seeds", "1", "--json"]) == 0
-  out = capsys.readouterr().out.strip().splitlines()
-  report = json.loads(out[-1])
+@pytest.mark.slow
+def test_fit_end_to_end_on_movielens_u1(u1_fit):
+  out, report, _ = u1_fit
   for field in (
     "train_rmse",
     "test_rmse",
@@ -121,6 +153,9 @@ def test_fit_end_to_end_on_movielens_u1(capsys):
     "n_unknown_test",
   ):
     assert field in report
+  settings = mfjax.FitSettings()
+  assert (report["steps"], report["ensemble"]) == (settings.steps, 1)
+  assert "epochs" not in report and "seeds" not in report  # 0.1's keys.
   assert (report["n_train"], report["n_test"], report["n_unknown_test"]) == (
     80000,
     20000,
@@ -131,6 +166,7 @@ def test_fit_end_to_end_on_movielens_u1(capsys):
   assert any(line.startswith("test_rmse") for line in out[:-1])  # The table.
 
 
+@pytest.mark.slow  # Compiles a fit program: several seconds.
 def test_fit_with_a_test_fraction(capsys, tmp_path):
   rng = np.random.default_rng(0)
   lines = [
@@ -144,33 +180,26 @@ def test_fit_with_a_test_fraction(capsys, tmp_path):
   ]
   path = tmp_path / "r.csv"
   path.write_text("\n".join(lines) + "\n")
-  assert (
-    cli.main(
-      [
-        "fit",
-        str(path),
-        "--test-fraction",
-        "0.1",
-        "--epochs",
-        "2",
-        "--seeds",
-        "1",
-        "--rank",
-        "4",
-        "--json",
-      ]
-    )
-    == 0
-  )
+  fit = ["fit", str(path), "--test-fraction", "0.1", "--rank", "4", "--json"]
+  assert cli.main([*fit, "--steps", "2", "--ensemble", "1"]) == 0
   report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert report["n_test"] == round(0.1 * (report["n_train"] + report["n_test"]))
+  assert (report["steps"], report["ensemble"], report["rank"]) == (2, 1, 4)
+  # The names of mfjax 0.1, --epochs and --seeds, are aliases: the same fit.
+  assert cli.main([*fit, "--epochs", "2", "--seeds", "1"]) == 0
+  again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  for name in ("train_rmse", "test_rmse", "test_mae", "steps", "ensemble"):
+    assert again[name] == report[name], name
 
 
 @pytest.mark.parametrize(
   "args, message",
   [
     (["--rank", "0"], "argument --rank: must be an int >= 1; got 0"),
-    (["--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
+    (["--steps", "x"], "argument --steps/--epochs: invalid int value: 'x'"),
+    (["--epochs", "0"], "argument --steps/--epochs: must be an int >= 1; got 0"),
+    (["--ensemble", "-1"], "argument --ensemble/--seeds: must be an int >= 1"),
+    (["--seeds", "1.5"], "argument --ensemble/--seeds: invalid int value: '1.5'"),
     (["--test-fraction", "1.5"], "argument --test-fraction: must lie in (0, 1)"),
     (["--lr", "-1"], "argument --lr: must be > 0"),
     (["--l2", "nan"], "argument --l2: must be finite"),
@@ -209,18 +238,19 @@ def _json_line(capsys):
   return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
-def test_fit_save_then_recommend_and_evaluate_on_movielens_u1(capsys, tmp_path):
-  base, test = os.path.join(ML100K, "u1.base"), os.path.join(ML100K, "u1.test")
-  model_path = str(tmp_path / "u1.npz")
-  fit_args = ["fit", base, "--test", test, "--seeds", "2", "--epochs", "4"]
-  assert cli.main([*fit_args, "--save", model_path, "--json"]) == 0
-  fitted = _json_line(capsys)
+@pytest.mark.slow
+def test_fit_save_then_recommend_and_evaluate_on_movielens_u1(u1_fit, capsys):
+  base, test = str(ML100K / "u1.base"), str(ML100K / "u1.test")
+  _, fitted, model_path = u1_fit
   model = mfjax.load(model_path)
-  assert model.settings["seeds"] == 2 and model.scale == (1.0, 5.0)
+  settings = mfjax.FitSettings()
+  assert (model.settings["ensemble"], model.settings["steps"]) == (1, settings.steps)
+  assert "seeds" not in model.settings and "epochs" not in model.settings
+  assert model.scale == (1.0, 5.0) and model.id_maps.n_lines == 80000
 
   # recommend: raw ids and titles, the user's training items left out, and the
   # same list as a NumPy top-5 of the saved model's predictions.
-  items_file = os.path.join(ML100K, "u.item")
+  items_file = str(ML100K / "u.item")
   argv = ["recommend", model_path, "--user", "1", "-n", "5", "--json"]
   assert cli.main([*argv, "--items", items_file, "--rated", base]) == 0
   shown = _json_line(capsys)
@@ -254,12 +284,13 @@ def test_fit_save_then_recommend_and_evaluate_on_movielens_u1(capsys, tmp_path):
 def test_recommend_and_evaluate_bad_input_exit_2(capsys, tmp_path):
   ratings = tmp_path / "r.csv"
   ratings.write_text("1,10,4\n1,11,3\n2,10,5\n2,12,1\n3,11,2\n")
+  # A model of the file's ids, as `fit --save` writes it, and its bare params.
+  params = random_params(0, 3, 3, 2)
+  users, items = np.array([1, 2, 3], np.int64), np.array([10, 11, 12], np.int64)
   model_path = str(tmp_path / "m.npz")
-  fit = ["fit", str(ratings), "--test", str(ratings), "--rank", "2", "--seeds", "1"]
-  assert cli.main([*fit, "--epochs", "1", "--save", model_path]) == 0
-  capsys.readouterr()
+  mfjax.save(model_path, mfjax.Model(params, mfjax.IdMaps(users, items, (1.0, 5.0))))
   params_only = str(tmp_path / "p.npz")
-  mfjax.save(params_only, mfjax.load(model_path).params)
+  mfjax.save(params_only, params)
   not_a_model = tmp_path / "x.npz"
   not_a_model.write_text("hello")
   items = tmp_path / "u.item"
@@ -292,16 +323,32 @@ def test_recommend_and_evaluate_bad_input_exit_2(capsys, tmp_path):
     assert len(err) == 1 and message in err[0], (argv, err)
 
 
-def test_item_titles_from_movies_csv_in_utf8_and_u_item_in_latin1(tmp_path):
+def _model_file(tmp_path, name, items):
+  """A saved model of one user (id 1) and the given int item ids."""
+  params = random_params(0, 1, len(items), 2)
+  maps = mfjax.IdMaps(np.array([1], np.int64), np.array(items, np.int64), (1, 5))
+  path = tmp_path / name
+  mfjax.save(path, mfjax.Model(params, id_maps=maps))
+  return str(path), np.asarray(mfjax.predict(params))[0]
+
+
+def test_item_titles_from_movies_csv_in_utf8_and_u_item_in_latin1(capsys, tmp_path):
   movies = tmp_path / "movies.csv"
   movies.write_text(
     'movieId,title,genres\n1,"Amélie (2001)",Comedy\n2,"Crow, The (1994)",Action\n',
     encoding="utf-8",
   )
-  assert cli._item_titles(str(movies)) == {
-    "1": "Amélie (2001)",
-    "2": "Crow, The (1994)",
-  }
+  titles = {1: "Amélie (2001)", 2: "Crow, The (1994)"}
+  model, scores = _model_file(tmp_path, "two.npz", [1, 2])
+  argv = ["recommend", model, "--user", "1", "--items", str(movies), "--json"]
+  assert cli.main(argv) == 0
+  shown = _json_line(capsys)
+  expected = [[1, 2][j] for j in np.argsort(-scores, kind="stable")]
+  assert shown["items"] == expected
+  assert shown["titles"] == [titles[i] for i in expected]
   u_item = tmp_path / "u.item"
   u_item.write_bytes("7|Café (1995)|01-Jan-1995||\n".encode("latin-1"))
-  assert cli._item_titles(str(u_item)) == {"7": "Café (1995)"}
+  model, _ = _model_file(tmp_path, "one.npz", [7])
+  argv = ["recommend", model, "--user", "1", "--items", str(u_item), "--json"]
+  assert cli.main(argv) == 0
+  assert _json_line(capsys)["titles"] == ["Café (1995)"]

@@ -1,19 +1,39 @@
-"""Top-N recommendation and fold-in against NumPy references and planted users."""
+"""Serving (mfjax.serving): top-N recommendation and fold-in, against NumPy
+references and planted users; and the recommend property of the robustness
+section."""
 
-import importlib
+import os
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import mfjax
-from mfjax.recommend import fold_in, recommend
-from mfjax.train import FIT_DEFAULTS
+from mfjax.serving import fold_in, recommend
 from tests.conftest import ML100K, random_params
 
-recommend_module = importlib.import_module("mfjax.recommend")
+FIT = mfjax.FitSettings()  # fold_in's defaults are the fit defaults.
+
+
+@pytest.fixture(scope="module")
+def top():
+  """recommend under jit: one program per shape, k and block size, shared.
+
+  Called eagerly, recommend compiles its lax.map anew at each call; the eager
+  path (the host checks, a scalar user) has tests of its own below.
+  """
+  return jax.jit(recommend, static_argnames=("k", "block_size"))
+
+
+@pytest.fixture(scope="module")
+def fold():
+  """fold_in under jit, with l2 and l2_bias traced: one program per shape."""
+  return jax.jit(fold_in)
 
 
 def _params(seed, n_users, n_items, rank):
@@ -34,19 +54,24 @@ def _ratings(users, items, n_users, n_items, values=None):
 
 
 def _reference(params, users, k, exclude=None):
-  """Top-k by a stable argsort of the full float64 score matrix, -1 when exhausted."""
+  """Top-k by a stable argsort of the users' float64 scores, -1 when exhausted."""
   p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+  users = np.asarray(users)
   scores = (
     p.mean
-    + p.user_bias[:, None]
+    + p.user_bias[users, None]
     + p.item_bias[None, :]
-    + p.user_factors @ p.item_factors.T
+    + p.user_factors[users] @ p.item_factors.T
   )
   if exclude is not None:
     u, i = np.asarray(exclude.users), np.asarray(exclude.items)
     known = (u >= 0) & (i >= 0)
-    scores[u[known], i[known]] = -np.inf
-  scores = scores[np.asarray(users)]
+    u, i = u[known], i[known]
+    order = np.argsort(u, kind="stable")
+    u, i = u[order], i[order]
+    for row, user in enumerate(users):
+      lo, hi = np.searchsorted(u, [user, user + 1])
+      scores[row, i[lo:hi]] = -np.inf
   order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
   top = np.take_along_axis(scores, order, axis=1)
   return np.where(np.isneginf(top), -1, order), top
@@ -62,17 +87,17 @@ def _random_exclude(seed, n_users, n_items, n):
   return _ratings(users, items, n_users, n_items)
 
 
-def test_recommend_matches_numpy_reference():
+def test_recommend_matches_numpy_reference(top):
   params = _params(0, 40, 30, 3)
   exclude = _random_exclude(1, 40, 30, 500)
   users = np.arange(40)
   for k in (7, 30):
-    items, scores = recommend(params, users, k, exclude=exclude)
+    items, scores = top(params, users, k=k, exclude=exclude)
     ref_items, ref_scores = _reference(params, users, k, exclude)
     assert items.dtype == jnp.int32 and items.shape == scores.shape == (40, k)
     np.testing.assert_array_equal(items, ref_items)
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
-  # Without exclude the scores are predict's.
+  # Without exclude the scores are predict's (both eager: the same float sums).
   items, scores = recommend(params, users, 30)
   np.testing.assert_allclose(
     scores,
@@ -82,10 +107,10 @@ def test_recommend_matches_numpy_reference():
   np.testing.assert_array_equal(items, _reference(params, users, 30)[0])
 
 
-def test_recommend_never_returns_an_excluded_item():
+def test_recommend_never_returns_an_excluded_item(top):
   params = _params(2, 40, 30, 3)
   exclude = _random_exclude(3, 40, 30, 500)
-  items, _ = recommend(params, np.arange(40), 30, exclude=exclude)
+  items, _ = top(params, np.arange(40), k=30, exclude=exclude)
   u, i = np.asarray(exclude.users), np.asarray(exclude.items)
   excluded = {(a, b) for a, b in zip(u, i, strict=True) if a >= 0 and b >= 0}
   returned = {(a, b) for a in range(40) for b in np.asarray(items[a]) if b >= 0}
@@ -107,11 +132,11 @@ def test_ties_rank_the_lower_item_index_first():
   np.testing.assert_array_equal(scores[1], [5.0, 5.0, 4.0, 4.0, 3.0])
 
 
-def test_fewer_candidates_than_k_pad_with_minus_one():
+def test_fewer_candidates_than_k_pad_with_minus_one(top):
   params = _params(4, 3, 6, 2)
   # User 0 rated all but items 2 and 4; user 1 rated everything; user 2 nothing.
   exclude = _ratings([0, 0, 0, 0] + [1] * 6, [0, 1, 3, 5] + list(range(6)), 3, 6)
-  items, scores = recommend(params, [0, 1, 2], 4, exclude=exclude)
+  items, scores = top(params, np.arange(3), k=4, exclude=exclude)
   assert sorted(np.asarray(items[0, :2])) == [2, 4]
   np.testing.assert_array_equal(items[0, 2:], [-1, -1])
   assert np.all(np.isneginf(scores[0, 2:])) and np.all(np.isfinite(scores[0, :2]))
@@ -120,21 +145,58 @@ def test_fewer_candidates_than_k_pad_with_minus_one():
   assert np.all(np.asarray(items[2]) >= 0)
 
 
-def test_blocks_and_exclusion_chunks_do_not_change_the_answer(monkeypatch):
+def test_blocks_do_not_change_the_answer(top):
   params = _params(5, 40, 30, 3)
   exclude = _random_exclude(6, 40, 30, 500)
   # Unsorted users with repeats; 7 does not divide 60.
   users = np.random.default_rng(7).integers(0, 40, 60)
   expected = _reference(params, users, 7, exclude)
-  monkeypatch.setattr(recommend_module, "_EXCLUDE_CHUNK", 5)  # Many chunks a block.
   for block_size in (1, 7, 60, 4096):
-    items, scores = recommend(params, users, 7, exclude=exclude, block_size=block_size)
+    items, scores = top(params, users, k=7, exclude=exclude, block_size=block_size)
     np.testing.assert_array_equal(items, expected[0])
     np.testing.assert_allclose(scores, expected[1], rtol=1e-5, atol=1e-5)
-  # Catalogues too large for one uint32 sort key group the pairs another way.
-  monkeypatch.setattr(recommend_module, "_PACK_LIMIT", 0)
-  items, _ = recommend(params, users, 7, exclude=exclude, block_size=7)
+
+
+@pytest.mark.slow  # Large data: a recommend program of its own.
+def test_many_excluded_pairs_a_block_do_not_change_the_answer(top):
+  # recommend scatters a block's excluded pairs 2**16 at a time (mfjax.serving);
+  # 350 rows of users who rated about 630 of 1000 items each (with repeats) make
+  # about 350k pairs in one block of 4096, six scatters, and two in blocks of 128.
+  # (Blocks of a single scatter: test_blocks_do_not_change_the_answer.)
+  params = _params(27, 300, 1000, 3)
+  exclude = _random_exclude(28, 300, 1000, 300_000)
+  users = np.random.default_rng(29).integers(0, 300, 350)
+  expected = _reference(params, users, 10, exclude)
+  for block_size in (128, 4096):
+    items, scores = top(params, users, k=10, exclude=exclude, block_size=block_size)
+    np.testing.assert_array_equal(items, expected[0])
+    np.testing.assert_allclose(scores, expected[1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow  # Large data: a recommend program of its own.
+def test_a_catalogue_too_large_for_packed_keys_gives_the_same_answer(top):
+  # Excluded pairs are grouped by one uint32 key per pair while
+  # (n_users + 1) * n_items fits in 32 bits (mfjax.serving); 66000 users and
+  # items do not fit, so the pairs are grouped by a key-value sort instead.
+  n = 66_000
+  assert (n + 1) * n > 2**32
+  params = _params(30, n, n, 2)
+  rng = np.random.default_rng(31)
+  users = rng.integers(0, n, 25)
+  # Every user asked for rated some items, among them the best ones.
+  best = np.argsort(-np.asarray(mfjax.predict(params, users=users)), axis=1)[:, :5]
+  exclude = _ratings(
+    np.concatenate([np.repeat(users, 5), rng.integers(0, n, 2000)]),
+    np.concatenate([best.ravel(), rng.integers(0, n, 2000)]),
+    n,
+    n,
+  )
+  expected = _reference(params, users, 7, exclude)
+  items, scores = top(params, users, k=7, exclude=exclude, block_size=7)
   np.testing.assert_array_equal(items, expected[0])
+  np.testing.assert_allclose(scores, expected[1], rtol=1e-5, atol=1e-5)
+  for row in range(len(users)):
+    assert not set(best[row]) & set(np.asarray(items[row]).tolist())
 
 
 def test_recommend_under_jit_traces_once():
@@ -163,12 +225,15 @@ def test_single_user_and_empty_selection():
   assert items.shape == scores.shape == (0, 4)
 
 
-@pytest.mark.skipif(not ML100K.exists(), reason="needs ../shared/data/ml-100k")
-def test_all_movielens_users_in_one_call():
+@pytest.mark.skipif(
+  not (ML100K / "u1.base").exists(),
+  reason=f"needs MovieLens 100k in {ML100K} (or the folder named by MFJAX_DATA)",
+)
+def test_all_movielens_users_in_one_call(top):
   train, _ = mfjax.load_ratings(ML100K / "u1.base")
   params = _params(11, train.n_users, train.n_items, 8)
   users = np.arange(train.n_users)
-  items, _ = recommend(params, users, 10, exclude=train, block_size=256)
+  items, _ = top(params, users, k=10, exclude=train, block_size=256)
   np.testing.assert_array_equal(items, _reference(params, users, 10, train)[0])
 
 
@@ -206,11 +271,13 @@ def _ridge_reference(params, ratings, l2, l2_bias):
   rank = p.item_factors.shape[1]
   factors = np.zeros((ratings.n_users, rank))
   bias = np.zeros(ratings.n_users)
+  order = np.argsort(users, kind="stable")
+  starts = np.searchsorted(users[order], np.arange(ratings.n_users + 1))
   for u in range(ratings.n_users):
-    mine = users == u
-    if not mine.any():
+    mine = order[starts[u] : starts[u + 1]]
+    if not len(mine):
       continue
-    design = np.column_stack([p.item_factors[items[mine]], np.ones(mine.sum())])
+    design = np.column_stack([p.item_factors[items[mine]], np.ones(len(mine))])
     target = values[mine] - p.mean - p.item_bias[items[mine]]
     penalty = np.diag([l2] * rank + [l2_bias])
     x = np.linalg.solve(design.T @ design + penalty, design.T @ target)
@@ -228,44 +295,53 @@ def _new_ratings(seed, n_new, n_items, n, empty_user=None):
   )
 
 
-def test_fold_in_matches_numpy_ridge(monkeypatch):
+def test_fold_in_matches_numpy_ridge(fold):
   params = _params(13, 10, 30, 4)
   ratings = _new_ratings(14, 6, 30, 80, empty_user=4)
   for l2, l2_bias in ((10.0, 1.0), (0.5, 3.0)):
-    folded = fold_in(params, ratings, l2=l2, l2_bias=l2_bias)
+    folded = fold(params, ratings, l2=l2, l2_bias=l2_bias)
     factors, bias = _ridge_reference(params, ratings, l2, l2_bias)
     np.testing.assert_allclose(folded.user_factors, factors, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(folded.user_bias, bias, rtol=1e-4, atol=1e-5)
     assert not np.any(folded.user_factors[4]) and folded.user_bias[4] == 0
-    assert folded.item_factors is params.item_factors
-    assert folded.item_bias is params.item_bias and folded.mean is params.mean
-  # The normal equations accumulated a few ratings at a time give the same.
-  monkeypatch.setattr(recommend_module, "_GRAM_CHUNK_ELEMENTS", 3 * 25)
-  chunked = fold_in(params, ratings, l2=0.5, l2_bias=3.0)
-  np.testing.assert_allclose(chunked.user_factors, factors, rtol=1e-4, atol=1e-5)
+  # Eager, the item tables and the mean are the very arrays of params.
+  folded = fold_in(params, ratings, l2=0.5, l2_bias=3.0)
+  np.testing.assert_allclose(folded.user_factors, factors, rtol=1e-4, atol=1e-5)
+  assert folded.item_factors is params.item_factors
+  assert folded.item_bias is params.item_bias and folded.mean is params.mean
+
+
+def test_fold_in_of_many_ratings_matches_numpy_ridge(fold):
+  # fold_in accumulates the normal equations at most 2**22 elements at a time
+  # (mfjax.serving): at rank 4, (4 + 1)**2 per rating, 167772 ratings a chunk;
+  # 400k ratings take three chunks, the last one padded.
+  params = _params(32, 10, 300, 4)
+  ratings = _new_ratings(33, 500, 300, 400_000)
+  folded = fold(params, ratings, l2=0.5, l2_bias=3.0)
+  factors, bias = _ridge_reference(params, ratings, 0.5, 3.0)
+  np.testing.assert_allclose(folded.user_factors, factors, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(folded.user_bias, bias, rtol=1e-4, atol=1e-5)
 
 
 def test_fold_in_defaults_are_the_fit_defaults():
   params = _params(15, 10, 30, 4)
   ratings = _new_ratings(16, 6, 30, 80)
   folded = fold_in(params, ratings)
-  factors, bias = _ridge_reference(
-    params, ratings, FIT_DEFAULTS["l2"], FIT_DEFAULTS["l2_bias"]
-  )
+  factors, bias = _ridge_reference(params, ratings, FIT.l2, FIT.l2_bias)
   np.testing.assert_allclose(folded.user_factors, factors, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(folded.user_bias, bias, rtol=1e-4, atol=1e-5)
 
 
-def test_fold_in_is_the_minimum_of_the_training_loss_over_the_user():
+def test_fold_in_is_the_minimum_of_the_training_loss_over_the_user(fold):
   params = _params(17, 10, 30, 4)
   ratings = _new_ratings(18, 6, 30, 80)
-  folded = fold_in(params, ratings, l2=2.0, l2_bias=0.5)
+  folded = fold(params, ratings, l2=2.0, l2_bias=0.5)
   grads = jax.jit(jax.grad(mfjax.loss))(folded, ratings, l2=2.0, l2_bias=0.5)
   np.testing.assert_allclose(grads.user_factors, 0, atol=1e-5)
   np.testing.assert_allclose(grads.user_bias, 0, atol=1e-5)
 
 
-def test_fold_in_recovers_a_planted_user():
+def test_fold_in_recovers_a_planted_user(top, fold):
   params = _params(19, 10, 30, 4)
   rng = np.random.default_rng(20)
   planted_factors = rng.normal(size=(6, 4)).astype(np.float32)
@@ -278,13 +354,13 @@ def test_fold_in_recovers_a_planted_user():
   )
   values = np.asarray(mfjax.predict(truth, users, items))
   rated = _ratings(users, items, 6, 30, values)
-  folded = fold_in(params, rated, l2=1e-6, l2_bias=1e-6)
+  folded = fold(params, rated, l2=1e-6, l2_bias=1e-6)
   np.testing.assert_allclose(folded.user_factors, planted_factors, atol=1e-3)
   np.testing.assert_allclose(folded.user_bias, planted_bias, atol=1e-3)
   # The folded params predict and recommend for the new users directly.
   np.testing.assert_allclose(mfjax.predict(folded), mfjax.predict(truth), atol=1e-3)
-  top, _ = recommend(folded, np.arange(6), 7, exclude=rated)
-  np.testing.assert_array_equal(top, _reference(truth, np.arange(6), 7, rated)[0])
+  items, _ = top(folded, np.arange(6), k=7, exclude=rated)
+  np.testing.assert_array_equal(items, _reference(truth, np.arange(6), 7, rated)[0])
 
 
 def test_fold_in_under_jit_traces_once():
@@ -303,7 +379,7 @@ def test_fold_in_under_jit_traces_once():
     np.testing.assert_allclose(folded.user_bias, bias, rtol=1e-4, atol=1e-5)
 
 
-def test_traced_values_behave_as_documented():
+def test_traced_values_behave_as_documented(top, fold):
   params = _params(25, 10, 30, 4)
   ratings = _new_ratings(26, 6, 30, 80)
   items = np.asarray(ratings.items).copy()
@@ -311,19 +387,17 @@ def test_traced_values_behave_as_documented():
   values = np.asarray(ratings.values).copy()
   values[np.asarray(ratings.users) == 2] = np.nan
   broken = _ratings(ratings.users, items, 6, 30, values)
-  folded = jax.jit(fold_in)(params, broken)
+  folded = fold(params, broken, l2=FIT.l2, l2_bias=FIT.l2_bias)
   kept = np.flatnonzero(items >= 0)
-  factors, _ = _ridge_reference(
-    params, ratings.subset(kept), FIT_DEFAULTS["l2"], FIT_DEFAULTS["l2_bias"]
-  )
+  factors, _ = _ridge_reference(params, ratings.subset(kept), FIT.l2, FIT.l2_bias)
   users = np.arange(6) != 2
   np.testing.assert_allclose(
     folded.user_factors[users], factors[users], rtol=1e-4, atol=1e-5
   )
   assert np.all(np.isnan(folded.user_factors[2]))
   # A user of -1 under jit scores items by mean + item bias.
-  top, scores = jax.jit(recommend, static_argnums=2)(params, jnp.array([-1]), 5)
-  np.testing.assert_array_equal(top[0], np.argsort(-np.asarray(params.item_bias))[:5])
+  items, scores = top(params, jnp.array([-1]), k=5)
+  np.testing.assert_array_equal(items[0], np.argsort(-np.asarray(params.item_bias))[:5])
   np.testing.assert_allclose(
     scores[0], 3.5 + np.sort(np.asarray(params.item_bias))[::-1][:5], rtol=1e-6
   )
@@ -357,3 +431,71 @@ def test_fold_in_rejects_bad_arguments(kwargs, error, match):
   args.update(kwargs)
   with pytest.raises(error, match=match):
     fold_in(args.pop("params"), args.pop("ratings"), **args)
+
+
+# --- the recommend property (robustness section) --------------------------------
+
+_SCALE = int(os.environ.get("MFJAX_HYPOTHESIS_SCALE", "1"))
+
+
+def _settings(max_examples):
+  return settings(
+    max_examples=max_examples * _SCALE,
+    deadline=None,
+    database=None,  # Leave no .hypothesis folder in the repository.
+    derandomize=_SCALE == 1,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+  )
+
+
+# 10 examples (0.1 drew 25): each compiles recommend anew for its shape, k and
+# block size. The example tests above cover ties, short lists, block sizes and
+# exclusion one at a time; this property checks them together.
+@pytest.mark.robustness
+@pytest.mark.slow
+@_settings(10)
+@given(st.data())
+def test_recommend_lists_distinct_unexcluded_items_best_first(top, data):
+  n_users, n_items = data.draw(
+    st.sampled_from(((5, 4), (7, 9), (3, 12))), label="shape"
+  )
+  seed = data.draw(st.integers(0, 2**31), label="seed")
+  params = random_params(seed, n_users, n_items, 2)
+  # Coarse biases make ties likely, which must not let an excluded item through.
+  bias = data.draw(
+    hnp.arrays(np.float32, n_items, elements=st.sampled_from([0.0, 1.0]))
+  )
+  params = params._replace(item_bias=jnp.asarray(bias))
+  pairs = data.draw(
+    st.sets(st.tuples(st.integers(0, n_users - 1), st.integers(0, n_items - 1))),
+    label="excluded",
+  )
+  pairs = sorted(pairs)
+  # Padded to a fixed length with pairs of unknown (-1) ids, which recommend
+  # ignores, so that the number of pairs does not change the compiled program.
+  unknown = [(-1, -1)] * (n_users * n_items - len(pairs))
+  exclude = mfjax.Ratings(
+    users=jnp.array([u for u, _ in pairs + unknown], jnp.int32),
+    items=jnp.array([i for _, i in pairs + unknown], jnp.int32),
+    values=jnp.ones(n_users * n_items, jnp.float32),
+    n_users=n_users,
+    n_items=n_items,
+  )
+  k = data.draw(st.integers(1, n_items), label="k")
+  block_size = data.draw(st.sampled_from([1, 2, 3, 1024]), label="block_size")
+  users = data.draw(st.lists(st.integers(0, n_users - 1), min_size=1, max_size=6))
+  items, scores = top(
+    params, jnp.asarray(users, jnp.int32), k=k, exclude=exclude, block_size=block_size
+  )
+  items, scores = np.asarray(items), np.asarray(scores)
+  excluded = {}
+  for u, i in pairs:
+    excluded.setdefault(u, set()).add(i)
+  for row, user in enumerate(users):
+    listed = [int(i) for i in items[row] if i >= 0]
+    assert not set(listed) & excluded.get(user, set())
+    assert (
+      len(listed) == len(set(listed)) == min(k, n_items - len(excluded.get(user, ())))
+    )
+    assert np.all(items[row][len(listed) :] == -1)
+    assert np.all(np.diff(scores[row][: len(listed)]) <= 0)

@@ -1,6 +1,10 @@
-"""Training on sparse Ratings: agreement with dense, mini-batches, validation."""
+"""mfjax.solvers: the default optimizer, full_batch, chunked and minibatch steps.
 
-import sys
+Each solver step is checked against a hand-made optax step or against another
+solver; training on sparse Ratings against dense training and planted models.
+"""
+
+import functools
 
 import chex
 import jax
@@ -10,10 +14,11 @@ import optax
 import pytest
 
 import mfjax
-import mfjax.train  # noqa: F401
+from mfjax import objectives, shuffle, solvers
+from mfjax.objectives import RATING, Penalty
 from tests.conftest import planted_matrix
 
-train_lib = sys.modules["mfjax.train"]
+PENALTY = Penalty(0.3, 0.1)
 
 
 def _data(seed=0, n_users=30, n_items=20, density=0.5):
@@ -21,56 +26,231 @@ def _data(seed=0, n_users=30, n_items=20, density=0.5):
   return full, matrix, observed, mfjax.ratings_from_dense(matrix)
 
 
-def test_sparse_and_dense_losses_and_gradients_agree():
-  _, matrix, _, ratings = _data()
-  params = mfjax.init_params(jax.random.key(0), 30, 20, 3)._replace(mean=jnp.float32(3))
-  for l2, l2_bias in ((0.0, None), (0.3, 0.05)):
-    dense = mfjax.loss(params, matrix, l2=l2, l2_bias=l2_bias)
-    sparse = mfjax.loss(params, ratings, l2=l2, l2_bias=l2_bias)
-    np.testing.assert_allclose(sparse, dense, rtol=1e-5)
-    g_dense = jax.grad(mfjax.loss)(params, matrix, l2=l2, l2_bias=l2_bias)
-    g_sparse = jax.grad(mfjax.loss)(params, ratings, l2=l2, l2_bias=l2_bias)
-    chex.assert_trees_all_close(g_sparse, g_dense, rtol=1e-4, atol=1e-6)
+def _heldout_rmse(result, full, observed):
+  pred = np.asarray(mfjax.predict(result.best_params))
+  return float(np.sqrt(np.mean((pred - full)[~observed] ** 2)))
+
+
+def _first_update(optimizer, params):
+  """The update the optimizer makes from its initial state on all-ones gradients."""
+  ones = jax.tree.map(jnp.ones_like, params)
+  updates, _ = optimizer.update(ones, optimizer.init(params), params)
+  return updates
+
+
+# --- the default optimizer ---------------------------------------------------------
+
+
+def test_default_optimizer_dense_learning_rate_formula():
+  matrix = np.array([[5, 0, 3], [4, 2, 0], [1, 1, 1], [0, 0, 2]], np.float32)
+  params = mfjax.init_params(jax.random.key(0), 4, 3, 2)
+  # 8 observed; busiest user 3 ratings, busiest item 3 ratings.
+  batch = objectives.batch_of(matrix, None, jnp.float32)
+  optimizer = solvers.default_optimizer(batch)
+  # SGD with heavy-ball momentum: the first update is -rate · gradient, and the
+  # second adds momentum 0.8 of the first.
+  updates = _first_update(optimizer, params)
+  chex.assert_trees_all_close(
+    updates,
+    jax.tree.map(lambda x: -0.5 * 8 / 6 * x, jax.tree.map(jnp.ones_like, params)),
+  )
+  ones = jax.tree.map(jnp.ones_like, params)
+  _, state = optimizer.update(ones, optimizer.init(params), params)
+  second, _ = optimizer.update(ones, state, params)
+  np.testing.assert_allclose(second.user_bias, -0.5 * 8 / 6 * 1.8, rtol=1e-6)
+  assert solvers.DEFAULT_MOMENTUM == 0.8 and solvers.DEFAULT_LEARNING_RATE_SCALE == 0.5
+  # A mask of ones counts every entry: 12 observed, busiest 3 + 4.
+  everything = objectives.batch_of(matrix, np.ones_like(matrix, bool), jnp.float32)
+  updates = _first_update(solvers.default_optimizer(everything), params)
+  np.testing.assert_allclose(updates.user_factors, -0.5 * 12 / 7, rtol=1e-6)
+
+
+def test_default_optimizer_for_ratings_is_adam():
+  ratings = mfjax.ratings_from_dense(np.array([[5.0, 0.0], [3.0, 1.0]]))
+  params = mfjax.init_params(jax.random.key(0), 2, 2, 1)
+  optimizer = solvers.default_optimizer(objectives.batch_of(ratings, None, jnp.float32))
+  assert solvers.DEFAULT_SPARSE_LEARNING_RATE == 0.01
+  # Adam's first step is -learning_rate · sign(gradient), whatever its size.
+  for scale in (1e-3, 1.0, 1e3):
+    grads = jax.tree.map(lambda x, s=scale: s * jnp.ones_like(x), params)
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    np.testing.assert_allclose(updates.item_factors, -0.01, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+  "seed, n_users, n_items, density",
+  [
+    (0, 30, 20, 0.6),
+    pytest.param(1, 50, 40, 0.5, marks=pytest.mark.slow),
+    pytest.param(2, 100, 80, 0.3, marks=pytest.mark.slow),
+    pytest.param(3, 300, 100, 0.2, marks=pytest.mark.slow),
+  ],
+)
+def test_defaults_recover_planted_low_rank_matrix(seed, n_users, n_items, density):
+  full, matrix, observed = planted_matrix(seed, n_users, n_items, 3, density)
+  params = mfjax.init_params(jax.random.key(seed), n_users, n_items, 3)
+  result = jax.jit(mfjax.train)(params, matrix)
+  # The planted noise is 0.1 and the ratings spread ~1: held-out entries are
+  # recovered to within a small multiple of the noise.
+  assert _heldout_rmse(result, full, observed) < 0.2
+  assert float(result.best_loss) < 0.02
+  # Far better than the mean-only predictor the training starts from.
+  baseline = float(np.sqrt(np.mean((full - matrix[observed].mean())[~observed] ** 2)))
+  assert _heldout_rmse(result, full, observed) < 0.25 * baseline
+
+
+def _pad(x, n):
+  x = np.asarray(x)
+  return np.pad(x, [(0, n - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
+
+
+@pytest.mark.slow
+def test_defaults_do_not_diverge_on_unstructured_ratings():
+  # Random 1-5 ratings have no low-rank structure: large residuals, large factors.
+  # Eight random shapes from 3x3 to 11x11, each padded to 11x11 with users and
+  # items without ratings and with zero factors. Those change neither the loss nor
+  # the default learning rate (0.5 * observed / (busiest user + busiest item)) and,
+  # without l2, never move: each run is the unpadded one, and one program per
+  # rank trains all eight.
+  matrices = np.zeros((8, 11, 11), np.float32)
+  inits = {2: [], 3: []}
+  for seed in range(8):
+    rng = np.random.default_rng(seed)
+    n_users, n_items = rng.integers(3, 12, size=2)
+    matrices[seed, :n_users, :n_items] = np.where(
+      rng.random((n_users, n_items)) < 0.6, rng.integers(1, 6, (n_users, n_items)), 0
+    )
+    for rank in inits:
+      p = mfjax.init_params(jax.random.key(seed), n_users, n_items, rank)
+      inits[rank].append(mfjax.Params(*(_pad(x, 11) for x in p[:4]), np.float32(0)))
+  for rank, params in inits.items():
+    stacked = jax.tree.map(lambda *x: np.stack(x), *params)
+    result = jax.jit(jax.vmap(mfjax.train))(stacked, matrices)
+    losses = np.asarray(result.losses)
+    assert not np.any(np.asarray(result.diverged)), rank
+    assert np.all(losses[:, -1] < losses[:, 0]), (rank, losses[:, [0, -1]])
+
+
+# --- the solvers' steps --------------------------------------------------------------
+
+
+def test_full_batch_step_is_one_optax_step_on_the_loss_before_it():
+  _, matrix, _, ratings = _data(0, 9, 7)
+  params = mfjax.init_params(jax.random.key(0), 9, 7, 3)._replace(mean=jnp.float32(3))
+  opt = optax.adam(0.05)
+  for data in (matrix, ratings):
+    batch = objectives.batch_of(data, None, jnp.float32)
+    solver = solvers.full_batch(RATING, batch, PENALTY, opt)
+    assert solver.loss_after is False
+    state = solver.init(params)
+    new, state, value = jax.jit(solver.step)(params, state, jnp.array(0))
+
+    @jax.jit
+    def by_hand(p, data):
+      loss = lambda p: mfjax.loss(p, data, l2=0.3, l2_bias=0.1)
+      value, grads = jax.value_and_grad(loss)(p)
+      updates, _ = opt.update(grads._replace(mean=jnp.zeros(())), opt.init(p))
+      return value, optax.apply_updates(p, updates)._replace(mean=p.mean)
+
+    expected_value, expected = by_hand(params, data)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-6)
+    chex.assert_trees_all_close(new, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(new.mean, 3.0)  # The mean is data.
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 40, 1000])
+def test_chunked_step_equals_the_full_batch_step(chunk_size):
+  _, _, _, ratings = _data(1, 9, 7)  # 35 ratings: 35 chunks, 5, or all in one.
+  params = mfjax.init_params(jax.random.key(1), 9, 7, 3)._replace(mean=jnp.float32(3))
+  opt = optax.sgd(0.1)
+  pairs = objectives.batch_of(ratings, None, jnp.float32)
+  full = solvers.full_batch(RATING, pairs, PENALTY, opt)
+  chunked = solvers.chunked(RATING, pairs, PENALTY, opt, chunk_size)
+  assert chunked.loss_after is False
+  a = jax.jit(full.step)(params, full.init(params), jnp.array(0))
+  b = jax.jit(chunked.step)(params, chunked.init(params), jnp.array(0))
+  chex.assert_trees_all_close(b, a, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_minibatch_pass_is_a_step_per_batch_in_a_shuffled_order():
+  _, _, _, ratings = _data(2, 9, 7)
+  n = len(ratings)
+  params = mfjax.init_params(jax.random.key(2), 9, 7, 3)._replace(mean=jnp.float32(3))
+  opt = optax.sgd(0.05)
+  solver = solvers.minibatch(RATING, ratings, PENALTY, opt, 8, jnp.float32)
+  assert solver.loss_after is True
+  key = jax.random.key(7)
+  new, _, value = jax.jit(solver.step)(params, solver.init(params), key)
+
+  # By hand: the same batches (shuffle.epoch_batches), one SGD step each.
+  order = np.asarray(jax.jit(shuffle.epoch_batches, static_argnums=(1, 2))(key, n, 8))
+
+  @jax.jit
+  def sgd_step(p, users, items, values):
+    pairs = objectives.Pairs(users, items, values, jnp.ones(len(values)), n)
+    value, grads = jax.value_and_grad(RATING.loss)(p, pairs, PENALTY)
+    p = jax.tree.map(lambda x, g: x - 0.05 * g, p, grads)
+    return p._replace(mean=jnp.float32(3)), value
+
+  p, values = params, []
+  users, items = np.asarray(ratings.users), np.asarray(ratings.items)
+  vals = np.asarray(ratings.values)
+  for batch in order:
+    real = batch[batch < n]
+    p, v = sgd_step(p, users[real], items[real], vals[real])
+    values.append(float(v))
+  np.testing.assert_allclose(value, np.mean(values), rtol=1e-5)
+  chex.assert_trees_all_close(new, p, rtol=1e-5, atol=1e-6)
+
+
+# --- training on sparse Ratings ------------------------------------------------------
+
+
+_ADAM = optax.adam(0.05)
+
+
+@functools.partial(jax.jit, static_argnames="batch_size")
+def _train_adam(params, data, l2, key=None, batch_size=None):
+  """30 Adam steps; one program per data shape and batch size, shared by tests."""
+  return mfjax.train(
+    params, data, optimizer=_ADAM, steps=30, l2=l2, key=key, batch_size=batch_size
+  )
 
 
 def test_sparse_and_dense_training_agree():
   _, matrix, _, ratings = _data(1)
   params = mfjax.init_params(jax.random.key(1), 30, 20, 3)
-  opt = optax.adam(0.05)
-  dense = mfjax.train(params, matrix, optimizer=opt, steps=30, l2=0.1)
-  sparse = mfjax.train(params, ratings, optimizer=opt, steps=30, l2=0.1)
+  dense = _train_adam(params, matrix, 0.1)
+  sparse = _train_adam(params, ratings, 0.1)
   np.testing.assert_allclose(sparse.losses, dense.losses, rtol=1e-4)
   chex.assert_trees_all_close(
     sparse.best_params, dense.best_params, rtol=1e-3, atol=1e-4
   )
 
 
+@pytest.mark.slow
 def test_one_batch_per_epoch_equals_full_batch():
-  _, _, _, ratings = _data(2)
+  _, _, _, ratings = _data(1)
   params = mfjax.init_params(jax.random.key(2), 30, 20, 3)
-  opt = optax.adam(0.05)
-  full = mfjax.train(params, ratings, optimizer=opt, steps=10)
-  batched = mfjax.train(
-    params,
-    ratings,
-    optimizer=opt,
-    steps=10,
-    batch_size=len(ratings) + 7,
-    key=jax.random.key(0),
-  )
+  full = _train_adam(params, ratings, 0.0)
+  batch_size = len(ratings) + 7
+  batched = _train_adam(params, ratings, 0.0, jax.random.key(0), batch_size)
+  # A mini-batch loss belongs to the params before its update, like full-batch.
   np.testing.assert_allclose(batched.losses, full.losses, rtol=1e-4)
   chex.assert_trees_all_close(batched.params, full.params, rtol=1e-3, atol=1e-5)
 
 
-def test_mini_batches_recover_planted_synthetic_model():
-  ratings, planted = mfjax.synthetic_ratings(
-    jax.random.key(3), 300, 200, 30_000, 4, noise=0.1, popularity=0.5, scale=None
-  )
+@pytest.mark.slow
+def test_mini_batches_recover_a_planted_model():
+  # A planted biased rank-4 model with noise 0.1: 150 x 100 at 80 %, ~12000 ratings.
+  _, matrix, _ = planted_matrix(3, 150, 100, 4, 0.8)
+  ratings = mfjax.ratings_from_dense(matrix)
   train, test = mfjax.train_test_split(ratings, test_fraction=0.1, seed=0)
-  params = mfjax.init_params(jax.random.key(4), 300, 200, 4)
+  params = mfjax.init_params(jax.random.key(4), 150, 100, 4)
   result = jax.jit(
     lambda p, k: mfjax.train(
-      p, train, optimizer=optax.adam(0.01), steps=40, batch_size=512, key=k, l2=0.1
+      p, train, optimizer=optax.adam(0.01), steps=40, batch_size=256, key=k, l2=0.1
     )
   )(params, jax.random.key(5))
   err = float(mfjax.rmse(result.best_params, test))
@@ -79,157 +259,21 @@ def test_mini_batches_recover_planted_synthetic_model():
   assert float(result.losses[-1]) < 0.25 * float(result.losses[0])
 
 
-def test_validation_picks_best_params_and_early_stopping_stops():
-  full, matrix, observed, ratings = _data(4, 40, 30, 0.5)
-  train, valid = mfjax.train_test_split(ratings, test_fraction=0.2, seed=0)
-  params = mfjax.init_params(jax.random.key(4), 40, 30, 8)
-  # Rank 8 on a rank-3 problem without regularisation overfits: validation turns up.
-  result = mfjax.train(
-    params,
-    train,
-    optimizer=optax.adam(0.05),
-    steps=200,
-    validation_data=valid,
-    patience=5,
-  )
-  val = np.asarray(result.validation_rmse)
-  stop = int(result.stopped_step)
-  assert stop > 0 and np.all(np.isnan(val[stop:])) and np.all(np.isfinite(val[:stop]))
-  best = int(np.nanargmin(val))
-  assert stop == best + 6  # Five epochs without improvement, then stop.
-  np.testing.assert_allclose(
-    mfjax.rmse(result.best_params, valid), val[best], rtol=1e-5
-  )
-  np.testing.assert_allclose(result.best_loss, result.losses[best], rtol=1e-6)
+# --- any optax optimizer --------------------------------------------------------------
 
 
-def test_train_under_jit_with_ratings_closed_over_and_vmap_over_keys():
-  _, _, _, ratings = _data(5)
-
-  def run(key):
-    params = mfjax.init_params(key, 30, 20, 3)
-    return mfjax.train(params, ratings, steps=5, batch_size=64, key=key)
-
-  batched = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(0), 3))
-  assert batched.losses.shape == (3, 5)
-  single = run(jax.random.split(jax.random.key(0), 3)[1])
-  np.testing.assert_allclose(batched.losses[1], single.losses, rtol=1e-4)
+@pytest.mark.slow
+def test_any_optax_optimizer_plugs_in():
+  full, matrix, observed = planted_matrix(5, 40, 30, 3, 0.5)
+  params = mfjax.init_params(jax.random.key(5), 40, 30, 3)
+  result = mfjax.train(params, matrix, optimizer=optax.adam(0.05), steps=300)
+  assert _heldout_rmse(result, full, observed) < 0.3
 
 
-def test_ensemble_params_average_the_models():
-  _, _, _, ratings = _data(6)
-  keys = jax.random.split(jax.random.key(6), 3)
-  stacked = jax.vmap(
-    lambda k: (
-      mfjax.train(mfjax.init_params(k, 30, 20, 3), ratings, steps=20).best_params
-    )
-  )(keys)
-  merged = mfjax.ensemble_params(stacked)
-  assert merged.user_factors.shape == (30, 9)
-  each = jax.vmap(lambda p: mfjax.predict(p))(stacked)
-  np.testing.assert_allclose(mfjax.predict(merged), each.mean(0), rtol=1e-5, atol=1e-5)
-
-
-def test_rmse_and_mae_match_numpy_with_clip():
-  _, _, _, ratings = _data(7)
-  params = mfjax.init_params(jax.random.key(7), 30, 20, 3, scale=1.0)._replace(
-    mean=jnp.float32(3.5)
-  )
-  pred = np.clip(np.asarray(mfjax.predict(params, ratings.users, ratings.items)), 1, 5)
-  err = pred - np.asarray(ratings.values)
-  np.testing.assert_allclose(
-    mfjax.rmse(params, ratings, clip=(1, 5)), np.sqrt(np.mean(err**2)), rtol=1e-5
-  )
-  np.testing.assert_allclose(
-    mfjax.mae(params, ratings, clip=(1, 5)), np.mean(np.abs(err)), rtol=1e-5
-  )
-
-
-@pytest.mark.parametrize(
-  "kwargs, error, match",
-  [
-    (dict(batch_size=8), ValueError, "batch_size needs key="),
-    (
-      dict(batch_size=0, key=jax.random.key(0)),
-      ValueError,
-      "batch_size must be an int >= 1",
-    ),
-    (dict(patience=3), ValueError, "patience .* needs validation_data"),
-    (dict(mask=np.ones((30, 20))), ValueError, "mask applies to a dense matrix only"),
-    (dict(l2_bias=-1.0), ValueError, "l2_bias must be a finite number >= 0"),
-    (
-      dict(
-        validation_data=mfjax.Ratings(
-          np.array([0]), np.array([0]), np.array([3.0]), 5, 5
-        )
-      ),
-      ValueError,
-      r"validation_data must have n_users, n_items = \(30, 20\)",
-    ),
-  ],
-)
-def test_sparse_train_bad_settings(kwargs, error, match):
-  _, _, _, ratings = _data()
-  params = mfjax.init_params(jax.random.key(0), 30, 20, 3)
-  with pytest.raises(error, match=match):
-    mfjax.train(params, ratings, steps=3, **kwargs)
-
-
-def test_bad_ratings_are_caught():
-  params = mfjax.init_params(jax.random.key(0), 3, 4, 2)
-  bad = [
-    (
-      mfjax.Ratings(np.array([0, 3]), np.array([0, 1]), np.array([1.0, 2.0]), 3, 4),
-      r"data.users must lie in \[0, 3\); got index 3",
-    ),
-    (
-      mfjax.Ratings(np.array([0, -1]), np.array([0, 1]), np.array([1.0, 2.0]), 3, 4),
-      r"data.users must lie in \[0, 3\); got index -1",
-    ),
-    (
-      mfjax.Ratings(np.array([0, 1]), np.array([0, 1]), np.array([1.0, np.nan]), 3, 4),
-      "data.values must be finite",
-    ),
-    (
-      mfjax.Ratings(np.array([0, 1]), np.array([0]), np.array([1.0, 2.0]), 3, 4),
-      "must have the same length",
-    ),
-    (
-      mfjax.Ratings(np.array([0.0]), np.array([0]), np.array([1.0]), 3, 4),
-      "data.users must be a 1-D integer array",
-    ),
-    (
-      mfjax.Ratings(np.array([0]), np.array([0]), np.array([1.0]), 4, 4),
-      r"data must have n_users, n_items = \(3, 4\) to match params",
-    ),
-  ]
-  for ratings, match in bad:
-    with pytest.raises((ValueError, TypeError), match=match):
-      mfjax.train(params, ratings, steps=2)
-  test = mfjax.Ratings(np.array([0]), np.array([0]), np.array([1.0]), 4, 4)
-  with pytest.raises(
-    ValueError, match="Load test files with the training file's id_maps"
-  ):
-    mfjax.rmse(params, test)
-
-
-def test_each_epoch_visits_every_rating_once_in_a_new_order():
-  # The sort-free shuffle: a bijection of range(p) for a prime p >= n.
-  primes = [p for p in range(2, 2000) if all(p % d for d in range(2, int(p**0.5) + 1))]
-  for n in (1, 2, 10, 97, 98, 1000, 1998):
-    assert train_lib._next_prime(n) == min(p for p in primes if p >= max(n, 2))
-  for modulus in (2, 3, 101, 80021):
-    orders = [
-      np.asarray(train_lib._stride_order(jax.random.key(seed), modulus))
-      for seed in range(2, 5)
-    ]
-    for order in orders:
-      np.testing.assert_array_equal(np.sort(order), np.arange(modulus))
-    if modulus > 100:  # Three keys, three orders (start and stride both vary).
-      assert len({tuple(order[:3]) for order in orders}) == 3
-  for n, batch_size in ((1, 1), (10, 3), (97, 10), (1000, 1000), (1000, 999)):
-    batches = np.asarray(train_lib._epoch_batches(jax.random.key(n), n, batch_size))
-    assert batches.shape == (-(-n // batch_size), batch_size)
-    visited = batches[batches < n]
-    np.testing.assert_array_equal(np.sort(visited), np.arange(n))
-    assert np.all(batches[batches >= n] == n)  # Padding points at row n.
+@pytest.mark.slow
+def test_line_search_optimizers_get_value_and_function():
+  full, matrix, observed = planted_matrix(5, 40, 30, 3, 0.5)
+  params = mfjax.init_params(jax.random.key(5), 40, 30, 3)
+  result = mfjax.train(params, matrix, optimizer=optax.lbfgs(), steps=100)
+  assert not bool(result.diverged)
+  assert _heldout_rmse(result, full, observed) < 0.3

@@ -1,7 +1,12 @@
-"""train: the scan, the best-loss carry, jit/vmap behaviour, defaults and errors."""
+"""mfjax.training: train and run, the best-params carry, TrainResult, jit and vmap.
 
-import re
-import sys
+Example tests against Python loops and planted models, then property tests
+(hypothesis) of the best-loss bookkeeping. Examples are derandomized; set
+``MFJAX_HYPOTHESIS_SCALE=20`` for a deeper run with fresh examples.
+"""
+
+import functools
+import os
 
 import chex
 import jax
@@ -9,58 +14,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import mfjax
+from mfjax import notebook, solvers, training
+from mfjax.solvers import Solver
 from tests.conftest import planted_matrix
 
 
-def _heldout_rmse(result, full, observed):
-  pred = np.asarray(mfjax.predict(result.best_params))
-  return float(np.sqrt(np.mean((pred - full)[~observed] ** 2)))
-
-
-@pytest.mark.parametrize(
-  "seed, n_users, n_items, density",
-  [(0, 30, 20, 0.6), (1, 50, 40, 0.5), (2, 100, 80, 0.3), (3, 300, 100, 0.2)],
-)
-def test_defaults_recover_planted_low_rank_matrix(seed, n_users, n_items, density):
-  full, matrix, observed = planted_matrix(seed, n_users, n_items, 3, density)
-  params = mfjax.init_params(jax.random.key(seed), n_users, n_items, 3)
-  result = mfjax.train(params, matrix)
-  # The planted noise is 0.1 and the ratings spread ~1: held-out entries are
-  # recovered to within a small multiple of the noise.
-  assert _heldout_rmse(result, full, observed) < 0.2
-  assert float(result.best_loss) < 0.02
-  # Far better than the mean-only predictor the training starts from.
-  baseline = float(np.sqrt(np.mean((full - matrix[observed].mean())[~observed] ** 2)))
-  assert _heldout_rmse(result, full, observed) < 0.25 * baseline
-
-
-@pytest.mark.parametrize("seed", range(8))
-def test_defaults_do_not_diverge_on_unstructured_ratings(seed):
-  # Random 1-5 ratings have no low-rank structure: large residuals, large factors.
-  rng = np.random.default_rng(seed)
-  n_users, n_items = rng.integers(3, 12, size=2)
-  matrix = np.where(
-    rng.random((n_users, n_items)) < 0.6, rng.integers(1, 6, (n_users, n_items)), 0
-  ).astype(np.float32)
-  for rank in (2, 3):
-    params = mfjax.init_params(jax.random.key(seed), n_users, n_items, rank)
-    result = mfjax.train(params, matrix)
-    assert not bool(result.diverged)
-    assert float(result.losses[-1]) < float(result.losses[0])
-
-
-def test_default_learning_rate_formula():
-  matrix = np.array([[5, 0, 3], [4, 2, 0], [1, 1, 1], [0, 0, 2]], np.float32)
-  # 8 observed; busiest user 3 ratings, busiest item 3 ratings.
-  np.testing.assert_allclose(mfjax.default_learning_rate(matrix), 0.5 * 8 / 6)
-  mask = np.ones_like(matrix, bool)
-  np.testing.assert_allclose(mfjax.default_learning_rate(matrix, mask), 0.5 * 12 / 7)
-
-
 def test_mean_is_observed_mean_and_never_trained():
-  full, matrix, _ = planted_matrix(0, 20, 15, 2, 0.5)
+  _, matrix, _ = planted_matrix(0, 20, 15, 2, 0.5)
   params = mfjax.init_params(jax.random.key(0), 20, 15, 2)._replace(mean=jnp.float32(9))
   # adamw decays every leaf, the mean included, if train let it.
   result = mfjax.train(
@@ -69,22 +34,43 @@ def test_mean_is_observed_mean_and_never_trained():
   expected = matrix[matrix != 0].mean()
   for p in (result.params, result.best_params):
     np.testing.assert_allclose(p.mean, expected, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_mean_ignores_the_mask_and_weighs_weighted_ratings():
+  _, matrix, _ = planted_matrix(0, 20, 15, 2, 0.5)
+  params = mfjax.init_params(jax.random.key(0), 20, 15, 2)
   # Even with a mask that counts the zeros, mean is that of the non-zero entries.
   ones = np.ones_like(matrix, bool)
   result = mfjax.train(params, matrix, mask=ones, steps=3)
-  np.testing.assert_allclose(result.params.mean, expected, rtol=1e-6)
+  np.testing.assert_allclose(result.params.mean, matrix[matrix != 0].mean(), rtol=1e-6)
+  # For weighted Ratings, the weighted mean.
+  ratings = mfjax.ratings_from_dense(matrix)
+  weights = np.random.default_rng(0).random(len(ratings)).astype(np.float32)
+  weighted = mfjax.Ratings(
+    ratings.users, ratings.items, ratings.values, 20, 15, weights=weights
+  )
+  result = mfjax.train(params, weighted, steps=2)
+  values = np.asarray(ratings.values, np.float64)
+  np.testing.assert_allclose(
+    result.params.mean, np.sum(weights * values) / weights.sum(), rtol=1e-5
+  )
 
 
+@pytest.mark.slow
 def test_best_loss_carry_matches_a_python_loop():
   _, matrix, _ = planted_matrix(4, 12, 9, 2, 0.7)
-  params = mfjax.init_params(jax.random.key(4), 12, 9, 2, init="uniform", scale=1.0)
+  params = mfjax.init_params(
+    jax.random.key(4), 12, 9, 2, init="uniform", init_scale=1.0
+  )
   opt = optax.sgd(0.3, momentum=0.95)  # Oscillates, so the best is not the last.
   result = mfjax.train(params, matrix, optimizer=opt, steps=40)
 
   p = params._replace(mean=jnp.float32(matrix[matrix != 0].mean()))
   state, best, best_loss, losses = opt.init(p), None, np.inf, []
+  value_and_grad = jax.jit(jax.value_and_grad(mfjax.loss))
   for _ in range(40):
-    value, grads = jax.value_and_grad(mfjax.loss)(p, matrix)
+    value, grads = value_and_grad(p, matrix)
     losses.append(float(value))
     if value < best_loss:
       best, best_loss = p, float(value)
@@ -102,23 +88,11 @@ def test_best_loss_carry_matches_a_python_loop():
   )
   assert float(result.best_loss) <= float(result.losses[0])
   assert int(result.diverged_step) == -1 and not bool(result.diverged)
+  assert int(result.stopped_step) == -1
+  assert np.all(np.isnan(result.validation_rmse))  # No validation data.
 
 
-def test_any_optax_optimizer_plugs_in():
-  full, matrix, observed = planted_matrix(5, 40, 30, 3, 0.5)
-  params = mfjax.init_params(jax.random.key(5), 40, 30, 3)
-  result = mfjax.train(params, matrix, optimizer=optax.adam(0.05), steps=300)
-  assert _heldout_rmse(result, full, observed) < 0.3
-
-
-def test_line_search_optimizers_get_value_and_function():
-  full, matrix, observed = planted_matrix(5, 40, 30, 3, 0.5)
-  params = mfjax.init_params(jax.random.key(5), 40, 30, 3)
-  result = mfjax.train(params, matrix, optimizer=optax.lbfgs(), steps=100)
-  assert not bool(result.diverged)
-  assert _heldout_rmse(result, full, observed) < 0.3
-
-
+@pytest.mark.slow
 def test_jit_equals_eager():
   _, matrix, _ = planted_matrix(6, 15, 10, 2, 0.6)
   params = mfjax.init_params(jax.random.key(6), 15, 10, 2)
@@ -144,113 +118,178 @@ def test_traces_once_per_shape_and_settings():
     fit(mfjax.init_params(jax.random.key(0), 9, 6, 2), np.ones((9, 6)), 0.0)
 
 
+_, _VMAP_MATRIX, _ = planted_matrix(8, 20, 12, 2, 0.6)
+
+
+def _run(key, l2):
+  params = mfjax.init_params(key, 20, 12, 2)
+  return mfjax.train(params, _VMAP_MATRIX, steps=40, l2=l2)
+
+
+_one_run = jax.jit(_run)
+
+
+@pytest.mark.slow
 def test_vmap_over_keys_matches_unbatched():
-  _, matrix, _ = planted_matrix(7, 20, 12, 2, 0.6)
   keys = jax.random.split(jax.random.key(7), 4)
   batch = jax.vmap(lambda k: mfjax.init_params(k, 20, 12, 2))(keys)
-  batched = jax.jit(jax.vmap(lambda p: mfjax.train(p, matrix, steps=50)))(batch)
-  assert batched.losses.shape == (4, 50)
+  batched = jax.jit(jax.vmap(lambda p: mfjax.train(p, _VMAP_MATRIX, steps=40)))(batch)
+  assert batched.losses.shape == (4, 40)
   for j, key in enumerate(keys):
-    single = mfjax.train(mfjax.init_params(key, 20, 12, 2), matrix, steps=50)
     chex.assert_trees_all_close(
-      jax.tree.map(lambda x, j=j: x[j], batched), single, rtol=1e-4, atol=1e-5
+      jax.tree.map(lambda x, j=j: x[j], batched),
+      _one_run(key, jnp.float32(0.0)),
+      rtol=1e-4,
+      atol=1e-5,
     )
 
 
-def test_vmap_over_l2_matches_unbatched():
-  _, matrix, _ = planted_matrix(8, 20, 12, 2, 0.6)
-  params = mfjax.init_params(jax.random.key(8), 20, 12, 2)
-  l2s = jnp.array([0.0, 0.1, 1.0, 10.0])
-  batched = jax.vmap(lambda l2: mfjax.train(params, matrix, steps=50, l2=l2))(l2s)
-  for j, l2 in enumerate(l2s):
-    single = mfjax.train(params, matrix, steps=50, l2=float(l2))
-    chex.assert_trees_all_close(
-      jax.tree.map(lambda x, j=j: x[j], batched), single, rtol=1e-4, atol=1e-5
-    )
-  # Stronger regularisation shrinks the factors.
-  norms = np.linalg.norm(np.asarray(batched.best_params.user_factors), axis=(1, 2))
-  assert np.all(np.diff(norms) < 0)
-
-
-def test_vmap_over_keys_and_l2_together():
-  _, matrix, _ = planted_matrix(8, 20, 12, 2, 0.6)
+@pytest.mark.slow
+def test_vmap_over_l2_and_over_keys_and_l2_together():
   keys = jax.random.split(jax.random.key(8), 3)
-  l2s = jnp.array([0.0, 0.1, 1.0])
-
-  def run(key, l2):
-    return mfjax.train(mfjax.init_params(key, 20, 12, 2), matrix, steps=40, l2=l2)
-
-  grid = jax.vmap(jax.vmap(run, in_axes=(None, 0)), in_axes=(0, None))(keys, l2s)
-  assert grid.best_loss.shape == (3, 3)
+  l2s = jnp.array([0.0, 0.1, 1.0, 10.0])
+  # The inner vmap is over l2 alone (the params are not batched), the outer over keys.
+  grid = jax.jit(jax.vmap(jax.vmap(_run, in_axes=(None, 0)), (0, None)))(keys, l2s)
+  assert grid.best_loss.shape == (3, 4)
   for a, key in enumerate(keys):
     for b, l2 in enumerate(l2s):
-      single = run(key, float(l2))
-      np.testing.assert_allclose(grid.best_loss[a, b], single.best_loss, rtol=1e-4)
-
-
-def test_no_host_callback_in_the_loop_unless_progress():
-  _, matrix, _ = planted_matrix(9, 6, 5, 2, 0.8)
-  params = mfjax.init_params(jax.random.key(9), 6, 5, 2)
-  quiet = str(jax.make_jaxpr(lambda p: mfjax.train(p, matrix, steps=5))(params))
-  loud = str(
-    jax.make_jaxpr(lambda p: mfjax.train(p, matrix, steps=5, progress=True))(params)
-  )
-  assert "callback" not in quiet
-  assert "callback" in loud
-  assert quiet.count("scan[") == 1
-
-
-def test_progress_bar_reports_every_step(capsys):
-  _, matrix, _ = planted_matrix(10, 6, 5, 2, 0.8)
-  params = mfjax.init_params(jax.random.key(10), 6, 5, 2)
-  result = mfjax.train(params, matrix, steps=7, progress=True)
-  jax.effects_barrier()
-  err = capsys.readouterr().err
-  assert "mfjax train" in err and "7/7" in err
-  quiet = mfjax.train(params, matrix, steps=7)
-  chex.assert_trees_all_close(result, quiet)
-
-
-def test_progress_bar_under_jit_vmap_and_one_step(capsys):
-  _, matrix, _ = planted_matrix(10, 6, 5, 2, 0.8)
-  keys = jax.random.split(jax.random.key(10), 3)
-  run = jax.jit(
-    jax.vmap(
-      lambda k: mfjax.train(
-        mfjax.init_params(k, 6, 5, 2), matrix, steps=4, progress=True
+      chex.assert_trees_all_close(
+        jax.tree.map(lambda x, a=a, b=b: x[a, b], grid),
+        _one_run(key, l2),
+        rtol=1e-4,
+        atol=1e-5,
       )
-    )
+  # Stronger regularisation shrinks the factors.
+  norms = np.linalg.norm(np.asarray(grid.best_params.user_factors), axis=(2, 3))
+  assert np.all(np.diff(norms, axis=1) < 0)
+
+
+@pytest.mark.slow
+def test_train_keeps_the_params_dtype():
+  _, matrix, _ = planted_matrix(1, 5, 7, 2, 0.7)
+  params = mfjax.init_params(jax.random.key(1), 5, 7, 2)
+  p16 = jax.tree.map(lambda x: jnp.asarray(x, jnp.bfloat16), params)
+  # A float32 l2 does not promote the bfloat16 params (nor the scan's carry).
+  result = mfjax.train(p16, matrix, l2=jnp.float32(0.1), steps=5)
+  assert result.best_loss.dtype == jnp.bfloat16
+  assert all(x.dtype == jnp.bfloat16 for x in result.best_params)
+
+
+@pytest.mark.slow
+def test_train_keeps_the_params_dtype_under_vmap_and_x64():
+  _, matrix, _ = planted_matrix(1, 5, 7, 2, 0.7)
+  params = mfjax.init_params(jax.random.key(1), 5, 7, 2)
+  p16 = jax.tree.map(lambda x: jnp.asarray(x, jnp.bfloat16), params)
+  sweep = jax.vmap(lambda l2: mfjax.train(p16, matrix, l2=l2, steps=5))(jnp.ones(2))
+  assert sweep.losses.shape == (2, 5) and sweep.losses.dtype == jnp.bfloat16
+  with jax.enable_x64(True):
+    result = mfjax.train(params, matrix, l2=np.float64(0.1), steps=5)
+    assert result.best_loss.dtype == jnp.float32
+
+
+@pytest.mark.slow
+def test_validation_picks_best_params_and_early_stopping_stops():
+  _, matrix, _ = planted_matrix(4, 40, 30, 3, 0.5)
+  ratings = mfjax.ratings_from_dense(matrix)
+  train, valid = mfjax.train_test_split(ratings, test_fraction=0.2, seed=0)
+  params = mfjax.init_params(jax.random.key(4), 40, 30, 8)
+  # Rank 8 on a rank-3 problem without regularisation overfits: validation turns up.
+  result = mfjax.train(
+    params,
+    train,
+    optimizer=optax.adam(0.05),
+    steps=200,
+    validation_data=valid,
+    patience=5,
   )
-  for _ in range(2):  # The second call of the compiled program gets its own bar.
-    result = run(keys)
-    jax.effects_barrier()
-  err = capsys.readouterr().err
-  assert err.count("4/4") == 2
-  shown = re.findall(r"4/4 .*loss=(\d+\.\d+)", err)
-  assert len(shown) == 2
-  assert any(abs(float(shown[-1]) - float(v)) < 1e-4 for v in result.losses[:, -1])
-  one = jax.jit(lambda p: mfjax.train(p, matrix, steps=1, progress=True))
-  params = mfjax.init_params(keys[0], 6, 5, 2)
-  for _ in range(2):
-    one(params)
-    jax.effects_barrier()
-  assert capsys.readouterr().err.count("1/1") == 2
-
-
-def test_divergence_keeps_best_finite_params():
-  _, matrix, _ = planted_matrix(11, 10, 8, 2, 0.8)
-  params = mfjax.init_params(jax.random.key(11), 10, 8, 2)
-  result = mfjax.train(params, matrix, optimizer=optax.sgd(1e4), steps=30)
-  losses = np.asarray(result.losses)
-  assert bool(result.diverged)
-  first_bad = int(np.argmax(~np.isfinite(losses)))
-  assert int(result.diverged_step) == first_bad > 0
-  assert np.isfinite(float(result.best_loss))
-  assert float(result.best_loss) == losses[np.isfinite(losses)].min()
-  assert all(bool(jnp.all(jnp.isfinite(x))) for x in result.best_params)
+  val = np.asarray(result.validation_rmse)
+  stop = int(result.stopped_step)
+  assert stop > 0 and np.all(np.isnan(val[stop:])) and np.all(np.isfinite(val[:stop]))
+  assert np.all(np.isnan(np.asarray(result.losses)[stop:]))
+  best = int(np.nanargmin(val))
+  assert stop == best + 6  # Five epochs without improvement, then stop.
   np.testing.assert_allclose(
-    mfjax.loss(result.best_params, matrix), result.best_loss, rtol=1e-5
+    mfjax.rmse(result.best_params, valid), val[best], rtol=1e-5
   )
+  np.testing.assert_allclose(result.best_loss, result.losses[best], rtol=1e-6)
+  assert int(result.diverged_step) == -1  # Skipped epochs are not a divergence.
+
+
+# --- run: the scan over any Solver -------------------------------------------------
+
+
+def _scripted_solver(script, loss_after):
+  """A Solver whose step t adds 1 to every param and reports ``script[t]``."""
+  script = jnp.asarray(script, jnp.float32)
+
+  def step(params, count, _):
+    params = jax.tree.map(lambda x: x + 1, params)
+    return params, count + 1, script[count]
+
+  return Solver(init=lambda p: jnp.array(0), step=step, loss_after=loss_after)
+
+
+def _zeros():
+  return mfjax.Params(
+    jnp.zeros((2, 1)), jnp.zeros((3, 1)), jnp.zeros(2), jnp.zeros(3), jnp.zeros(())
+  )
+
+
+@pytest.mark.parametrize("loss_after", [False, True])
+def test_run_keeps_the_params_of_the_lowest_loss(loss_after):
+  script = [3.0, 1.0, 2.0, np.nan, 0.5, np.inf]
+  result = training.run(
+    _scripted_solver(script, loss_after), _zeros(), jnp.arange(len(script))
+  )
+  np.testing.assert_array_equal(result.losses, np.float32(script))
+  assert float(result.best_loss) == 0.5
+  # Full-batch a step's loss is of the params before its update, else after it.
+  expected = 4 + int(loss_after)
+  for leaf in result.best_params:
+    np.testing.assert_array_equal(leaf, expected)
+  np.testing.assert_array_equal(result.params.user_bias, len(script))
+  assert int(result.diverged_step) == 3 and bool(result.diverged)
+  assert int(result.stopped_step) == -1
+  assert np.all(np.isnan(result.validation_rmse))
+
+
+def test_run_ranks_by_score_and_stops_after_patience():
+  script = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.4, 0.3], np.float32)
+  scores = jnp.array([9.0, 7.0, 8.0, 8.5, 9.0, 1.0, 0.0, 0.0])
+  # The score of the params before each step's update: their value is the step.
+  score = lambda p: scores[p.mean.astype(jnp.int32)]
+  result = training.run(
+    _scripted_solver(script, False), _zeros(), jnp.arange(8), score=score, patience=3
+  )
+  # Best at step 1 (7.0); steps 2, 3, 4 do not improve; step 5 is skipped.
+  assert int(result.stopped_step) == 5
+  np.testing.assert_array_equal(result.validation_rmse[:5], scores[:5])
+  assert np.all(np.isnan(result.validation_rmse[5:]))
+  assert np.all(np.isnan(result.losses[5:]))
+  np.testing.assert_array_equal(result.losses[:5], script[:5])
+  assert float(result.best_loss) == 4.0  # The loss of the best-scored params.
+  np.testing.assert_array_equal(result.best_params.mean, 1.0)
+  np.testing.assert_array_equal(result.params.mean, 5.0)  # No update once stopped.
+  assert int(result.diverged_step) == -1
+
+
+@pytest.mark.slow
+def test_run_of_a_built_in_solver_is_train():
+  _, matrix, _ = planted_matrix(3, 9, 7, 2, 0.7)
+  params = mfjax.init_params(jax.random.key(3), 9, 7, 2)
+  ratings = mfjax.ratings_from_dense(matrix)
+  opt = optax.adam(0.05)
+  expected = mfjax.train(params, ratings, optimizer=opt, steps=15, l2=0.2)
+  batch = mfjax.objectives.batch_of(ratings, None, jnp.float32)
+  solver = solvers.full_batch(
+    mfjax.objectives.RATING, batch, mfjax.objectives.Penalty(0.2, 0.2), opt
+  )
+  mean = jnp.mean(ratings.values)
+  result = training.run(solver, params._replace(mean=mean), jnp.arange(15))
+  chex.assert_trees_all_close(result, expected, rtol=1e-6, atol=1e-7)
+
+
+# --- errors ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -259,89 +298,204 @@ def test_divergence_keeps_best_finite_params():
     (dict(steps=0), ValueError, "steps must be an int >= 1; got 0"),
     (dict(steps=10.0), TypeError, "steps must be an int"),
     (dict(l2=-1.0), ValueError, "l2 must be a finite number >= 0"),
-    (dict(bias="dot"), ValueError, "bias must be one of"),
+    (dict(objective="dot"), TypeError, "objective must be an mfjax.objectives"),
     (dict(optimizer="adam"), TypeError, "optimizer must be an optax"),
     (dict(mask=np.ones((3, 3))), ValueError, "mask must have the shape of data"),
+    (dict(batch_size=8, key=jax.random.key(0)), ValueError, "batch_size needs Ratings"),
+    # The 0.1 bias= flag is gone: objective=mfjax.notebook.OBJECTIVE replaces it.
+    (dict(bias="notebook"), TypeError, "bias"),
   ],
 )
 def test_train_bad_settings(kwargs, error, match):
   params = mfjax.init_params(jax.random.key(0), 4, 6, 3)
   with pytest.raises(error, match=match):
-    mfjax.train(params, mfjax.NOTEBOOK_MATRIX, **kwargs)
-
-
-def test_default_helpers_check_their_input():
-  with pytest.raises(ValueError, match="data must be a 2-D array"):
-    mfjax.default_learning_rate(np.ones(3))
-  with pytest.raises(ValueError, match="mask must have the shape of data"):
-    mfjax.default_optimizer(np.ones((3, 3)), mask=np.ones((2, 3)))
-  with pytest.raises(ValueError, match="data must be finite"):
-    mfjax.observed_mean([[1.0, np.inf]])
+    mfjax.train(params, notebook.MATRIX, **kwargs)
 
 
 def test_train_params_that_do_not_match_the_matrix():
   params = mfjax.init_params(jax.random.key(0), 6, 4, 3)
   with pytest.raises(ValueError, match=r"data must have shape .* = \(6, 4\)"):
-    mfjax.train(params, mfjax.NOTEBOOK_MATRIX)
+    mfjax.train(params, notebook.MATRIX)
   with pytest.raises(ValueError, match="data must be finite"):
     mfjax.train(mfjax.init_params(jax.random.key(0), 2, 2, 1), [[1.0, np.nan], [2, 3]])
   with pytest.raises(ValueError, match="data must have shape"):  # Static under jit.
     jax.jit(mfjax.train)(params, jnp.ones((4, 6)))
 
 
-def test_fit_is_the_cli_program_and_recovers_a_planted_model():
-  ratings, _ = mfjax.synthetic_ratings(
-    jax.random.key(0), 120, 80, 6000, 3, noise=0.1, scale=None
-  )
-  train_set, test_set = mfjax.train_test_split(ratings, test_fraction=0.2, seed=0)
-  settings = dict(rank=4, epochs=30, learning_rate=0.02, batch_size=512, seeds=2)
-  fitted = mfjax.fit(jax.random.key(1), train_set, l2=0.1, l2_bias=0.1, **settings)
-  train_lib = sys.modules["mfjax.train"]
-  program = train_lib._fit_program(4, 30, 0.02, 512, 2, None, False)
-  results, params = program(
-    jax.random.key(1), train_set, jnp.float32(0.1), jnp.float32(0.1), None, None
-  )
-  chex.assert_trees_all_equal(fitted.params, params)
-  assert fitted.params.user_factors.shape == (120, 8)
-  assert fitted.results.losses.shape == (2, 30)
-  error = float(mfjax.rmse(fitted.params, test_set))
-  assert error < 0.5 * float(jnp.std(test_set.values))
-  before = train_lib._cached_fit_program.cache_info().hits
-  mfjax.fit(jax.random.key(2), train_set, l2=0.5, l2_bias=0.1, **settings)
-  assert train_lib._cached_fit_program.cache_info().hits == before + 1
+def _ratings_30x20():
+  _, matrix, _ = planted_matrix(0, 30, 20, 3, 0.5)
+  return mfjax.ratings_from_dense(matrix)
 
 
 @pytest.mark.parametrize(
   "kwargs, error, match",
   [
-    (dict(rank=0), ValueError, "rank must be an int >= 1"),
-    (dict(seeds=1.5), TypeError, "seeds"),
-    (dict(learning_rate=0.0), ValueError, "learning_rate must be finite and > 0"),
-    (dict(learning_rate="0.1"), TypeError, "learning_rate must be a number"),
-    (dict(l2=-1.0), ValueError, "l2"),
-    (dict(patience=0), ValueError, "patience"),
+    (dict(batch_size=8), ValueError, "batch_size needs key="),
+    (
+      dict(batch_size=0, key=jax.random.key(0)),
+      ValueError,
+      "batch_size must be an int >= 1",
+    ),
+    (dict(patience=3), ValueError, "patience .* needs validation_data"),
+    (dict(mask=np.ones((30, 20))), ValueError, "mask applies to a dense matrix only"),
+    (dict(l2_bias=-1.0), ValueError, "l2_bias must be a finite number >= 0"),
+    (dict(scale=(5, 1)), ValueError, "scale must satisfy lo <= hi"),
+    (
+      dict(
+        validation_data=mfjax.Ratings(
+          np.array([0]), np.array([0]), np.array([3.0]), 5, 5
+        )
+      ),
+      ValueError,
+      r"validation_data must have n_users, n_items = \(30, 20\)",
+    ),
   ],
 )
-def test_fit_bad_settings(kwargs, error, match):
-  ratings = mfjax.ratings_from_dense(jnp.array([[5.0, 3.0], [4.0, 0.0]]))
+def test_sparse_train_bad_settings(kwargs, error, match):
+  params = mfjax.init_params(jax.random.key(0), 30, 20, 3)
   with pytest.raises(error, match=match):
-    mfjax.fit(jax.random.key(0), ratings, **kwargs)
-  with pytest.raises(TypeError, match="ratings must be mfjax.Ratings"):
-    mfjax.fit(jax.random.key(0), jnp.ones((2, 2)))
+    mfjax.train(params, _ratings_30x20(), steps=3, **kwargs)
 
 
-def test_progress_bar_uses_the_text_bar_without_ipywidgets(monkeypatch):
-  import builtins
+def test_bad_ratings_are_caught():
+  params = mfjax.init_params(jax.random.key(0), 3, 4, 2)
+  bad = [
+    (
+      mfjax.Ratings(np.array([0, 3]), np.array([0, 1]), np.array([1.0, 2.0]), 3, 4),
+      r"data.users must lie in \[0, 3\); got index 3",
+    ),
+    (
+      mfjax.Ratings(np.array([0, -1]), np.array([0, 1]), np.array([1.0, 2.0]), 3, 4),
+      r"data.users must lie in \[0, 3\); got index -1",
+    ),
+    (
+      mfjax.Ratings(np.array([0, 1]), np.array([0, 1]), np.array([1.0, np.nan]), 3, 4),
+      "data.values must be finite",
+    ),
+    (
+      mfjax.Ratings(np.array([0, 1]), np.array([0]), np.array([1.0, 2.0]), 3, 4),
+      "must have the same length",
+    ),
+    (
+      mfjax.Ratings(np.array([0.0]), np.array([0]), np.array([1.0]), 3, 4),
+      "data.users must be a 1-D integer array",
+    ),
+    (
+      mfjax.Ratings(np.array([0]), np.array([0]), np.array([1.0]), 4, 4),
+      r"data must have n_users, n_items = \(3, 4\) to match params",
+    ),
+  ]
+  for ratings, match in bad:
+    with pytest.raises((ValueError, TypeError), match=match):
+      mfjax.train(params, ratings, steps=2)
+  test = mfjax.Ratings(np.array([0]), np.array([0]), np.array([1.0]), 4, 4)
+  with pytest.raises(
+    ValueError, match="Load test files with the training file's id_maps"
+  ):
+    mfjax.rmse(params, test)
 
-  from tqdm.std import tqdm as text_bar
 
-  real_import = builtins.__import__
+# --- the best params: properties (hypothesis) and divergence ----------------------
 
-  def no_widgets(name, *args, **kwargs):
-    if name == "ipywidgets":
-      raise ImportError(name)
-    return real_import(name, *args, **kwargs)
+_SCALE = int(os.environ.get("MFJAX_HYPOTHESIS_SCALE", "1"))
 
-  monkeypatch.setattr(builtins, "__import__", no_widgets)
-  # tqdm.auto would warn (an error under this suite's filterwarnings) in Jupyter.
-  assert sys.modules["mfjax.train"]._tqdm() is text_bar
+
+def _settings(max_examples):
+  return settings(
+    max_examples=max_examples * _SCALE,
+    deadline=None,
+    database=None,  # Leave no .hypothesis folder in the repository.
+    derandomize=_SCALE == 1,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+  )
+
+
+_FACTORS = st.floats(-3, 3, width=32)
+_NONZERO = st.one_of(st.floats(-10, -0.25, width=32), st.floats(0.25, 10, width=32))
+_MAYBE_MISSING = st.one_of(st.just(0.0), st.just(0.0), _NONZERO)  # 0 = missing.
+_TRAIN_STEPS = 12
+_TRAIN_SHAPES = ((1, 1, 1), (4, 3, 2))
+# Plain SGD with a learning rate up to 1e8 diverges to inf, then NaN.
+_LEARNING_RATES = (1e-3, 0.1, 3.0, 1e3, 1e8)
+_LOSS = jax.jit(mfjax.loss)
+
+
+@functools.partial(jax.jit, static_argnames="steps")
+def _train_sgd(params, data, learning_rate, l2, *, steps=_TRAIN_STEPS):
+  return mfjax.train(
+    params, data, optimizer=optax.sgd(learning_rate), steps=steps, l2=l2
+  )
+
+
+def _draw_params(draw, n_users, n_items, rank):
+  def array(shape, elements=_FACTORS):
+    return jnp.asarray(draw(hnp.arrays(np.float32, shape, elements=elements)))
+
+  return mfjax.Params(
+    user_factors=array((n_users, rank)),
+    item_factors=array((n_items, rank)),
+    user_bias=array((n_users,)),
+    item_bias=array((n_items,)),
+    mean=array((), st.floats(-5, 5, width=32)),
+  )
+
+
+def _draw_ratings(draw, n_users, n_items, n):
+  def index(size):
+    return draw(hnp.arrays(np.int32, n, elements=st.integers(0, size - 1)))
+
+  return mfjax.Ratings(
+    users=jnp.asarray(index(n_users)),
+    items=jnp.asarray(index(n_items)),
+    values=jnp.asarray(draw(hnp.arrays(np.float32, n, elements=_NONZERO))),
+    n_users=n_users,
+    n_items=n_items,
+  )
+
+
+def _check_best(result, data, l2):
+  """The best-loss bookkeeping of ``train``, as TrainResult documents it."""
+  losses = np.asarray(result.losses)
+  assert losses.shape == (_TRAIN_STEPS,)
+  assert np.isfinite(losses[0])  # Finite data and parameters.
+  best = float(result.best_loss)
+  assert best <= losses[0]
+  finite = np.isfinite(losses)
+  assert best == losses[finite].min()
+  for leaf in jax.tree.leaves(result.best_params):
+    assert np.all(np.isfinite(leaf))
+  diverged = int(result.diverged_step)
+  if finite.all():
+    assert diverged == -1 and not bool(result.diverged)
+  else:
+    assert diverged == int(np.argmin(finite)) > 0 and bool(result.diverged)
+  # best_loss is the loss of best_params, computed before their update.
+  recomputed = float(_LOSS(result.best_params, data, l2=l2))
+  np.testing.assert_allclose(recomputed, best, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.robustness
+@_settings(12)
+@given(st.data())
+def test_best_loss_never_exceeds_the_first_loss(data):
+  n_users, n_items, rank = data.draw(st.sampled_from(_TRAIN_SHAPES), label="shape")
+  params = _draw_params(data.draw, n_users, n_items, rank)
+  if data.draw(st.booleans(), label="sparse"):
+    # As many ratings as cells, so that each shape compiles once; pairs repeat.
+    train_data = _draw_ratings(data.draw, n_users, n_items, n_users * n_items)
+  else:
+    shape = (n_users, n_items)
+    train_data = data.draw(hnp.arrays(np.float32, shape, elements=_MAYBE_MISSING))
+  learning_rate = np.float32(data.draw(st.sampled_from(_LEARNING_RATES), label="lr"))
+  l2 = np.float32(data.draw(st.floats(0, 1, width=32), label="l2"))
+  _check_best(_train_sgd(params, train_data, learning_rate, l2), train_data, l2)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_divergence_keeps_best_finite_params(sparse):
+  params = mfjax.init_params(jax.random.key(0), 4, 3, 2)
+  matrix = np.arange(1, 13, dtype=np.float32).reshape(4, 3) % 5 + 1
+  train_data = mfjax.ratings_from_dense(matrix) if sparse else matrix
+  result = _train_sgd(params, train_data, np.float32(1e8), np.float32(0.0))
+  assert bool(result.diverged)  # So that _check_best sees a divergence.
+  _check_best(result, train_data, np.float32(0.0))

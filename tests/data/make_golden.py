@@ -6,13 +6,16 @@ Run from the repository root:
 
 The files are small models with fixed, exactly representable values, written by
 ``mfjax.checkpoint.save`` (format 1). They are committed so that a later mfjax that
-can no longer read format-1 files fails the tests. Do not regenerate them for a new
-format: add ``*_v2.npz`` files beside them and keep these. Rerunning this script
-with the same mfjax version gives byte-identical files (fixed zip dates).
+can no longer read format-1 files fails the tests. Do not regenerate them: they
+were written by mfjax 0.1.0, whose bare-params file says kind "Params" (mfjax 0.2
+writes every file as kind "Model"), and they must stay as 0.1 wrote them. For a
+new format, add ``*_v2.npz`` files beside them. The same mfjax version gives
+byte-identical files (fixed zip dates); tests/test_checkpoint.py checks that the
+running writer still gives these entries.
 
     model_v1.npz            Model, str ids, float32, settings, scale (1, 5)
     model_int_ids_v1.npz    Model, int ids, no settings, scale from the id maps
-    params_bf16_v1.npz      bare Params in bfloat16
+    params_bf16_v1.npz      bare Params in bfloat16 (kind "Params", mfjax 0.1)
 """
 
 from pathlib import Path

@@ -1,0 +1,161 @@
+"""mfjax.ensemble: fit, FitSettings, FitResult, fit_program and ensemble_params."""
+
+import inspect
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mfjax
+from mfjax import ensemble, training
+from mfjax.ensemble import FitSettings
+from tests.conftest import planted_matrix, random_params
+
+# batch_size 509: settings that no other test uses, so that fit has no program
+# of them cached when this module starts (the compile counts below need that).
+SETTINGS = FitSettings(
+  rank=4, steps=30, learning_rate=0.02, l2=0.1, l2_bias=0.1, batch_size=509, ensemble=2
+)
+
+
+@pytest.fixture(scope="module")
+def split():
+  # A planted biased rank-3 model with noise 0.1; 120 x 80 at 60 %: ~5800 ratings.
+  _, matrix, _ = planted_matrix(0, 120, 80, 3, 0.6)
+  ratings = mfjax.ratings_from_dense(matrix)
+  return mfjax.train_test_split(ratings, test_fraction=0.2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fits(split):
+  """Two fits of SETTINGS, other keys and l2; counting programs and traces."""
+  programs, traces = [], []
+  build, train = ensemble.fit_program, training.train
+
+  def counting_fit_program(*args, **kwargs):
+    programs.append(args)
+    return build(*args, **kwargs)
+
+  def counting_train(*args, **kwargs):
+    traces.append(kwargs["steps"])
+    return train(*args, **kwargs)
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(ensemble, "fit_program", counting_fit_program)
+    patch.setattr(training, "train", counting_train)
+    first = mfjax.fit(jax.random.key(1), split[0], **SETTINGS._asdict())
+    counts = [(len(programs), list(traces))]
+    settings = SETTINGS._replace(l2=5.0, l2_bias=0.0)
+    second = mfjax.fit(jax.random.key(3), split[0], **settings._asdict())
+    counts.append((len(programs), list(traces)))
+  return first, second, counts
+
+
+@pytest.fixture(scope="module")
+def fitted(fits):
+  return fits[0]
+
+
+@pytest.mark.slow
+def test_fit_recovers_a_planted_model(split, fitted):
+  _, test_set = split
+  assert isinstance(fitted, mfjax.FitResult)
+  assert fitted.best_params.user_factors.shape == (120, 8)  # ensemble · rank.
+  assert fitted.members.losses.shape == (2, 30)
+  assert fitted.members.best_params.user_factors.shape == (2, 120, 4)
+  error = float(mfjax.rmse(fitted.best_params, test_set))
+  assert error < 0.5 * float(jnp.std(test_set.values))
+
+
+@pytest.mark.slow
+def test_fit_is_fit_program_the_program_of_the_cli(split, fitted):
+  program = ensemble.fit_program(SETTINGS)
+  members, params = program(
+    jax.random.key(1), split[0], jnp.float32(0.1), jnp.float32(0.1), None, None
+  )
+  chex.assert_trees_all_equal(fitted.best_params, params)
+  chex.assert_trees_all_equal(fitted.members, members)
+  # best_params is the merge of the members' best params.
+  chex.assert_trees_all_equal(
+    ensemble.ensemble_params(fitted.members.best_params), fitted.best_params
+  )
+
+
+@pytest.mark.slow
+def test_fit_compiles_once_per_settings_not_per_l2_or_key(fits):
+  first, second, counts = fits
+  # One program built, traced once (train runs once per trace, under vmap).
+  assert counts[0] == (1, [SETTINGS.steps])
+  # Another key and other l2 weights: neither rebuilt nor retraced.
+  assert counts[1] == (1, [SETTINGS.steps])
+  assert not np.allclose(first.members.losses, second.members.losses)
+  # The heavier penalty shrinks the factors: l2 did reach the program.
+  norm = lambda fit: float(jnp.linalg.norm(fit.best_params.user_factors))
+  assert norm(second) < norm(first)
+
+
+def test_fit_defaults_are_fit_settings():
+  assert FitSettings._fields == (
+    "rank",
+    "steps",
+    "learning_rate",
+    "l2",
+    "l2_bias",
+    "batch_size",
+    "ensemble",
+  )
+  defaults = {
+    name: parameter.default
+    for name, parameter in inspect.signature(mfjax.fit).parameters.items()
+    if name in FitSettings._fields
+  }
+  assert defaults == FitSettings()._asdict()
+  assert mfjax.FitSettings is FitSettings
+  assert mfjax.FitResult._fields == ("best_params", "members")
+
+
+@pytest.mark.parametrize(
+  "kwargs, error, match",
+  [
+    (dict(rank=0), ValueError, "rank must be an int >= 1"),
+    (dict(steps=0), ValueError, "steps must be an int >= 1"),
+    (dict(ensemble=1.5), TypeError, "ensemble must be an int"),
+    (dict(batch_size=0), ValueError, "batch_size must be an int >= 1"),
+    (dict(learning_rate=0.0), ValueError, "learning_rate must be finite and > 0"),
+    (dict(learning_rate="0.1"), TypeError, "learning_rate must be a number"),
+    (dict(l2=-1.0), ValueError, "l2 must be a finite number >= 0"),
+    (dict(l2_bias=-1.0), ValueError, "l2_bias must be a finite number >= 0"),
+    (dict(patience=0), ValueError, "patience must be an int >= 1"),
+    # The 0.1 names: epochs= is steps=, seeds= is ensemble=.
+    (dict(epochs=3), TypeError, "epochs"),
+    (dict(seeds=2), TypeError, "seeds"),
+  ],
+)
+def test_fit_bad_settings(kwargs, error, match):
+  ratings = mfjax.ratings_from_dense(jnp.array([[5.0, 3.0], [4.0, 0.0]]))
+  with pytest.raises(error, match=match):
+    mfjax.fit(jax.random.key(0), ratings, **kwargs)
+
+
+def test_fit_needs_ratings_and_a_key():
+  ratings = mfjax.ratings_from_dense(jnp.array([[5.0, 3.0], [4.0, 0.0]]))
+  with pytest.raises(TypeError, match="ratings must be mfjax.Ratings"):
+    mfjax.fit(jax.random.key(0), jnp.ones((2, 2)))
+  with pytest.raises(TypeError, match="key must be a single JAX PRNG key"):
+    mfjax.fit(0, ratings)
+
+
+def test_ensemble_params_predict_the_average_of_the_models():
+  models = [random_params(seed, 6, 5, 3, mean=3.0 + seed) for seed in range(3)]
+  stacked = jax.tree.map(lambda *x: jnp.stack(x), *models)
+  merged = ensemble.ensemble_params(stacked)
+  assert type(merged) is mfjax.Params
+  assert merged.user_factors.shape == (6, 9) and merged.item_factors.shape == (5, 9)
+  each = np.mean([np.asarray(mfjax.predict(p)) for p in models], axis=0)
+  np.testing.assert_allclose(mfjax.predict(merged), each, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(merged.mean, 4.0, rtol=1e-6)
+  # One model is itself.
+  one = ensemble.ensemble_params(jax.tree.map(lambda x: x[:1], stacked))
+  chex.assert_trees_all_close(one, models[0], rtol=1e-6)

@@ -1,0 +1,115 @@
+"""Device memory (mfjax.memory): the estimate of train's needs and its warning."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import mfjax
+from mfjax import memory
+from tests.conftest import random_params
+
+# The example of the tests below: 1000 ratings, 50 users, 20 items, rank 8.
+N, USERS, ITEMS, RANK = 1000, 50, 20, 8
+TABLE = ((USERS + ITEMS) * (RANK + 1) + 1) * 4  # One float32 copy of the params.
+# Ratings (12 bytes each), 4 copies of the params, none for an optimizer, and a
+# full-batch step's per-rating temporaries.
+BASE = N * 12 + 4 * TABLE + N * (4 * RANK + 3) * 4
+SGD = optax.sgd(0.1)  # No state.
+
+
+def test_memory_estimate_formula():
+  estimate = lambda **kwargs: memory.memory_estimate(N, USERS, ITEMS, RANK, **kwargs)
+  assert estimate(optimizer=SGD) == BASE
+  # Adam (the default): two param-sized slots and an int32 step count.
+  assert estimate() == estimate(optimizer=optax.adam(0.1)) == BASE + 2 * TABLE + 4
+  assert estimate(optimizer=optax.sgd(0.1, momentum=0.9)) == BASE + TABLE
+  chunked = N * 24 + 4 * TABLE + 100 * (4 * RANK + 3) * 4
+  assert estimate(optimizer=SGD, chunk_size=100) == chunked
+  batched = N * 28 + 4 * TABLE + 100 * (4 * RANK + 3) * 4
+  assert estimate(optimizer=SGD, batch_size=100) == batched
+  assert estimate(optimizer=SGD, batch_size=10**6) == BASE + 16 * N  # The shuffle.
+  assert estimate(optimizer=SGD, weights=True) == BASE + 4 * N
+  assert estimate(optimizer=SGD, n_validation=10) == BASE + 10 * (12 + 18 * 4)
+  table16 = ((USERS + ITEMS) * (RANK + 1) + 1) * 2
+  bf16 = N * 10 + 4 * table16 + N * (4 * RANK + 3) * 2
+  assert estimate(optimizer=SGD, dtype=jnp.bfloat16) == bf16
+
+
+def test_the_gpu_benchmarks_largest_case_fits_78_gb_only_in_chunks():
+  big = (100_000_000, 2_000_000, 500_000, 128)
+  assert memory.memory_estimate(*big) > 78e9
+  assert memory.memory_estimate(*big, chunk_size=4_000_000) < 78e9
+
+
+@pytest.mark.parametrize(
+  "kwargs, error, match",
+  [
+    (dict(optimizer="adam"), TypeError, "optimizer must be an optax.Gradient"),
+    (dict(optimizer=2), TypeError, "optimizer must be an optax.Gradient"),
+    (dict(n_ratings=1.5), TypeError, "n_ratings must be an int >= 0"),
+    (dict(n_ratings=-1), ValueError, "n_ratings must be an int >= 0; got -1"),
+    (dict(rank=0), ValueError, "rank must be an int >= 1"),
+    (dict(n_users=True), TypeError, "n_users must be an int >= 1"),
+    (dict(batch_size=0), ValueError, "batch_size must be an int >= 1"),
+    (dict(chunk_size=2.0), TypeError, "chunk_size must be an int >= 1"),
+    (dict(n_validation=-3), ValueError, "n_validation must be an int >= 0"),
+    (dict(dtype=jnp.int32), TypeError, "dtype must be a floating dtype"),
+  ],
+)
+def test_memory_estimate_rejects_bad_arguments(kwargs, error, match):
+  args = dict(n_ratings=N, n_users=USERS, n_items=ITEMS, rank=RANK) | kwargs
+  with pytest.raises(error, match=match):
+    memory.memory_estimate(**args)
+
+
+def test_cpus_report_no_limit():
+  assert memory.device_bytes_limit(jax.devices("cpu")[0]) is None
+  if jax.default_backend() == "cpu":
+    assert memory.device_bytes_limit() is None
+
+
+def _ratings(seed=12, n_users=12, n_items=9, n=50):
+  rng = np.random.default_rng(seed)
+  return mfjax.Ratings(
+    users=jnp.asarray(rng.integers(0, n_users, n), jnp.int32),
+    items=jnp.asarray(rng.integers(0, n_items, n), jnp.int32),
+    values=jnp.asarray(rng.integers(1, 6, n), jnp.float32),
+    n_users=n_users,
+    n_items=n_items,
+  )
+
+
+def test_train_warns_when_the_estimate_exceeds_device_memory(monkeypatch):
+  ratings = _ratings()
+  params = random_params(1, 12, 9, 3)
+  needed = memory.memory_estimate(50, 12, 9, 3)
+  monkeypatch.setattr(memory, "device_bytes_limit", lambda device=None: needed - 1)
+  with pytest.warns(memory.MemoryWarning, match="chunk_size") as caught:
+    mfjax.train(params, ratings, steps=1)
+  assert "mfjax.memory.memory_estimate" in str(caught[0].message)
+  monkeypatch.setattr(memory, "device_bytes_limit", lambda device=None: needed)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    mfjax.train(params, ratings, steps=1)  # Just fits: no warning.
+  assert issubclass(memory.MemoryWarning, UserWarning)
+
+
+def test_warn_if_too_big_sizes_the_given_settings(monkeypatch):
+  ratings = _ratings()
+  params = random_params(1, 12, 9, 3)
+  chunked = memory.memory_estimate(50, 12, 9, 3, optimizer=SGD, chunk_size=10)
+  monkeypatch.setattr(memory, "device_bytes_limit", lambda device=None: chunked)
+  settings = dict(optimizer=SGD, batch_size=None, chunk_size=10)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    memory.warn_if_too_big(params, ratings, **settings)
+    # Dense data is not checked.
+    memory.warn_if_too_big(
+      params, ratings.to_dense(), **(settings | {"chunk_size": None})
+    )
+  with pytest.warns(memory.MemoryWarning, match=r"about \d+\.\d kB"):
+    memory.warn_if_too_big(params, ratings, **(settings | {"chunk_size": None}))

@@ -1,0 +1,99 @@
+"""The shared types (mfjax.types): Params, Ratings and their pytree structure."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import mfjax
+from mfjax import types
+from tests.conftest import random_params
+
+
+def _ratings(seed=0, n_users=12, n_items=9, n=40):
+  rng = np.random.default_rng(seed)
+  return mfjax.Ratings(
+    users=jnp.asarray(rng.integers(0, n_users, n), jnp.int32),
+    items=jnp.asarray(rng.integers(0, n_items, n), jnp.int32),
+    values=jnp.asarray(rng.integers(1, 6, n), jnp.float32),
+    n_users=n_users,
+    n_items=n_items,
+  )
+
+
+def _pad(ratings, pad, weights=None):
+  """``ratings`` with ``pad`` weight-0 entries appended, as shard_ratings pads."""
+  n = len(ratings)
+  weights = np.ones(n, np.float32) if weights is None else weights
+  return mfjax.Ratings(
+    users=jnp.concatenate([ratings.users, jnp.zeros(pad, jnp.int32)]),
+    items=jnp.concatenate([ratings.items, jnp.zeros(pad, jnp.int32)]),
+    values=jnp.concatenate([ratings.values, jnp.zeros(pad)]),
+    n_users=ratings.n_users,
+    n_items=ratings.n_items,
+    weights=jnp.concatenate([jnp.asarray(weights), jnp.zeros(pad)]),
+    n_padding=pad,
+  )
+
+
+def test_the_types_are_the_top_level_names():
+  assert (mfjax.Params, mfjax.Ratings, mfjax.IdMaps) == (
+    types.Params,
+    types.Ratings,
+    types.IdMaps,
+  )
+  assert mfjax.UNKNOWN == types.UNKNOWN == -1
+
+
+def test_params_is_a_pytree_of_five_leaves():
+  params = random_params(0, 3, 4, 2)
+  leaves, treedef = jax.tree.flatten(params)
+  assert [leaf.shape for leaf in leaves] == [(3, 2), (4, 2), (3,), (4,), ()]
+  again = jax.tree.unflatten(treedef, [leaf + 1 for leaf in leaves])
+  assert type(again) is mfjax.Params
+  np.testing.assert_array_equal(again.mean, params.mean + 1)
+
+
+def test_ratings_is_a_pytree_with_static_sizes():
+  r = mfjax.Ratings(np.array([0, 1]), np.array([2, 0]), np.array([4.0, 3.0]), 2, 3)
+  leaves, treedef = jax.tree.flatten(r)
+  assert len(leaves) == 3  # weights None is no leaf.
+  again = jax.tree.unflatten(treedef, leaves)
+  assert again.n_users == 2 and again.n_items == 3
+  assert len(r) == 2 and r.shape == (2, 3)
+  doubled = jax.jit(lambda r: r.values * r.n_items)(r)
+  np.testing.assert_allclose(doubled, [12.0, 9.0])
+  np.testing.assert_array_equal(r.to_dense(), [[0, 0, 4], [3, 0, 0]])
+
+
+def test_ratings_with_weights_is_a_pytree():
+  padded = _pad(_ratings(9, n=10), 2)
+  leaves, treedef = jax.tree.flatten(padded)
+  assert len(leaves) == 4
+  again = jax.tree.unflatten(treedef, leaves)
+  assert (again.n_padding, len(again)) == (2, 12)
+  assert jax.jit(lambda r: r.weights.sum())(padded) == 10.0
+
+
+def test_to_dense_leaves_out_weight_zero_and_unknown_ids():
+  test = mfjax.Ratings(
+    jnp.array([0, 0, 0, -1], jnp.int32),
+    jnp.array([1, 2, 3, 4], jnp.int32),
+    jnp.array([5.0, 4.0, 3.0, 2.0]),
+    1,
+    5,
+    weights=jnp.array([1.0, 0.0, 2.0, 1.0]),
+  )
+  np.testing.assert_array_equal(test.to_dense(), [[0, 5, 0, 3, 0]])
+
+
+def test_subset_carries_weights_and_drops_padding():
+  ratings = _ratings(8, n=40)
+  weights = np.arange(40, dtype=np.float32)
+  padded = _pad(ratings, 5, weights)
+  part = padded.subset([3, 1, 44])
+  np.testing.assert_array_equal(part.weights, [3.0, 1.0, 0.0])
+  users, values = np.asarray(ratings.users), np.asarray(ratings.values)
+  np.testing.assert_array_equal(part.users, [users[3], users[1], 0])  # 44: padding.
+  np.testing.assert_array_equal(part.values, [values[3], values[1], 0.0])
+  assert part.n_padding == 0 and part.shape == ratings.shape
+  assert ratings.subset([2]).weights is None
