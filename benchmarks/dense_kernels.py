@@ -1,9 +1,10 @@
 """Which kernel computes ``P @ Q.T`` fastest inside ``train``, by problem size.
 
 mfjax's dense path switches from a fused broadcast-multiply-and-sum to a dot above
-``mfjax.model._FUSED_DOT_MAX`` multiply-adds (n_users·n_items·rank). This script
-times 20 full-batch training steps (forward and backward) with each kernel forced,
-so the crossover can be re-measured on any machine.
+``mfjax.kernels.FUSED_DOT_MAX`` multiply-adds (n_users·n_items·rank). This script
+times 20 full-batch training steps (forward and backward) with each kernel forced
+(``FUSED_DOT_MAX`` set to infinity or to 0 while ``train`` is traced), so the
+crossover can be re-measured on any machine.
 
 Usage: python benchmarks/dense_kernels.py [--repeats 5]
 """
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 import mfjax
-from mfjax import model
+from mfjax import kernels
 
 SIZES = [
   (4, 6, 3),
@@ -32,12 +33,8 @@ SIZES = [
 ]
 
 
-def _fused(uf, itf):
-  return jnp.sum(uf[:, None, :] * itf[None, :, :], axis=-1)
-
-
-def _dot(uf, itf):
-  return uf @ itf.T
+# FUSED_DOT_MAX values that force each kernel of kernels.dense_dot.
+KERNELS = {"fused": float("inf"), "dot": 0}
 
 
 def main():
@@ -46,18 +43,18 @@ def main():
   args = parser.parse_args()
   print(
     f"{platform.machine()}, jax {jax.__version__} ({jax.default_backend()}); "
-    f"threshold {model._FUSED_DOT_MAX}; µs per training step, median (min) of "
+    f"threshold {kernels.FUSED_DOT_MAX}; µs per training step, median (min) of "
     f"{args.repeats}"
   )
-  original = model._dense_dot
+  original = kernels.FUSED_DOT_MAX
   try:
     for n_users, n_items, rank in SIZES:
       key = jax.random.key(0)
       matrix = jax.random.randint(key, (n_users, n_items), 0, 6).astype(jnp.float32)
       params = mfjax.init_params(key, n_users, n_items, rank)
       row = []
-      for kernel in (_fused, _dot):
-        model._dense_dot = kernel
+      for threshold in KERNELS.values():
+        kernels.FUSED_DOT_MAX = threshold  # Read by dense_dot while tracing.
         run = jax.jit(lambda p, m: mfjax.train(p, m, steps=20).best_loss)
         run(params, matrix).block_until_ready()
         inner = max(1, int(2000 / (n_users * n_items * rank) ** 0.5))
@@ -74,7 +71,7 @@ def main():
         f"fused {row[0]}   dot {row[1]}"
       )
   finally:
-    model._dense_dot = original
+    kernels.FUSED_DOT_MAX = original
 
 
 if __name__ == "__main__":

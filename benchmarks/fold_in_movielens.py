@@ -1,12 +1,12 @@
 """Fold-in of new users against a full retrain, on MovieLens 100k (u.data).
 
 For each --splits seed: hold out --new-users users entirely (seeded choice), train
-the CLI's default model (``mfjax fit``: ``_fit_program`` with ``FIT_DEFAULTS``, an
-ensemble of ``seeds`` models merged by ``ensemble_params``) on the other users, then
-fold the held-out users in from 80% of their ratings (a seeded split per user) and
-score RMSE, clipped to the rating scale, on their other 20%. The reference is a
-full retrain, same program and key, on the other users plus the held-out users'
-80%, scored on the same 20%.
+the CLI's default model (``mfjax fit``: ``mfjax.ensemble.fit_program`` with
+``FitSettings()``, an ensemble of ``ensemble`` models merged by
+``ensemble_params``) on the other users, then fold the held-out users in from 80%
+of their ratings (a seeded split per user) and score RMSE, clipped to the rating
+scale, on their other 20%. The reference is a full retrain, same program and key,
+on the other users plus the held-out users' 80%, scored on the same 20%.
 
 The ensemble is S models of rank k merged into one of rank S·k whose factors are
 the members' concatenated and scaled by 1/sqrt(S). Fold-in variants:
@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import mfjax
-from mfjax.recommend import fold_in
-from mfjax.train import FIT_DEFAULTS, _fit_program
+from mfjax import fold_in
+from mfjax.ensemble import FitSettings, ensemble_params, fit_program
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
 
@@ -115,17 +115,15 @@ def main():
   parser.add_argument("--new-users", type=int, default=50)
   parser.add_argument("--seed", type=int, default=0, help="training key")
   args = parser.parse_args()
-  d = FIT_DEFAULTS
+  d = FitSettings()
   print(
     f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} "
     f"({jax.default_backend()}), mfjax {mfjax.__version__}; fit defaults {d}"
   )
   ratings, maps = mfjax.load_ratings(args.data / "u.data")
   scale = maps.scale
-  program = _fit_program(
-    d["rank"], d["epochs"], d["learning_rate"], d["batch_size"], d["seeds"], None, False
-  )
-  l2, l2_bias, n_models = d["l2"], d["l2_bias"], d["seeds"]
+  program = fit_program(d, patience=None, progress=False)
+  l2, l2_bias, n_models = d.l2, d.l2_bias, d.ensemble
   key = jax.random.key(args.seed)
 
   def fit(train):
@@ -151,7 +149,7 @@ def main():
     start = time.perf_counter()
     members = jax.block_until_ready(fold_members(results.best_params, new_train))
     fold_warm = time.perf_counter() - start
-    folded = {"members": mfjax.ensemble_params(members)}
+    folded = {"members": ensemble_params(members)}
     for name, c in (
       ("joint x1/S", 1 / n_models),
       ("joint x1", 1),
@@ -160,9 +158,9 @@ def main():
       folded[name] = fold_in(merged, new_train, l2=l2 * c, l2_bias=l2_bias)
     folded["biases"] = fold_in(merged, new_train, l2=1e12, l2_bias=l2_bias)
 
-    row = {"retrain": float(mfjax.rmse(retrained, full_test, clip=scale))}
+    row = {"retrain": float(mfjax.rmse(retrained, full_test, scale=scale))}
     for name in variants:
-      row[name] = float(mfjax.rmse(folded[name], new_test, clip=scale))
+      row[name] = float(mfjax.rmse(folded[name], new_test, scale=scale))
     for name, value in row.items():
       table[name].append(value)
     print(

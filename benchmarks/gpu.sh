@@ -4,8 +4,9 @@
 #
 # Run from the repository root: bash benchmarks/gpu.sh
 # It installs nothing: mfjax is imported from the checkout (PYTHONPATH), and
-# jax[cuda], optax, chex, numpy and pytest must be there already. Everything it
-# writes goes under $OUT (default ./gpu-out), five files at most.
+# jax[cuda], optax, chex, numpy, tqdm, pytest and hypothesis must be there
+# already. Everything it writes goes under $OUT (default ./gpu-out), five files
+# at most.
 #
 # Knobs (environment):
 #   OUT            output folder (default ./gpu-out)
@@ -47,11 +48,13 @@ stamp() { echo "[$(date +%T)] $*" | tee -a "$SUMMARY"; }
   nvidia-smi 2>&1 || echo "nvidia-smi: not available"
   $PY - <<'EOF'
 import jax, optax, numpy, sys
+import mfjax
+from mfjax import memory
 print("python", sys.version.split()[0], "jax", jax.__version__, "optax", optax.__version__,
-      "numpy", numpy.__version__)
+      "numpy", numpy.__version__, "mfjax", mfjax.__version__, mfjax.__file__)
 for d in jax.devices():
-  stats = d.memory_stats() or {}
-  print(d, d.device_kind, "bytes_limit", stats.get("bytes_limit"))
+  # What train's memory check and benchmarks/throughput.py read.
+  print(d, d.device_kind, "bytes_limit", memory.device_bytes_limit(d))
 EOF
   echo "MFJAX_DATA=$DATA"
   ls "$DATA" 2>&1 | head -3
@@ -82,8 +85,9 @@ rc=$?
 stamp "throughput: exit $rc in $((SECONDS - start)) s"
 grep "ratings/s" "$OUT/throughput.txt" | tee -a "$SUMMARY"
 
-# 4. MovieLens 100k u1: fit and score (fit_seconds is the warm run; the
-# compile is in compile_seconds). No persistent cache: a fresh compile.
+# 4. MovieLens 100k u1: the default fit (mfjax.FitSettings(), through
+# mfjax.ensemble.fit_program), scored. fit_seconds is the run after
+# compilation; the compile is in compile_seconds. No persistent cache.
 start=$SECONDS
 MFJAX_COMPILATION_CACHE=0 timeout "${FIT_TIMEOUT:-60}" $PY -m mfjax fit \
   "$DATA/u1.base" --test "$DATA/u1.test" --json >"$OUT/fit.txt" 2>&1

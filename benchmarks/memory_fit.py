@@ -1,4 +1,4 @@
-"""``mfjax.sharding.memory_estimate`` against what training really takes, on CPU.
+"""``mfjax.memory.memory_estimate`` against what training really takes, on CPU.
 
 For each case (ratings, rank, mode): the estimate; XLA's own buffer assignment of
 the compiled ``jax.jit(mfjax.train)`` (``compiled.memory_analysis()``: arguments
@@ -38,7 +38,7 @@ def child(n: int, rank: int, mode: str) -> dict:
   import optax
 
   import mfjax
-  from mfjax import sharding
+  from mfjax import memory
 
   n_users, n_items = max(100, n // 50), max(100, n // 200)
   chunk = max(n // 10, 1) if mode == "chunk" else None
@@ -72,17 +72,17 @@ def child(n: int, rank: int, mode: str) -> dict:
     "n": n,
     "rank": rank,
     "mode": mode if chunk is None else f"chunk {chunk:,}",
-    "estimate": sharding.memory_estimate(n, n_users, n_items, rank, chunk_size=chunk),
+    "estimate": memory.memory_estimate(n, n_users, n_items, rank, chunk_size=chunk),
     "xla": planned,
     "measured": max(peak - before, 0) + resident,
   }
 
 
 def largest(device_gb: float, rank: int, chunk_size=None) -> int:
-  from mfjax import sharding
+  from mfjax import memory
 
   def fits(n):
-    est = sharding.memory_estimate(
+    est = memory.memory_estimate(
       n, max(100, n // 50), max(100, n // 200), rank, chunk_size=chunk_size
     )
     return est <= device_gb * 1e9

@@ -24,7 +24,7 @@ import surprise
 from surprise import SVD, Dataset, Reader, accuracy
 
 import mfjax
-from mfjax.train import FIT_DEFAULTS, _fit_program
+from mfjax.ensemble import FitSettings, fit_program
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
 
@@ -51,15 +51,13 @@ def _surprise_fold(data_dir, fold, repeats):
 
 
 def _mfjax_fold(data_dir, fold, repeats):
-  d = FIT_DEFAULTS
+  d = FitSettings()
   start = time.perf_counter()
   train, maps = mfjax.load_ratings(data_dir / f"u{fold}.base")
   test, _ = mfjax.load_ratings(data_dir / f"u{fold}.test", id_maps=maps)
   load = time.perf_counter() - start
-  program = _fit_program(
-    d["rank"], d["epochs"], d["learning_rate"], d["batch_size"], d["seeds"], None, False
-  )
-  l2, l2_bias = np.float32(d["l2"]), np.float32(d["l2_bias"])
+  program = fit_program(d, patience=None, progress=False)
+  l2, l2_bias = np.float32(d.l2), np.float32(d.l2_bias)
   inputs = (jax.random.key(0), train, l2, l2_bias, None, maps.scale)
   start = time.perf_counter()
   compiled = program.lower(*inputs).compile()
@@ -70,8 +68,8 @@ def _mfjax_fold(data_dir, fold, repeats):
     start = time.perf_counter()
     jax.block_until_ready(compiled(*inputs))
     times.append(time.perf_counter() - start)
-  rmse = float(mfjax.rmse(params, test, clip=maps.scale))
-  mae = float(mfjax.mae(params, test, clip=maps.scale))
+  rmse = float(mfjax.rmse(params, test, scale=maps.scale))
+  mae = float(mfjax.mae(params, test, scale=maps.scale))
   return rmse, mae, cold, times, load
 
 
@@ -83,7 +81,7 @@ def main():
   print(
     f"{platform.machine()}, {os.cpu_count()} cores; jax {jax.__version__} "
     f"({jax.default_backend()}), scikit-surprise {surprise.__version__}, "
-    f"mfjax {mfjax.__version__}; mfjax defaults {FIT_DEFAULTS}"
+    f"mfjax {mfjax.__version__}; mfjax defaults {FitSettings()}"
   )
   rows = []
   for fold in range(1, 6):

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 import mfjax
+from mfjax import notebook
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -61,9 +62,9 @@ def _mfjax_runner(matrix: np.ndarray):
     return mfjax.train(
       params,
       matrix,
-      optimizer=mfjax.notebook_optimizer(),
+      optimizer=notebook.optimizer(),
       mask=mask,
-      bias="notebook",
+      objective=notebook.OBJECTIVE,
     ).best_loss
 
   matrix = jax.device_put(matrix)  # An argument, not a constant baked into the program.
@@ -98,7 +99,9 @@ def compare_loops(name: str, matrix: np.ndarray, repeats: int, inner: int) -> di
     rng.random((n_users, 1), np.float32),
     rng.random((n_items, 1), np.float32),
   ]
-  params = mfjax.Params(init[0], init[1], init[2][:, 0], init[3][:, 0], np.float32(0))
+  params = notebook.NotebookParams(
+    init[0], init[1], init[2][:, 0], init[3][:, 0], np.float32(0)
+  )
   run = _mfjax_runner(matrix)
 
   start = time.perf_counter()
@@ -169,7 +172,7 @@ def main() -> int:
     f"numpy {np.__version__}, mfjax {mfjax.__version__}\n"
     f"torch threads {torch.get_num_threads()}; {args.repeats} repeats"
   )
-  compare_loops("notebook 4x6", mfjax.NOTEBOOK_MATRIX, args.repeats, inner=200)
+  compare_loops("notebook 4x6", notebook.MATRIX, args.repeats, inner=200)
   if (args.data / "u.data").exists():
     compare_loops("ML-100k dense", _dense_movielens(args.data), args.repeats, inner=3)
   else:

@@ -1,8 +1,8 @@
 """Top-10 ranking quality of mfjax's default fit on MovieLens 100k u1-u5.
 
 For each fold N the model is trained on uN.base exactly as ``mfjax fit`` trains it
-(``mfjax.train._fit_program`` with ``FIT_DEFAULTS``, seed 0). Every user with a
-rating in uN.test gets a top-10 list from ``mfjax.recommend.recommend`` that leaves
+(``mfjax.ensemble.fit_program`` with ``FitSettings()``, seed 0). Every user with a
+rating in uN.test gets a top-10 list from ``mfjax.recommend`` that leaves
 out the items the user rated in uN.base, and ``mfjax.metrics.ranking_metrics``
 scores the lists against uN.test (relevant = rated >= 4). Next to it:
 
@@ -33,9 +33,8 @@ import numpy as np
 import optax
 
 import mfjax
-from mfjax import metrics
-from mfjax.recommend import recommend
-from mfjax.train import FIT_DEFAULTS, _fit_program
+from mfjax import metrics, recommend
+from mfjax.ensemble import FitSettings, fit_program
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
 NAMES = ("precision", "recall", "ndcg", "map", "hit_rate")
@@ -44,16 +43,14 @@ MIN_COUNTS = (0, 10, 20, 50, 100, 150, 200, 250, 300, 400)
 
 
 def fit(train, scale, seed=0):
-  """The CLI's default fit (``mfjax fit TRAIN``): an ensemble of FIT_DEFAULTS."""
-  d = FIT_DEFAULTS
-  program = _fit_program(
-    d["rank"], d["epochs"], d["learning_rate"], d["batch_size"], d["seeds"], None, False
-  )
+  """The CLI's default fit (``mfjax fit TRAIN``): an ensemble of FitSettings()."""
+  d = FitSettings()
+  program = fit_program(d, patience=None, progress=False)
   inputs = (
     jax.random.key(seed),
     train,
-    np.float32(d["l2"]),
-    np.float32(d["l2_bias"]),
+    np.float32(d.l2),
+    np.float32(d.l2_bias),
     None,
     scale,
   )
@@ -107,7 +104,7 @@ def main():
     f"({jax.default_backend()}), optax {optax.__version__}, numpy {np.__version__}, "
     f"mfjax {mfjax.__version__}"
   )
-  print(f"# FIT_DEFAULTS {FIT_DEFAULTS}; k={k}, relevant = rating >= {threshold}")
+  print(f"# {FitSettings()}; k={k}, relevant = rating >= {threshold}")
 
   # 1. alpha and m on a validation split of u1.base; no test file is read here.
   start = time.perf_counter()
@@ -145,7 +142,7 @@ def main():
     test, _ = mfjax.load_ratings(args.data / f"u{fold}.test", id_maps=maps)
     params = fit(train, maps.scale)
     counts = counts_of(train)
-    rmse = float(mfjax.rmse(params, test, clip=maps.scale))
+    rmse = float(mfjax.rmse(params, test, scale=maps.scale))
     for label, p in zip(
       models,
       (

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import mfjax
-from mfjax.recommend import recommend
+from mfjax import recommend
 
 GB = 1e9
 

@@ -6,7 +6,7 @@ plus the first run; warm = the compiled program again, per epoch, median and min
 of --repeats runs. Ratings/s = n_ratings / (warm seconds per epoch): rating
 updates (a forward and backward pass over each rating) per second.
 
-Mode (--mode auto): full-batch steps when ``mfjax.sharding.memory_estimate`` fits
+Mode (--mode auto): full-batch steps when ``mfjax.memory.memory_estimate`` fits
 in 90 % of the device memory (``memory_stats()["bytes_limit"]``, or --memory-gb);
 else chunked full-batch steps (``train(chunk_size=...)``, the same step computed
 in chunks), with the largest chunk n/2^j that fits. CPUs report no memory limit,
@@ -29,7 +29,7 @@ import jax
 import optax
 
 import mfjax
-from mfjax import sharding
+from mfjax import memory
 
 
 def choose_mode(n, n_users, n_items, rank, args):
@@ -37,8 +37,8 @@ def choose_mode(n, n_users, n_items, rank, args):
   if args.memory_gb is not None:
     limit = int(args.memory_gb * 1e9)
   else:
-    limit = sharding._device_bytes_limit()
-  full = sharding.memory_estimate(n, n_users, n_items, rank)
+    limit = memory.device_bytes_limit()
+  full = memory.memory_estimate(n, n_users, n_items, rank)
   if args.mode == "full" or (
     args.mode == "auto" and (limit is None or full <= 0.9 * limit)
   ):
@@ -49,10 +49,10 @@ def choose_mode(n, n_users, n_items, rank, args):
     chunk = n
     while chunk > 1:
       chunk = -(-chunk // 2)
-      est = sharding.memory_estimate(n, n_users, n_items, rank, chunk_size=chunk)
+      est = memory.memory_estimate(n, n_users, n_items, rank, chunk_size=chunk)
       if limit is None or est <= 0.9 * limit:
         break
-  est = sharding.memory_estimate(n, n_users, n_items, rank, chunk_size=chunk)
+  est = memory.memory_estimate(n, n_users, n_items, rank, chunk_size=chunk)
   return f"chunked ({chunk:,} ratings a chunk)", chunk, est, limit
 
 

@@ -28,7 +28,7 @@ GRIDS = {
     l2_bias=[1.0],
     lr=[0.02],
     batch_size=[4096],
-    seeds=[6],
+    ensemble=[6],
   ),
   "seeds": dict(
     rank=[16, 32],
@@ -36,7 +36,7 @@ GRIDS = {
     l2_bias=[1.0],
     lr=[0.02],
     batch_size=[4096],
-    seeds=[4, 8],
+    ensemble=[4, 8],
   ),
   "bias": dict(
     rank=[32],
@@ -44,7 +44,7 @@ GRIDS = {
     l2_bias=[0.3, 1.0, 3.0],
     lr=[0.02],
     batch_size=[4096],
-    seeds=[4],
+    ensemble=[4],
   ),
   "shape": dict(
     rank=[32, 64],
@@ -52,7 +52,7 @@ GRIDS = {
     l2_bias=[None, 1.0],
     lr=[0.02],
     batch_size=[4096],
-    seeds=[4],
+    ensemble=[4],
   ),
   "fast": dict(
     rank=[32],
@@ -60,7 +60,7 @@ GRIDS = {
     l2_bias=[None],
     lr=[0.01, 0.02],
     batch_size=[4096],
-    seeds=[4],
+    ensemble=[4],
   ),
   "small": dict(
     rank=[32, 128],
@@ -68,7 +68,7 @@ GRIDS = {
     l2_bias=[None],
     lr=[0.005, 0.01],
     batch_size=[256, 1024],
-    seeds=[1, 4],
+    ensemble=[1, 4],
   ),
 }
 
@@ -78,7 +78,7 @@ def main():
   parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
   parser.add_argument("--folds", default="1,2")
   parser.add_argument("--grid", default="small", choices=sorted(GRIDS))
-  parser.add_argument("--epochs", type=int, default=40)
+  parser.add_argument("--steps", "--epochs", type=int, default=40)
   args = parser.parse_args()
   grid = GRIDS[args.grid]
   splits = []
@@ -99,7 +99,7 @@ def main():
           params,
           train,
           optimizer=optax.adam(s["lr"]),
-          steps=args.epochs,
+          steps=args.steps,
           l2=s["l2"],
           l2_bias=s["l2_bias"],
           batch_size=s["batch_size"],
@@ -109,10 +109,11 @@ def main():
           scale=scale,
         )
 
-      keys = jax.random.split(jax.random.key(0), s["seeds"])
+      keys = jax.random.split(jax.random.key(0), s["ensemble"])
       start = time.perf_counter()
       result = jax.jit(jax.vmap(run))(keys)
-      # Seeds' predictions averaged: a rank (seeds x rank) model, see mfjax docs.
+      # The models' predictions averaged: one model of rank ensemble x rank
+      # (mfjax.ensemble.ensemble_params).
       preds = jax.vmap(
         lambda p, valid=valid: mfjax.predict(p, valid.users, valid.items)
       )(result.best_params)
