@@ -22,6 +22,7 @@ import jax  # noqa: E402  (after XLA_FLAGS: XLA reads them when it starts)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 import mfjax  # noqa: E402
 
@@ -85,4 +86,46 @@ def random_params(seed=0, n_users=5, n_items=7, rank=3, mean=3.2):
     user_bias=jnp.asarray(rng.normal(size=n_users), jnp.float32),
     item_bias=jnp.asarray(rng.normal(size=n_items), jnp.float32),
     mean=jnp.float32(mean),
+  )
+
+
+_HYPOTHESIS_SCALE = int(os.environ.get("MFJAX_HYPOTHESIS_SCALE", "1"))
+
+
+def hypothesis_settings(max_examples):
+  """Settings of the property tests: derandomised examples, or with
+  MFJAX_HYPOTHESIS_SCALE=N, N times as many drawn afresh (a deeper run)."""
+  return settings(
+    max_examples=max_examples * _HYPOTHESIS_SCALE,
+    deadline=None,
+    database=None,  # Leave no .hypothesis folder in the repository.
+    derandomize=_HYPOTHESIS_SCALE == 1,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+  )
+
+
+def random_ratings(seed=0, n_users=12, n_items=9, n=40):
+  """``n`` uniformly random ratings 1-5 (repeated pairs possible)."""
+  rng = np.random.default_rng(seed)
+  return mfjax.Ratings(
+    users=jnp.asarray(rng.integers(0, n_users, n), jnp.int32),
+    items=jnp.asarray(rng.integers(0, n_items, n), jnp.int32),
+    values=jnp.asarray(rng.integers(1, 6, n), jnp.float32),
+    n_users=n_users,
+    n_items=n_items,
+  )
+
+
+def padded_ratings(ratings, pad, weights=None):
+  """``ratings`` with ``pad`` weight-0 entries appended, as shard_ratings pads."""
+  n = len(ratings)
+  weights = np.ones(n, np.float32) if weights is None else weights
+  return mfjax.Ratings(
+    users=jnp.concatenate([ratings.users, jnp.zeros(pad, jnp.int32)]),
+    items=jnp.concatenate([ratings.items, jnp.zeros(pad, jnp.int32)]),
+    values=jnp.concatenate([ratings.values, jnp.zeros(pad)]),
+    n_users=ratings.n_users,
+    n_items=ratings.n_items,
+    weights=jnp.concatenate([jnp.asarray(weights), jnp.zeros(pad)]),
+    n_padding=pad,
   )

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -19,7 +19,7 @@ import mfjax
 from mfjax import checkpoint
 from mfjax.checkpoint import Model, ModelFileError
 from mfjax.version import __version__
-from tests.conftest import planted_matrix
+from tests.conftest import hypothesis_settings, planted_matrix
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -156,7 +156,7 @@ def test_float64_and_mixed_dtypes_round_trip_with_x64(tmp_path):
     _assert_params_identical(loaded, params)
 
 
-def test_model_without_maps_or_settings(tmp_path):
+def test_model_without_maps_orhypothesis_settings(tmp_path):
   params = _params(4)
   checkpoint.save(tmp_path / "m.npz", Model(params))
   loaded = checkpoint.load(tmp_path / "m.npz")
@@ -760,7 +760,6 @@ def test_the_writer_still_writes_the_golden_format(tmp_path, name):
 
 # --- the round-trip property (robustness section) --------------------------------
 
-_SCALE = int(os.environ.get("MFJAX_HYPOTHESIS_SCALE", "1"))
 _DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 # Text ids: no control or BOM character, no surrounding space, not all digits.
 _TEXT_IDS = st.text(
@@ -770,16 +769,6 @@ _TEXT_IDS = st.text(
 ).filter(lambda s: s == s.strip() and not s.lstrip("-").isdigit())
 
 
-def _settings(max_examples):
-  return settings(
-    max_examples=max_examples * _SCALE,
-    deadline=None,
-    database=None,  # Leave no .hypothesis folder in the repository.
-    derandomize=_SCALE == 1,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-  )
-
-
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory):
   """A folder for the files the property tests write."""
@@ -787,7 +776,7 @@ def scratch(tmp_path_factory):
 
 
 @pytest.mark.robustness
-@_settings(25)
+@hypothesis_settings(25)
 @given(st.data())
 def test_save_then_load_is_the_identity(scratch, data):
   n_users = data.draw(st.integers(1, 6), label="n_users")

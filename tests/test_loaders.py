@@ -12,36 +12,23 @@ Examples are derandomized, so every run draws the same ones; set
 ``MFJAX_HYPOTHESIS_SCALE=20`` for a deeper run with fresh random examples.
 """
 
-import os
 import re
 import warnings
 
 import jax
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 import mfjax
 from mfjax import loaders
-from tests.conftest import ML100K, random_params
+from tests.conftest import ML100K, hypothesis_settings, random_params
 
 needs_ml100k = pytest.mark.skipif(
   not (ML100K / "u1.base").exists(),
   reason=f"needs MovieLens 100k in {ML100K} (or the folder named by MFJAX_DATA)",
 )
-
-_SCALE = int(os.environ.get("MFJAX_HYPOTHESIS_SCALE", "1"))
-
-
-def _settings(max_examples):
-  return settings(
-    max_examples=max_examples * _SCALE,
-    deadline=None,
-    database=None,  # Leave no .hypothesis folder in the repository.
-    derandomize=_SCALE == 1,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-  )
 
 
 @pytest.fixture(scope="module")
@@ -359,7 +346,7 @@ def _draw_format(draw, sep):
 
 
 @pytest.mark.robustness
-@_settings(80)
+@hypothesis_settings(80)
 @given(st.data())
 def test_raw_ids_round_trip_through_the_id_maps(scratch, data):
   text_ids = data.draw(st.booleans(), label="text ids")
@@ -684,7 +671,7 @@ def _delimited_files(draw, buggy=False, noise=True, blanks=True):
 
 
 @pytest.mark.robustness
-@_settings(300)
+@hypothesis_settings(300)
 @given(
   content=_delimited_files(),
   duplicates=st.sampled_from(("last", "mean", "error")),
@@ -695,7 +682,7 @@ def test_loader_fuzz_delimited_text(scratch, content, duplicates, sep):
 
 
 @pytest.mark.robustness
-@_settings(200)
+@hypothesis_settings(200)
 @given(
   content=st.one_of(
     st.binary(max_size=300),
@@ -710,7 +697,7 @@ def test_loader_fuzz_random_bytes(scratch, content, duplicates):
 
 
 @pytest.mark.robustness
-@_settings(150)
+@hypothesis_settings(150)
 @given(
   content=_delimited_files(buggy=True),
   duplicates=st.sampled_from(("last", "mean", "error")),
@@ -770,14 +757,14 @@ def _check_odd_field(path, content, line):
 
 
 @pytest.mark.robustness
-@_settings(150)
+@hypothesis_settings(150)
 @given(file=_files_with_one_odd_field())
 def test_loader_fuzz_one_odd_field(scratch, file):
   _check_odd_field(scratch / "odd_field.txt", *file)
 
 
 @pytest.mark.robustness
-@_settings(150)
+@hypothesis_settings(150)
 @given(file=_files_with_one_odd_field(buggy=True))
 @example(file=(b"1,2,3\ninf,2,4\n", 2))
 @example(file=(b"1,2,3\n1,3,1e300\n", 2))
@@ -879,7 +866,7 @@ def _line_named(error, path):
 
 @pytest.mark.robustness
 @pytest.mark.slow
-@_settings(10)
+@hypothesis_settings(10)
 @given(file=_files_to_split())
 def test_loader_reads_the_same_across_a_block_boundary(scratch, file):
   """Line numbers, columns and ids carry across blocks, wherever a block ends."""

@@ -4,13 +4,12 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import pytest
 
 import mfjax
 from mfjax import memory
-from tests.conftest import random_params
+from tests.conftest import random_params, random_ratings
 
 # The example of the tests below: 1000 ratings, 50 users, 20 items, rank 8.
 N, USERS, ITEMS, RANK = 1000, 50, 20, 8
@@ -73,14 +72,7 @@ def test_cpus_report_no_limit():
 
 
 def _ratings(seed=12, n_users=12, n_items=9, n=50):
-  rng = np.random.default_rng(seed)
-  return mfjax.Ratings(
-    users=jnp.asarray(rng.integers(0, n_users, n), jnp.int32),
-    items=jnp.asarray(rng.integers(0, n_items, n), jnp.int32),
-    values=jnp.asarray(rng.integers(1, 6, n), jnp.float32),
-    n_users=n_users,
-    n_items=n_items,
-  )
+  return random_ratings(seed, n_users, n_items, n)
 
 
 def test_train_warns_when_the_estimate_exceeds_device_memory(monkeypatch):

@@ -8,7 +8,6 @@ ones; set ``MFJAX_HYPOTHESIS_SCALE=20`` for a deeper run with fresh examples.
 """
 
 import dataclasses
-import os
 
 import chex
 import jax
@@ -16,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from jax.test_util import check_grads
@@ -24,7 +23,7 @@ from jax.test_util import check_grads
 import mfjax
 from mfjax import kernels, notebook, objectives
 from mfjax.objectives import RATING, Dense, Pairs, Penalty
-from tests.conftest import random_params
+from tests.conftest import hypothesis_settings, random_params
 
 OBJECTIVES = [RATING, notebook.OBJECTIVE]
 _IDS = ["rating", "notebook"]
@@ -443,18 +442,6 @@ def test_objectives_say_what_data_they_take():
 
 # --- loss: properties (hypothesis) ----------------------------------------------
 
-_SCALE = int(os.environ.get("MFJAX_HYPOTHESIS_SCALE", "1"))
-
-
-def _settings(max_examples):
-  return settings(
-    max_examples=max_examples * _SCALE,
-    deadline=None,
-    database=None,  # Leave no .hypothesis folder in the repository.
-    derandomize=_SCALE == 1,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-  )
-
 
 _SHAPES = ((1, 1), (2, 5), (4, 3))
 _RANKS = (1, 3)
@@ -522,7 +509,7 @@ def _draw_mask(draw, shape):
 
 
 @pytest.mark.robustness
-@_settings(30)
+@hypothesis_settings(30)
 @given(st.data())
 def test_dense_loss_is_nonnegative_and_matches_numpy(data):
   n_users, n_items = data.draw(st.sampled_from(_SHAPES), label="shape")
@@ -542,7 +529,7 @@ def test_dense_loss_is_nonnegative_and_matches_numpy(data):
 
 
 @pytest.mark.robustness
-@_settings(25)
+@hypothesis_settings(25)
 @given(st.data())
 def test_sparse_loss_is_nonnegative_and_matches_numpy(data):
   n_users, n_items = data.draw(st.sampled_from(_SHAPES), label="shape")
@@ -564,7 +551,7 @@ def test_sparse_loss_is_nonnegative_and_matches_numpy(data):
 
 @pytest.mark.slow
 @pytest.mark.robustness
-@_settings(15)
+@hypothesis_settings(15)
 @given(st.data())
 def test_sparse_and_dense_losses_and_gradients_agree(data):
   n_users, n_items = data.draw(st.sampled_from(((1, 1), (4, 3))), label="shape")

@@ -2,20 +2,18 @@
 references and planted users; and the recommend property of the robustness
 section."""
 
-import os
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mfjax
 from mfjax.serving import fold_in, recommend
-from tests.conftest import ML100K, random_params
+from tests.conftest import ML100K, hypothesis_settings, random_params
 
 FIT = mfjax.FitSettings()  # fold_in's defaults are the fit defaults.
 
@@ -435,25 +433,13 @@ def test_fold_in_rejects_bad_arguments(kwargs, error, match):
 
 # --- the recommend property (robustness section) --------------------------------
 
-_SCALE = int(os.environ.get("MFJAX_HYPOTHESIS_SCALE", "1"))
-
-
-def _settings(max_examples):
-  return settings(
-    max_examples=max_examples * _SCALE,
-    deadline=None,
-    database=None,  # Leave no .hypothesis folder in the repository.
-    derandomize=_SCALE == 1,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-  )
-
 
 # 10 examples (0.1 drew 25): each compiles recommend anew for its shape, k and
 # block size. The example tests above cover ties, short lists, block sizes and
 # exclusion one at a time; this property checks them together.
 @pytest.mark.robustness
 @pytest.mark.slow
-@_settings(10)
+@hypothesis_settings(10)
 @given(st.data())
 def test_recommend_lists_distinct_unexcluded_items_best_first(top, data):
   n_users, n_items = data.draw(

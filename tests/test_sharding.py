@@ -21,7 +21,7 @@ from jax.sharding import PartitionSpec as P
 
 import mfjax
 from mfjax import sharding
-from tests.conftest import random_params
+from tests.conftest import padded_ratings, random_params, random_ratings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,29 +128,7 @@ def test_sharded_training_equals_single_device_on_8_cpu_devices():
 
 
 def _ratings(seed=0, n_users=12, n_items=9, n=70):
-  rng = np.random.default_rng(seed)
-  return mfjax.Ratings(
-    users=jnp.asarray(rng.integers(0, n_users, n), jnp.int32),
-    items=jnp.asarray(rng.integers(0, n_items, n), jnp.int32),
-    values=jnp.asarray(rng.integers(1, 6, n), jnp.float32),
-    n_users=n_users,
-    n_items=n_items,
-  )
-
-
-def _pad(ratings, pad, weights=None):
-  """``ratings`` with ``pad`` weight-0 entries appended, as shard_ratings pads."""
-  n = len(ratings)
-  weights = np.ones(n, np.float32) if weights is None else weights
-  return mfjax.Ratings(
-    users=jnp.concatenate([ratings.users, jnp.zeros(pad, jnp.int32)]),
-    items=jnp.concatenate([ratings.items, jnp.zeros(pad, jnp.int32)]),
-    values=jnp.concatenate([ratings.values, jnp.zeros(pad)]),
-    n_users=ratings.n_users,
-    n_items=ratings.n_items,
-    weights=jnp.concatenate([jnp.asarray(weights), jnp.zeros(pad)]),
-    n_padding=pad,
-  )
+  return random_ratings(seed, n_users, n_items, n)
 
 
 def _params(ratings, rank=3, seed=1):
@@ -256,8 +234,8 @@ def test_weighted_loss_matches_numpy_and_padding_changes_nothing():
     jax.value_and_grad(lambda p, r: mfjax.loss(p, r, l2=0.3, l2_bias=0.05))
   )
   cases = [
-    (weighted, weights, (_pad(weighted, 3, weights),)),
-    (ratings, ones, (_pad(ratings, 5),)),
+    (weighted, weights, (padded_ratings(weighted, 3, weights),)),
+    (ratings, ones, (padded_ratings(ratings, 5),)),
   ]
   for plain, w, padded_versions in cases:
     value, grads = value_and_grad(params, plain)
@@ -302,7 +280,7 @@ def test_padded_training_equals_unpadded_full_and_mini_batch():
   ratings = _ratings(3, n=90)
   valid = _ratings(4, n=20)
   params = _params(ratings)
-  padded = _pad(ratings, 7)
+  padded = padded_ratings(ratings, 7)
   opt = optax.adam(0.05)
   # Full-batch steps take the loss and gradient, which padding does not change
   # (test_weighted_loss_matches_numpy_and_padding_changes_nothing); mini-batches

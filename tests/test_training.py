@@ -6,7 +6,6 @@ Example tests against Python loops and planted models, then property tests
 """
 
 import functools
-import os
 
 import chex
 import jax
@@ -14,14 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mfjax
 from mfjax import notebook, solvers, training
 from mfjax.solvers import Solver
-from tests.conftest import planted_matrix
+from tests.conftest import hypothesis_settings, planted_matrix
 
 
 def test_mean_is_observed_mean_and_never_trained():
@@ -103,7 +102,7 @@ def test_jit_equals_eager():
   chex.assert_trees_all_close(eager, jitted, rtol=1e-5, atol=1e-6)
 
 
-def test_traces_once_per_shape_and_settings():
+def test_traces_once_per_shape_andhypothesis_settings():
   @jax.jit
   @chex.assert_max_traces(n=1)
   def fit(params, matrix, l2):
@@ -306,7 +305,7 @@ def test_run_of_a_built_in_solver_is_train():
     (dict(bias="notebook"), TypeError, "bias"),
   ],
 )
-def test_train_bad_settings(kwargs, error, match):
+def test_train_badhypothesis_settings(kwargs, error, match):
   params = mfjax.init_params(jax.random.key(0), 4, 6, 3)
   with pytest.raises(error, match=match):
     mfjax.train(params, notebook.MATRIX, **kwargs)
@@ -351,7 +350,7 @@ def _ratings_30x20():
     ),
   ],
 )
-def test_sparse_train_bad_settings(kwargs, error, match):
+def test_sparse_train_badhypothesis_settings(kwargs, error, match):
   params = mfjax.init_params(jax.random.key(0), 30, 20, 3)
   with pytest.raises(error, match=match):
     mfjax.train(params, _ratings_30x20(), steps=3, **kwargs)
@@ -396,18 +395,6 @@ def test_bad_ratings_are_caught():
 
 
 # --- the best params: properties (hypothesis) and divergence ----------------------
-
-_SCALE = int(os.environ.get("MFJAX_HYPOTHESIS_SCALE", "1"))
-
-
-def _settings(max_examples):
-  return settings(
-    max_examples=max_examples * _SCALE,
-    deadline=None,
-    database=None,  # Leave no .hypothesis folder in the repository.
-    derandomize=_SCALE == 1,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-  )
 
 
 _FACTORS = st.floats(-3, 3, width=32)
@@ -475,7 +462,7 @@ def _check_best(result, data, l2):
 
 
 @pytest.mark.robustness
-@_settings(12)
+@hypothesis_settings(12)
 @given(st.data())
 def test_best_loss_never_exceeds_the_first_loss(data):
   n_users, n_items, rank = data.draw(st.sampled_from(_TRAIN_SHAPES), label="shape")

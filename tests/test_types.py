@@ -6,33 +6,7 @@ import numpy as np
 
 import mfjax
 from mfjax import types
-from tests.conftest import random_params
-
-
-def _ratings(seed=0, n_users=12, n_items=9, n=40):
-  rng = np.random.default_rng(seed)
-  return mfjax.Ratings(
-    users=jnp.asarray(rng.integers(0, n_users, n), jnp.int32),
-    items=jnp.asarray(rng.integers(0, n_items, n), jnp.int32),
-    values=jnp.asarray(rng.integers(1, 6, n), jnp.float32),
-    n_users=n_users,
-    n_items=n_items,
-  )
-
-
-def _pad(ratings, pad, weights=None):
-  """``ratings`` with ``pad`` weight-0 entries appended, as shard_ratings pads."""
-  n = len(ratings)
-  weights = np.ones(n, np.float32) if weights is None else weights
-  return mfjax.Ratings(
-    users=jnp.concatenate([ratings.users, jnp.zeros(pad, jnp.int32)]),
-    items=jnp.concatenate([ratings.items, jnp.zeros(pad, jnp.int32)]),
-    values=jnp.concatenate([ratings.values, jnp.zeros(pad)]),
-    n_users=ratings.n_users,
-    n_items=ratings.n_items,
-    weights=jnp.concatenate([jnp.asarray(weights), jnp.zeros(pad)]),
-    n_padding=pad,
-  )
+from tests.conftest import padded_ratings, random_params, random_ratings
 
 
 def test_the_types_are_the_top_level_names():
@@ -66,7 +40,7 @@ def test_ratings_is_a_pytree_with_static_sizes():
 
 
 def test_ratings_with_weights_is_a_pytree():
-  padded = _pad(_ratings(9, n=10), 2)
+  padded = padded_ratings(random_ratings(9, n=10), 2)
   leaves, treedef = jax.tree.flatten(padded)
   assert len(leaves) == 4
   again = jax.tree.unflatten(treedef, leaves)
@@ -87,9 +61,9 @@ def test_to_dense_leaves_out_weight_zero_and_unknown_ids():
 
 
 def test_subset_carries_weights_and_drops_padding():
-  ratings = _ratings(8, n=40)
+  ratings = random_ratings(8, n=40)
   weights = np.arange(40, dtype=np.float32)
-  padded = _pad(ratings, 5, weights)
+  padded = padded_ratings(ratings, 5, weights)
   part = padded.subset([3, 1, 44])
   np.testing.assert_array_equal(part.weights, [3.0, 1.0, 0.0])
   users, values = np.asarray(ratings.users), np.asarray(ratings.values)
