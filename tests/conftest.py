@@ -18,6 +18,8 @@ if not os.environ.get("MFJAX_TEST_XLA_DEFAULTS"):
     ]
   ).strip()
 
+import hypothesis.extra.numpy as hnp  # noqa: E402
+import hypothesis.strategies as st  # noqa: E402
 import jax  # noqa: E402  (after XLA_FLAGS: XLA reads them when it starts)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -25,6 +27,7 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import mfjax  # noqa: E402
+from mfjax import objectives  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -128,4 +131,40 @@ def padded_ratings(ratings, pad, weights=None):
     n_items=ratings.n_items,
     weights=jnp.concatenate([jnp.asarray(weights), jnp.zeros(pad)]),
     n_padding=pad,
+  )
+
+
+# Strategies of the property tests.
+FACTORS = st.floats(-3, 3, width=32)
+NONZERO = st.one_of(st.floats(-10, -0.25, width=32), st.floats(0.25, 10, width=32))
+MAYBE_MISSING = st.one_of(st.just(0.0), st.just(0.0), NONZERO)  # 0 = missing.
+
+
+def draw_params(draw, n_users, n_items, rank, objective=objectives.RATING):
+  """Hypothesis-drawn params of the objective's type: factors, biases, mean."""
+
+  def array(shape, elements=FACTORS):
+    return jnp.asarray(draw(hnp.arrays(np.float32, shape, elements=elements)))
+
+  return objective.params_type(
+    user_factors=array((n_users, rank)),
+    item_factors=array((n_items, rank)),
+    user_bias=array((n_users,)),
+    item_bias=array((n_items,)),
+    mean=array((), st.floats(-5, 5, width=32)),
+  )
+
+
+def draw_ratings(draw, n_users, n_items, n, values=NONZERO):
+  """``n`` hypothesis-drawn ratings (non-zero values by default)."""
+
+  def index(size):
+    return draw(hnp.arrays(np.int32, n, elements=st.integers(0, size - 1)))
+
+  return mfjax.Ratings(
+    users=jnp.asarray(index(n_users)),
+    items=jnp.asarray(index(n_items)),
+    values=jnp.asarray(draw(hnp.arrays(np.float32, n, elements=values))),
+    n_users=n_users,
+    n_items=n_items,
   )

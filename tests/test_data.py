@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import mfjax
+from tests.conftest import padded_ratings
 
 
 def _ratings(seed=0, n_users=2000, n_items=200, n=20_000):
@@ -19,19 +20,6 @@ def _ratings(seed=0, n_users=2000, n_items=200, n=20_000):
     values=jnp.asarray(rng.integers(1, 6, n), jnp.float32),
     n_users=n_users,
     n_items=n_items,
-  )
-
-
-def _pad(ratings, pad, weights):
-  """``ratings`` with ``pad`` weight-0 entries appended, as shard_ratings pads."""
-  return mfjax.Ratings(
-    users=jnp.concatenate([ratings.users, jnp.zeros(pad, jnp.int32)]),
-    items=jnp.concatenate([ratings.items, jnp.zeros(pad, jnp.int32)]),
-    values=jnp.concatenate([ratings.values, jnp.zeros(pad)]),
-    n_users=ratings.n_users,
-    n_items=ratings.n_items,
-    weights=jnp.concatenate([jnp.asarray(weights), jnp.zeros(pad)]),
-    n_padding=pad,
   )
 
 
@@ -109,7 +97,7 @@ def test_kfold_tests_each_rating_once():
 def test_splits_carry_weights_and_drop_padding():
   ratings = _ratings(8, n=40)
   weights = np.arange(40, dtype=np.float32)
-  padded = _pad(ratings, 5, weights)
+  padded = padded_ratings(ratings, 5, weights)
   weighted = mfjax.Ratings(
     ratings.users, ratings.items, ratings.values, 2000, 200, jnp.asarray(weights)
   )

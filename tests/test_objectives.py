@@ -23,7 +23,14 @@ from jax.test_util import check_grads
 import mfjax
 from mfjax import kernels, notebook, objectives
 from mfjax.objectives import RATING, Dense, Pairs, Penalty
-from tests.conftest import hypothesis_settings, random_params
+from tests.conftest import (
+  MAYBE_MISSING,
+  NONZERO,
+  draw_params,
+  draw_ratings,
+  hypothesis_settings,
+  random_params,
+)
 
 OBJECTIVES = [RATING, notebook.OBJECTIVE]
 _IDS = ["rating", "notebook"]
@@ -445,39 +452,10 @@ def test_objectives_say_what_data_they_take():
 
 _SHAPES = ((1, 1), (2, 5), (4, 3))
 _RANKS = (1, 3)
-_FACTORS = st.floats(-3, 3, width=32)
-_NONZERO = st.one_of(st.floats(-10, -0.25, width=32), st.floats(0.25, 10, width=32))
-_MAYBE_MISSING = st.one_of(st.just(0.0), st.just(0.0), _NONZERO)  # 0 = missing.
 _L2 = st.floats(0, 10, width=32)
 
 _LOSS = jax.jit(mfjax.loss, static_argnames="objective")
 _VALUE_AND_GRAD = jax.jit(jax.value_and_grad(mfjax.loss), static_argnames="objective")
-
-
-def draw_params(draw, n_users, n_items, rank, objective=RATING):
-  def array(shape, elements=_FACTORS):
-    return jnp.asarray(draw(hnp.arrays(np.float32, shape, elements=elements)))
-
-  return objective.params_type(
-    user_factors=array((n_users, rank)),
-    item_factors=array((n_items, rank)),
-    user_bias=array((n_users,)),
-    item_bias=array((n_items,)),
-    mean=array((), st.floats(-5, 5, width=32)),
-  )
-
-
-def _draw_ratings(draw, n_users, n_items, n, values=_NONZERO):
-  def index(size):
-    return draw(hnp.arrays(np.int32, n, elements=st.integers(0, size - 1)))
-
-  return mfjax.Ratings(
-    users=jnp.asarray(index(n_users)),
-    items=jnp.asarray(index(n_items)),
-    values=jnp.asarray(draw(hnp.arrays(np.float32, n, elements=values))),
-    n_users=n_users,
-    n_items=n_items,
-  )
 
 
 def _reference_dense_loss(params, matrix, mask, l2, l2_bias, objective):
@@ -517,7 +495,7 @@ def test_dense_loss_is_nonnegative_and_matches_numpy(data):
   objective = data.draw(st.sampled_from(OBJECTIVES), label="objective")
   params = draw_params(data.draw, n_users, n_items, rank, objective)
   shape = (n_users, n_items)
-  matrix = data.draw(hnp.arrays(np.float32, shape, elements=_MAYBE_MISSING))
+  matrix = data.draw(hnp.arrays(np.float32, shape, elements=MAYBE_MISSING))
   mask = _draw_mask(data.draw, shape)
   l2, l2_bias = data.draw(_L2, label="l2"), data.draw(_L2, label="l2_bias")
   value = float(
@@ -538,8 +516,8 @@ def test_sparse_loss_is_nonnegative_and_matches_numpy(data):
   params = draw_params(data.draw, n_users, n_items, rank, objective)
   n = data.draw(st.sampled_from((1, 7)), label="n_ratings")
   # Pairs may repeat and a rating of 0 is a rating: Ratings list what is observed.
-  values = st.one_of(st.just(0.0), _NONZERO)
-  ratings = _draw_ratings(data.draw, n_users, n_items, n, values)
+  values = st.one_of(st.just(0.0), NONZERO)
+  ratings = draw_ratings(data.draw, n_users, n_items, n, values)
   l2 = data.draw(_L2, label="l2")
   l2_bias = data.draw(st.one_of(st.none(), _L2), label="l2_bias")  # None: l2.
   value = float(_LOSS(params, ratings, l2=l2, l2_bias=l2_bias, objective=objective))
@@ -562,7 +540,7 @@ def test_sparse_and_dense_losses_and_gradients_agree(data):
   count = data.draw(st.sampled_from(sorted({1, (size + 1) // 2, size})), label="count")
   cells = data.draw(st.permutations(range(size)), label="cells")[:count]
   matrix = np.zeros(size, np.float32)
-  matrix[cells] = data.draw(hnp.arrays(np.float32, count, elements=_NONZERO))
+  matrix[cells] = data.draw(hnp.arrays(np.float32, count, elements=NONZERO))
   matrix = matrix.reshape(n_users, n_items)
   ratings = mfjax.ratings_from_dense(matrix)
   assert len(ratings) == count and ratings.shape == matrix.shape
@@ -576,3 +554,11 @@ def test_sparse_and_dense_losses_and_gradients_agree(data):
   # The default mask of a dense matrix is its non-zero entries.
   masked = _LOSS(params, matrix, mask=matrix != 0, **kwargs)
   np.testing.assert_allclose(masked, dense, rtol=1e-6)
+
+
+@pytest.mark.parametrize("objective", ["notebook", notebook.NotebookParams, 3])
+def test_an_objective_that_is_no_objective_is_refused_before_tracing(objective):
+  params = mfjax.init_params(jax.random.key(0), 4, 6, 3)
+  for call in (mfjax.loss, mfjax.train):
+    with pytest.raises(TypeError, match="objective must be an mfjax.objectives"):
+      call(params, notebook.MATRIX, objective=objective)

@@ -20,7 +20,13 @@ from hypothesis.extra import numpy as hnp
 import mfjax
 from mfjax import notebook, solvers, training
 from mfjax.solvers import Solver
-from tests.conftest import hypothesis_settings, planted_matrix
+from tests.conftest import (
+  MAYBE_MISSING,
+  draw_params,
+  draw_ratings,
+  hypothesis_settings,
+  planted_matrix,
+)
 
 
 def test_mean_is_observed_mean_and_never_trained():
@@ -397,9 +403,6 @@ def test_bad_ratings_are_caught():
 # --- the best params: properties (hypothesis) and divergence ----------------------
 
 
-_FACTORS = st.floats(-3, 3, width=32)
-_NONZERO = st.one_of(st.floats(-10, -0.25, width=32), st.floats(0.25, 10, width=32))
-_MAYBE_MISSING = st.one_of(st.just(0.0), st.just(0.0), _NONZERO)  # 0 = missing.
 _TRAIN_STEPS = 12
 _TRAIN_SHAPES = ((1, 1, 1), (4, 3, 2))
 # Plain SGD with a learning rate up to 1e8 diverges to inf, then NaN.
@@ -411,32 +414,6 @@ _LOSS = jax.jit(mfjax.loss)
 def _train_sgd(params, data, learning_rate, l2, *, steps=_TRAIN_STEPS):
   return mfjax.train(
     params, data, optimizer=optax.sgd(learning_rate), steps=steps, l2=l2
-  )
-
-
-def _draw_params(draw, n_users, n_items, rank):
-  def array(shape, elements=_FACTORS):
-    return jnp.asarray(draw(hnp.arrays(np.float32, shape, elements=elements)))
-
-  return mfjax.Params(
-    user_factors=array((n_users, rank)),
-    item_factors=array((n_items, rank)),
-    user_bias=array((n_users,)),
-    item_bias=array((n_items,)),
-    mean=array((), st.floats(-5, 5, width=32)),
-  )
-
-
-def _draw_ratings(draw, n_users, n_items, n):
-  def index(size):
-    return draw(hnp.arrays(np.int32, n, elements=st.integers(0, size - 1)))
-
-  return mfjax.Ratings(
-    users=jnp.asarray(index(n_users)),
-    items=jnp.asarray(index(n_items)),
-    values=jnp.asarray(draw(hnp.arrays(np.float32, n, elements=_NONZERO))),
-    n_users=n_users,
-    n_items=n_items,
   )
 
 
@@ -466,13 +443,13 @@ def _check_best(result, data, l2):
 @given(st.data())
 def test_best_loss_never_exceeds_the_first_loss(data):
   n_users, n_items, rank = data.draw(st.sampled_from(_TRAIN_SHAPES), label="shape")
-  params = _draw_params(data.draw, n_users, n_items, rank)
+  params = draw_params(data.draw, n_users, n_items, rank)
   if data.draw(st.booleans(), label="sparse"):
     # As many ratings as cells, so that each shape compiles once; pairs repeat.
-    train_data = _draw_ratings(data.draw, n_users, n_items, n_users * n_items)
+    train_data = draw_ratings(data.draw, n_users, n_items, n_users * n_items)
   else:
     shape = (n_users, n_items)
-    train_data = data.draw(hnp.arrays(np.float32, shape, elements=_MAYBE_MISSING))
+    train_data = data.draw(hnp.arrays(np.float32, shape, elements=MAYBE_MISSING))
   learning_rate = np.float32(data.draw(st.sampled_from(_LEARNING_RATES), label="lr"))
   l2 = np.float32(data.draw(st.floats(0, 1, width=32), label="l2"))
   _check_best(_train_sgd(params, train_data, learning_rate, l2), train_data, l2)
