@@ -32,6 +32,9 @@ __all__ = [
   "Objective",
   "SquaredError",
   "RATING",
+  "Ranking",
+  "RANKING",
+  "gramian_sum",
   "loss",
   "pairs_of",
   "check_objective",
@@ -100,11 +103,24 @@ class Objective:
     chunkable: whether the loss is ``sse(params, pairs) / Σ w + penalty / total``
       with ``sse`` a sum over ratings, which the chunked solver
       (:func:`mfjax.solvers.chunked`) adds up chunk by chunk.
+    batchable: whether a mini-batch's loss estimates the full loss, so that
+      ``batch_size`` may be used.
+    scores_ratings: whether the model's scores are ratings (RMSE applies) or
+      only orderings of items (a ranking objective's).
   """
 
   params_type: type[Params] = Params
   takes_dense: bool = False
   chunkable: bool = False
+  batchable: bool = True
+  scores_ratings: bool = True
+
+  def start(self, params: Params) -> Params:
+    """The initial params as this objective trains them (``mean`` already set).
+
+    ``train`` calls it once, before the first step; the default keeps them.
+    """
+    return params
 
   def loss(self, params: Params, batch: Pairs | Dense, penalty: Penalty) -> jax.Array:
     """The scalar loss of ``batch``, pure and differentiable in ``params``."""
@@ -165,6 +181,143 @@ class SquaredError(Objective):
 
 RATING = SquaredError()
 """The rating objective: biased MF's regularised mean squared error."""
+
+
+def gramian_sum(left: jax.Array, right: jax.Array) -> jax.Array:
+  """``Σ_ui (left_u · right_i)²`` through the Gramians, ``tr((LᵀL)(RᵀR))``.
+
+  ``O((n_left + n_right)·k²)`` instead of ``O(n_left·n_right·k)``: the sum of
+  every squared score of a factorisation without forming the score matrix.
+  """
+  return jnp.sum((left.T @ left) * (right.T @ right))
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranking(Objective):
+  """The iALS loss: learn which items a user picks from all user × item pairs.
+
+  Every observed pair (whatever its rating) is pulled toward a score of 1, and
+  every pair, observed or not, toward 0 with weight ``alpha0`` (Hu, Koren &
+  Volinsky 2008; in the form of Rendle, Krichene, Zhang & Koren 2021)::
+
+    loss = (Σ_observed c_ui·(s_ui - 1)² + alpha0·Σ_all s_ui² + penalty) / total
+
+  with ``c_ui = w_ui·(1 + confidence·r_ui)`` (``w`` the ratings' weights) and
+  ``total = Σ w``. The all-pairs sum is never formed: it is
+  :func:`gramian_sum` of the factors, ``O((users + items)·k²)``. The L2 penalty
+  is frequency-scaled as in Rendle et al.: a user's rows weigh
+  ``(n_u + alpha0·n_items)^nu`` (``n_u`` the user's number of ratings), an
+  item's ``(n_i + alpha0·n_users)^nu``. It is quadratic in each side's rows, so
+  :class:`mfjax.solvers.Alternating` solves it row by row.
+
+  The scores are ``s_ui = p_u·q_i``, plus the biases when ``biases`` is true
+  (the ``mean`` is 0: a ranking model has no rating scale). They order items
+  for a user; they are not ratings, and RMSE does not apply to them.
+
+  Attributes:
+    alpha0: weight of the all-pairs term (the "unobserved weight"), ``>= 0``.
+    nu: exponent of the frequency scaling of the L2 penalty; 0 gives plain L2.
+    confidence: how much a higher rating counts more (``c = 1 + confidence·r``);
+      0 treats every observed pair alike.
+    biases: train the biases too (as part of the score); else they stay 0.
+  """
+
+  alpha0: float = 0.1
+  nu: float = 1.0
+  confidence: float = 0.0
+  biases: bool = False
+
+  scores_ratings = False
+  takes_dense = True  # A matrix's non-zero entries are the observed pairs.
+  batchable = False  # The frequency counts and the all-pairs term are global.
+
+  def __post_init__(self):
+    validation.check_nonnegative("alpha0", self.alpha0)
+    validation.check_nonnegative("nu", self.nu)
+    validation.check_nonnegative("confidence", self.confidence)
+    if not isinstance(self.biases, bool):
+      raise TypeError(f"biases must be True or False; got {self.biases!r}.")
+
+  def start(self, params):
+    zero = lambda x: jnp.zeros_like(x)
+    if self.biases:
+      return params._replace(mean=zero(params.mean))
+    return params._replace(
+      mean=zero(params.mean),
+      user_bias=zero(params.user_bias),
+      item_bias=zero(params.item_bias),
+    )
+
+  def predict_pairs(self, params, users, items):
+    if self.biases:
+      return kernels.predict_pairs(params, users, items)
+    left = kernels.gather(params.user_factors, users)
+    return jnp.sum(left * kernels.gather(params.item_factors, items), axis=-1)
+
+  def _augmented(self, params):
+    """Factors whose dot products are the scores (with the biases, two wider)."""
+    user, item = params.user_factors, params.item_factors
+    if not self.biases:
+      return user, item
+    ones_u = jnp.ones_like(params.user_bias)
+    ones_i = jnp.ones_like(params.item_bias)
+    user_extra = jnp.stack([params.user_bias + params.mean, ones_u], axis=1)
+    item_extra = jnp.stack([ones_i, params.item_bias], axis=1)
+    return (
+      jnp.concatenate([user, user_extra], axis=1),
+      jnp.concatenate([item, item_extra], axis=1),
+    )
+
+  def loss(self, params, batch, penalty):
+    dtype = params.user_factors.dtype
+    n_users, n_items = params.user_factors.shape[0], params.item_factors.shape[0]
+    confidence = jnp.asarray(self.confidence, dtype)
+    values = jnp.asarray(batch.values, dtype)
+    weights = batch.weights * (1 + confidence * values)
+    # A rating counts once in its row's frequency, whatever its confidence.
+    counted = (batch.weights > 0).astype(dtype)
+    if isinstance(batch, Pairs):
+      total = batch.total
+      if n_users * n_items <= DENSE_CELLS_PER_RATING * values.shape[0]:
+        cells = (batch.users, batch.items)
+        dense = lambda x: jnp.zeros((n_users, n_items), dtype).at[cells].add(x)
+        weights, counted = dense(weights), dense(counted)
+    else:
+      total = batch.weights.sum()
+    if weights.ndim == 2:
+      scores = kernels.dense_dot(*self._augmented(params))
+      user_count, item_count = counted.sum(1), counted.sum(0)
+    else:
+      scores = self.predict_pairs(params, batch.users, batch.items)
+      user_count = jax.ops.segment_sum(counted, batch.users, n_users)
+      item_count = jax.ops.segment_sum(counted, batch.items, n_items)
+    observed = jnp.sum(weights * (scores - 1) ** 2)
+    alpha0 = jnp.asarray(self.alpha0, dtype)
+    every_pair = alpha0 * gramian_sum(*self._augmented(params))
+    nu = jnp.asarray(self.nu, dtype)
+    user_scale = (user_count + alpha0 * n_items) ** nu
+    item_scale = (item_count + alpha0 * n_users) ** nu
+    l2 = jnp.asarray(penalty.l2, dtype)
+    reg = l2 * (
+      user_scale @ jnp.sum(params.user_factors**2, axis=1)
+      + item_scale @ jnp.sum(params.item_factors**2, axis=1)
+    )
+    if self.biases:
+      l2_bias = jnp.asarray(penalty.l2_bias, dtype)
+      reg = reg + l2_bias * (
+        user_scale @ params.user_bias**2 + item_scale @ params.item_bias**2
+      )
+    return (observed + every_pair + reg) / kernels.positive(total)
+
+
+# Up to this many user × item cells per rating, the ranking loss scores every
+# cell with one matrix product rather than gathering factor rows per rating: on
+# CPU a gather of rows costs about as much as a product over ~20 cells per
+# rating (benchmarks/RESULTS.md). Duplicate pairs add up either way.
+DENSE_CELLS_PER_RATING = 32
+
+RANKING = Ranking()
+"""The ranking objective at its defaults (see :class:`Ranking`)."""
 
 
 def check_objective(objective: Any) -> Objective:
@@ -243,9 +396,16 @@ def adopt(objective: Objective, params: Any) -> Any:
   return params
 
 
-def check_takes(objective: Objective, data: Any, chunk_size: Any = None) -> None:
-  """Refuses data (or chunking) that ``objective`` does not declare it takes."""
+def check_takes(
+  objective: Objective, data: Any, chunk_size: Any = None, batch_size: Any = None
+) -> None:
+  """Refuses data, chunking or mini-batches that ``objective`` does not take."""
   name = type(objective).__name__
+  if batch_size is not None and not objective.batchable:
+    raise ValueError(
+      f"the objective {name} takes the whole data at each step (its loss is not "
+      "a sum over ratings); leave batch_size out."
+    )
   if not isinstance(data, Ratings) and not objective.takes_dense:
     raise ValueError(
       f"the objective {name} takes mfjax.Ratings, not a dense matrix; convert it "

@@ -9,7 +9,10 @@ knows nothing else of the solver. Three are built in:
 * :func:`full_batch`: one optax step on the gradient of the whole loss;
 * :func:`chunked`: the same step, the gradient summed over chunks of ratings so
   that only one chunk's temporaries exist at a time;
-* :func:`minibatch`: a shuffled pass of optax steps on mini-batches.
+* :func:`minibatch`: a shuffled pass of optax steps on mini-batches;
+* :func:`alternating`: alternating least squares, no optimizer: each pass
+  solves for every user's row with the items fixed, then for every item's row
+  (:class:`Alternating` says how).
 
 The ``mean`` of the params is data, not a parameter: every solver leaves it as
 it found it.
@@ -17,6 +20,7 @@ it found it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -24,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mfjax import kernels, shuffle
+from mfjax import kernels, shuffle, validation
 from mfjax.objectives import Dense, Objective, Pairs, Penalty, SquaredError
 from mfjax.types import Params, Ratings
 
@@ -33,6 +37,8 @@ __all__ = [
   "full_batch",
   "chunked",
   "minibatch",
+  "Alternating",
+  "alternating",
   "DEFAULT_MOMENTUM",
   "DEFAULT_LEARNING_RATE_SCALE",
   "DEFAULT_SPARSE_LEARNING_RATE",
@@ -244,3 +250,97 @@ def _padded_pairs(ratings: Ratings, dtype) -> Pairs:
     values = jnp.append(values, 0)
     weights = jnp.append(weights, jnp.zeros((), dtype))
   return Pairs(users, items, values, weights, total)
+
+
+@dataclasses.dataclass(frozen=True)
+class Alternating:
+  """Alternating least squares: what ``train(..., solver=Alternating())`` runs.
+
+  Each pass (step) fixes the items and solves the loss for every user's row
+  (factors and bias), then fixes the users and solves for every item's. A
+  row's problem is a small regularised least squares, solved by ``cg_steps``
+  steps of conjugate gradients started from the row's current value, all
+  rows at once (as implicit's ALS does; Takács, Pilászy & Tikk 2011). The
+  matrix of a row's problem is never formed: its products come from
+  ``jax.linearize`` of the gradient of the objective's own loss, so any
+  objective whose loss is quadratic in each side's rows, with no coupling
+  between two rows of one side, can be solved this way: :data:`RATING`, the
+  notebook's, :class:`mfjax.objectives.Ranking`. ``cg_steps`` of the rank plus
+  two (factors and bias) or more solve each row exactly; a few suffice once
+  the passes warm-start each other.
+
+  There is no learning rate and no optimizer state: no ``optimizer``,
+  ``batch_size`` or ``chunk_size`` with it.
+
+  Attributes:
+    cg_steps: conjugate-gradient steps per row and half pass, >= 1.
+  """
+
+  cg_steps: int = 3
+
+  def __post_init__(self):
+    validation.check_positive_int("cg_steps", self.cg_steps)
+
+
+_SIDES = {"user": ("user_factors", "user_bias"), "item": ("item_factors", "item_bias")}
+
+
+def alternating(
+  objective: Objective, batch: Pairs | Dense, penalty: Penalty, settings: Alternating
+) -> Solver:
+  """The :class:`Alternating` solver of ``objective``'s loss on ``batch``.
+
+  A pass's loss belongs to the params after it (``loss_after``): the last
+  pass's solution is a candidate for the best params.
+  """
+  loss_fn = lambda p: objective.loss(p, batch, penalty)
+
+  def solve_side(params, side):
+    names = _SIDES[side]
+    rows = {name: getattr(params, name) for name in names}
+    grad_fn = jax.grad(lambda r: loss_fn(params._replace(**r)))
+    # The gradient is affine in the rows: its linearisation is the exact product
+    # with the (block-diagonal, one block per row) matrix of the problem.
+    gradient, product = jax.linearize(grad_fn, rows)
+    residual = jax.tree.map(jnp.negative, gradient)
+    rows, *_ = jax.lax.fori_loop(
+      0,
+      settings.cg_steps,
+      lambda _, c: _cg_step(product, *c),
+      (rows, residual, residual, _row_dot(residual, residual)),
+    )
+    return params._replace(**rows)
+
+  def step(params, state, _):
+    params = solve_side(solve_side(params, "user"), "item")
+    return params, state, loss_fn(params)
+
+  return Solver(lambda params: (), step, loss_after=True)
+
+
+def _row_dot(a: dict, b: dict) -> jax.Array:
+  """``[n_rows]``: per row, the dot product of ``a``'s and ``b``'s entries."""
+  return sum(
+    jnp.sum((x * y).reshape(x.shape[0], -1), axis=1)
+    for x, y in zip(a.values(), b.values(), strict=True)
+  )
+
+
+def _cg_step(product, rows, residual, direction, norm):
+  """One conjugate-gradient step of every row at once (a row per system)."""
+  moved = product(direction)
+  curvature = _row_dot(direction, moved)
+  # A row whose problem is solved (or that the loss ignores) stays where it is.
+  step = jnp.where(curvature > 0, norm / jnp.where(curvature > 0, curvature, 1), 0)
+  along = lambda x, d, s: x + _per_row(s, x) * d
+  rows = jax.tree.map(lambda x, d: along(x, d, step), rows, direction)
+  residual = jax.tree.map(lambda r, m: along(r, m, -step), residual, moved)
+  new_norm = _row_dot(residual, residual)
+  ratio = jnp.where(norm > 0, new_norm / jnp.where(norm > 0, norm, 1), 0)
+  direction = jax.tree.map(lambda r, d: along(r, d, ratio), residual, direction)
+  return rows, residual, direction, new_norm
+
+
+def _per_row(scalars: jax.Array, like: jax.Array) -> jax.Array:
+  """``scalars`` shaped to broadcast over the rows of ``like``."""
+  return scalars.reshape(scalars.shape + (1,) * (like.ndim - 1)).astype(like.dtype)

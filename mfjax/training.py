@@ -100,6 +100,7 @@ def train(
   progress: bool = False,
   chunk_size: int | None = None,
   objective: Objective | None = None,
+  solver: solvers.Alternating | None = None,
 ) -> TrainResult:
   """Trains ``params`` on ratings, dense or sparse, in one ``lax.scan``.
 
@@ -123,8 +124,8 @@ def train(
   fit; ``chunk_size`` or ``batch_size`` then bound the memory.
 
   ``train`` is not jitted; wrap it in ``jax.jit`` with ``steps``, ``optimizer``,
-  ``objective``, ``batch_size``, ``chunk_size``, ``patience`` and ``progress``
-  static. It traces once
+  ``objective``, ``solver``, ``batch_size``, ``chunk_size``, ``patience`` and
+  ``progress`` static. It traces once
   per shape and settings. It also runs under ``jax.vmap`` over the params (an
   ensemble of seeds), over ``l2`` or over the key.
 
@@ -160,6 +161,12 @@ def train(
       rows, ``2·rank·4`` bytes a rating and more) exist for one chunk at a
       time. Chunk ``j`` holds the ratings ``j, j + n_chunks, ...``, so that
       each chunk of sharded ratings is spread over all their devices.
+    solver: None for optax steps on the gradient (``optimizer``), or
+      :class:`mfjax.solvers.Alternating` for alternating least squares: each
+      step solves every user's row, then every item's, with no learning rate.
+      It needs an objective whose loss is quadratic in each side's rows (the
+      built-in ones are) and no ``optimizer``, ``batch_size`` or
+      ``chunk_size``.
 
   Returns:
     A :class:`TrainResult`. If the loss becomes NaN or inf, ``best_params`` still
@@ -187,9 +194,9 @@ def train(
   penalty = objectives.check_penalty(l2, l2_bias)
   steps = validation.check_positive_int("steps", steps)
   batch_size, chunk_size = _check_solver_args(
-    data, optimizer, batch_size, key, chunk_size
+    data, optimizer, batch_size, key, chunk_size, solver
   )
-  objectives.check_takes(objective, data, chunk_size)
+  objectives.check_takes(objective, data, chunk_size, batch_size)
   patience, scale = _check_validation_args(shape, validation_data, patience, scale)
   sharding.check_placement(params, data, validation_data)
   memory.warn_if_too_big(
@@ -202,9 +209,12 @@ def train(
     mean = kernels.ratings_mean(data, dtype)
   else:
     mean = kernels.observed_mean(batch.values).astype(dtype)
-  if optimizer is None:
+  if optimizer is None and solver is None:
     optimizer = solvers.default_optimizer(batch)
-  if batch_size is not None:
+  if solver is not None:
+    solver = solvers.alternating(objective, batch, penalty, solver)
+    keys = jnp.arange(steps)
+  elif batch_size is not None:
     solver = solvers.minibatch(objective, data, penalty, optimizer, batch_size, dtype)
     keys = jax.random.split(key, steps)
   else:
@@ -221,14 +231,33 @@ def train(
       scale,
     )
   bar = ProgressBar(steps, "mfjax train") if progress else None
-  return run(
-    solver, params._replace(mean=mean), keys, score=score, patience=patience, bar=bar
-  )
+  params = objective.start(params._replace(mean=mean))
+  return run(solver, params, keys, score=score, patience=patience, bar=bar)
 
 
-def _check_solver_args(data, optimizer, batch_size, key, chunk_size):
+def _check_solver_args(data, optimizer, batch_size, key, chunk_size, solver):
   """Host checks of the solver's settings; returns ``(batch_size, chunk_size)``."""
   sparse = isinstance(data, Ratings)
+  if solver is not None:
+    if not isinstance(solver, solvers.Alternating):
+      raise TypeError(
+        "solver must be None (optax steps) or mfjax.solvers.Alternating(); got "
+        f"{validation.describe(solver)}."
+      )
+    given = [
+      n
+      for n, v in [
+        ("optimizer", optimizer),
+        ("batch_size", batch_size),
+        ("chunk_size", chunk_size),
+      ]
+      if v is not None
+    ]
+    if given:
+      raise ValueError(
+        f"solver=Alternating() solves each row exactly and takes no {given[0]}; "
+        "leave it out."
+      )
   if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
     raise TypeError(
       "optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-2)); "

@@ -106,12 +106,19 @@ def test_fit_defaults_are_fit_settings():
     "batch_size",
     "ensemble",
   )
+  # Settings left as None take FitSettings' values: the same fit as spelling
+  # them out.
   defaults = {
     name: parameter.default
     for name, parameter in inspect.signature(mfjax.fit).parameters.items()
     if name in FitSettings._fields
   }
-  assert defaults == FitSettings()._asdict()
+  assert defaults == dict.fromkeys(FitSettings._fields)
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 30, 20, 300, 2)
+  implicit = mfjax.fit(jax.random.key(1), ratings)
+  explicit = mfjax.fit(jax.random.key(1), ratings, **FitSettings()._asdict())
+  chex.assert_trees_all_equal(implicit, explicit)
+  assert implicit.members.losses.shape == (FitSettings().ensemble, FitSettings().steps)
   assert mfjax.FitSettings is FitSettings
   assert mfjax.FitResult._fields == ("best_params", "members")
 

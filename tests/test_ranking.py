@@ -1,0 +1,326 @@
+"""The ranking objective (iALS) and the alternating solver.
+
+Checked against NumPy: the Gramian term against the sum over every user × item
+pair, the whole loss against a brute-force reference (sparse and dense paths),
+the gradient with ``check_grads``, one alternating pass against the normal
+equations solved row by row, and a planted-preference problem whose top items
+the fitted model must recover.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.test_util import check_grads
+
+import mfjax
+from mfjax import objectives, solvers
+from mfjax.objectives import RATING, Penalty, Ranking
+from tests.conftest import random_params, random_ratings
+
+
+def _brute_loss(params, ratings, objective, l2, l2_bias):
+  """The iALS loss by its definition, every pair scored explicitly (float64)."""
+  p = {k: np.asarray(v, np.float64) for k, v in params._asdict().items()}
+  users, items = np.asarray(ratings.users), np.asarray(ratings.items)
+  values = np.asarray(ratings.values, np.float64)
+  n_users, n_items = ratings.shape
+  scores = p["user_factors"] @ p["item_factors"].T
+  if objective.biases:
+    scores = scores + p["mean"] + p["user_bias"][:, None] + p["item_bias"][None, :]
+  weights = 1 + objective.confidence * values
+  observed = np.sum(weights * (scores[users, items] - 1) ** 2)
+  every_pair = objective.alpha0 * np.sum(scores**2)
+  user_count = np.bincount(users, minlength=n_users)
+  item_count = np.bincount(items, minlength=n_items)
+  user_scale = (user_count + objective.alpha0 * n_items) ** objective.nu
+  item_scale = (item_count + objective.alpha0 * n_users) ** objective.nu
+  reg = l2 * (
+    user_scale @ (p["user_factors"] ** 2).sum(1)
+    + item_scale @ (p["item_factors"] ** 2).sum(1)
+  )
+  if objective.biases:
+    reg += l2_bias * (
+      user_scale @ p["user_bias"] ** 2 + item_scale @ p["item_bias"] ** 2
+    )
+  return (observed + every_pair + reg) / len(values)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 5, 3), (40, 90, 8)])
+def test_gramian_sum_is_the_sum_over_every_pair(shape):
+  rng = np.random.default_rng(sum(shape))
+  n_left, n_right, rank = shape
+  left = rng.normal(size=(n_left, rank)).astype(np.float32)
+  right = rng.normal(size=(n_right, rank)).astype(np.float32)
+  expected = np.sum((left.astype(np.float64) @ right.T.astype(np.float64)) ** 2)
+  got = objectives.gramian_sum(jnp.asarray(left), jnp.asarray(right))
+  np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+
+
+OBJECTIVES = [
+  Ranking(),
+  Ranking(alpha0=0.7, nu=0.5, confidence=0.3),
+  Ranking(alpha0=2.0, nu=0.0, biases=True),
+]
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES, ids=repr)
+@pytest.mark.parametrize("n", [20, 200], ids=["sparse", "dense"])
+def test_ranking_loss_matches_the_brute_force_sum(objective, n):
+  # 40 × 30 cells: 20 ratings take the per-rating path, 200 the dense one.
+  assert (40 * 30 > objectives.DENSE_CELLS_PER_RATING * 20) and (
+    40 * 30 <= objectives.DENSE_CELLS_PER_RATING * 200
+  )
+  ratings = random_ratings(1, 40, 30, n)
+  params = objective.start(random_params(2, 40, 30, 4))
+  got = mfjax.loss(params, ratings, l2=0.05, l2_bias=0.02, objective=objective)
+  expected = _brute_loss(params, ratings, objective, 0.05, 0.02)
+  np.testing.assert_allclose(float(got), expected, rtol=2e-5)
+
+
+def test_ranking_loss_of_a_dense_matrix_counts_its_nonzero_entries():
+  rng = np.random.default_rng(3)
+  matrix = np.where(rng.random((6, 8)) < 0.3, rng.integers(1, 6, (6, 8)), 0)
+  matrix = matrix.astype(np.float32)
+  params = random_params(4, 6, 8, 3, mean=0.0)
+  objective = Ranking(alpha0=0.5, confidence=0.2)
+  from_matrix = mfjax.loss(params, matrix, l2=0.1, objective=objective)
+  from_pairs = mfjax.loss(
+    params, mfjax.ratings_from_dense(matrix), l2=0.1, objective=objective
+  )
+  np.testing.assert_allclose(float(from_matrix), float(from_pairs), rtol=1e-6)
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES, ids=repr)
+def test_ranking_loss_gradients_check_grads(objective):
+  ratings = random_ratings(5, 9, 7, 25)
+  with jax.enable_x64(True):
+    params = jax.tree.map(
+      lambda x: jnp.asarray(x, jnp.float64), random_params(6, 9, 7, 3, mean=0.0)
+    )
+    batch = objectives.pairs_of(ratings, jnp.float64)
+    f = lambda p: objective.loss(p, batch, Penalty(0.2, 0.1))
+    check_grads(f, (params,), order=2, modes=["rev"], atol=1e-5, rtol=1e-5)
+
+
+def test_ranking_rejects_bad_settings_before_tracing():
+  with pytest.raises(ValueError, match="alpha0"):
+    Ranking(alpha0=-0.1)
+  with pytest.raises(ValueError, match="nu"):
+    Ranking(nu=-1.0)
+  with pytest.raises(ValueError, match="confidence"):
+    Ranking(confidence=float("nan"))
+  with pytest.raises(TypeError, match="biases"):
+    Ranking(biases=1)
+  params = random_params(0, 12, 9, 2)
+  with pytest.raises(ValueError, match="leave batch_size out"):
+    mfjax.train(
+      params, random_ratings(), objective=Ranking(), batch_size=8,
+      key=jax.random.key(0),
+    )  # fmt: skip
+
+
+def test_ranking_scores_are_not_ratings_and_start_from_zero_biases():
+  assert RATING.scores_ratings and not Ranking().scores_ratings
+  params = random_params(0, 12, 9, 2)
+  started = Ranking().start(params)
+  assert float(started.mean) == 0.0
+  assert not np.any(np.asarray(started.user_bias))
+  assert not np.any(np.asarray(started.item_bias))
+  kept = Ranking(biases=True).start(params)
+  np.testing.assert_array_equal(kept.item_bias, params.item_bias)
+  assert float(kept.mean) == 0.0
+
+
+# --- the alternating solver ---------------------------------------------------------
+
+
+def _ials_half(objective, ratings, solve_users, p, l2, l2_bias):
+  """One half pass of iALS by the normal equations (NumPy, float64)."""
+  users, items = np.asarray(ratings.users), np.asarray(ratings.items)
+  values = np.asarray(ratings.values, np.float64)
+  if not solve_users:
+    users, items = items, users
+    p = dict(
+      user_factors=p["item_factors"], item_factors=p["user_factors"],
+      user_bias=p["item_bias"], item_bias=p["user_bias"], mean=p["mean"],
+    )  # fmt: skip
+  n_rows, n_other = p["user_factors"].shape[0], p["item_factors"].shape[0]
+  other = p["item_factors"]
+  rank = other.shape[1]
+  if objective.biases:  # Score = [p, b_u + mean]·[q, 1] + b_i.
+    design = np.hstack([other, np.ones((n_other, 1))])
+    offset = p["item_bias"]
+  else:
+    design, offset = other, np.zeros(n_other)
+  count = np.bincount(users, minlength=n_rows)
+  scale = (count + objective.alpha0 * n_other) ** objective.nu
+  gram = design.T @ design
+  new = np.zeros((n_rows, design.shape[1]))
+  for r in range(n_rows):
+    mine = users == r
+    a = design[items[mine]]
+    c = 1 + objective.confidence * values[mine]
+    lhs = (a.T * c) @ a + objective.alpha0 * gram
+    rhs = (a.T * c) @ (1 - offset[items[mine]]) - objective.alpha0 * design.T @ offset
+    penalty = np.full(design.shape[1], l2 * scale[r])
+    if objective.biases:  # The bias coordinate is b_u itself (mean is 0).
+      penalty[-1] = l2_bias * scale[r]
+    new[r] = np.linalg.solve(lhs + np.diag(penalty), rhs)
+  p = dict(p)
+  p["user_factors"] = new[:, :rank]
+  if objective.biases:
+    p["user_bias"] = new[:, rank]
+  if not solve_users:
+    p = dict(
+      user_factors=p["item_factors"], item_factors=p["user_factors"],
+      user_bias=p["item_bias"], item_bias=p["user_bias"], mean=p["mean"],
+    )  # fmt: skip
+  return p
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES, ids=repr)
+def test_one_alternating_pass_solves_the_normal_equations(objective):
+  ratings = random_ratings(7, 11, 8, 30)
+  rank = 3
+  with jax.enable_x64(True):
+    params = objective.start(
+      jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), random_params(8, 11, 8, rank))
+    )
+    batch = objectives.pairs_of(ratings, jnp.float64)
+    # Enough conjugate-gradient steps to solve each row exactly.
+    solver = solvers.alternating(
+      objective, batch, Penalty(0.05, 0.02), solvers.Alternating(cg_steps=12)
+    )
+    got, _, loss = solver.step(params, solver.init(params), 0)
+    expected = {k: np.asarray(v) for k, v in params._asdict().items()}
+    expected = _ials_half(objective, ratings, True, expected, 0.05, 0.02)
+    expected = _ials_half(objective, ratings, False, expected, 0.05, 0.02)
+    for name in ("user_factors", "item_factors", "user_bias", "item_bias"):
+      np.testing.assert_allclose(getattr(got, name), expected[name], atol=1e-8)
+    np.testing.assert_allclose(loss, objective.loss(got, batch, Penalty(0.05, 0.02)))
+
+
+def test_alternating_rating_pass_solves_biased_least_squares():
+  """The same solver on the rating objective: ridge regression per row."""
+  ratings = random_ratings(9, 10, 12, 60)
+  l2, l2_bias = 0.3, 0.1
+  with jax.enable_x64(True):
+    params = jax.tree.map(
+      lambda x: jnp.asarray(x, jnp.float64), random_params(10, 10, 12, 2, mean=3.0)
+    )
+    batch = objectives.pairs_of(ratings, jnp.float64)
+    solver = solvers.alternating(
+      RATING, batch, Penalty(l2, l2_bias), solvers.Alternating(cg_steps=8)
+    )
+    got, _, _ = solver.step(params, (), 0)
+  users, items = np.asarray(ratings.users), np.asarray(ratings.items)
+  values = np.asarray(ratings.values, np.float64)
+  q, bi = np.asarray(params.item_factors), np.asarray(params.item_bias)
+  for u in range(10):
+    mine = users == u
+    a = np.hstack([q[items[mine]], np.ones((mine.sum(), 1))])
+    target = values[mine] - 3.0 - bi[items[mine]]
+    # loss = Σ (a·x - target)² / n + (l2·|p|² + l2_bias·b²) / n
+    x = np.linalg.solve(a.T @ a + np.diag([l2, l2, l2_bias]), a.T @ target)
+    np.testing.assert_allclose(got.user_factors[u], x[:2], atol=1e-6)
+    np.testing.assert_allclose(got.user_bias[u], x[2], atol=1e-6)
+
+
+def test_alternating_training_lowers_the_loss_every_pass_and_keeps_the_best():
+  ratings = random_ratings(11, 30, 25, 200)
+  params = mfjax.init_params(jax.random.key(0), 30, 25, 4)
+  result = mfjax.train(
+    params, ratings, steps=8, l2=0.01, objective=Ranking(alpha0=0.5),
+    solver=solvers.Alternating(),
+  )  # fmt: skip
+  losses = np.asarray(result.losses)
+  assert np.all(np.diff(losses) <= 1e-6 * losses[:-1])
+  # The loss belongs to the params after each pass: the last is the best.
+  assert float(result.best_loss) == losses.min() == losses[-1]
+  again = mfjax.loss(
+    result.best_params, ratings, l2=0.01, objective=Ranking(alpha0=0.5)
+  )
+  np.testing.assert_allclose(float(again), losses[-1], rtol=1e-5)
+
+
+def test_alternating_refuses_an_optimizer_batches_or_chunks():
+  params = random_params(0, 12, 9, 2)
+  ratings = random_ratings()
+  als = solvers.Alternating()
+  for kwargs, name in [
+    (dict(optimizer=optax.adam(0.1)), "optimizer"),
+    (dict(batch_size=8, key=jax.random.key(0)), "batch_size"),
+    (dict(chunk_size=8), "chunk_size"),
+  ]:
+    with pytest.raises(ValueError, match=f"takes no {name}"):
+      mfjax.train(params, ratings, solver=als, **kwargs)
+  with pytest.raises(TypeError, match="Alternating"):
+    mfjax.train(params, ratings, solver="als")
+  with pytest.raises(ValueError, match="cg_steps"):
+    solvers.Alternating(cg_steps=0)
+
+
+# --- the tuned fit ------------------------------------------------------------------
+
+
+def _planted_preferences(seed=0, n_groups=4, users_per_group=15, items_per_group=10):
+  """Users in groups, each picking 6 of its group's 10 items (and one stray)."""
+  rng = np.random.default_rng(seed)
+  n_users, n_items = n_groups * users_per_group, n_groups * items_per_group
+  users, items, held_out = [], [], {}
+  for u in range(n_users):
+    group = u // users_per_group
+    own = rng.permutation(items_per_group) + group * items_per_group
+    stray = rng.choice(np.setdiff1d(np.arange(n_items), own))
+    picked = list(own[:6]) + [stray]
+    users += [u] * len(picked)
+    items += picked
+    held_out[u] = set(own[6:].tolist())
+  ratings = mfjax.Ratings(
+    users=jnp.asarray(users, jnp.int32),
+    items=jnp.asarray(items, jnp.int32),
+    values=jnp.asarray(rng.integers(1, 6, len(users)), jnp.float32),
+    n_users=n_users,
+    n_items=n_items,
+  )
+  return ratings, held_out
+
+
+def test_ranking_fit_recovers_planted_top_items():
+  ratings, held_out = _planted_preferences()
+  fitted = mfjax.fit(jax.random.key(0), ratings, objective="ranking", rank=4)
+  users = np.arange(ratings.n_users, dtype=np.int32)
+  top, _ = mfjax.recommend(fitted.best_params, users, 4, exclude=ratings)
+  hits = [len(set(np.asarray(top[u]).tolist()) & held_out[u]) for u in users]
+  # The group's 4 unseen items are the top 4 of (almost) every user; a stray
+  # pick can pull one other item in.
+  assert sum(hits) >= 0.97 * 4 * len(users) and min(hits) >= 3
+  # The rating fit, trained on observed ratings only, does not find them.
+  rating_fit = mfjax.fit(jax.random.key(0), ratings, rank=4, ensemble=2)
+  top, _ = mfjax.recommend(rating_fit.best_params, users, 4, exclude=ratings)
+  rating_hits = [len(set(np.asarray(top[u]).tolist()) & held_out[u]) for u in users]
+  assert sum(rating_hits) < 0.6 * sum(hits)
+
+
+def test_ranking_fit_settings_and_refusals():
+  ratings = random_ratings(0, 12, 9, 40)
+  fitted = mfjax.fit(
+    jax.random.key(0), ratings, objective="ranking", rank=3, steps=4, alpha0=0.5
+  )
+  assert fitted.members.losses.shape == (1, 4)
+  assert fitted.best_params.user_factors.shape == (12, 3)
+  assert float(fitted.best_params.mean) == 0.0
+  for kwargs in [
+    dict(learning_rate=0.1), dict(l2_bias=0.1), dict(batch_size=8),
+    dict(ensemble=2), dict(validation_data=ratings), dict(patience=2),
+  ]:  # fmt: skip
+    with pytest.raises(ValueError, match="does not apply to objective='ranking'"):
+      mfjax.fit(jax.random.key(0), ratings, objective="ranking", **kwargs)
+  with pytest.raises(ValueError, match="alpha0 applies to objective='ranking'"):
+    mfjax.fit(jax.random.key(0), ratings, alpha0=1.0)
+  with pytest.raises(ValueError, match="objective must be one of"):
+    mfjax.fit(jax.random.key(0), ratings, objective="ndcg")
+  with pytest.raises(ValueError, match="alpha0"):
+    mfjax.fit(jax.random.key(0), ratings, objective="ranking", alpha0=-1.0)
