@@ -63,6 +63,9 @@ _NATIVE_FLOATS = (np.float16, np.float32, np.float64)
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
+_OBJECTIVES = ("rating", "ranking")
+
+
 class ModelFileError(ValueError):
   """A model file that cannot be loaded; the message names the file and why."""
 
@@ -82,6 +85,9 @@ class Model(NamedTuple):
       filled in.
     mfjax_version: the mfjax version that wrote the file; set by :func:`load`.
       :func:`save` always records the running version and ignores this field.
+    objective: what the model learned: ``"rating"`` (its scores are ratings)
+      or ``"ranking"`` (``fit(objective="ranking")``: its scores only order
+      items, and RMSE does not apply). Files without it are rating models.
   """
 
   params: Params
@@ -89,6 +95,7 @@ class Model(NamedTuple):
   settings: dict | None = None
   scale: tuple[float, float] | None = None
   mfjax_version: str | None = None
+  objective: str = "rating"
 
 
 def _check_path(path: Any) -> str:
@@ -211,6 +218,12 @@ def _entries(model: Any) -> dict[str, np.ndarray]:
   entries["dtypes"] = np.array([leaves[f].dtype.name for f in Params._fields])
 
   entries["settings"] = np.array(_settings_json(model.settings))
+  if model.objective not in _OBJECTIVES:
+    raise ValueError(
+      f"model.objective must be one of {_OBJECTIVES}; got {model.objective!r}."
+    )
+  if model.objective != "rating":  # Rating models keep the 0.2 bytes exactly.
+    entries["objective"] = np.array(model.objective)
   maps = model.id_maps
   if maps is not None and not isinstance(maps, IdMaps):
     raise TypeError(
@@ -402,7 +415,8 @@ def _read_entries(path: str, file) -> dict[str, np.ndarray]:
         f"{path}: missing entries {', '.join(missing)}; it is truncated or was not "
         "written by mfjax.save."
       )
-    entries = {key: _read(path, archive, key) for key in required}
+    optional = [key for key in ("objective",) if key in present]
+    entries = {key: _read(path, archive, key) for key in required + optional}
     entries["kind"] = kind
     return entries
 
@@ -510,12 +524,18 @@ def _decode_model(path: str, entries: dict, params: Params) -> Model:
       **{field: int(n) for field, n in zip(_COUNTS, counts.tolist(), strict=True)},
     )
   scale = entries["scale"]
+  objective = "rating"  # Files before 0.3 hold rating models only.
+  if "objective" in entries:
+    objective = _as_str(entries["objective"])
+    if objective not in _OBJECTIVES:
+      raise ModelFileError(f"{path}: objective must be one of {_OBJECTIVES}.")
   return Model(
     params=params,
     id_maps=id_maps,
     settings=settings,
     scale=None if scale.shape == (0,) else _decode_scale(path, "scale", scale),
     mfjax_version=_as_str(entries["mfjax_version"]),
+    objective=objective,
   )
 
 

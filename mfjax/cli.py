@@ -79,7 +79,7 @@ def _add_demo(sub) -> None:
 
 
 def _add_fit(sub) -> None:
-  from mfjax.ensemble import FitSettings
+  from mfjax.ensemble import FitSettings, RankingSettings
 
   d = FitSettings()
   fit = sub.add_parser(
@@ -100,7 +100,26 @@ def _add_fit(sub) -> None:
     metavar="F",
     help="hold out this fraction of TRAIN (in (0, 1)) as the test set",
   )
+  fit.add_argument(
+    "--objective",
+    choices=("rating", "ranking"),
+    default="rating",
+    help="rating: predict ratings (RMSE); ranking: top-N lists by the iALS loss "
+    "and alternating least squares (default rating)",
+  )
   _add_settings(fit, d)
+  fit.add_argument(
+    "--alpha0",
+    type=_nonnegative_float,
+    default=None,
+    help=f"ranking: weight of the all-pairs term (default {RankingSettings().alpha0})",
+  )
+  fit.add_argument(
+    "--threshold",
+    type=_float,
+    default=4.0,
+    help="ranking: a test rating >= this is relevant (default 4)",
+  )
   fit.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
   fit.add_argument("--progress", action="store_true", help="show a progress bar")
   fit.add_argument(
@@ -112,7 +131,9 @@ def _add_fit(sub) -> None:
 
 
 def _add_settings(fit, d) -> None:
-  """The :class:`mfjax.ensemble.FitSettings` options of ``fit``."""
+  """The :class:`mfjax.ensemble.FitSettings` options of ``fit`` (None: default)."""
+  from mfjax.ensemble import RankingSettings
+
   options = (
     (("--rank",), "rank", _positive, "latent factors"),
     (("--steps", "--epochs"), "steps", _positive, "passes over the data"),
@@ -127,10 +148,13 @@ def _add_settings(fit, d) -> None:
       "models averaged, trained in one vmap",
     ),
   )
+  ranking = RankingSettings()
   for flags, name, kind, text in options:
-    default = getattr(d, name)
+    default = f"{getattr(d, name)}"
+    if name in ranking._fields:
+      default += f"; ranking {getattr(ranking, name)}"
     fit.add_argument(
-      *flags, dest=name, type=kind, default=default, help=f"{text} (default {default})"
+      *flags, dest=name, type=kind, default=None, help=f"{text} (default {default})"
     )
 
 
@@ -145,7 +169,18 @@ def _add_recommend(sub) -> None:
     ),
   )
   rec.add_argument("model", metavar="MODEL", help="a model file from fit --save")
-  rec.add_argument("--user", required=True, metavar="RAW_ID", help="the user's id")
+  who = rec.add_mutually_exclusive_group(required=True)
+  who.add_argument("--user", metavar="RAW_ID", help="the user's id")
+  who.add_argument(
+    "--all",
+    action="store_true",
+    help="every user of the model: write user,item,rank,score rows to --output",
+  )
+  rec.add_argument(
+    "--output",
+    metavar="FILE",
+    help="with --all: the CSV file to write (replaced atomically when complete)",
+  )
   rec.add_argument(
     "-n",
     type=_positive,
@@ -239,14 +274,19 @@ def _fraction(text: str) -> float:
 
 def _fit(args) -> int:
   import json
-  import time
 
-  import jax
   import numpy as np
 
   import mfjax
-  from mfjax import ensemble
 
+  _check_output_path("--save", args.save)
+  ranking = args.objective == "ranking"
+  if ranking:
+    for flag, name in _RATING_ONLY.items():
+      if getattr(args, name) is not None:
+        raise ValueError(f"{flag} does not apply to --objective ranking.")
+  elif args.alpha0 is not None:
+    raise ValueError("--alpha0 applies to --objective ranking only.")
   train, maps = mfjax.load_ratings(args.train)
   if args.test:
     test, test_maps = mfjax.load_ratings(args.test, id_maps=maps)
@@ -258,51 +298,37 @@ def _fit(args) -> int:
     n_unknown = 0
   if len(train) == 0 or len(test) == 0:
     raise ValueError("the training or test set is empty.")
-  settings = ensemble.FitSettings(
-    **{name: getattr(args, name) for name in ensemble.FitSettings._fields}
+  settings, program, inputs = (_ranking_fit if ranking else _rating_fit)(
+    args, train, maps
   )
-  program = ensemble.fit_program(settings, progress=args.progress)
-  key = jax.random.key(args.seed)
-  l2_bias = args.l2_bias
-  inputs = (key, train, np.float32(args.l2), np.float32(l2_bias), None, maps.scale)
-  start = time.perf_counter()
-  compiled = program.lower(*inputs).compile()
-  compile_seconds = time.perf_counter() - start
-  start = time.perf_counter()
-  results, params = jax.block_until_ready(compiled(*inputs))
-  fit_seconds = time.perf_counter() - start
-
-  report = {
-    "train_rmse": float(mfjax.rmse(params, train, scale=maps.scale)),
-    "test_rmse": float(mfjax.rmse(params, test, scale=maps.scale)),
-    "test_mae": float(mfjax.mae(params, test, scale=maps.scale)),
-    "fit_seconds": fit_seconds,
-    "compile_seconds": compile_seconds,
-    "n_train": len(train),
-    "n_test": len(test),
-    "n_unknown_test": int(n_unknown),
-    "n_users": train.n_users,
-    "n_items": train.n_items,
-    "n_duplicates": maps.n_duplicates,
-    "rank": args.rank,
-    "l2": args.l2,
-    "l2_bias": l2_bias,
-    "steps": args.steps,
-    "ensemble": args.ensemble,
-    "diverged": bool(np.any(np.asarray(results.diverged_step) >= 0)),
-  }
-  if args.save:
-    settings = {
-      name: report[name]
-      for name in ("rank", "l2", "l2_bias", "steps", "ensemble", "n_train")
-    }
-    settings.update(
-      learning_rate=args.learning_rate,
-      batch_size=args.batch_size,
-      seed=args.seed,
-      train=os.path.basename(args.train),
+  results, params, compile_seconds, fit_seconds = _timed(program, inputs)
+  report = {"objective": args.objective}
+  if ranking:
+    report.update(_ranking_report(params, train, test, args.threshold))
+  else:
+    report.update(
+      train_rmse=float(mfjax.rmse(params, train, scale=maps.scale)),
+      test_rmse=float(mfjax.rmse(params, test, scale=maps.scale)),
+      test_mae=float(mfjax.mae(params, test, scale=maps.scale)),
     )
-    mfjax.save(args.save, mfjax.Model(params, id_maps=maps, settings=settings))
+  report.update(
+    fit_seconds=fit_seconds,
+    compile_seconds=compile_seconds,
+    n_train=len(train),
+    n_test=len(test),
+    n_unknown_test=int(n_unknown),
+    n_users=train.n_users,
+    n_items=train.n_items,
+    n_duplicates=maps.n_duplicates,
+    **{name: settings[name] for name in ("rank", "l2", "steps")},
+    **{n: settings[n] for n in ("l2_bias", "ensemble", "alpha0") if n in settings},
+    diverged=bool(np.any(np.asarray(results.diverged_step) >= 0)),
+  )
+  if args.save:
+    saved = dict(settings, n_train=len(train), seed=args.seed)
+    saved["train"] = os.path.basename(args.train)
+    model = mfjax.Model(params, id_maps=maps, settings=saved, objective=args.objective)
+    mfjax.save(args.save, model)
     report["saved"] = args.save
   _print_report(report)
   if report["diverged"]:
@@ -313,6 +339,100 @@ def _fit(args) -> int:
   if args.json:
     print(json.dumps(report))
   return 0
+
+
+# Options of the rating fit that the ranking fit refuses.
+_RATING_ONLY = {
+  "--lr": "learning_rate",
+  "--l2-bias": "l2_bias",
+  "--batch-size": "batch_size",
+  "--ensemble": "ensemble",
+}
+
+
+def _rating_fit(args, train, maps):
+  """``(settings, program, inputs)`` of the tuned rating fit."""
+  import jax
+  import numpy as np
+
+  from mfjax import ensemble
+
+  d = ensemble.FitSettings()
+  settings = d._replace(
+    **{
+      name: getattr(args, name) for name in d._fields if getattr(args, name) is not None
+    }
+  )
+  program = ensemble.fit_program(settings, progress=args.progress)
+  key = jax.random.key(args.seed)
+  inputs = (
+    key, train, np.float32(settings.l2), np.float32(settings.l2_bias), None,
+    maps.scale,
+  )  # fmt: skip
+  return settings._asdict(), program, inputs
+
+
+def _ranking_fit(args, train, maps):
+  """``(settings, program, inputs)`` of the tuned ranking fit (iALS)."""
+  import jax
+  import numpy as np
+
+  from mfjax import ensemble
+
+  d = ensemble.RankingSettings()
+  given = {n: getattr(args, n) for n in ("rank", "steps", "l2", "alpha0")}
+  settings = d._replace(**{n: v for n, v in given.items() if v is not None})
+  program = ensemble.ranking_program(settings, progress=args.progress)
+  inputs = (jax.random.key(args.seed), train, np.float32(settings.l2))
+  return settings._asdict(), program, inputs
+
+
+def _timed(program, inputs):
+  """``(results, params, compile seconds, fit seconds)`` of a jitted fit."""
+  import time
+
+  import jax
+
+  start = time.perf_counter()
+  compiled = program.lower(*inputs).compile()
+  compile_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  results, params = jax.block_until_ready(compiled(*inputs))
+  return results, params, compile_seconds, time.perf_counter() - start
+
+
+def _ranking_report(params, train, test, threshold, k=10, prefix="test_"):
+  """Top-``k`` metrics of ``params`` on ``test``, training items left out."""
+  import numpy as np
+
+  import mfjax
+
+  users = np.unique(np.asarray(test.users))
+  users = users[users >= 0].astype(np.int32)  # Unknown users have no factors.
+  top, _ = mfjax.recommend(params, users, k, exclude=train)
+  ranked = mfjax.ranking_metrics(top, users, test, k=k, threshold=threshold)
+  report = {
+    f"{prefix}{name}_at_{k}": float(getattr(ranked, name))
+    for name in ("precision", "recall", "ndcg", "map", "hit_rate")
+  }
+  listed = np.unique(np.asarray(top))
+  n_items = params.item_factors.shape[0]
+  report[f"{prefix}coverage_at_{k}"] = int((listed >= 0).sum()) / n_items
+  report["n_users_ranked"] = int(ranked.n_users)
+  return report
+
+
+def _check_output_path(flag: str, path: str | None) -> None:
+  """Refuses, before any work, an output path that cannot be written."""
+  if path is None:
+    return
+  directory = os.path.dirname(os.path.abspath(path))
+  if os.path.isdir(path):
+    raise ValueError(f"{flag} {path}: is a directory.")
+  if not os.path.isdir(directory):
+    raise ValueError(f"{flag} {path}: the directory {directory} does not exist.")
+  if not os.access(directory, os.W_OK):
+    raise ValueError(f"{flag} {path}: the directory {directory} is not writable.")
 
 
 def _print_report(report: dict) -> None:
@@ -386,6 +506,10 @@ def _recommend(args) -> int:
 
   import mfjax
 
+  if args.all:
+    return _recommend_all(args)
+  if args.output:
+    raise ValueError("--output goes with --all; one user's list is printed.")
   model = _load_model(args.model)
   maps = model.id_maps
   raw = _raw_id(maps.users, args.user)
@@ -430,10 +554,73 @@ def _recommend(args) -> int:
   return 0
 
 
-def _evaluate(args) -> int:
-  import json
+# Users per block of `recommend --all`: memory is bounded by one block's
+# [block, n_items] scores, whatever the number of users.
+_ALL_BLOCK = 1024
+
+
+def _recommend_all(args) -> int:
+  import csv
 
   import numpy as np
+
+  import mfjax
+
+  if not args.output:
+    raise ValueError("--all needs --output FILE (the CSV of every user's list).")
+  if args.items or args.json:
+    raise ValueError(
+      "--all writes raw ids to --output; --items and --json do not apply."
+    )
+  _check_output_path("--output", args.output)
+  model = _load_model(args.model)
+  maps = model.id_maps
+  n_users, n_items = len(maps.users), len(maps.items)
+  n = min(10, n_items) if args.n is None else args.n
+  if n > n_items:
+    raise ValueError(f"-n must be at most the model's {n_items} items; got {n}.")
+  rated_users = rated = None
+  if args.rated:
+    rated, _ = mfjax.load_ratings(args.rated, id_maps=maps)
+    order = np.argsort(np.asarray(rated.users), kind="stable")
+    rated = rated.subset(order)
+    rated_users = np.asarray(rated.users)
+  directory, base = os.path.split(os.path.abspath(args.output))
+  temp = os.path.join(directory, f".{base}.{os.getpid()}.tmp")
+  rows = 0
+  try:
+    with open(temp, "w", newline="") as file:
+      writer = csv.writer(file)
+      writer.writerow(["user", "item", "rank", "score"])
+      for start in range(0, n_users, _ALL_BLOCK):
+        users = np.arange(start, min(start + _ALL_BLOCK, n_users), dtype=np.int32)
+        exclude = None
+        if rated is not None:
+          lo, hi = np.searchsorted(rated_users, [users[0], users[-1] + 1])
+          exclude = rated.subset(np.arange(lo, hi))
+        items, scores = mfjax.recommend(model.params, users, n, exclude=exclude)
+        items, scores = np.asarray(items), np.asarray(scores)
+        for row, user in enumerate(users):
+          raw_user = maps.users[user].item()
+          for rank in range(n):
+            if items[row, rank] < 0:
+              break  # Fewer items left than n after the exclusion.
+            item = maps.items[items[row, rank]].item()
+            writer.writerow([raw_user, item, rank + 1, f"{scores[row, rank]:.6g}"])
+            rows += 1
+      file.flush()
+      os.fsync(file.fileno())
+    os.replace(temp, args.output)
+  except BaseException:
+    if os.path.exists(temp):
+      os.remove(temp)
+    raise
+  print(f"wrote {rows} rows ({n_users} users, top {n}) to {args.output}")
+  return 0
+
+
+def _evaluate(args) -> int:
+  import json
 
   import mfjax
 
@@ -446,25 +633,25 @@ def _evaluate(args) -> int:
   if args.k > len(maps.items):
     raise ValueError(f"-k must be at most the model's {len(maps.items)} items.")
   train = mfjax.load_ratings(args.train, id_maps=maps)[0] if args.train else None
-  users = np.unique(np.asarray(test.users))
-  users = users[users >= 0]  # Unknown users have no factors to rank with.
-  report = {
-    "test_rmse": float(mfjax.rmse(model.params, test, scale=scale)),
-    "test_mae": float(mfjax.mae(model.params, test, scale=scale)),
-    "n_test": len(test),
-    "n_unknown_test": int(test_maps.n_unknown),
-  }
+  report = {"objective": model.objective}
+  if model.objective == "rating":
+    report.update(
+      test_rmse=float(mfjax.rmse(model.params, test, scale=scale)),
+      test_mae=float(mfjax.mae(model.params, test, scale=scale)),
+    )
+  report.update(n_test=len(test), n_unknown_test=int(test_maps.n_unknown))
   models = {"": model.params}
   if train is not None:
     models["popularity_"] = mfjax.popularity_params(train)
   for prefix, params in models.items():
-    top, _ = mfjax.recommend(params, users, args.k, exclude=train)
-    ranked = mfjax.ranking_metrics(top, users, test, threshold=args.threshold)
-    for name in ("precision", "recall", "ndcg", "map", "hit_rate"):
-      report[f"{prefix}{name}_at_{args.k}"] = float(getattr(ranked, name))
-    report["n_users_ranked"] = int(ranked.n_users)
+    report.update(_ranking_report(params, train, test, args.threshold, args.k, prefix))
   report["train_excluded"] = train is not None
   _print_report(report)
+  if model.objective == "ranking":
+    print(
+      "RMSE and MAE do not apply: a ranking model's scores order items, they "
+      "are not ratings."
+    )
   if args.json:
     print(json.dumps(report))
   return 0

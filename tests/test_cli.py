@@ -352,3 +352,92 @@ def test_item_titles_from_movies_csv_in_utf8_and_u_item_in_latin1(capsys, tmp_pa
   argv = ["recommend", model, "--user", "1", "--items", str(u_item), "--json"]
   assert cli.main(argv) == 0
   assert _json_line(capsys)["titles"] == ["Café (1995)"]
+
+
+def _ratings_csv(tmp_path, name="r.csv", n=2000, seed=0):
+  rng = np.random.default_rng(seed)
+  lines = [
+    f"u{u},i{i},{r}"
+    for u, i, r in zip(
+      rng.integers(0, 50, n), rng.integers(0, 40, n), rng.integers(1, 6, n),
+      strict=True,
+    )
+  ]  # fmt: skip
+  path = tmp_path / name
+  path.write_text("\n".join(lines) + "\n")
+  return path
+
+
+def test_ranking_fit_saves_its_objective_and_lists_every_user(capsys, tmp_path):
+  train = _ratings_csv(tmp_path)
+  model_path, lists = tmp_path / "ranker.npz", tmp_path / "lists.csv"
+  fit = ["fit", str(train), "--test-fraction", "0.2", "--objective", "ranking"]
+  assert cli.main([*fit, "--rank", "4", "--save", str(model_path), "--json"]) == 0
+  report = _json_line(capsys)
+  assert report["objective"] == "ranking" and "test_rmse" not in report
+  assert 0 <= report["test_ndcg_at_10"] <= 1 and report["alpha0"] == 3.0
+  model = mfjax.load(model_path)
+  assert model.objective == "ranking" and model.settings["rank"] == 4
+  # evaluate gives ranking metrics and says that RMSE does not apply.
+  assert cli.main(["evaluate", str(model_path), str(train), "--json"]) == 0
+  out = capsys.readouterr().out
+  assert "RMSE and MAE do not apply" in out
+  evaluated = json.loads(out.strip().splitlines()[-1])
+  assert "test_rmse" not in evaluated and "ndcg_at_10" in evaluated
+  # --all: every user's top 5 as CSV, the same lists as recommend gives.
+  argv = ["recommend", str(model_path), "--all", "-n", "5", "--rated", str(train)]
+  assert cli.main([*argv, "--output", str(lists)]) == 0
+  rows = lists.read_text().splitlines()
+  assert rows[0] == "user,item,rank,score"
+  maps = model.id_maps
+  rated, _ = mfjax.load_ratings(str(train), id_maps=maps)
+  users = np.arange(len(maps.users), dtype=np.int32)
+  items, scores = mfjax.recommend(model.params, users, 5, exclude=rated)
+  expected = [
+    f"{maps.users[u]},{maps.items[items[u, r]]},{r + 1},{float(scores[u, r]):.6g}"
+    for u in users
+    for r in range(5)
+    if items[u, r] >= 0
+  ]
+  assert rows[1:] == expected
+  assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    (["fit", "{train}", "--objective", "ndcg"], "argument --objective: invalid"),
+    (["fit", "{train}", "--alpha0", "-1"], "argument --alpha0: must be >= 0"),
+    (["fit", "{train}", "--alpha0", "1"], "--alpha0 applies to --objective ranking"),
+    (
+      ["fit", "{train}", "--objective", "ranking", "--ensemble", "2"],
+      "--ensemble does not apply to --objective ranking",
+    ),
+    (["fit", "{train}", "--save", "{tmp}/no/m.npz"], "/no does not exist"),
+    (["recommend", "{model}", "--all"], "--all needs --output FILE"),
+    (["recommend", "{model}", "--all", "--output", "{tmp}/no/x.csv"], "does not exist"),
+    (["recommend", "{model}", "--all", "--output", "{tmp}"], "is a directory"),
+    (["recommend", "{model}", "--all", "--user", "u1"], "not allowed with argument"),
+    (
+      ["recommend", "{model}", "--user", "u1", "--output", "{tmp}/x"],
+      "goes with --all",
+    ),
+    (["recommend", "{model}", "--all", "-n", "41", "--output", "{tmp}/x"], "at most"),
+  ],
+)
+def test_ranking_and_all_lists_bad_input_exit_2(argv, message, capsys, tmp_path):
+  train = _ratings_csv(tmp_path, n=300)
+  model = tmp_path / "m.npz"
+  params = random_params(0, 50, 40, 2)
+  maps = mfjax.load_ratings(str(train))[1]
+  mfjax.save(model, mfjax.Model(params._replace(
+    user_factors=params.user_factors[: len(maps.users)],
+    user_bias=params.user_bias[: len(maps.users)],
+    item_factors=params.item_factors[: len(maps.items)],
+    item_bias=params.item_bias[: len(maps.items)],
+  ), id_maps=maps, objective="ranking"))  # fmt: skip
+  names = dict(train=train, tmp=tmp_path, model=model)
+  assert cli.main([a.format(**names) for a in argv]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and message in err[0], err
+  assert not (tmp_path / "x").exists()
