@@ -9,7 +9,13 @@ from mfjax.checkpoint import Model, ModelFileError, load, save
 from mfjax.data import kfold, ratings_from_dense, synthetic_ratings, train_test_split
 from mfjax.ensemble import FitResult, FitSettings, fit
 from mfjax.grid import train_grid
-from mfjax.loaders import RatingsFileError, load_ratings
+from mfjax.loaders import (
+  RatingsFileError,
+  load_ratings,
+  ratings_from_arrays,
+  ratings_from_frame,
+  ratings_from_sparse,
+)
 from mfjax.metrics import mae, popularity_params, ranking_metrics, rmse
 from mfjax.model import init_params, predict
 from mfjax.notebook import reproduce_notebook
@@ -74,6 +80,9 @@ __all__ = [
   "load_ratings",
   "RatingsFileError",
   "ratings_from_dense",
+  "ratings_from_arrays",
+  "ratings_from_frame",
+  "ratings_from_sparse",
   "train_test_split",
   "kfold",
   "synthetic_ratings",

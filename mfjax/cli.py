@@ -34,6 +34,21 @@ class _Parser(argparse.ArgumentParser):
     raise _UsageError(message)
 
 
+def _version() -> str:
+  """``mfjax X (jax Y, jaxlib Z)``, from the installed metadata: jax is not imported."""
+  from importlib import metadata
+
+  from mfjax.version import __version__
+
+  def installed(name):
+    try:
+      return metadata.version(name)
+    except metadata.PackageNotFoundError:
+      return "not installed"
+
+  return f"mfjax {__version__} (jax {installed('jax')}, jaxlib {installed('jaxlib')})"
+
+
 def _int(text: str) -> int:
   try:
     return int(text)
@@ -52,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
   parser = _Parser(
     prog="mfjax",
     description="Explicit-feedback recommenders by biased matrix factorisation.",
+  )
+  parser.add_argument(
+    "--version",
+    action="version",
+    version=_version(),
+    help="print the versions of mfjax, jax and jaxlib, and exit",
   )
   sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
   sub.required = True

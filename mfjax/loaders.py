@@ -9,8 +9,13 @@ the raw ids with their :class:`mfjax.IdMaps`. Bad files raise
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
+import lzma
 import math
 import os
+from typing import IO
 
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +23,15 @@ import numpy as np
 from mfjax import validation
 from mfjax.types import UNKNOWN, IdMaps, Ratings
 
-__all__ = ["RatingsFileError", "FORMATS", "DUPLICATES", "load_ratings"]
+__all__ = [
+  "RatingsFileError",
+  "FORMATS",
+  "DUPLICATES",
+  "load_ratings",
+  "ratings_from_arrays",
+  "ratings_from_frame",
+  "ratings_from_sparse",
+]
 
 
 class RatingsFileError(ValueError):
@@ -93,12 +106,36 @@ def _bad_line(path, number, line, sep, ncols, reason=None) -> RatingsFileError:
   return RatingsFileError(f"{path}:{number}: {reason}: {shown!r}")
 
 
-def _read_lines(path: str):
-  """Yields ``(first_line_number, text)`` blocks of whole lines, decoded."""
-  with open(path, "rb") as f:
+_COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def _read_lines(path: str, stream=None):
+  """Yields ``(first_line_number, text)`` blocks of whole lines, decoded.
+
+  Reads ``stream`` (an open file, binary or text) when given, else ``path``,
+  decompressed when it ends in .gz, .bz2 or .xz.
+  """
+  suffix = os.path.splitext(path)[1].lower() if stream is None else ""
+  try:
+    yield from _blocks_of(path, stream, suffix)
+  except (OSError, EOFError, lzma.LZMAError) as e:
+    if not suffix:
+      raise
+    raise RatingsFileError(f"{path}: not a readable {suffix} file ({e}).") from None
+
+
+def _blocks_of(path, stream, suffix):
+  opened = (
+    contextlib.nullcontext(stream)
+    if stream is not None
+    else _COMPRESSED.get(suffix, open)(path, "rb")
+  )
+  with opened as f:
     number, rest = 1, b""
     while True:
       block = f.read(_CHUNK_BYTES)
+      if isinstance(block, str):  # A file opened in text mode.
+        block = block.encode("utf-8")
       if not block:
         if rest:
           yield number, _decode(path, number, rest)
@@ -234,7 +271,7 @@ def _check_float32(path, number, text, sep, ncols, values):
 
 
 def load_ratings(
-  path: str | os.PathLike,
+  path: str | os.PathLike | IO,
   *,
   format: str = "auto",
   sep: str | None = None,
@@ -249,7 +286,9 @@ def load_ratings(
   Args:
     path: the file. MovieLens 100k ``u.data`` / ``uN.base`` / ``uN.test`` (tab),
       MovieLens 1M/10M ``ratings.dat`` (``::``), ``ratings.csv`` of ml-latest
-      (comma, with a header), or any delimited file.
+      (comma, with a header), or any delimited file; compressed when the name
+      ends in ``.gz``, ``.bz2`` or ``.xz``. Or an open file (binary or text, e.g.
+      ``io.StringIO``), read from where it stands; it is not closed.
     format: ``"auto"`` (sniff the separator and a header from the first line),
       ``"ml-100k"``, ``"ml-1m"``, ``"ml-latest"`` or ``"delimited"``.
     sep: the separator, overriding the format's (``None``: sniffed).
@@ -274,10 +313,23 @@ def load_ratings(
       rating that is not a finite number, a rating outside ``scale``, or a
       duplicate under ``duplicates="error"``.
   """
-  path, sep, scale = _check_load_args(path, format, sep, id_maps, scale, duplicates)
-  raw_users, raw_items, values, header = _read_columns(path, format, sep, id_maps)
-  _check_values(path, values, header, scale)
+  path, stream, sep, scale = _check_load_args(
+    path, format, sep, id_maps, scale, duplicates
+  )
+  raw_users, raw_items, values, header = _read_columns(
+    path, stream, format, sep, id_maps
+  )
+  where = lambda row, short=False: (
+    f"line {_line_of(row, header)}" if short else f"{path}:{_line_of(row, header)}"
+  )
+  return _indexed(
+    where, raw_users, raw_items, values, id_maps, scale, duplicates, RatingsFileError
+  )
 
+
+def _indexed(where, raw_users, raw_items, values, id_maps, scale, duplicates, error):
+  """``(Ratings, IdMaps)`` of raw ids and ratings (NumPy arrays, consumed)."""
+  _check_values(where, values, scale, error)
   if id_maps is None:
     user_ids, users = _index_ids(raw_users)
     item_ids, items = _index_ids(raw_items)
@@ -291,7 +343,7 @@ def load_ratings(
   del raw_users, raw_items
   n_lines = len(values)
   users, items, values, n_duplicates = _resolve_duplicates(
-    path, header, users, items, values, len(item_ids), duplicates
+    where, users, items, values, len(item_ids), duplicates, error
   )
   n_unknown = int(np.sum((users == UNKNOWN) | (items == UNKNOWN)))
   # One array at a time to the device, so host and device copies overlap least.
@@ -311,10 +363,21 @@ def load_ratings(
 
 
 def _check_load_args(path, format, sep, id_maps, scale, duplicates):
-  """Host checks of :func:`load_ratings`' arguments; ``(path, sep, scale)``."""
+  """Host checks of :func:`load_ratings`' arguments; ``(name, stream, sep, scale)``.
+
+  ``stream`` is the open file when ``path`` is one (``name`` its name), else None.
+  """
+  stream = None
+  if hasattr(path, "read"):
+    stream, name = path, getattr(path, "name", None)
+    path = name if isinstance(name, str) else f"<{type(stream).__name__}>"
+  elif not isinstance(path, (str, os.PathLike)):
+    raise TypeError(
+      f"path must be a file path or an open file; got {type(path).__name__}."
+    )
   path = os.fspath(path)
   validation.check_choice("format", format, FORMATS)
-  validation.check_choice("duplicates", duplicates, DUPLICATES)
+  _check_options(id_maps, duplicates)
   if scale is not None:
     scale = validation.check_scale("scale", scale)
   if sep is not None:
@@ -324,18 +387,22 @@ def _check_load_args(path, format, sep, id_maps, scale, duplicates):
       raise ValueError(
         f"sep must be a non-empty string without line breaks, or None; got {sep!r}."
       )
+  if stream is None and not os.path.exists(path):
+    raise RatingsFileError(f"{path}: no such file.")
+  if stream is None and not os.path.isfile(path):
+    raise RatingsFileError(f"{path}: not a regular file.")
+  return path, stream, sep, scale
+
+
+def _check_options(id_maps, duplicates) -> None:
+  validation.check_choice("duplicates", duplicates, DUPLICATES)
   if id_maps is not None and not isinstance(id_maps, IdMaps):
     raise TypeError(f"id_maps must be mfjax.IdMaps; got {type(id_maps).__name__}.")
-  if not os.path.exists(path):
-    raise RatingsFileError(f"{path}: no such file.")
-  if not os.path.isfile(path):
-    raise RatingsFileError(f"{path}: not a regular file.")
-  return path, sep, scale
 
 
-def _read_columns(path, format, sep, id_maps):
+def _read_columns(path, stream, format, sep, id_maps):
   """The raw user ids, item ids and ratings of a file, and whether it had a header."""
-  blocks = _read_lines(path)
+  blocks = _read_lines(path, stream)
   first_number, first_text = next(blocks, (1, ""))
   first_lines = first_text.split("\n")
   first_line = next((line for line in first_lines if line.strip()), None)
@@ -374,20 +441,22 @@ def _read_columns(path, format, sep, id_maps):
   return raw_users, raw_items, values, header
 
 
-def _check_values(path, values, header, scale) -> None:
-  """Every rating finite, and inside ``scale`` if one was declared."""
+def _check_values(where, values, scale, error=RatingsFileError) -> None:
+  """Every rating finite, and inside ``scale`` if one was declared.
+
+  ``where(row)`` names the place of data row ``row`` in an error message
+  (``where(row, short=True)`` without the file name).
+  """
   finite = np.isfinite(values)
   if not finite.all():
     row = int(np.argmin(finite))
-    raise RatingsFileError(
-      f"{path}:{_line_of(row, header)}: rating {values[row]} is not finite."
-    )
+    raise error(f"{where(row)}: rating {values[row]} is not finite.")
   if scale is not None:
     outside = (values < scale[0]) | (values > scale[1])
     if outside.any():
       row = int(np.argmax(outside))
-      raise RatingsFileError(
-        f"{path}:{_line_of(row, header)}: rating {values[row]:g} is outside "
+      raise error(
+        f"{where(row)}: rating {values[row]:g} is outside "
         f"the declared scale [{scale[0]:g}, {scale[1]:g}]."
       )
 
@@ -451,7 +520,7 @@ def _pair_keys(users, items, n_items, start=0):
 _KEY_CHUNK = 1 << 20
 
 
-def _resolve_duplicates(path, header, users, items, values, n_items, policy):
+def _resolve_duplicates(where, users, items, values, n_items, policy, error):
   # Written for memory: at 20M ratings an int64 array is 160 MB, and this holds
   # one at most. The keys are sorted in place to find the repeated ones; only the
   # rows with a repeated key are then sorted by key, with their line order.
@@ -477,9 +546,9 @@ def _resolve_duplicates(path, header, users, items, values, n_items, policy):
   last = np.append(row_keys[1:] != row_keys[:-1], True)  # The last of each run.
   if policy == "error":
     first, second = int(rows[0]), int(rows[1])  # The first run, in key order.
-    raise RatingsFileError(
-      f"{path}:{_line_of(second, header)}: duplicate rating of the pair on "
-      f"line {_line_of(first, header)} (use duplicates='last' or 'mean')."
+    raise error(
+      f"{where(second)}: duplicate rating of the pair on {where(first, short=True)} "
+      f"(use duplicates='last' or 'mean')."
     )
   if policy == "mean":
     starts = np.flatnonzero(np.append(True, last[:-1]))
@@ -491,3 +560,209 @@ def _resolve_duplicates(path, header, users, items, values, n_items, policy):
   keep = np.ones(len(users), bool)
   keep[rows[~last]] = False
   return users[keep], items[keep], values[keep], n_duplicates
+
+
+def _raw_ids(name: str, ids) -> np.ndarray:
+  """1-D raw ids as loaded from a file: int64 when every id is an integer, else str."""
+  if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+    raise TypeError(f"{name} must be a 1-D sequence of ids; got {type(ids).__name__}.")
+  array = np.asarray(ids)
+  if array.ndim != 1:
+    raise ValueError(f"{name} must be 1-D; got shape {array.shape}.")
+  kind = array.dtype.kind
+  if kind == "b":
+    raise TypeError(f"{name} must hold integer or string ids, not booleans.")
+  if kind in "iu":
+    if kind == "u" and array.size and array.max() >= 2**63:
+      raise ValueError(f"{name}: ids above 2**63 - 1 do not fit int64; pass strings.")
+    return array.astype(np.int64)
+  if kind == "f":
+    whole = np.isfinite(array) & (array == np.round(array))
+    if not whole.all():
+      row = int(np.argmin(whole))
+      raise ValueError(
+        f"{name}[{row}] is {array[row].item()!r}: float ids must be whole numbers "
+        "(or pass strings)."
+      )
+    return array.astype(np.int64)
+  if kind == "O":
+    if all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in ids):
+      return np.asarray([int(x) for x in ids], np.int64)
+    bad = next((x for x in ids if x is None or isinstance(x, float)), "ok")
+    if bad != "ok":
+      raise ValueError(f"{name} holds {bad!r}: a missing id.")
+    return np.asarray([str(x) for x in ids], dtype=str)
+  if kind in "US":
+    return array.astype(str)
+  raise TypeError(f"{name} must hold integer or string ids; got dtype {array.dtype}.")
+
+
+def ratings_from_arrays(
+  users,
+  items,
+  ratings,
+  *,
+  id_maps: IdMaps | None = None,
+  scale: tuple[float, float] | None = None,
+  duplicates: str = "last",
+) -> tuple[Ratings, IdMaps]:
+  """:class:`Ratings` and :class:`IdMaps` of raw ids and ratings in memory.
+
+  The in-memory twin of :func:`load_ratings`: the same arrays as the lines of a
+  file give the same ``Ratings`` and ``IdMaps``.
+
+  Args:
+    users, items: 1-D sequences (lists, NumPy arrays, pandas Series, ...) of raw
+      ids of the same length: integers (kept as int64) or anything else (kept as
+      strings).
+    ratings: 1-D finite numbers of the same length.
+    id_maps, scale, duplicates: as in :func:`load_ratings`.
+
+  Returns:
+    ``(ratings, id_maps)``; indices follow the sorted raw ids.
+
+  Raises:
+    ValueError: arrays of different lengths, none at all, a rating that is not
+      finite or outside ``scale``, a missing id (None, NaN), or a duplicate
+      under ``duplicates="error"``; the message names the row.
+    TypeError: ids or ratings of the wrong kind.
+  """
+  _check_options(id_maps, duplicates)
+  if scale is not None:
+    scale = validation.check_scale("scale", scale)
+  raw_users, raw_items = _raw_ids("users", users), _raw_ids("items", items)
+  if isinstance(ratings, (str, bytes)) or not hasattr(ratings, "__len__"):
+    raise TypeError(f"ratings must be a 1-D sequence of numbers; got {ratings!r}.")
+  values = np.asarray(ratings)
+  if values.dtype.kind not in "iuf" or values.ndim != 1:
+    raise TypeError(
+      f"ratings must be 1-D numbers; got dtype {values.dtype}, shape {values.shape}."
+    )
+  lengths = {len(raw_users), len(raw_items), len(values)}
+  if len(lengths) > 1:
+    raise ValueError(
+      f"users, items and ratings must have one length; got {len(raw_users)}, "
+      f"{len(raw_items)} and {len(values)}."
+    )
+  if not len(values):
+    raise ValueError("no ratings: users, items and ratings are empty.")
+  if id_maps is not None and id_maps.users.dtype.kind != raw_users.dtype.kind:
+    raw_users = raw_users.astype(id_maps.users.dtype)
+  if id_maps is not None and id_maps.items.dtype.kind != raw_items.dtype.kind:
+    raw_items = raw_items.astype(id_maps.items.dtype)
+  values = values.astype(np.float32)
+  where = lambda row, short=False: f"row {row}"
+  return _indexed(
+    where, raw_users, raw_items, values, id_maps, scale, duplicates, ValueError
+  )
+
+
+def ratings_from_frame(
+  frame,
+  *,
+  user: str = "user",
+  item: str = "item",
+  rating: str = "rating",
+  id_maps: IdMaps | None = None,
+  scale: tuple[float, float] | None = None,
+  duplicates: str = "last",
+) -> tuple[Ratings, IdMaps]:
+  """:func:`ratings_from_arrays` of three columns of a data frame.
+
+  Takes a pandas or polars ``DataFrame``, or anything that indexes columns by
+  name (a dict of arrays); neither library is a dependency of mfjax.
+
+  Args:
+    frame: the table.
+    user, item, rating: the names of its columns.
+    id_maps, scale, duplicates: as in :func:`load_ratings`.
+
+  Raises:
+    ValueError: a column name the frame does not have (the message lists the
+      frame's columns), or what :func:`ratings_from_arrays` raises.
+  """
+  for option, name in (("user", user), ("item", item), ("rating", rating)):
+    if not isinstance(name, str):
+      raise TypeError(f"{option} must be a column name; got {name!r}.")
+  columns = _columns_of(frame)
+  missing = [name for name in (user, item, rating) if name not in columns]
+  if missing:
+    raise ValueError(
+      f"the frame has no column {missing[0]!r}; its columns are "
+      f"{list(columns)}. Name them with user=, item=, rating=."
+    )
+  return ratings_from_arrays(
+    _column(frame, user),
+    _column(frame, item),
+    _column(frame, rating),
+    id_maps=id_maps,
+    scale=scale,
+    duplicates=duplicates,
+  )
+
+
+def _columns_of(frame) -> list:
+  if isinstance(frame, dict):
+    return list(frame)
+  columns = getattr(frame, "columns", None)
+  if columns is None:
+    raise TypeError(
+      "frame must be a data frame (pandas, polars) or a dict of columns; got "
+      f"{type(frame).__name__}."
+    )
+  return [str(c) if not isinstance(c, str) else c for c in columns]
+
+
+def _column(frame, name: str) -> np.ndarray:
+  column = frame[name]
+  to_numpy = getattr(column, "to_numpy", None)
+  return to_numpy() if callable(to_numpy) else np.asarray(column)
+
+
+def ratings_from_sparse(
+  matrix,
+  *,
+  scale: tuple[float, float] | None = None,
+) -> Ratings:
+  """:class:`Ratings` of a SciPy sparse ``[n_users, n_items]`` matrix.
+
+  Its stored entries are the ratings (explicit zeros included, as SciPy stores
+  them), at their row and column indices; the shape is kept, so users and items
+  without ratings keep their rows. SciPy is not a dependency of mfjax.
+
+  Args:
+    matrix: any ``scipy.sparse`` matrix or array (COO, CSR, CSC, ...).
+    scale: the rating scale; a stored value outside it is an error.
+
+  Raises:
+    TypeError: not a SciPy sparse matrix, or values that are not numbers.
+    ValueError: a stored value that is not finite or outside ``scale``, no
+      stored values, or an empty shape.
+  """
+  if not hasattr(matrix, "tocoo") or not hasattr(matrix, "nnz"):
+    raise TypeError(
+      f"matrix must be a SciPy sparse matrix; got {type(matrix).__name__}."
+      " For a dense matrix use mfjax.ratings_from_dense."
+    )
+  if scale is not None:
+    scale = validation.check_scale("scale", scale)
+  coo = matrix.tocoo(copy=True)
+  # SciPy's meaning of repeated entries is their sum; this also sorts them by
+  # row, then column, as a dense matrix's entries are ordered.
+  coo.sum_duplicates()
+  n_users, n_items = (int(n) for n in coo.shape)
+  if not n_users or not n_items or not coo.nnz:
+    raise ValueError(f"matrix has no ratings (shape {coo.shape}, {coo.nnz} stored).")
+  if np.asarray(coo.data).dtype.kind not in "iuf":
+    raise TypeError(f"matrix must hold numbers; got dtype {coo.data.dtype}.")
+  values = np.asarray(coo.data, np.float32)
+  rows, cols = np.asarray(coo.row), np.asarray(coo.col)
+  where = lambda k: f"entry ({rows[k]}, {cols[k]})"
+  _check_values(where, values, scale, ValueError)
+  return Ratings(
+    jnp.asarray(rows.astype(np.int32)),
+    jnp.asarray(cols.astype(np.int32)),
+    jnp.asarray(values),
+    n_users=n_users,
+    n_items=n_items,
+  )

@@ -66,8 +66,9 @@ def _resolve(path):
   return getattr(importlib.import_module(module), name)
 
 
-def test_all_has_at_most_30_names_and_each_exists():
-  assert len(mfjax.__all__) <= 30
+def test_all_has_at_most_34_names_and_each_exists():
+  # 30 in 0.2; the in-memory constructors and cross-validation may add four.
+  assert len(mfjax.__all__) <= 34
   assert len(set(mfjax.__all__)) == len(mfjax.__all__)
   for name in mfjax.__all__:
     assert hasattr(mfjax, name), name

@@ -192,6 +192,39 @@ def test_fit_with_a_test_fraction(capsys, tmp_path):
     assert again[name] == report[name], name
 
 
+def test_version_names_mfjax_and_jax(capsys):
+  with pytest.raises(SystemExit) as exit_:
+    cli.main(["--version"])
+  assert exit_.value.code == 0
+  printed = capsys.readouterr().out.strip()
+  assert printed == f"mfjax {mfjax.__version__} (jax {jax.__version__}, jaxlib " + (
+    f"{jax.lib.__version__})"
+  )
+
+
+def test_fit_reads_a_gzipped_file_as_the_plain_one(capsys, tmp_path):
+  import gzip
+
+  rng = np.random.default_rng(1)
+  triples = zip(
+    rng.integers(0, 30, 600),
+    rng.integers(0, 20, 600),
+    rng.integers(1, 6, 600),
+    strict=True,
+  )
+  text = "".join(f"{u}\t{i}\t{r}\n" for u, i, r in triples)
+  (tmp_path / "r.tsv").write_text(text)
+  with gzip.open(tmp_path / "r.tsv.gz", "wt") as f:
+    f.write(text)
+  reports = []
+  for name in ("r.tsv", "r.tsv.gz"):
+    argv = ["fit", str(tmp_path / name), "--test-fraction", "0.2", "--rank", "2"]
+    assert cli.main([*argv, "--steps", "2", "--ensemble", "1", "--json"]) == 0
+    reports.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+  for name in ("n_train", "n_test", "train_rmse", "test_rmse"):
+    assert reports[0][name] == reports[1][name], name
+
+
 @pytest.mark.parametrize(
   "args, message",
   [

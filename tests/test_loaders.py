@@ -162,7 +162,7 @@ def test_duplicates_policies(tmp_path):
   ratings, maps = mfjax.load_ratings(path, duplicates="mean")
   assert ratings.to_dense()[0, 0] == 3.0
   with pytest.raises(
-    mfjax.RatingsFileError, match=r"d.csv:3: duplicate rating of the pair on line 1"
+    mfjax.RatingsFileError, match=r"d.csv:3: duplicate rating of the pair on line 1 "
   ):
     mfjax.load_ratings(path, duplicates="error")
 
@@ -1126,3 +1126,195 @@ def test_mean_of_duplicates(scratch, line):
   value = float(line.split(b",")[2])
   assert ratings.values.tolist() == [np.float32(value)] and maps.n_duplicates == 2
   assert maps.scale[0] <= ratings.values[0] <= maps.scale[1]
+
+
+# In memory: arrays, frames, SciPy sparse, open and compressed files.
+
+
+def _same_load(a, b):
+  """Two (Ratings, IdMaps) results are identical, field by field."""
+  (ra, ma), (rb, mb) = a, b
+  for field in ("users", "items", "values"):
+    np.testing.assert_array_equal(getattr(ra, field), getattr(rb, field))
+  assert ra.shape == rb.shape
+  np.testing.assert_array_equal(ma.users, mb.users)
+  np.testing.assert_array_equal(ma.items, mb.items)
+  assert ma.users.dtype.kind == mb.users.dtype.kind
+  assert ma.items.dtype.kind == mb.items.dtype.kind
+  assert (ma.scale, ma.n_lines, ma.n_duplicates, ma.n_unknown) == (
+    mb.scale,
+    mb.n_lines,
+    mb.n_duplicates,
+    mb.n_unknown,
+  )
+
+
+ROWS = [
+  (196, 242, 3.0),
+  (186, 302, 3.0),
+  (22, 377, 1.0),
+  (244, 51, 2.0),
+  (196, 51, 5.0),
+  (22, 242, 4.5),
+  (196, 242, 4.0),  # A duplicate of the first pair.
+]
+
+
+@pytest.mark.parametrize("duplicates", ["last", "mean"])
+@pytest.mark.parametrize("ids", ["int", "str"])
+def test_ratings_from_arrays_equal_load_ratings(tmp_path, duplicates, ids):
+  rows = [(f"u{u}", f"i{i}", r) if ids == "str" else (u, i, r) for u, i, r in ROWS]
+  path = _write(tmp_path, "r.tsv", "".join(f"{u}\t{i}\t{r}\n" for u, i, r in rows))
+  users, items, values = zip(*rows, strict=True)
+  from_file = mfjax.load_ratings(path, duplicates=duplicates)
+  _same_load(
+    mfjax.ratings_from_arrays(users, items, values, duplicates=duplicates), from_file
+  )
+  _same_load(
+    mfjax.ratings_from_arrays(
+      np.array(users), np.array(items), np.array(values), duplicates=duplicates
+    ),
+    from_file,
+  )
+  frame = {"u": list(users), "i": list(items), "r": list(values)}
+  _same_load(
+    mfjax.ratings_from_frame(
+      frame, user="u", item="i", rating="r", duplicates=duplicates
+    ),
+    from_file,
+  )
+  # Test ratings against the training maps: unknown ids are -1 and counted.
+  test_rows = [rows[0], ("9999" if ids == "str" else 9999, rows[1][1], 2.0)]
+  test_path = _write(
+    tmp_path, "t.tsv", "".join(f"{u}\t{i}\t{r}\n" for u, i, r in test_rows)
+  )
+  maps = from_file[1]
+  _same_load(
+    mfjax.ratings_from_arrays(*zip(*test_rows, strict=True), id_maps=maps),
+    mfjax.load_ratings(test_path, id_maps=maps),
+  )
+
+
+class _Column:
+  """A column of a frame-like table that is not a dict (as pandas and polars)."""
+
+  def __init__(self, values):
+    self.values = values
+
+  def to_numpy(self):
+    return np.asarray(self.values)
+
+
+class _Frame:
+  def __init__(self, **columns):
+    self.columns = list(columns)
+    self._data = {name: _Column(v) for name, v in columns.items()}
+
+  def __getitem__(self, name):
+    return self._data[name]
+
+
+def test_ratings_from_frame_reads_named_columns_of_a_frame():
+  frame = _Frame(movieId=[10, 20, 10], userId=[1, 1, 2], rating=[4.0, 3.0, 5.0])
+  ratings, maps = mfjax.ratings_from_frame(frame, user="userId", item="movieId")
+  np.testing.assert_array_equal(maps.users, [1, 2])
+  np.testing.assert_array_equal(maps.items, [10, 20])
+  np.testing.assert_array_equal(ratings.to_dense(), [[4.0, 3.0], [5.0, 0.0]])
+  with pytest.raises(ValueError, match=r"no column 'user'.*\['movieId', 'userId'"):
+    mfjax.ratings_from_frame(frame)
+  with pytest.raises(TypeError, match="data frame"):
+    mfjax.ratings_from_frame([[1, 2, 3.0]])
+
+
+@pytest.mark.parametrize(
+  "args, kwargs, error, match",
+  [
+    (([1, 2], [1], [3.0, 4.0]), {}, ValueError, "one length; got 2, 1 and 2"),
+    (([], [], []), {}, ValueError, "no ratings"),
+    (([1, 2], [1, 2], [3.0, np.nan]), {}, ValueError, "row 1: rating nan"),
+    (
+      ([1, 2], [1, 2], [3.0, 9.0]),
+      {"scale": (1, 5)},
+      ValueError,
+      r"row 1: rating 9 is outside",
+    ),
+    (
+      ([1, 1], [2, 2], [3.0, 4.0]),
+      {"duplicates": "error"},
+      ValueError,
+      "row 1: duplicate rating of the pair on row 0",
+    ),
+    (([1, None], [1, 2], [3.0, 4.0]), {}, ValueError, "None: a missing id"),
+    (([1.5, 2.0], [1, 2], [3.0, 4.0]), {}, ValueError, r"users\[0\] is 1.5"),
+    (([True, False], [1, 2], [3.0, 4.0]), {}, TypeError, "not booleans"),
+    (([[1, 2]], [1, 2], [3.0, 4.0]), {}, ValueError, "users must be 1-D"),
+    (([1, 2], [1, 2], ["a", "b"]), {}, TypeError, "ratings must be 1-D numbers"),
+    ((5, [1], [3.0]), {}, TypeError, "users must be a 1-D sequence"),
+    (([1], [1], [3.0]), {"duplicates": "first"}, ValueError, "duplicates"),
+    (([1], [1], [3.0]), {"id_maps": {}}, TypeError, "id_maps must be mfjax.IdMaps"),
+  ],
+)
+def test_ratings_from_arrays_refuses_bad_input(args, kwargs, error, match):
+  with pytest.raises(error, match=match):
+    mfjax.ratings_from_arrays(*args, **kwargs)
+
+
+def test_ratings_from_sparse_keeps_entries_and_shape():
+  import scipy.sparse  # jax depends on SciPy, so it is always there.
+
+  dense = np.array([[5.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [4.0, 2.0, 0.0, 0.0]])
+  for kind in (
+    scipy.sparse.csr_matrix,
+    scipy.sparse.csc_matrix,
+    scipy.sparse.coo_array,
+  ):
+    ratings = mfjax.ratings_from_sparse(kind(dense))
+    assert ratings.shape == (3, 4)  # The empty row and column stay.
+    expected = mfjax.ratings_from_dense(dense)
+    for field in ("users", "items", "values"):
+      np.testing.assert_array_equal(getattr(ratings, field), getattr(expected, field))
+  # Repeated COO entries mean their sum, as in SciPy.
+  coo = scipy.sparse.coo_matrix(([1.0, 2.0], ([0, 0], [1, 1])), shape=(1, 2))
+  np.testing.assert_array_equal(mfjax.ratings_from_sparse(coo).values, [3.0])
+  with pytest.raises(ValueError, match=r"entry \(0, 1\): rating 3 is outside"):
+    mfjax.ratings_from_sparse(coo, scale=(1, 2))
+  with pytest.raises(ValueError, match="no ratings"):
+    mfjax.ratings_from_sparse(scipy.sparse.csr_matrix((2, 3)))
+  with pytest.raises(TypeError, match="ratings_from_dense"):
+    mfjax.ratings_from_sparse(dense)
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])
+def test_compressed_files_load_as_the_plain_file(tmp_path, suffix):
+  import bz2
+  import gzip
+  import lzma
+
+  text = "".join(f"{u}\t{i}\t{r}\n" for u, i, r in ROWS)
+  plain = _write(tmp_path, "r.tsv", text)
+  opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[suffix]
+  packed = tmp_path / f"r.tsv{suffix}"
+  with opener(packed, "wt") as f:
+    f.write(text)
+  _same_load(mfjax.load_ratings(packed), mfjax.load_ratings(plain))
+  broken = tmp_path / f"broken{suffix}"
+  broken.write_bytes(packed.read_bytes()[: len(packed.read_bytes()) // 2])
+  with pytest.raises(mfjax.RatingsFileError, match=f"broken{suffix}: not a readable"):
+    mfjax.load_ratings(broken)
+
+
+def test_open_files_load_as_the_path(tmp_path):
+  import io
+
+  text = "user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in ROWS)
+  path = _write(tmp_path, "r.csv", text)
+  from_path = mfjax.load_ratings(path)
+  _same_load(mfjax.load_ratings(io.StringIO(text)), from_path)
+  _same_load(mfjax.load_ratings(io.BytesIO(text.encode())), from_path)
+  with open(path) as f:
+    _same_load(mfjax.load_ratings(f), from_path)
+    assert not f.closed
+  with pytest.raises(mfjax.RatingsFileError, match=r"<StringIO>:2: rating 'x'"):
+    mfjax.load_ratings(io.StringIO("1,2,3\n4,5,x\n"))
+  with pytest.raises(TypeError, match="path must be a file path or an open file"):
+    mfjax.load_ratings(42)
