@@ -14,7 +14,8 @@ scores the lists against uN.test (relevant = rated >= 4). Next to it:
   uN.base are recommended.
 
 - mfjax ranking: ``mfjax.fit(..., objective="ranking")`` (iALS by alternating
-  least squares), at ``RankingSettings()`` and tuned over rank, alpha0 and l2;
+  least squares), at ``RankingSettings()`` and tuned over rank, alpha0, l2 and
+  confidence;
 - implicit ALS (``implicit.als.AlternatingLeastSquares``) and implicit BPR
   (``implicit.bpr.BayesianPersonalizedRanking``) on the user x item matrix of
   uN.base (ones, or the ratings as confidence for ALS), at their library defaults
@@ -70,11 +71,12 @@ SEEDS = (1, 2)  # validation splits of u1.base
 GRIDS = {
   "mfjax ranking": (
     dict(
-      rank=(16, 32, 48, 64),
-      alpha0=(1.0, 2.0, 3.0, 5.0),
-      l2=(0.001, 0.002, 0.003, 0.005),
+      rank=(32, 64),
+      alpha0=(1.0, 3.0, 10.0),
+      l2=(0.003, 0.006, 0.01, 0.02),
+      confidence=(0.0, 1.0, 2.0),
     ),
-    dict(rank=(32, 64), alpha0=(2.0, 3.0, 5.0), l2=(0.002, 0.003, 0.005)),
+    dict(rank=(32,), alpha0=(3.0, 10.0), l2=(0.003, 0.01), confidence=(0.0, 1.0)),
   ),
   "implicit ALS": (
     dict(
@@ -113,6 +115,7 @@ DEFAULTS = {
     rank=RankingSettings().rank,
     alpha0=RankingSettings().alpha0,
     l2=RankingSettings().l2,
+    confidence=RankingSettings().confidence,
   ),
   "implicit ALS": dict(factors=100, regularization=0.01, alpha=1.0, values="ones"),
   "implicit BPR": dict(

@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from mfjax import validation
+from mfjax import rawids, validation
 from mfjax.types import IdMaps, Params
 from mfjax.version import __version__
 
@@ -88,6 +88,14 @@ class Model(NamedTuple):
     objective: what the model learned: ``"rating"`` (its scores are ratings)
       or ``"ranking"`` (``fit(objective="ranking")``: its scores only order
       items, and RMSE does not apply). Files without it are rating models.
+    rated: the training (user, item) index pairs, int32 ``[n, 2]``
+      (:func:`mfjax.rawids.rated_pairs` of the training ratings), or None. With
+      them, :meth:`recommend` leaves out what a user rated and knows the most
+      popular items; they cost 8 bytes per rating in the file.
+
+  The methods take and give raw ids (those of ``id_maps``): :meth:`predict`,
+  :meth:`recommend`, :meth:`similar_items` and :meth:`fold_in`
+  (:mod:`mfjax.rawids`).
   """
 
   params: Params
@@ -96,6 +104,36 @@ class Model(NamedTuple):
   scale: tuple[float, float] | None = None
   mfjax_version: str | None = None
   objective: str = "rating"
+  rated: np.ndarray | None = None
+
+  def predict(self, users: Any, items: Any) -> np.ndarray | float:
+    """Ratings of raw (user, item) ids, clipped to the scale; unknown ids get
+    the mean plus whatever bias is known (:func:`mfjax.rawids.predict_ids`)."""
+    return rawids.predict_ids(self, users, items)
+
+  def recommend(
+    self, user: Any, n: int = 10, *, exclude_rated: bool = True, fallback="popularity"
+  ) -> tuple[np.ndarray, np.ndarray]:
+    """``(item ids, scores)``: the user's ``n`` best items, rated ones left out;
+    an unknown user gets the most-rated items (:func:`mfjax.rawids.recommend_ids`)."""
+    return rawids.recommend_ids(
+      self, user, n, exclude_rated=exclude_rated, fallback=fallback
+    )
+
+  def similar_items(self, item: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """``(item ids, cosines)`` of the items nearest ``item`` in factor space
+    (:func:`mfjax.rawids.similar_items`)."""
+    return rawids.similar_items(self, item, n)
+
+  def fold_in(
+    self, users: Any, items: Any, ratings: Any, *, l2=None, l2_bias=None
+  ) -> Model:
+    """A model that also knows new users, from their raw-id ratings, without
+    retraining (:func:`mfjax.rawids.fold_in_ids`)."""
+    params, id_maps, rated = rawids.fold_in_ids(
+      self, users, items, ratings, l2=l2, l2_bias=l2_bias
+    )
+    return self._replace(params=params, id_maps=id_maps, rated=rated)
 
 
 def _check_path(path: Any) -> str:
@@ -250,7 +288,29 @@ def _entries(model: Any) -> dict[str, np.ndarray]:
         raise TypeError(f"model.id_maps.{field} must be an int; got {count!r}.")
       counts.append(int(count))
     entries["id_maps_counts"] = np.array(counts, np.int64)
+  if model.rated is not None:
+    n_users, n_items = leaves["user_factors"].shape[0], leaves["item_factors"].shape[0]
+    entries["rated"] = _check_rated(model.rated, n_users, n_items)
   return entries
+
+
+def _rated_problem(rated: np.ndarray, n_users: int, n_items: int) -> str | None:
+  """What is wrong with training pairs, or None."""
+  if rated.dtype.kind not in "iu" or rated.ndim != 2 or rated.shape[1] != 2:
+    return f"must be integer pairs [n, 2]; got {rated.dtype} {rated.shape}"
+  if rated.size and (
+    rated.min() < 0 or rated[:, 0].max() >= n_users or rated[:, 1].max() >= n_items
+  ):
+    return f"must hold user indices < {n_users} and item indices < {n_items}"
+  return None
+
+
+def _check_rated(rated: Any, n_users: int, n_items: int) -> np.ndarray:
+  rated = np.asarray(rated)
+  problem = _rated_problem(rated, n_users, n_items)
+  if problem:
+    raise ValueError(f"model.rated {problem}.")
+  return rated.astype(np.int32)
 
 
 def _write_npz(file, entries: dict[str, np.ndarray]) -> None:
@@ -415,7 +475,7 @@ def _read_entries(path: str, file) -> dict[str, np.ndarray]:
         f"{path}: missing entries {', '.join(missing)}; it is truncated or was not "
         "written by mfjax.save."
       )
-    optional = [key for key in ("objective",) if key in present]
+    optional = [key for key in ("objective", "rated") if key in present]
     entries = {key: _read(path, archive, key) for key in required + optional}
     entries["kind"] = kind
     return entries
@@ -523,6 +583,12 @@ def _decode_model(path: str, entries: dict, params: Params) -> Model:
       scale=_decode_scale(path, "id_maps_scale", entries["id_maps_scale"]),
       **{field: int(n) for field, n in zip(_COUNTS, counts.tolist(), strict=True)},
     )
+  rated = entries.get("rated")
+  if rated is not None:
+    n_users, n_items = params.user_factors.shape[0], params.item_factors.shape[0]
+    problem = _rated_problem(rated, n_users, n_items)
+    if problem:
+      raise ModelFileError(f"{path}: rated {problem}.")
   scale = entries["scale"]
   objective = "rating"  # Files before 0.3 hold rating models only.
   if "objective" in entries:
@@ -536,6 +602,7 @@ def _decode_model(path: str, entries: dict, params: Params) -> Model:
     scale=None if scale.shape == (0,) else _decode_scale(path, "scale", scale),
     mfjax_version=_as_str(entries["mfjax_version"]),
     objective=objective,
+    rated=rated,
   )
 
 

@@ -136,6 +136,13 @@ def _add_fit(sub) -> None:
     help=f"ranking: weight of the all-pairs term (default {RankingSettings().alpha0})",
   )
   fit.add_argument(
+    "--confidence",
+    type=_nonnegative_float,
+    default=None,
+    help="ranking: an observed pair weighs 1 + CONFIDENCE x rating "
+    f"(default {RankingSettings().confidence})",
+  )
+  fit.add_argument(
     "--threshold",
     type=_float,
     default=4.0,
@@ -306,8 +313,10 @@ def _fit(args) -> int:
     for flag, name in _RATING_ONLY.items():
       if getattr(args, name) is not None:
         raise ValueError(f"{flag} does not apply to --objective ranking.")
-  elif args.alpha0 is not None:
-    raise ValueError("--alpha0 applies to --objective ranking only.")
+  else:
+    for flag in ("alpha0", "confidence"):
+      if getattr(args, flag) is not None:
+        raise ValueError(f"--{flag} applies to --objective ranking only.")
   train, maps = mfjax.load_ratings(args.train)
   if args.test:
     test, test_maps = mfjax.load_ratings(args.test, id_maps=maps)
@@ -342,7 +351,11 @@ def _fit(args) -> int:
     n_items=train.n_items,
     n_duplicates=maps.n_duplicates,
     **{name: settings[name] for name in ("rank", "l2", "steps")},
-    **{n: settings[n] for n in ("l2_bias", "ensemble", "alpha0") if n in settings},
+    **{
+      n: settings[n]
+      for n in ("l2_bias", "ensemble", "alpha0", "confidence")
+      if n in settings
+    },
     diverged=bool(np.any(np.asarray(results.diverged_step) >= 0)),
   )
   if args.save:
@@ -401,7 +414,7 @@ def _ranking_fit(args, train, maps):
   from mfjax import ensemble
 
   d = ensemble.RankingSettings()
-  given = {n: getattr(args, n) for n in ("rank", "steps", "l2", "alpha0")}
+  given = {n: getattr(args, n) for n in ("rank", "steps", "l2", "alpha0", "confidence")}
   settings = d._replace(**{n: v for n, v in given.items() if v is not None})
   program = ensemble.ranking_program(settings, progress=args.progress)
   inputs = (jax.random.key(args.seed), train, np.float32(settings.l2))

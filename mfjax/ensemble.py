@@ -81,10 +81,10 @@ class RankingSettings(NamedTuple):
   # 8 passes of 3 CG steps: within 0.001 NDCG@10 of 10 passes on MovieLens
   # validation splits, in 0.6 of the time (benchmarks/RESULTS.md, "Ranking").
   steps: int = 8
-  l2: float = 0.003
+  l2: float = 0.01
   alpha0: float = 3.0
   nu: float = 1.0
-  confidence: float = 0.0
+  confidence: float = 1.0
   cg_steps: int = 3
 
 
@@ -118,6 +118,7 @@ def fit(
   batch_size: int | None = None,
   ensemble: int | None = None,
   alpha0: float | None = None,
+  confidence: float | None = None,
   validation_data: Ratings | None = None,
   patience: int | None = None,
   scale: tuple[float, float] | None = None,
@@ -152,6 +153,8 @@ def fit(
     l2: L2 weight of the factors, ``>= 0`` (traced: no recompile per value).
     l2_bias: L2 weight of the biases, ``>= 0``.
     alpha0: ranking only: the weight of the all-pairs term, ``>= 0``.
+    confidence: ranking only: an observed pair weighs ``1 + confidence·rating``,
+      ``>= 0`` (0: every observed pair alike).
     validation_data: optional ``Ratings``: each model keeps its params of lowest
       validation RMSE, with early stopping after ``patience`` epochs if given.
     scale: ``(lo, hi)``: predictions clipped to it when scoring validation.
@@ -187,9 +190,10 @@ def fit(
           f"{name} does not apply to objective='ranking' (one model, solved by "
           "alternating least squares); leave it out."
         )
-    return _fit_ranking(key, ratings, alpha0=alpha0, **given)
-  if alpha0 is not None:
-    raise ValueError("alpha0 applies to objective='ranking' only.")
+    return _fit_ranking(key, ratings, alpha0=alpha0, confidence=confidence, **given)
+  for name, value in (("alpha0", alpha0), ("confidence", confidence)):
+    if value is not None:
+      raise ValueError(f"{name} applies to objective='ranking' only.")
   pick = lambda value, default: default if value is None else value
   settings = check_settings(
     FitSettings(
@@ -218,15 +222,9 @@ def fit(
   return FitResult(params, results)
 
 
-def _fit_ranking(key, ratings, *, rank, steps, l2, alpha0, progress) -> FitResult:
+def _fit_ranking(key, ratings, *, progress, **given) -> FitResult:
   settings = check_ranking_settings(
-    _RANKING._replace(
-      **{
-        name: value
-        for name, value in dict(rank=rank, steps=steps, l2=l2, alpha0=alpha0).items()
-        if value is not None
-      }
-    )
+    _RANKING._replace(**{k: v for k, v in given.items() if v is not None})
   )
   program = _cached_ranking_program(settings._replace(l2=0.0), progress)
   results, params = program(key, ratings, jnp.asarray(settings.l2, jnp.float32))

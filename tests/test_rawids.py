@@ -1,0 +1,161 @@
+"""Raw ids in and out (mfjax.rawids, Model's methods) against the index-based API."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mfjax
+from mfjax import rawids
+from tests.conftest import random_params
+
+# Raw ids on purpose unlike indices: strings for users, spread ints for items.
+USERS = np.array(["ann", "bob", "cat", "dan", "eve"])
+ITEMS = np.array([10, 20, 30, 40, 50, 60, 70], np.int64)
+# (user index, item index, rating) of the training data.
+TRAIN = [(0, 0, 5.0), (0, 3, 4.0), (1, 3, 2.0), (2, 0, 3.0), (2, 6, 5.0), (4, 3, 1.0)]
+
+
+def _train():
+  u, i, r = (np.array(c) for c in zip(*TRAIN, strict=True))
+  return mfjax.Ratings(
+    jnp.asarray(u), jnp.asarray(i), jnp.asarray(r, jnp.float32), 5, 7
+  )
+
+
+def _model(**fields):
+  maps = mfjax.IdMaps(users=USERS, items=ITEMS, scale=(1.0, 5.0))
+  defaults = dict(params=random_params(0, 5, 7, 3), id_maps=maps)
+  defaults["rated"] = rawids.rated_pairs(_train())
+  return mfjax.Model(**(defaults | fields))
+
+
+def test_rated_pairs_leave_out_padding_and_unknown_ids():
+  ratings = mfjax.Ratings(
+    jnp.array([0, -1, 2, 3]),
+    jnp.array([1, 1, -1, 4]),
+    jnp.ones(4),
+    5,
+    7,
+    weights=jnp.array([1.0, 1.0, 1.0, 0.0]),
+  )
+  np.testing.assert_array_equal(rawids.rated_pairs(ratings), [[0, 1]])
+  assert rawids.rated_pairs(ratings).dtype == np.int32
+
+
+def test_predict_takes_raw_ids_and_matches_index_predictions():
+  m = _model()
+  expected = mfjax.predict(m.params, users=[1, 4, 0], items=[6, 0, 2], scale=(1, 5))
+  got = m.predict(["bob", "eve", "ann"], [70, 10, 30])
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+  # One id pairs with every id of the other; two single ids give a float.
+  np.testing.assert_allclose(
+    m.predict("cat", ITEMS), mfjax.predict(m.params, users=[2], scale=(1, 5))[0]
+  )
+  assert isinstance(m.predict("cat", 40), float)
+  # Unknown ids fall back to the mean and the known bias, as predict's -1 does.
+  fallback = mfjax.predict(m.params, users=[-1, 1], items=[2, -1], scale=(1, 5))
+  np.testing.assert_allclose(m.predict(["zed", "bob"], [30, 99]), fallback, rtol=1e-6)
+
+
+def test_recommend_matches_index_recommend_without_the_rated_items():
+  m = _model()
+  exclude = _train()
+  for j, user in enumerate(USERS):
+    items, scores = mfjax.recommend(m.params, j, 3, exclude=exclude)
+    got_items, got_scores = m.recommend(user, 3)
+    np.testing.assert_array_equal(got_items, ITEMS[np.asarray(items)])
+    np.testing.assert_allclose(got_scores, scores, rtol=1e-6)
+  # Without exclusion, the plain top 3.
+  items, _ = mfjax.recommend(m.params, 0, 3)
+  np.testing.assert_array_equal(
+    m.recommend("ann", 3, exclude_rated=False)[0], ITEMS[np.asarray(items)]
+  )
+  # Fewer items left than asked: only the real ones come back.
+  assert len(m.recommend("ann", 7)[0]) == 5
+
+
+def test_recommend_falls_back_to_the_most_rated_items_for_an_unknown_user():
+  m = _model()
+  items, counts = m.recommend("zed", 3)
+  # Item 40 (index 3) has 3 ratings, 10 (index 0) has 2, then 70 (index 6) 1;
+  # ties go to the lower index.
+  np.testing.assert_array_equal(items, [40, 10, 70])
+  np.testing.assert_array_equal(counts, [3, 2, 1])
+  with pytest.raises(ValueError, match="user 'zed' is not in the model"):
+    m.recommend("zed", 3, fallback=None)
+  with pytest.raises(ValueError, match="needs the training pairs"):
+    m._replace(rated=None).recommend("zed", 3)
+  with pytest.raises(ValueError, match="fallback"):
+    m.recommend("ann", 3, fallback="random")
+
+
+def test_similar_items_are_the_nearest_by_cosine_against_numpy():
+  m = _model()
+  q = np.asarray(m.params.item_factors, np.float64)
+  cosine = q @ q[2] / (np.linalg.norm(q, axis=1) * np.linalg.norm(q[2]))
+  order = [j for j in np.argsort(-cosine) if j != 2][:4]
+  items, sims = m.similar_items(30, 4)
+  np.testing.assert_array_equal(items, ITEMS[order])
+  np.testing.assert_allclose(sims, cosine[order], rtol=1e-6)
+  with pytest.raises(ValueError, match="item 99 is not in the model"):
+    m.similar_items(99)
+  with pytest.raises(ValueError, match="at most the model's 6 other items"):
+    m.similar_items(30, 7)
+
+
+def test_fold_in_adds_new_users_as_the_index_fold_in_does():
+  m = _model(settings={"l2": 2.0, "l2_bias": 0.5})
+  folded = m.fold_in(["bea", "bea", "fay"], [20, 70, 10], [5.0, 4.0, 2.0])
+  new = mfjax.Ratings(
+    jnp.array([0, 0, 1]), jnp.array([1, 6, 0]), jnp.array([5.0, 4.0, 2.0]), 2, 7
+  )
+  reference = mfjax.fold_in(m.params, new, l2=2.0, l2_bias=0.5)
+  assert list(folded.id_maps.users) == ["ann", "bea", "bob", "cat", "dan", "eve", "fay"]
+  # The old users keep their rows; the new ones have the fold-in's.
+  p = np.asarray(folded.params.user_factors)
+  np.testing.assert_array_equal(p[[0, 2, 3, 4, 5]], np.asarray(m.params.user_factors))
+  np.testing.assert_allclose(p[[1, 6]], reference.user_factors, rtol=1e-5)
+  np.testing.assert_allclose(
+    folded.params.user_bias[np.array([1, 6])], reference.user_bias, rtol=1e-5
+  )
+  # Predictions of old users do not change; the new user's rated items are left out.
+  np.testing.assert_allclose(folded.predict("eve", ITEMS), m.predict("eve", ITEMS))
+  assert not {20, 70} & set(folded.recommend("bea", 5)[0].tolist())
+  assert len(folded.rated) == len(m.rated) + 3
+
+
+@pytest.mark.parametrize(
+  "args, error, match",
+  [
+    ((["ann"], [10], [3.0]), ValueError, "'ann' is already in the model"),
+    ((["new"], [99], [3.0]), ValueError, "item 99 is not in the model"),
+    ((["new"], [10], [np.nan]), ValueError, "ratings must be finite"),
+    ((["new", "x"], [10], [3.0]), ValueError, "one length"),
+    ((["new"], [10], ["a"]), TypeError, "ratings must be 1-D numbers"),
+  ],
+)
+def test_fold_in_refuses_bad_input(args, error, match):
+  with pytest.raises(error, match=match):
+    _model().fold_in(*args)
+
+
+def test_ranking_models_and_models_without_maps_say_what_applies():
+  ranking = _model(objective="ranking")
+  with pytest.raises(ValueError, match="ranking model: its scores order items"):
+    ranking.predict("ann", 10)
+  with pytest.raises(ValueError, match="fold_in solves the rating objective"):
+    ranking.fold_in(["new"], [10], [3.0])
+  assert len(ranking.recommend("ann", 2)[0]) == 2  # Lists are what it is for.
+  bare = mfjax.Model(random_params(0, 5, 7, 3))
+  with pytest.raises(ValueError, match="no raw-id maps"):
+    bare.recommend(0)
+
+
+def test_rated_pairs_survive_save_and_load(tmp_path):
+  m = _model()
+  mfjax.save(tmp_path / "m.npz", m)
+  loaded = mfjax.load(tmp_path / "m.npz")
+  np.testing.assert_array_equal(loaded.rated, m.rated)
+  np.testing.assert_array_equal(loaded.recommend("cat", 4)[0], m.recommend("cat", 4)[0])
+  with pytest.raises(ValueError, match="model.rated must hold user indices < 5"):
+    mfjax.save(tmp_path / "bad.npz", m._replace(rated=np.array([[5, 0]])))
