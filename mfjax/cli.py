@@ -2,8 +2,9 @@
 
 ``mfjax demo [--seed N]`` runs the seed notebook in JAX and then the corrected model.
 ``mfjax fit TRAIN ...`` trains on a ratings file (``--save MODEL`` keeps the model),
-``mfjax recommend MODEL --user ID`` lists a user's top items and ``mfjax evaluate
-MODEL TEST`` scores a saved model on held-out ratings.
+``mfjax recommend MODEL --user ID`` lists a user's top items, ``mfjax evaluate
+MODEL TEST`` scores a saved model on held-out ratings and ``mfjax similar MODEL
+--item ID`` lists an item's nearest items.
 
 Bad arguments exit with code 2 and one line on stderr saying what is wrong.
 """
@@ -76,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
   )
   sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
   sub.required = True
-  for add in (_add_demo, _add_fit, _add_recommend, _add_evaluate):
+  for add in (_add_demo, _add_fit, _add_recommend, _add_evaluate, _add_similar):
     add(sub)
   return parser
 
@@ -154,6 +155,13 @@ def _add_fit(sub) -> None:
     "--save", metavar="MODEL", help="save the trained model to this .npz file"
   )
   fit.add_argument(
+    "--no-rated",
+    action="store_true",
+    help="with --save: leave the training pairs out of the model file (they "
+    "cost 8 bytes per rating; recommend then needs --rated to leave out rated "
+    "items)",
+  )
+  fit.add_argument(
     "--json", action="store_true", help="print one JSON object as the last line"
   )
 
@@ -224,7 +232,20 @@ def _add_recommend(sub) -> None:
     "--rated",
     metavar="FILE",
     help="a ratings file (usually the training file); the user's items in it "
-    "are left out",
+    "are left out, instead of the training pairs saved in the model",
+  )
+  rec.add_argument(
+    "--ratings",
+    metavar="FILE",
+    help="ratings of new users (user,item,rating): folded into the model "
+    "(no retraining) before --user's list is made",
+  )
+  rec.add_argument(
+    "--fallback",
+    choices=("popularity", "none"),
+    default="popularity",
+    help="a user not in the model gets the most-rated items (popularity, the "
+    "default) or an error (none)",
   )
   rec.add_argument(
     "--json", action="store_true", help="print one JSON object as the last line"
@@ -306,6 +327,7 @@ def _fit(args) -> int:
   import numpy as np
 
   import mfjax
+  from mfjax import rawids
 
   _check_output_path("--save", args.save)
   ranking = args.objective == "ranking"
@@ -361,9 +383,14 @@ def _fit(args) -> int:
   if args.save:
     saved = dict(settings, n_train=len(train), seed=args.seed)
     saved["train"] = os.path.basename(args.train)
-    model = mfjax.Model(params, id_maps=maps, settings=saved, objective=args.objective)
+    rated = None if args.no_rated else rawids.rated_pairs(train)
+    model = mfjax.Model(
+      params, id_maps=maps, settings=saved, objective=args.objective, rated=rated
+    )
     mfjax.save(args.save, model)
     report["saved"] = args.save
+    report["saved_rank"] = int(params.user_factors.shape[1])
+    report["saved_bytes"] = os.path.getsize(args.save)
   _print_report(report)
   if report["diverged"]:
     print(
@@ -536,52 +563,134 @@ def _item_titles(path: str) -> dict[str, str]:
 def _recommend(args) -> int:
   import json
 
-  import numpy as np
-
-  import mfjax
-
   if args.all:
     return _recommend_all(args)
   if args.output:
     raise ValueError("--output goes with --all; one user's list is printed.")
-  model = _load_model(args.model)
+  model = _serving_model(args)
   maps = model.id_maps
   raw = _raw_id(maps.users, args.user)
-  user = int(maps.user_index([raw])[0]) if raw is not None else -1
-  if user < 0:
+  known = raw is not None and int(maps.user_index([raw])[0]) >= 0
+  if not known and args.fallback == "none":
     raise ValueError(
       f"user {args.user!r} is not in the model {args.model} "
-      f"({len(maps.users)} users, ids {maps.users[0]}..{maps.users[-1]})."
+      f"({len(maps.users)} users, ids {maps.users[0]}..{maps.users[-1]}; "
+      "--fallback none)."
+    )
+  if not known and model.rated is None:
+    raise ValueError(
+      f"user {args.user!r} is not in the model, and the popularity fallback needs "
+      "the training pairs: pass --rated TRAIN (the model was saved --no-rated)."
     )
   n_items = len(maps.items)
   if args.n is None:
     args.n = min(10, n_items)
   if args.n > n_items:
     raise ValueError(f"-n must be at most the model's {n_items} items; got {args.n}.")
-  exclude = None
-  if args.rated:
-    rated, _ = mfjax.load_ratings(args.rated, id_maps=maps)
-    exclude = rated.subset(np.flatnonzero(np.asarray(rated.users) == user))
-  items, scores = mfjax.recommend(model.params, user, args.n, exclude=exclude)
-  found = np.asarray(items) >= 0
-  raw_items = [maps.items[i].item() for i in np.asarray(items)[found]]
-  scores = [float(v) for v in np.asarray(scores)[found]]
-  titles = _item_titles(args.items) if args.items else None
-  if titles is not None:
-    missing = [i for i in raw_items if str(i) not in titles]
-    if missing:
-      raise ValueError(
-        f"{args.items} has no title for item {missing[0]!r} of the model; is it "
-        "the item file of the same data set?"
-      )
+  items, scores = model.recommend(raw if raw is not None else args.user, args.n)
+  raw_items = [i.item() for i in items]
+  scores = [float(v) for v in scores]
+  titles = _titles_of(args.items, raw_items)
   width = max([len(str(i)) for i in raw_items] + [4])
-  print(f"top {len(raw_items)} items for user {args.user} ({args.model})")
+  if known:
+    print(f"top {len(raw_items)} items for user {args.user} ({args.model})")
+  else:
+    print(
+      f"user {args.user} is not in the model: the {len(raw_items)} most-rated "
+      "items instead (score = training ratings; --fallback none refuses)"
+    )
   print(f"{'rank':>4}  {'item':>{width}}  score  {'title' if titles else ''}".rstrip())
   for rank, (item, score) in enumerate(zip(raw_items, scores, strict=True), 1):
     title = titles[str(item)] if titles else ""
     print(f"{rank:>4}  {item!s:>{width}}  {score:5.2f}  {title}".rstrip())
   if args.json:
-    report = {"user": raw, "items": raw_items, "scores": scores}
+    report = {"user": raw if known else args.user, "items": raw_items}
+    report |= {"scores": scores, "fallback": not known}
+    if titles:
+      report["titles"] = [titles[str(i)] for i in raw_items]
+    print(json.dumps(report))
+  return 0
+
+
+def _serving_model(args):
+  """The model of ``recommend``: its rated pairs from --rated if given, and the
+  users of --ratings folded in."""
+  import mfjax
+  from mfjax import rawids
+
+  model = _load_model(args.model)
+  maps = model.id_maps
+  if args.rated:
+    rated, _ = mfjax.load_ratings(args.rated, id_maps=maps)
+    model = model._replace(rated=rawids.rated_pairs(rated))
+  if args.ratings:
+    new, new_maps = mfjax.load_ratings(args.ratings)
+    users = new_maps.users[_host(new.users)]
+    items = new_maps.items[_host(new.items)]
+    model = model.fold_in(users, items, _host(new.values))
+  return model
+
+
+def _host(array):
+  import numpy as np
+
+  return np.asarray(array)
+
+
+def _titles_of(path, raw_items):
+  """Titles of ``raw_items`` from the item file at ``path`` (None: no file)."""
+  if path is None:
+    return None
+  titles = _item_titles(path)
+  missing = [i for i in raw_items if str(i) not in titles]
+  if missing:
+    raise ValueError(
+      f"{path} has no title for item {missing[0]!r} of the model; is it "
+      "the item file of the same data set?"
+    )
+  return titles
+
+
+def _add_similar(sub) -> None:
+  sim = sub.add_parser(
+    "similar",
+    help="the items nearest an item in a saved model",
+    description=(
+      "List the N items whose factors are closest to ITEM's (cosine similarity) "
+      "in a model saved by `mfjax fit --save`, in raw ids, with titles when an "
+      "item file is given."
+    ),
+  )
+  sim.add_argument("model", metavar="MODEL", help="a model file from fit --save")
+  sim.add_argument("--item", metavar="RAW_ID", required=True, help="the item's id")
+  sim.add_argument("-n", type=_positive, default=10, help="how many items (default 10)")
+  sim.add_argument(
+    "--items", metavar="FILE", help="item titles: MovieLens u.item or movies.csv"
+  )
+  sim.add_argument(
+    "--json", action="store_true", help="print one JSON object as the last line"
+  )
+
+
+def _similar(args) -> int:
+  import json
+
+  model = _load_model(args.model)
+  raw = _raw_id(model.id_maps.items, args.item)
+  if raw is None or int(model.id_maps.item_index([raw])[0]) < 0:
+    raise ValueError(f"item {args.item!r} is not in the model {args.model}.")
+  items, cosines = model.similar_items(raw, args.n)
+  raw_items = [i.item() for i in items]
+  titles = _titles_of(args.items, [raw, *raw_items])
+  width = max([len(str(i)) for i in raw_items] + [4])
+  about = f" ({titles[str(raw)]})" if titles else ""
+  print(f"the {len(raw_items)} items nearest item {args.item}{about} ({args.model})")
+  print(f"{'rank':>4}  {'item':>{width}}  cosine  {'title' if titles else ''}".rstrip())
+  for rank, (item, cosine) in enumerate(zip(raw_items, cosines, strict=True), 1):
+    title = titles[str(item)] if titles else ""
+    print(f"{rank:>4}  {item!s:>{width}}  {cosine:6.3f}  {title}".rstrip())
+  if args.json:
+    report = {"item": raw, "items": raw_items, "cosines": [float(c) for c in cosines]}
     if titles:
       report["titles"] = [titles[str(i)] for i in raw_items]
     print(json.dumps(report))
@@ -607,18 +716,19 @@ def _recommend_all(args) -> int:
       "--all writes raw ids to --output; --items and --json do not apply."
     )
   _check_output_path("--output", args.output)
-  model = _load_model(args.model)
+  model = _serving_model(args)  # --rated replaces the saved pairs; --ratings adds.
   maps = model.id_maps
   n_users, n_items = len(maps.users), len(maps.items)
   n = min(10, n_items) if args.n is None else args.n
   if n > n_items:
     raise ValueError(f"-n must be at most the model's {n_items} items; got {n}.")
   rated_users = rated = None
-  if args.rated:
-    rated, _ = mfjax.load_ratings(args.rated, id_maps=maps)
-    order = np.argsort(np.asarray(rated.users), kind="stable")
-    rated = rated.subset(order)
-    rated_users = np.asarray(rated.users)
+  if model.rated is not None:
+    pairs = model.rated[np.argsort(model.rated[:, 0], kind="stable")]
+    rated = mfjax.Ratings(
+      pairs[:, 0], pairs[:, 1], np.ones(len(pairs), np.float32), n_users, n_items
+    )
+    rated_users = pairs[:, 0]
   directory, base = os.path.split(os.path.abspath(args.output))
   temp = os.path.join(directory, f".{base}.{os.getpid()}.tmp")
   rows = 0
@@ -842,6 +952,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       "fit": _fit,
       "recommend": _recommend,
       "evaluate": _evaluate,
+      "similar": _similar,
     }
     return commands[args.command](args)
   except (ValueError, TypeError) as e:  # RatingsFileError is a ValueError.

@@ -474,3 +474,63 @@ def test_ranking_and_all_lists_bad_input_exit_2(argv, message, capsys, tmp_path)
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and message in err[0], err
   assert not (tmp_path / "x").exists()
+
+
+def test_saved_pairs_fallback_fold_in_and_similar(capsys, tmp_path):
+  train, test = _ratings_csv(tmp_path), _ratings_csv(tmp_path, "t.csv", 200, 1)
+  model_path = tmp_path / "m.npz"
+  fit = ["fit", str(train), "--test", str(test), "--rank", "3", "--steps", "2"]
+  fit += ["--ensemble", "1"]
+  assert cli.main([*fit, "--save", str(model_path), "--json"]) == 0
+  report = _json_line(capsys)
+  assert report["saved_rank"] == 3
+  assert report["saved_bytes"] == os.path.getsize(model_path)
+  model = mfjax.load(model_path)
+  ratings, maps = mfjax.load_ratings(str(train))
+  np.testing.assert_array_equal(model.rated, mfjax.rawids.rated_pairs(ratings))
+  # The saved pairs leave out the rated items as --rated TRAIN does.
+  user = str(maps.users[0])
+  lists = []
+  for extra in ([], ["--rated", str(train)]):
+    assert (
+      cli.main(["recommend", str(model_path), "--user", user, *extra, "--json"]) == 0
+    )
+    lists.append(_json_line(capsys)["items"])
+  assert lists[0] == lists[1]
+  mine = np.asarray(ratings.items)[np.asarray(ratings.users) == 0]
+  assert not set(lists[0]) & set(maps.items[mine].tolist())
+  # An unknown user: the most-rated items, or exit 2 with --fallback none.
+  assert cli.main(["recommend", str(model_path), "--user", "nobody", "--json"]) == 0
+  out = _json_line(capsys)
+  counts = np.bincount(np.asarray(ratings.items), minlength=ratings.n_items)
+  top = np.lexsort((np.arange(ratings.n_items), -counts))[:10]
+  assert out["fallback"] and out["items"] == maps.items[top].tolist()
+  argv = ["recommend", str(model_path), "--user", "nobody", "--fallback", "none"]
+  assert cli.main(argv) == 2
+  assert "'nobody' is not in the model" in capsys.readouterr().err
+  # --ratings: a new user's ratings folded in give the model's fold_in list.
+  new = tmp_path / "new.csv"
+  items = maps.items[:3].tolist()
+  new.write_text("".join(f"newcomer,{i},5\n" for i in items))
+  argv = ["recommend", str(model_path), "--user", "newcomer", "--ratings", str(new)]
+  assert cli.main([*argv, "-n", "4", "--json"]) == 0
+  folded = model.fold_in(["newcomer"] * 3, items, [5.0, 5.0, 5.0])
+  expected, _ = folded.recommend("newcomer", 4)
+  assert _json_line(capsys)["items"] == expected.tolist()
+  # similar: the model's similar_items, raw ids.
+  item = str(maps.items[2])
+  assert (
+    cli.main(["similar", str(model_path), "--item", item, "-n", "3", "--json"]) == 0
+  )
+  near, cosines = model.similar_items(maps.items[2], 3)
+  out = _json_line(capsys)
+  assert out["items"] == near.tolist()
+  np.testing.assert_allclose(out["cosines"], cosines, rtol=1e-6)
+  assert cli.main(["similar", str(model_path), "--item", "nope"]) == 2
+  assert "item 'nope' is not in the model" in capsys.readouterr().err
+  # --no-rated: no pairs in the file, and the fallback then asks for --rated.
+  assert cli.main([*fit, "--save", str(model_path), "--no-rated"]) == 0
+  capsys.readouterr()
+  assert mfjax.load(model_path).rated is None
+  assert cli.main(["recommend", str(model_path), "--user", "nobody"]) == 2
+  assert "pass --rated TRAIN" in capsys.readouterr().err

@@ -37,7 +37,7 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.S | re.M)
 MOVIELENS = re.compile(r"\bu(?:[1-5ab])?\.(?:base|test|data|item)\b")
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 FLAG = re.compile(r"(?<![\w-])(--?[a-zA-Z][\w-]*)")
-COMMANDS = ("demo", "fit", "recommend", "evaluate")
+COMMANDS = ("demo", "fit", "recommend", "evaluate", "similar")
 
 
 def _blocks(page):
