@@ -6,6 +6,7 @@ Modules hold what a deeper user needs (``mfjax.objectives``, ``mfjax.solvers``,
 """
 
 from mfjax.checkpoint import Model, ModelFileError, load, save
+from mfjax.crossval import cross_validate
 from mfjax.data import kfold, ratings_from_dense, synthetic_ratings, train_test_split
 from mfjax.ensemble import FitResult, FitSettings, fit
 from mfjax.grid import train_grid
@@ -85,6 +86,7 @@ __all__ = [
   "ratings_from_sparse",
   "train_test_split",
   "kfold",
+  "cross_validate",
   "synthetic_ratings",
   # Scores, lists, new users.
   "rmse",

@@ -534,3 +534,30 @@ def test_saved_pairs_fallback_fold_in_and_similar(capsys, tmp_path):
   assert mfjax.load(model_path).rated is None
   assert cli.main(["recommend", str(model_path), "--user", "nobody"]) == 2
   assert "pass --rated TRAIN" in capsys.readouterr().err
+
+
+def test_cv_prints_a_table_and_matches_cross_validate(capsys, tmp_path):
+  path = _ratings_csv(tmp_path)
+  argv = ["cv", str(path), "--folds", "3", "--rank", "2", "--steps", "2"]
+  assert cli.main([*argv, "--ensemble", "1", "--json"]) == 0
+  out = capsys.readouterr().out
+  assert "3-fold cross-validation of the rating fit" in out
+  assert "Fit time (s)" in out
+  report = json.loads(out.strip().splitlines()[-1])
+  ratings, maps = mfjax.load_ratings(str(path))
+  expected = mfjax.cross_validate(
+    ratings, folds=3, rank=2, steps=2, ensemble=1, scale=maps.scale
+  )
+  np.testing.assert_allclose(report["rmse"], expected.metrics["rmse"], rtol=1e-5)
+  assert report["rmse_mean"] == pytest.approx(expected.metrics["rmse"].mean())
+  argv = ["cv", str(path), "--folds", "2", "--objective", "ranking", "--rank", "2"]
+  assert cli.main([*argv, "--json"]) == 0
+  report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert len(report["ndcg"]) == 2 and 0 <= report["ndcg_mean"] <= 1
+  for bad, message in [
+    (["--folds", "1"], "--folds must be at least 2"),
+    (["--alpha0", "1"], "--alpha0 does not apply to --objective rating"),
+    (["--objective", "ranking", "--lr", "0.1"], "--lr does not apply"),
+  ]:
+    assert cli.main(["cv", str(path), *bad]) == 2
+    assert message in capsys.readouterr().err

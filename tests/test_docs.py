@@ -37,7 +37,7 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.S | re.M)
 MOVIELENS = re.compile(r"\bu(?:[1-5ab])?\.(?:base|test|data|item)\b")
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 FLAG = re.compile(r"(?<![\w-])(--?[a-zA-Z][\w-]*)")
-COMMANDS = ("demo", "fit", "recommend", "evaluate", "similar")
+COMMANDS = ("demo", "fit", "recommend", "evaluate", "similar", "cv")
 
 
 def _blocks(page):
@@ -218,7 +218,7 @@ def _public_table():
 
 def test_api_page_lists_exactly_the_public_names():
   assert set(_public_table()) == set(mfjax.__all__)
-  assert len(mfjax.__all__) == len(set(mfjax.__all__)) == 33
+  assert len(mfjax.__all__) == len(set(mfjax.__all__)) == 34
 
 
 def _split_top_level(text):
