@@ -20,7 +20,7 @@ import numpy as np
 from mfjax import data, ensemble, metrics, serving, validation
 from mfjax.types import Ratings
 
-__all__ = ["CVResult", "cross_validate"]
+__all__ = ["CVResult", "cross_validate", "padded"]
 
 _RATING_METRICS = ("rmse", "mae")
 _RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
@@ -61,8 +61,9 @@ class CVResult(NamedTuple):
     return "\n".join(lines)
 
 
-def _padded(train: Ratings, size: int) -> Ratings:
-  """``train`` with weight-0 entries up to ``size``: same loss, one shape."""
+def padded(train: Ratings, size: int) -> Ratings:
+  """``train`` with weight-0 entries up to ``size`` ratings: the same loss in
+  every objective, and one shape for training parts of different sizes."""
   pad = size - len(train)
   weights = jnp.ones(len(train)) if train.weights is None else train.weights
   extend = lambda x, fill: jnp.concatenate(
@@ -153,7 +154,7 @@ def cross_validate(
   compiled = None
   rows, fit_s, compile_s = [], [], []
   for j, (train, test) in enumerate(splits):
-    inputs = (jax.random.fold_in(jax.random.key(seed), j), _padded(train, size), *rest)
+    inputs = (jax.random.fold_in(jax.random.key(seed), j), padded(train, size), *rest)
     start = time.perf_counter()
     if compiled is None:
       compiled = program.lower(*inputs).compile()

@@ -34,7 +34,7 @@ def test_ranking_folds_match_fits_by_hand(data):
 
 def test_padding_does_not_change_the_loss(data):
   train = data.subset(np.arange(1000))
-  padded = crossval._padded(train, 1100)
+  padded = crossval.padded(train, 1100)
   assert len(padded) == 1100
   params = mfjax.init_params(jax.random.key(2), data.n_users, data.n_items, 3)
   params = params._replace(mean=np.float32(3.5))

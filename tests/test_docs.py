@@ -244,6 +244,11 @@ def test_api_page_signatures_match_the_code():
         keyword_only = True
         continue
       param, _, default = part.partition("=")
+      if param.startswith("**"):  # **settings: the code's VAR_KEYWORD.
+        param = param[2:]
+        assert actual[param].kind == inspect.Parameter.VAR_KEYWORD, name
+        names.append(param)
+        continue
       names.append(param)
       assert param in actual, f"{name} has no parameter {param}"
       real = actual[param]
