@@ -168,3 +168,34 @@ def draw_ratings(draw, n_users, n_items, n, values=NONZERO):
     n_users=n_users,
     n_items=n_items,
   )
+
+
+def write_movielens_like(folder, *, seed=0, n_users=60, n_items=90, n_ratings=4000):
+  """A folder in MovieLens 100k's formats, drawn from a planted model: not the data.
+
+  ``u1.base`` and ``u1.test`` (tab-separated user, item, rating, timestamp, an 80/20
+  split, with a few test items that the base file lacks) and ``u.item``
+  (pipe-separated, Latin-1 titles), so that the code paths of the real files run
+  on a fresh clone without ../shared.
+  """
+  rng = np.random.default_rng(seed)
+  p, q = rng.normal(size=(n_users, 3)), rng.normal(size=(n_items, 3))
+  pairs = rng.choice(n_users * n_items, size=n_ratings, replace=False)
+  users, items = pairs // n_items + 1, pairs % n_items + 1
+  stars = np.clip(np.round(3.5 + np.sum(p[users - 1] * q[items - 1], 1) / 2), 1, 5)
+  stamps = 874_965_758 + rng.integers(0, 10**7, n_ratings)
+  test = rng.random(n_ratings) < 0.2
+  test |= items > n_items - 3  # The last items appear in u1.test only.
+  folder = Path(folder)
+  folder.mkdir(parents=True, exist_ok=True)
+  for name, rows in (("u1.base", ~test), ("u1.test", test)):
+    lines = (
+      f"{u}\t{i}\t{int(r)}\t{t}\n"
+      for u, i, r, t in zip(users[rows], items[rows], stars[rows], stamps[rows],
+                            strict=True)
+    )  # fmt: skip
+    (folder / name).write_text("".join(lines))
+  titles = [f"{i}|Film n\u00b0{i} (199{i % 10})|01-Jan-199{i % 10}||\n" for i in
+            range(1, n_items + 1)]  # fmt: skip
+  (folder / "u.item").write_bytes("".join(titles).encode("latin-1"))
+  return folder
