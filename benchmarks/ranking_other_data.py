@@ -8,8 +8,8 @@ rate them*, and compares, on each file's test split:
 - popularity (items by their number of training ratings);
 - mfjax ranking at ``RankingSettings()`` (not retuned);
 - implicit's ALS at its library defaults and at the settings tuned on MovieLens
-  (``--als``, default: the tuned setting of ``ranking_movielens.py``'s run in
-  RESULTS.md), both not retuned;
+  (``--als``, default: the setting ``ranking_movielens.py`` chose on
+  validation, RESULTS.md), both not retuned;
 - implicit's ALS retuned on a validation split of this file's training part (a
   reference that has seen this data, which mfjax has not);
 - mfjax ranking's alpha0 and l2 varied around the default, scored on the same
@@ -31,7 +31,7 @@ rating >= 4. Lists of 10 leave out training items; metrics and lists come from
 ``mfjax.recommend`` and ``mfjax.ranking_metrics`` for every model.
 
 Usage: python benchmarks/ranking_other_data.py [--files half-star,10x-items]
-                                               [--seed 0] [--als 16,1.0,2.0]
+                                               [--seed 0] [--als 64,30,1.0,ratings]
 """
 
 import os
@@ -64,9 +64,12 @@ FILES = {
 }
 RANK, BETA = 16, 1.5
 ALS_GRID = dict(
-  factors=(16, 32, 64), regularization=(0.1, 1.0, 10.0), alpha=(1.0, 2.0, 5.0)
+  factors=(16, 64),
+  regularization=(1.0, 10.0, 30.0),
+  alpha=(0.5, 1.0, 2.0),
+  values=("ones", "ratings"),
 )
-ALPHA0S = (0.5, 1.0, 3.0, 10.0, 30.0)
+ALPHA0S = (15.0, 30.0, 60.0, 120.0, 240.0)  # per unit of density
 L2S = (0.001, 0.003, 0.01)
 
 
@@ -121,10 +124,11 @@ def fit_mfjax(train, **settings):
   return params, time.perf_counter() - start
 
 
-def fit_als(train, factors=100, regularization=0.01, alpha=1.0):
+def fit_als(train, factors=100, regularization=0.01, alpha=1.0, values="ones"):
   users, items = np.asarray(train.users), np.asarray(train.items)
+  data = np.asarray(train.values, np.float32)
   matrix = scipy.sparse.csr_matrix(
-    (np.ones(len(users), np.float32), (users, items)),
+    (np.ones_like(data) if values == "ones" else data, (users, items)),
     shape=(train.n_users, train.n_items),
   )
   model = AlternatingLeastSquares(
@@ -205,11 +209,15 @@ def main():
   parser.add_argument("--files", default="half-star,10x-items")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument(
-    "--als", default="16,1.0,2.0", help="factors,regularization,alpha"
+    "--als",
+    default="64,30,1.0,ratings",
+    help="factors,regularization,alpha,values of implicit's ALS tuned on MovieLens",
   )
   args = parser.parse_args()
-  factors, reg, alpha = args.als.split(",")
-  als_tuned = dict(factors=int(factors), regularization=float(reg), alpha=float(alpha))
+  factors, reg, alpha, values = args.als.split(",")
+  als_tuned = dict(
+    factors=int(factors), regularization=float(reg), alpha=float(alpha), values=values
+  )
   print(
     f"# {datetime.datetime.now().isoformat(timespec='seconds')}  python "
     f"{platform.python_version()}, jax {jax.__version__}, numpy {np.__version__}, "

@@ -141,7 +141,8 @@ def _add_fit(sub) -> None:
     "--alpha0",
     type=_nonnegative_float,
     default=None,
-    help=f"ranking: weight of the all-pairs term (default {RankingSettings().alpha0})",
+    help="ranking: weight of the all-pairs term per unit of density, about ALPHA0 "
+    f"times the number of ratings (default {RankingSettings().alpha0})",
   )
   fit.add_argument(
     "--confidence",
@@ -686,7 +687,8 @@ def _add_cv(sub) -> None:
     "--alpha0",
     type=_nonnegative_float,
     default=None,
-    help=f"ranking: weight of the all-pairs term (default {RankingSettings().alpha0})",
+    help="ranking: weight of the all-pairs term per unit of density, about ALPHA0 "
+    f"times the number of ratings (default {RankingSettings().alpha0})",
   )
   cv.add_argument(
     "--confidence",

@@ -220,12 +220,18 @@ class Ranking(Objective):
     confidence: how much a higher rating counts more (``c = 1 + confidence·r``);
       0 treats every observed pair alike.
     biases: train the biases too (as part of the score); else they stay 0.
+    per_density: scale ``alpha0`` by the data's density, ``n_ratings /
+      (n_users·n_items)``: the all-pairs term then weighs about ``alpha0`` times
+      the number of ratings, and the penalty's ``alpha0·n_items`` is ``alpha0``
+      times a user's mean number of ratings, whatever the catalogue size. The
+      tuned defaults (:class:`mfjax.ensemble.RankingSettings`) use it.
   """
 
   alpha0: float = 0.1
   nu: float = 1.0
   confidence: float = 0.0
   biases: bool = False
+  per_density: bool = False
 
   scores_ratings = False
   takes_dense = True  # A matrix's non-zero entries are the observed pairs.
@@ -235,8 +241,9 @@ class Ranking(Objective):
     validation.check_nonnegative("alpha0", self.alpha0)
     validation.check_nonnegative("nu", self.nu)
     validation.check_nonnegative("confidence", self.confidence)
-    if not isinstance(self.biases, bool):
-      raise TypeError(f"biases must be True or False; got {self.biases!r}.")
+    for name in ("biases", "per_density"):
+      if not isinstance(getattr(self, name), bool):
+        raise TypeError(f"{name} must be True or False; got {getattr(self, name)!r}.")
 
   def start(self, params):
     zero = lambda x: jnp.zeros_like(x)
@@ -293,6 +300,8 @@ class Ranking(Objective):
       item_count = jax.ops.segment_sum(counted, batch.items, n_items)
     observed = jnp.sum(weights * (scores - 1) ** 2)
     alpha0 = jnp.asarray(self.alpha0, dtype)
+    if self.per_density:
+      alpha0 = alpha0 * counted.sum() / (n_users * n_items)
     every_pair = alpha0 * gramian_sum(*self._augmented(params))
     nu = jnp.asarray(self.nu, dtype)
     user_scale = (user_count + alpha0 * n_items) ** nu

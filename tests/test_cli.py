@@ -421,7 +421,7 @@ def test_ranking_fit_saves_its_objective_and_lists_every_user(capsys, tmp_path):
   assert cli.main([*fit, "--rank", "4", "--save", str(model_path), "--json"]) == 0
   report = _json_line(capsys)
   assert report["objective"] == "ranking" and "test_rmse" not in report
-  assert 0 <= report["test_ndcg_at_10"] <= 1 and report["alpha0"] == 3.0
+  assert 0 <= report["test_ndcg_at_10"] <= 1 and report["alpha0"] == 60.0
   model = mfjax.load(model_path)
   assert model.objective == "ranking" and model.settings["rank"] == 4
   # evaluate gives ranking metrics and says that RMSE does not apply.

@@ -79,6 +79,24 @@ def test_ranking_loss_matches_the_brute_force_sum(objective, n):
   np.testing.assert_allclose(float(got), expected, rtol=2e-5)
 
 
+@pytest.mark.parametrize("n", [20, 200], ids=["sparse", "dense"])
+def test_per_density_alpha0_is_alpha0_times_the_density(n):
+  ratings = random_ratings(5, 40, 30, n)
+  # Distinct pairs: the density counts each rated cell once.
+  keys = np.asarray(ratings.users) * 30 + np.asarray(ratings.items)
+  _, first = np.unique(keys, return_index=True)
+  ratings = ratings.subset(np.sort(first))
+  density = len(ratings) / (40 * 30)
+  params = random_params(6, 40, 30, 4, mean=0.0)
+  scaled = Ranking(alpha0=50.0, confidence=0.5, per_density=True)
+  plain = Ranking(alpha0=50.0 * density, confidence=0.5)
+  params = scaled.start(params)
+  got = mfjax.loss(params, ratings, l2=0.05, objective=scaled)
+  np.testing.assert_allclose(
+    float(got), float(mfjax.loss(params, ratings, l2=0.05, objective=plain)), rtol=1e-5
+  )
+
+
 def test_ranking_loss_of_a_dense_matrix_counts_its_nonzero_entries():
   rng = np.random.default_rng(3)
   matrix = np.where(rng.random((6, 8)) < 0.3, rng.integers(1, 6, (6, 8)), 0)
