@@ -214,6 +214,7 @@ def test_version_names_mfjax_and_jax(capsys):
   )
 
 
+@pytest.mark.slow  # Compiles fit programs: several seconds.
 def test_fit_reads_a_gzipped_file_as_the_plain_one(capsys, tmp_path):
   import gzip
 
@@ -489,6 +490,7 @@ def test_ranking_and_all_lists_bad_input_exit_2(argv, message, capsys, tmp_path)
   assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # Compiles fit programs: several seconds.
 def test_saved_pairs_fallback_fold_in_and_similar(capsys, tmp_path):
   train, test = _ratings_csv(tmp_path), _ratings_csv(tmp_path, "t.csv", 200, 1)
   model_path = tmp_path / "m.npz"
@@ -549,6 +551,7 @@ def test_saved_pairs_fallback_fold_in_and_similar(capsys, tmp_path):
   assert "pass --rated TRAIN" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # Compiles fit programs: several seconds.
 def test_cv_prints_a_table_and_matches_cross_validate(capsys, tmp_path):
   path = _ratings_csv(tmp_path)
   argv = ["cv", str(path), "--folds", "3", "--rank", "2", "--steps", "2"]

@@ -14,6 +14,7 @@ def data():
   return ratings
 
 
+@pytest.mark.slow  # Compiles fit programs: several seconds.
 def test_ranking_folds_match_fits_by_hand(data):
   result = mfjax.cross_validate(data, folds=3, seed=1, objective="ranking", rank=4)
   assert result.objective == "ranking"
