@@ -415,6 +415,7 @@ def _ratings_csv(tmp_path, name="r.csv", n=2000, seed=0):
   return path
 
 
+@pytest.mark.slow  # Several seconds of compiling on 2 CPU cores.
 def test_ranking_fit_saves_its_objective_and_lists_every_user(capsys, tmp_path):
   train = _ratings_csv(tmp_path)
   model_path, lists = tmp_path / "ranker.npz", tmp_path / "lists.csv"

@@ -111,6 +111,7 @@ def test_ranking_loss_of_a_dense_matrix_counts_its_nonzero_entries():
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES, ids=repr)
+@pytest.mark.slow  # Several seconds of compiling on 2 CPU cores.
 def test_ranking_loss_gradients_check_grads(objective):
   ratings = random_ratings(5, 9, 7, 25)
   with jax.enable_x64(True):
@@ -199,6 +200,7 @@ def _ials_half(objective, ratings, solve_users, p, l2, l2_bias):
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES, ids=repr)
+@pytest.mark.slow  # Several seconds of compiling on 2 CPU cores.
 def test_one_alternating_pass_solves_the_normal_equations(objective):
   ratings = random_ratings(7, 11, 8, 30)
   rank = 3
@@ -220,6 +222,7 @@ def test_one_alternating_pass_solves_the_normal_equations(objective):
     np.testing.assert_allclose(loss, objective.loss(got, batch, Penalty(0.05, 0.02)))
 
 
+@pytest.mark.slow  # Several seconds of compiling on 2 CPU cores.
 def test_alternating_rating_pass_solves_biased_least_squares():
   """The same solver on the rating objective: ridge regression per row."""
   ratings = random_ratings(9, 10, 12, 60)
@@ -306,6 +309,7 @@ def _planted_preferences(seed=0, n_groups=4, users_per_group=15, items_per_group
   return ratings, held_out
 
 
+@pytest.mark.slow  # Several seconds of compiling on 2 CPU cores.
 def test_ranking_fit_recovers_planted_top_items():
   ratings, held_out = _planted_preferences()
   fitted = mfjax.fit(jax.random.key(0), ratings, objective="ranking", rank=4)
