@@ -646,10 +646,12 @@ def ratings_from_arrays(
     )
   if not len(values):
     raise ValueError("no ratings: users, items and ratings are empty.")
-  if id_maps is not None and id_maps.users.dtype.kind != raw_users.dtype.kind:
-    raw_users = raw_users.astype(id_maps.users.dtype)
-  if id_maps is not None and id_maps.items.dtype.kind != raw_items.dtype.kind:
-    raw_items = raw_items.astype(id_maps.items.dtype)
+  # Integer ids against maps of text ids are looked up as text; the other way
+  # round, IdMaps' lookup reads "42" as 42 and anything else as unknown.
+  if id_maps is not None and id_maps.users.dtype.kind == "U":
+    raw_users = raw_users.astype(str)
+  if id_maps is not None and id_maps.items.dtype.kind == "U":
+    raw_items = raw_items.astype(str)
   values = values.astype(np.float32)
   where = lambda row, short=False: f"row {row}"
   return _indexed(
