@@ -175,11 +175,7 @@ def fit_als(train, factors, regularization, alpha, values, iterations=15):
     iterations=iterations,
     random_state=0,
   )
-  m = user_items(train, values)
-  start = time.perf_counter()
-  model.fit(m, show_progress=False)
-  seconds = time.perf_counter() - start
-  return wrap(model.user_factors, model.item_factors), seconds
+  return fit_implicit(model, user_items(train, values))
 
 
 def fit_bpr(train, factors, learning_rate, regularization, iterations):
@@ -191,9 +187,13 @@ def fit_bpr(train, factors, learning_rate, regularization, iterations):
     iterations=iterations,
     random_state=0,
   )
-  m = user_items(train, "ones")
+  return fit_implicit(model, user_items(train, "ones"))
+
+
+def fit_implicit(model, matrix):
+  """(Params, fit seconds) of an implicit model fitted to ``matrix``."""
   start = time.perf_counter()
-  model.fit(m, show_progress=False)
+  model.fit(matrix, show_progress=False)
   seconds = time.perf_counter() - start
   return wrap(model.user_factors, model.item_factors), seconds
 

@@ -108,7 +108,7 @@ def _add_demo(sub) -> None:
 
 
 def _add_fit(sub) -> None:
-  from mfjax.ensemble import FitSettings, RankingSettings
+  from mfjax.ensemble import FitSettings
 
   d = FitSettings()
   fit = sub.add_parser(
@@ -137,20 +137,7 @@ def _add_fit(sub) -> None:
     "and alternating least squares (default rating)",
   )
   _add_settings(fit, d)
-  fit.add_argument(
-    "--alpha0",
-    type=_nonnegative_float,
-    default=None,
-    help="ranking: weight of the all-pairs term per unit of density, about ALPHA0 "
-    f"times the number of ratings (default {RankingSettings().alpha0})",
-  )
-  fit.add_argument(
-    "--confidence",
-    type=_nonnegative_float,
-    default=None,
-    help="ranking: an observed pair weighs 1 + CONFIDENCE x rating "
-    f"(default {RankingSettings().confidence})",
-  )
+  _add_ranking_settings(fit)
   fit.add_argument(
     "--threshold",
     type=_float,
@@ -200,6 +187,26 @@ def _add_settings(fit, d) -> None:
     fit.add_argument(
       *flags, dest=name, type=kind, default=None, help=f"{text} (default {default})"
     )
+
+
+def _add_ranking_settings(parser) -> None:
+  """The options of ``fit`` and ``cv`` that only the ranking objective takes."""
+  from mfjax.ensemble import RankingSettings
+
+  parser.add_argument(
+    "--alpha0",
+    type=_nonnegative_float,
+    default=None,
+    help="ranking: weight of the all-pairs term per unit of density, about ALPHA0 "
+    f"times the number of ratings (default {RankingSettings().alpha0})",
+  )
+  parser.add_argument(
+    "--confidence",
+    type=_nonnegative_float,
+    default=None,
+    help="ranking: an observed pair weighs 1 + CONFIDENCE x rating "
+    f"(default {RankingSettings().confidence})",
+  )
 
 
 def _add_recommend(sub) -> None:
@@ -339,14 +346,7 @@ def _fit(args) -> int:
 
   _check_output_path("--save", args.save)
   ranking = args.objective == "ranking"
-  if ranking:
-    for flag, name in _RATING_ONLY.items():
-      if getattr(args, name) is not None:
-        raise ValueError(f"{flag} does not apply to --objective ranking.")
-  else:
-    for flag in ("alpha0", "confidence"):
-      if getattr(args, flag) is not None:
-        raise ValueError(f"--{flag} applies to --objective ranking only.")
+  _check_objective_options(args)
   train, maps = mfjax.load_ratings(args.train)
   if args.test:
     test, test_maps = mfjax.load_ratings(args.test, id_maps=maps)
@@ -417,6 +417,18 @@ _RATING_ONLY = {
   "--batch-size": "batch_size",
   "--ensemble": "ensemble",
 }
+_RANKING_ONLY = {"--alpha0": "alpha0", "--confidence": "confidence"}
+
+
+def _check_objective_options(args) -> None:
+  """Refuses (``fit``, ``cv``) a setting that the chosen objective does not take."""
+  if args.objective == "ranking":
+    refused, why = _RATING_ONLY, "does not apply to --objective ranking"
+  else:
+    refused, why = _RANKING_ONLY, "applies to --objective ranking only"
+  for flag, name in refused.items():
+    if getattr(args, name) is not None:
+      raise ValueError(f"{flag} {why}.")
 
 
 def _rating_fit(args, train, maps):
@@ -472,23 +484,12 @@ def _timed(program, inputs):
 
 def _ranking_report(params, train, test, threshold, k=10, prefix="test_"):
   """Top-``k`` metrics of ``params`` on ``test``, training items left out."""
-  import numpy as np
+  from mfjax import crossval
 
-  import mfjax
-
-  users = np.unique(np.asarray(test.users))
-  users = users[users >= 0].astype(np.int32)  # Unknown users have no factors.
-  top, _ = mfjax.recommend(params, users, k, exclude=train)
-  ranked = mfjax.ranking_metrics(top, users, test, k=k, threshold=threshold)
-  report = {
-    f"{prefix}{name}_at_{k}": float(getattr(ranked, name))
-    for name in ("precision", "recall", "ndcg", "map", "hit_rate")
-  }
-  listed = np.unique(np.asarray(top))
-  n_items = params.item_factors.shape[0]
-  report[f"{prefix}coverage_at_{k}"] = int((listed >= 0).sum()) / n_items
-  report["n_users_ranked"] = int(ranked.n_users)
-  return report
+  scores = crossval.ranking_scores(params, train, test, k=k, threshold=threshold)
+  n_users = scores.pop("n_users")
+  report = {f"{prefix}{name}_at_{k}": value for name, value in scores.items()}
+  return report | {"n_users_ranked": n_users}
 
 
 def _check_output_path(flag: str, path: str | None) -> None:
@@ -623,6 +624,8 @@ def _recommend(args) -> int:
 def _serving_model(args):
   """The model of ``recommend``: its rated pairs from --rated if given, and the
   users of --ratings folded in."""
+  import numpy as np
+
   import mfjax
   from mfjax import rawids
 
@@ -633,16 +636,10 @@ def _serving_model(args):
     model = model._replace(rated=rawids.rated_pairs(rated))
   if args.ratings:
     new, new_maps = mfjax.load_ratings(args.ratings)
-    users = new_maps.users[_host(new.users)]
-    items = new_maps.items[_host(new.items)]
-    model = model.fold_in(users, items, _host(new.values))
+    users = new_maps.users[np.asarray(new.users)]
+    items = new_maps.items[np.asarray(new.items)]
+    model = model.fold_in(users, items, np.asarray(new.values))
   return model
-
-
-def _host(array):
-  import numpy as np
-
-  return np.asarray(array)
 
 
 def _titles_of(path, raw_items):
@@ -660,7 +657,7 @@ def _titles_of(path, raw_items):
 
 
 def _add_cv(sub) -> None:
-  from mfjax.ensemble import FitSettings, RankingSettings
+  from mfjax.ensemble import FitSettings
 
   cv = sub.add_parser(
     "cv",
@@ -683,20 +680,7 @@ def _add_cv(sub) -> None:
     help="rating: RMSE and MAE; ranking: top-10 list metrics (default rating)",
   )
   _add_settings(cv, FitSettings())
-  cv.add_argument(
-    "--alpha0",
-    type=_nonnegative_float,
-    default=None,
-    help="ranking: weight of the all-pairs term per unit of density, about ALPHA0 "
-    f"times the number of ratings (default {RankingSettings().alpha0})",
-  )
-  cv.add_argument(
-    "--confidence",
-    type=_nonnegative_float,
-    default=None,
-    help="ranking: an observed pair weighs 1 + CONFIDENCE x rating "
-    f"(default {RankingSettings().confidence})",
-  )
+  _add_ranking_settings(cv)
   cv.add_argument(
     "--threshold",
     type=_float,
@@ -717,12 +701,7 @@ def _cv(args) -> int:
   import mfjax
 
   ranking = args.objective == "ranking"
-  only = (
-    _RATING_ONLY if ranking else {"--alpha0": "alpha0", "--confidence": "confidence"}
-  )
-  for flag, name in only.items():
-    if getattr(args, name) is not None:
-      raise ValueError(f"{flag} does not apply to --objective {args.objective}.")
+  _check_objective_options(args)
   if args.folds < 2:
     raise ValueError(f"--folds must be at least 2; got {args.folds}.")
   ratings, maps = mfjax.load_ratings(args.train)
@@ -813,6 +792,7 @@ def _recommend_all(args) -> int:
   import numpy as np
 
   import mfjax
+  from mfjax import rawids
 
   if not args.output:
     raise ValueError("--all needs --output FILE (the CSV of every user's list).")
@@ -830,9 +810,7 @@ def _recommend_all(args) -> int:
   rated_users = rated = None
   if model.rated is not None:
     pairs = model.rated[np.argsort(model.rated[:, 0], kind="stable")]
-    rated = mfjax.Ratings(
-      pairs[:, 0], pairs[:, 1], np.ones(len(pairs), np.float32), n_users, n_items
-    )
+    rated = rawids.pairs_as_ratings(pairs, n_users, n_items)
     rated_users = pairs[:, 0]
   directory, base = os.path.split(os.path.abspath(args.output))
   temp = os.path.join(directory, f".{base}.{os.getpid()}.tmp")

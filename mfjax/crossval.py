@@ -20,7 +20,7 @@ import numpy as np
 from mfjax import data, ensemble, metrics, serving, validation
 from mfjax.types import Ratings
 
-__all__ = ["CVResult", "cross_validate", "padded"]
+__all__ = ["CVResult", "cross_validate", "padded", "ranking_scores"]
 
 _RATING_METRICS = ("rmse", "mae")
 _RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
@@ -92,18 +92,33 @@ def _program(objective: str, settings: dict, scale):
   return ensemble.ranking_program(given), given._asdict(), (np.float32(given.l2),)
 
 
+def ranking_scores(params, train, test, *, k: int = 10, threshold: float = 4.0):
+  """Top-``k`` metrics of ``params`` on ``test``, ``train``'s items left out.
+
+  Every user of ``test`` with an index (unknown users, -1, have no factors) gets
+  a list from :func:`mfjax.recommend`; returns ``{name: float}`` of precision,
+  recall, NDCG, MAP and hit rate (:func:`mfjax.ranking_metrics`), ``coverage``
+  (distinct items listed / items) and ``n_users`` (users with a relevant item).
+  """
+  users = np.unique(np.asarray(test.users))
+  users = users[users >= 0].astype(np.int32)
+  top, _ = serving.recommend(params, users, k, exclude=train)
+  ranked = metrics.ranking_metrics(top, users, test, k=k, threshold=threshold)
+  top = np.asarray(top)
+  out = {name: float(getattr(ranked, name)) for name in _RANKING_METRICS[:-1]}
+  n_items = params.item_factors.shape[0]
+  out["coverage"] = len(np.unique(top[top >= 0])) / n_items
+  return out | {"n_users": int(ranked.n_users)}
+
+
 def _scores(objective, params, train, test, scale, k, threshold) -> dict:
   if objective == "rating":
     return {
       "rmse": float(metrics.rmse(params, test, scale=scale)),
       "mae": float(metrics.mae(params, test, scale=scale)),
     }
-  users = np.unique(np.asarray(test.users)).astype(np.int32)
-  top, _ = serving.recommend(params, users, k, exclude=train)
-  ranked = metrics.ranking_metrics(top, users, test, k=k, threshold=threshold)
-  top = np.asarray(top)
-  out = {name: float(getattr(ranked, name)) for name in _RANKING_METRICS[:-1]}
-  return out | {"coverage": len(np.unique(top[top >= 0])) / train.n_items}
+  scores = ranking_scores(params, train, test, k=k, threshold=threshold)
+  return {name: scores[name] for name in _RANKING_METRICS}
 
 
 def cross_validate(

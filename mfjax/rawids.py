@@ -28,6 +28,7 @@ __all__ = [
   "similar_items",
   "fold_in_ids",
   "rated_pairs",
+  "pairs_as_ratings",
 ]
 
 FALLBACKS = ("popularity", None)
@@ -45,6 +46,18 @@ def rated_pairs(ratings: Ratings) -> np.ndarray:
   if ratings.weights is not None:
     keep &= np.asarray(ratings.weights) > 0
   return np.stack([users[keep], items[keep]], axis=1).astype(np.int32)
+
+
+def pairs_as_ratings(pairs: np.ndarray, n_users: int, n_items: int) -> Ratings:
+  """``Ratings`` of ``[n, 2]`` (user, item) pairs, values 1: an ``exclude`` for
+  :func:`mfjax.recommend`."""
+  return Ratings(
+    jnp.asarray(pairs[:, 0]),
+    jnp.asarray(pairs[:, 1]),
+    jnp.ones(len(pairs), jnp.float32),
+    n_users,
+    n_items,
+  )
 
 
 def _maps(m) -> IdMaps:
@@ -142,13 +155,7 @@ def recommend_ids(
   exclude = None
   if exclude_rated and m.rated is not None:
     mine = m.rated[m.rated[:, 0] == index]
-    exclude = Ratings(
-      jnp.asarray(mine[:, 0]),
-      jnp.asarray(mine[:, 1]),
-      jnp.ones(len(mine), jnp.float32),
-      m.params.user_factors.shape[0],
-      n_items,
-    )
+    exclude = pairs_as_ratings(mine, m.params.user_factors.shape[0], n_items)
   top, scores = serving.recommend(m.params, index, n, exclude=exclude)
   top, scores = np.asarray(top), np.asarray(scores)
   keep = top >= 0

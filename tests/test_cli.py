@@ -573,7 +573,7 @@ def test_cv_prints_a_table_and_matches_cross_validate(capsys, tmp_path):
   assert len(report["ndcg"]) == 2 and 0 <= report["ndcg_mean"] <= 1
   for bad, message in [
     (["--folds", "1"], "--folds must be at least 2"),
-    (["--alpha0", "1"], "--alpha0 does not apply to --objective rating"),
+    (["--alpha0", "1"], "--alpha0 applies to --objective ranking only"),
     (["--objective", "ranking", "--lr", "0.1"], "--lr does not apply"),
   ]:
     assert cli.main(["cv", str(path), *bad]) == 2
