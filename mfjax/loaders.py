@@ -1,21 +1,26 @@
 """Ratings files: read on the host with NumPy into ``Ratings`` and raw-id maps.
 
 :func:`load_ratings` reads MovieLens ``u.data``/``uN.base`` (tab),
-``ratings.dat`` (``::``), ``ratings.csv`` (comma, header) or any
-``user,item,rating[,timestamp]`` file, in blocks, and gives the dense indices of
-the raw ids with their :class:`mfjax.IdMaps`. Bad files raise
-:class:`RatingsFileError` naming the file and line.
+``ratings.dat`` (``::``), ``ratings.csv`` (comma, header) or any delimited file
+of user, item and rating columns (in that order, or in any order under a header
+naming them), in blocks, and gives the dense indices of the raw ids with their
+:class:`IdMaps`. Bad files raise :class:`RatingsFileError` naming the file
+and line.
 """
 
 from __future__ import annotations
 
 import bz2
 import contextlib
+import dataclasses
 import gzip
+import inspect
 import lzma
 import math
 import os
-from typing import IO
+import re
+import warnings
+from typing import IO, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -25,8 +30,12 @@ from mfjax.types import UNKNOWN, IdMaps, Ratings
 
 __all__ = [
   "RatingsFileError",
+  "ScaleWarning",
   "FORMATS",
   "DUPLICATES",
+  "ROLES",
+  "COLUMN_NAMES",
+  "MAX_LINE_BYTES",
   "load_ratings",
   "ratings_from_arrays",
   "ratings_from_frame",
@@ -38,16 +47,76 @@ class RatingsFileError(ValueError):
   """A ratings file that cannot be read; the message names the file and line."""
 
 
+class ScaleWarning(UserWarning):
+  """A rating far outside the others, with no declared scale: a typo, maybe.
+
+  Given when no ``scale=`` is declared and the highest (or lowest) rating, held
+  by at most one rating in a thousand, lies further from the others than twice
+  their whole range (a single 44 among ratings 1 to 5), in data of at least
+  10 ratings. The message names the file and line (or row) of the first one.
+  """
+
+
 FORMATS = ("auto", "ml-100k", "ml-1m", "ml-latest", "delimited")
 
 
 DUPLICATES = ("last", "mean", "error")
 
 
+ROLES = ("user", "item", "rating", "timestamp")
+"""What a column can be; the order of the columns of a file without a header."""
+
+
+COLUMN_NAMES = {
+  "user": ("user", "userid", "user_id", "uid"),
+  "item": ("item", "itemid", "item_id", "movieid", "movie_id", "iid", "product_id"),
+  "rating": ("rating", "ratings", "score", "stars", "value"),
+  "timestamp": ("timestamp", "time", "ts", "date"),
+}
+"""The header names of each role, compared without regard to case."""
+
+
+MAX_LINE_BYTES = 1 << 16
+"""The longest line :func:`load_ratings` reads: its bytes before the newline."""
+
+
 _FORMAT_SEP = {"ml-100k": "\t", "ml-1m": "::", "ml-latest": ","}
 
 
 _CHUNK_BYTES = 1 << 22
+
+
+_ROLE_OF_NAME = {name: role for role, names in COLUMN_NAMES.items() for name in names}
+
+
+class _Layout(NamedTuple):
+  """Where a file's fields are: ``ncols`` fields a line, these at these indices."""
+
+  ncols: int
+  user: int
+  item: int
+  rating: int
+  timestamp: int | None  # Checked to be a number (files without a header).
+  roles: tuple  # The role of each column, None for one not read.
+
+  @property
+  def used(self) -> tuple[int, ...]:
+    """The columns parsed, in the order user, item, rating[, timestamp]."""
+    stamp = () if self.timestamp is None else (self.timestamp,)
+    return (self.user, self.item, self.rating, *stamp)
+
+
+def _layout(roles, check_timestamp: bool) -> _Layout:
+  roles = tuple(roles)
+  stamp = roles.index("timestamp") if "timestamp" in roles else None
+  return _Layout(
+    len(roles),
+    roles.index("user"),
+    roles.index("item"),
+    roles.index("rating"),
+    stamp if check_timestamp else None,
+    roles,
+  )
 
 
 def _sniff_sep(line: str) -> str | None:
@@ -85,25 +154,93 @@ def _is_integral(text: str) -> bool:
   return math.isfinite(value) and value.is_integer() and abs(value) < 1e15
 
 
+def _quote(text: str, limit: int = 80) -> str:
+  """``repr(text)``, cut to ``limit`` characters with the length said."""
+  if len(text) <= limit:
+    return repr(text)
+  return f"{text[: limit - 3] + '...'!r} ({len(text):,} characters)"
+
+
 _INTEGER_IDS = (
   "ids must be integers of at most 15 digits, or all text; the first line had integers"
 )
 
 
-def _bad_line(path, number, line, sep, ncols, reason=None) -> RatingsFileError:
-  shown = line if len(line) <= 80 else line[:77] + "..."
+def _roles_text(roles) -> str:
+  return ", ".join(role or "-" for role in roles)
+
+
+def _bad_line(path, number, line, sep, layout, reason=None) -> RatingsFileError:
   if reason is None:
     fields = _split(line, sep)
-    if len(fields) not in (3, 4) or len(fields) != ncols:
+    if len(fields) != layout.ncols:
       reason = (
-        f"expected {ncols} columns (user, item, rating[, timestamp]) separated by "
-        f"{sep or 'whitespace'!r}, got {len(fields)}"
+        f"expected {layout.ncols} columns ({_roles_text(layout.roles)}) separated "
+        f"by {sep or 'whitespace'!r}, got {len(fields)}"
       )
-    elif not _is_float(fields[2]):
-      reason = f"rating {fields[2]!r} is not a number"
+    elif not _is_float(fields[layout.rating]):
+      reason = f"rating {_quote(fields[layout.rating], 20)} is not a number"
+    elif layout.timestamp is not None and not _is_float(fields[layout.timestamp]):
+      reason = f"timestamp {_quote(fields[layout.timestamp], 20)} is not a number"
     else:
       reason = "malformed line"
-  return RatingsFileError(f"{path}:{number}: {reason}: {shown!r}")
+  return RatingsFileError(f"{path}:{number}: {reason}: {_quote(line)}")
+
+
+def _or(words) -> str:
+  return " or ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+
+
+def _recognised_names() -> str:
+  return "; ".join(
+    f"{role}: {', '.join(names)}" for role, names in COLUMN_NAMES.items()
+  )
+
+
+def _header_layout(path, line, fields) -> _Layout:
+  """The columns a header line names; a RatingsFileError if it does not name them."""
+  roles = [_ROLE_OF_NAME.get(name.lower()) for name in fields]
+  for role in ROLES:
+    if roles.count(role) > 1:
+      twice = [name for name, r in zip(fields, roles, strict=True) if r == role]
+      raise RatingsFileError(
+        f"{path}:1: the header names two {role} columns "
+        f"({_quote(twice[0], 20)} and {_quote(twice[1], 20)}): {_quote(line)}"
+      )
+  missing = [role for role in ROLES[:3] if role not in roles]
+  if missing:
+    raise RatingsFileError(
+      f"{path}:1: a first line of names only, but no {_or(missing)} column "
+      f"among them: {_quote(line)}. Recognised names (any case): "
+      f"{_recognised_names()}. Rename the columns, or pass columns=."
+    )
+  return _layout(roles, check_timestamp=False)
+
+
+def _layout_of(path, line, sep, columns):
+  """``(layout, header names or None)`` of a file whose first line is ``line``.
+
+  The first line is a header when none of its fields is a number: its names give
+  the columns (unless ``columns`` does). Otherwise the columns are ``columns``,
+  or user, item, rating[, timestamp].
+  """
+  fields = _split(line, sep)
+  names = None if any(_is_float(f) for f in fields) else tuple(fields)
+  if columns is not None:
+    layout = _layout(columns, check_timestamp=names is None)
+    if len(fields) != layout.ncols:
+      raise _bad_line(path, 1, line, sep, layout)
+    return layout, names
+  if names is not None:
+    return _header_layout(path, line, fields), names
+  if len(fields) not in (3, 4):
+    reason = (
+      f"expected {3 if len(fields) < 3 else 4} columns (user, item, rating"
+      f"[, timestamp], or a header naming them) separated by "
+      f"{sep or 'whitespace'!r}, got {len(fields)}"
+    )
+    raise _bad_line(path, 1, line, sep, None, reason)
+  return _layout(ROLES[: len(fields)], check_timestamp=True), None
 
 
 _COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
@@ -131,6 +268,8 @@ def _blocks_of(path, stream, suffix):
     else _COMPRESSED.get(suffix, open)(path, "rb")
   )
   with opened as f:
+    # ``rest``, the start of a line the block cut, stays under MAX_LINE_BYTES:
+    # a longer line is refused, never held whole.
     number, rest = 1, b""
     while True:
       block = f.read(_CHUNK_BYTES)
@@ -138,19 +277,52 @@ def _blocks_of(path, stream, suffix):
         block = block.encode("utf-8")
       if not block:
         if rest:
-          yield number, _decode(path, number, rest)
+          yield number, _decode(path, number, rest, last=True)
         return
       block = rest + block
       cut = block.rfind(b"\n") + 1
-      if cut == 0:
-        rest = block
-        continue
+      start = _long_line_at(block, cut)
+      if start is not None:
+        raise _long_line(path, number + block.count(b"\n", 0, start), block[start:])
       text, rest = block[:cut], block[cut:]
-      yield number, _decode(path, number, text)
-      number += text.count(b"\n")
+      if text:
+        yield number, _decode(path, number, text)
+        number += text.count(b"\n")
 
 
-def _decode(path, number, raw: bytes) -> str:
+def _long_line_at(block: bytes, cut: int) -> int | None:
+  """Where the first line over MAX_LINE_BYTES starts in ``block``, or None.
+
+  ``block[:cut]`` is whole lines; ``block[cut:]`` the start of one more.
+  """
+  start = 0
+  # Each window of MAX_LINE_BYTES + 1 bytes from a line's start holds a newline,
+  # or that line is too long: a few rfind calls a block, no Python loop a line.
+  while cut - start > MAX_LINE_BYTES:
+    end = block.rfind(b"\n", start, start + MAX_LINE_BYTES + 1)
+    if end < 0:
+      return start
+    start = end + 1
+  return cut if len(block) - cut > MAX_LINE_BYTES else None
+
+
+def _long_line(path, number, raw: bytes) -> RatingsFileError:
+  head = raw[: MAX_LINE_BYTES + 1]
+  if b"\x00" in head:
+    return RatingsFileError(
+      f"{path}: looks like a binary file (NUL bytes), not ratings."
+    )
+  hint = ""
+  if b"\r" in head:
+    hint = " Its lines end in \\r alone (old Mac line ends), which are not read."
+  shown = raw[:80].decode("utf-8", errors="replace")
+  return RatingsFileError(
+    f"{path}:{number}: a line over {MAX_LINE_BYTES:,} bytes, the most a line may "
+    f"hold.{hint} It starts {shown[:77] + '...'!r}"
+  )
+
+
+def _decode(path, number, raw: bytes, last: bool = False) -> str:
   if b"\x00" in raw:
     raise RatingsFileError(
       f"{path}: looks like a binary file (NUL bytes), not ratings."
@@ -158,22 +330,56 @@ def _decode(path, number, raw: bytes) -> str:
   try:
     # A UTF-8 byte order mark at the start of the file is no part of an id.
     codec = "utf-8-sig" if number == 1 else "utf-8"
-    return raw.decode(codec).replace("\r", "")
+    text = raw.decode(codec)
   except UnicodeDecodeError as e:
     line = number + raw[: e.start].count(b"\n")
     raise RatingsFileError(f"{path}:{line}: not UTF-8 text ({e.reason}).") from None
+  if "\r" not in text:
+    return text
+  if last and text.endswith("\r"):  # The end of the last line, as \r\n would be.
+    text = text[:-1]
+  if text.count("\r") != text.count("\r\n"):
+    stray = re.search("\r(?!\n)", text).start()
+    start = text.rfind("\n", 0, stray) + 1
+    end = text.find("\n", stray)
+    line = text[start : None if end < 0 else end].removesuffix("\r")
+    hint = " (lines ending in \\r alone, as in old Mac files, are not read)"
+    raise RatingsFileError(
+      f"{path}:{number + text.count(chr(10), 0, stray)}: a carriage return (\\r) "
+      f"inside the line, not at its end{hint if end < 0 else ''}: {_quote(line)}"
+    )
+  return text.replace("\r\n", "\n")
 
 
-def _parse_numeric(path, number, text, sep, ncols):
+def _column_counts_agree(text, delimiter, ncols, lines) -> bool:
+  """Whether every line of ``text`` has ``ncols`` fields (loadtxt with ``usecols``
+  does not say)."""
+  if delimiter is None:
+    return all(len(line.split()) == ncols for line in text.split("\n")[:lines])
+  code = delimiter.encode()
+  if len(code) != 1:  # A character of several bytes.
+    return all(line.count(delimiter) == ncols - 1 for line in text.split("\n")[:lines])
+  raw = np.frombuffer(text.encode(), np.uint8)
+  ends = np.flatnonzero(raw == 10)
+  if len(ends) != lines or not lines:
+    return False
+  # Separators a line: each slice runs from a line's start to the next one's.
+  starts = np.concatenate(([0], ends[:-1] + 1))
+  seps = np.add.reduceat(raw == code[0], starts, dtype=np.int64)
+  return bool(np.all(seps == ncols - 1))
+
+
+def _parse_numeric(path, number, text, sep, layout):
   """Parses a block with NumPy; on any failure finds the bad line in Python."""
   import io
-  import warnings
 
   lines = text.count("\n") + (0 if text.endswith("\n") else 1)
-  delimiter = sep
+  original, delimiter = text, sep
   if sep is not None and len(sep) > 1:  # np.loadtxt takes one character.
     text = text.replace(sep, "\t")
     delimiter = "\t"
+  used = layout.used
+  positional = used == tuple(range(layout.ncols))
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("error")
@@ -184,44 +390,26 @@ def _parse_numeric(path, number, text, sep, ncols):
         dtype=np.float64,
         ndmin=2,
         comments=None,
+        usecols=None if positional else used,
       )
-    if block.shape != (lines, ncols):
+    if block.shape != (lines, len(used)):
       raise ValueError("blank lines or a column count that changes")
+    if not positional and not _column_counts_agree(
+      text, delimiter, layout.ncols, lines
+    ):
+      raise ValueError("a column count that changes")
   except (ValueError, UserWarning):
-    # The lines only: not the empty string after the last newline.
-    for offset, line in enumerate(text.split("\n")[:lines]):
-      fields = _split(line, delimiter)
-      # Not _is_int: np.loadtxt reads ids such as "+4" or "4.0" on other lines.
-      if len(fields) == ncols and not all(_is_integral(f) for f in fields[:2]):
-        raise _bad_line(
-          path,
-          number + offset,
-          line,
-          sep,
-          ncols,
-          _INTEGER_IDS,
-        ) from None
-      if len(fields) != ncols or not _is_float(fields[2]):
-        raise _bad_line(path, number + offset, line, sep, ncols) from None
-      if ncols == 4 and not _is_float(fields[3]):
-        reason = f"timestamp {fields[3]!r} is not a number"
-        raise _bad_line(path, number + offset, line, sep, ncols, reason) from None
-    raise RatingsFileError(f"{path}:{number}: could not parse this block.") from None
+    raise _first_bad_line(path, number, original, sep, layout, lines) from None
+  del text
   ids = block[:, :2]
   # float64 holds integers exactly below 2**53; _is_int allows 15 digits. NaN and
   # inf fail too.
   bad = ~((ids == np.round(ids)) & (np.abs(ids) < 1e15))
   if bad.any():
     row = int(np.argmax(bad.any(axis=1)))
-    raise _bad_line(
-      path,
-      number + row,
-      text.split("\n")[row],
-      sep,
-      ncols,
-      _INTEGER_IDS,
-    )
-  _check_float32(path, number, text, sep, ncols, block[:, 2])
+    line = original.split("\n")[row]
+    raise _bad_line(path, number + row, line, sep, layout, _INTEGER_IDS)
+  _check_float32(path, number, original, sep, layout, block[:, 2])
   # The narrowest types that hold the block: 12 bytes a line instead of 24.
   small = np.abs(ids).max() < 2**31 if ids.size else True
   id_type = np.int32 if small else np.int64
@@ -234,28 +422,50 @@ def _parse_numeric(path, number, text, sep, ncols):
   )
 
 
-def _parse_strings(path, number, text, sep, ncols):
+def _first_bad_line(path, number, text, sep, layout, lines) -> RatingsFileError:
+  """The error of the first line of a block that np.loadtxt could not read."""
+  # The lines only: not the empty string after the last newline.
+  for offset, line in enumerate(text.split("\n")[:lines]):
+    fields = _split(line, sep)
+    ids = (layout.user, layout.item)
+    # Not _is_int: np.loadtxt reads ids such as "+4" or "4.0" on other lines.
+    if len(fields) == layout.ncols and not all(_is_integral(fields[k]) for k in ids):
+      return _bad_line(path, number + offset, line, sep, layout, _INTEGER_IDS)
+    bad_stamp = layout.timestamp is not None and not _is_float(
+      fields[layout.timestamp] if len(fields) == layout.ncols else ""
+    )
+    if len(fields) != layout.ncols or not _is_float(fields[layout.rating]) or bad_stamp:
+      return _bad_line(path, number + offset, line, sep, layout)
+  return RatingsFileError(f"{path}:{number}: could not parse this block.")
+
+
+def _parse_strings(path, number, text, sep, layout):
   users, items, values = [], [], []
+  u, i, r, stamp = layout.user, layout.item, layout.rating, layout.timestamp
   for offset, line in enumerate(text.split("\n")):
     if not line and offset == text.count("\n"):
       break  # The empty string after the last newline.
     fields = _split(line, sep)
     if (
-      len(fields) != ncols or not _is_float(fields[2]) or not fields[0] or not fields[1]
+      len(fields) != layout.ncols
+      or not _is_float(fields[r])
+      or not fields[u]
+      or not fields[i]
+      or (stamp is not None and not _is_float(fields[stamp]))
     ):
-      raise _bad_line(path, number + offset, line, sep, ncols)
-    users.append(fields[0])
-    items.append(fields[1])
-    values.append(float(fields[2]))
+      raise _bad_line(path, number + offset, line, sep, layout)
+    users.append(fields[u])
+    items.append(fields[i])
+    values.append(float(fields[r]))
   values = np.array(values)
-  _check_float32(path, number, text, sep, ncols, values)
+  _check_float32(path, number, text, sep, layout, values)
   return np.array(users, dtype=str), np.array(items, dtype=str), values
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _check_float32(path, number, text, sep, ncols, values):
+def _check_float32(path, number, text, sep, layout, values):
   """Finite ratings beyond float32 would become inf with a RuntimeWarning."""
   big = np.isfinite(values) & (np.abs(values) > _FLOAT32_MAX)
   if big.any():
@@ -265,7 +475,7 @@ def _check_float32(path, number, text, sep, ncols, values):
       number + row,
       text.split("\n")[row],
       sep,
-      ncols,
+      layout,
       f"rating {values[row]:g} does not fit in float32",
     )
 
@@ -275,13 +485,15 @@ def load_ratings(
   *,
   format: str = "auto",
   sep: str | None = None,
+  columns=None,
   id_maps: IdMaps | None = None,
   scale: tuple[float, float] | None = None,
   duplicates: str = "last",
 ) -> tuple[Ratings, IdMaps]:
   """Reads a ratings file into :class:`Ratings` and the raw-id maps.
 
-  Each line is ``user, item, rating[, timestamp]``; the timestamp is ignored.
+  Each line is ``user, item, rating[, timestamp]``, or the columns a header line
+  names (in any order, with others that are not read); the timestamp is not read.
 
   Args:
     path: the file. MovieLens 100k ``u.data`` / ``uN.base`` / ``uN.test`` (tab),
@@ -292,44 +504,78 @@ def load_ratings(
     format: ``"auto"`` (sniff the separator and a header from the first line),
       ``"ml-100k"``, ``"ml-1m"``, ``"ml-latest"`` or ``"delimited"``.
     sep: the separator, overriding the format's (``None``: sniffed).
+    columns: None: a first line without any number is a header, whose names
+      (:data:`COLUMN_NAMES`, any case) say which column is the user, the item,
+      the rating and the timestamp; without a header the columns are user, item,
+      rating[, timestamp]. Or the role of each column in file order, from
+      :data:`ROLES` or None for a column not to read, e.g. ``("item", "user",
+      "rating")``; a first line without numbers is then skipped as a header,
+      whatever its names.
     id_maps: the :class:`IdMaps` of a training file. Given, ids get the training
       indices and ids unknown to training get :data:`UNKNOWN` (-1); they are
       counted in ``n_unknown`` and predicted from the mean and whatever bias is
       known, as Surprise does. Not given, the maps are built from this file.
     scale: the rating scale ``(lo, hi)``; ratings outside it are an error. Default:
       the training maps' scale when ``id_maps`` is given (not enforced), else the
-      scale observed in the file.
+      scale observed in the file; either way a rating far outside the others
+      gives a :class:`ScaleWarning` naming its line.
     duplicates: what to do with a (user, item) pair rated more than once: keep the
       ``"last"`` rating in the file (default), the ``"mean"``, or raise
       (``"error"``). They are counted in ``n_duplicates`` either way.
 
   Returns:
-    ``(ratings, id_maps)``. Integer ids keep their integer type in the maps; other
-    ids are strings. Indices follow the sorted raw ids.
+    ``(ratings, id_maps)``, a :class:`IdMaps`, whose ``columns`` and
+    ``header`` say which column was which. Integer ids keep their integer type in
+    the maps; other ids are strings. Indices follow the sorted raw ids.
 
   Raises:
     RatingsFileError: (a ``ValueError``) for a missing, empty, binary or
       malformed file, naming the file and the line: a wrong number of columns, a
-      rating that is not a finite number, a rating outside ``scale``, or a
-      duplicate under ``duplicates="error"``.
+      rating that is not a finite number, a header whose names are not
+      recognised, a carriage return inside a line, a line over
+      :data:`MAX_LINE_BYTES`, a rating outside ``scale``, or a duplicate under
+      ``duplicates="error"``. Errors quote at most 80 characters of a line.
+
+  Examples:
+    >>> import io
+    >>> text = "movieId,userId,rating\\n10,1,4\\n20,1,3\\n10,2,5\\n"
+    >>> ratings, maps = load_ratings(io.StringIO(text))
+    >>> maps.columns, maps.users.tolist(), maps.items.tolist()
+    (('item', 'user', 'rating'), [1, 2], [10, 20])
   """
-  path, stream, sep, scale = _check_load_args(
-    path, format, sep, id_maps, scale, duplicates
+  path, stream, sep, columns, scale = _check_load_args(
+    path, format, sep, columns, id_maps, scale, duplicates
   )
-  raw_users, raw_items, values, header = _read_columns(
-    path, stream, format, sep, id_maps
+  raw_users, raw_items, values, layout, names = _read_columns(
+    path, stream, format, sep, columns, id_maps
   )
+  header = names is not None
   where = lambda row, short=False: (
     f"line {_line_of(row, header)}" if short else f"{path}:{_line_of(row, header)}"
   )
   return _indexed(
-    where, raw_users, raw_items, values, id_maps, scale, duplicates, RatingsFileError
+    where,
+    raw_users,
+    raw_items,
+    values,
+    id_maps,
+    scale,
+    duplicates,
+    RatingsFileError,
+    (layout.roles, names or ()),
   )
 
 
-def _indexed(where, raw_users, raw_items, values, id_maps, scale, duplicates, error):
-  """``(Ratings, IdMaps)`` of raw ids and ratings (NumPy arrays, consumed)."""
+def _indexed(
+  where, raw_users, raw_items, values, id_maps, scale, duplicates, error, source
+):
+  """``(Ratings, IdMaps)`` of raw ids and ratings (NumPy arrays, consumed).
+
+  ``source`` is ``(columns, header)`` of the maps.
+  """
   _check_values(where, values, scale, error)
+  if scale is None:
+    _warn_of_outliers(where, values, id_maps is None)
   if id_maps is None:
     user_ids, users = _index_ids(raw_users)
     item_ids, items = _index_ids(raw_items)
@@ -358,14 +604,72 @@ def _indexed(where, raw_users, raw_items, values, id_maps, scale, duplicates, er
     n_lines=n_lines,
     n_duplicates=n_duplicates,
     n_unknown=n_unknown,
+    columns=tuple(source[0]),
+    header=tuple(source[1]),
   )
   return ratings, maps
 
 
-def _check_load_args(path, format, sep, id_maps, scale, duplicates):
-  """Host checks of :func:`load_ratings`' arguments; ``(name, stream, sep, scale)``.
+_OUTLIER_MIN_RATINGS = 10
 
-  ``stream`` is the open file when ``path`` is one (``name`` its name), else None.
+
+def _outlier_row(values: np.ndarray) -> tuple[int, float, float] | None:
+  """``(row, lo, hi)`` of the first rating far outside the others' ``[lo, hi]``.
+
+  An extreme value (the highest or the lowest) held by at most one rating in a
+  thousand (one at least), further from the others than twice their range.
+  """
+  n = len(values)
+  if n < _OUTLIER_MIN_RATINGS:
+    return None
+  allowed = max(1, n // 1000)
+  for extreme in (values.max(), values.min()):
+    at = values == extreme
+    if int(at.sum()) > allowed:
+      continue
+    others = ~at
+    lo = float(values.min(where=others, initial=np.inf))
+    hi = float(values.max(where=others, initial=-np.inf))
+    gap = max(float(extreme) - hi, lo - float(extreme))
+    if hi > lo and gap > 2 * (hi - lo):
+      return int(np.argmax(at)), lo, hi
+  return None
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _stacklevel() -> int:
+  """The ``stacklevel`` of the first caller outside mfjax, for warnings.warn."""
+  frame, level = inspect.currentframe(), 0
+  while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    frame, level = frame.f_back, level + 1
+  return level
+
+
+def _warn_of_outliers(where, values, inferred: bool) -> None:
+  found = _outlier_row(values)
+  if found is None:
+    return
+  row, lo, hi = found
+  value = float(values[row])
+  side = "above" if value > hi else "below"
+  scale = (min(value, lo), max(value, hi))
+  consequence = f" It makes the scale ({scale[0]:g}, {scale[1]:g})." if inferred else ""
+  warnings.warn(
+    f"{where(row)}: rating {value:g} lies far {side} the others ({lo:g} to "
+    f"{hi:g}): a typo?{consequence} Declare scale=(lo, hi) to refuse ratings "
+    "outside it.",
+    ScaleWarning,
+    stacklevel=_stacklevel(),
+  )
+
+
+def _check_load_args(path, format, sep, columns, id_maps, scale, duplicates):
+  """Host checks of :func:`load_ratings`' arguments.
+
+  Returns ``(name, stream, sep, columns, scale)``: ``stream`` is the open file
+  when ``path`` is one (``name`` its name), else None.
   """
   stream = None
   if hasattr(path, "read"):
@@ -387,11 +691,37 @@ def _check_load_args(path, format, sep, id_maps, scale, duplicates):
       raise ValueError(
         f"sep must be a non-empty string without line breaks, or None; got {sep!r}."
       )
+  columns = _check_columns(columns)
   if stream is None and not os.path.exists(path):
     raise RatingsFileError(f"{path}: no such file.")
   if stream is None and not os.path.isfile(path):
     raise RatingsFileError(f"{path}: not a regular file.")
-  return path, stream, sep, scale
+  return path, stream, sep, columns, scale
+
+
+def _check_columns(columns) -> tuple | None:
+  if columns is None:
+    return None
+  if isinstance(columns, (str, bytes)) or not hasattr(columns, "__iter__"):
+    raise TypeError(
+      "columns must be None or a sequence of roles, one a column, such as "
+      f"('item', 'user', 'rating'); got {_quote(repr(columns), 60)}."
+    )
+  columns = tuple(columns)
+  bad = [c for c in columns if c is not None and c not in ROLES]
+  if bad:
+    raise ValueError(
+      f"columns must hold {', '.join(map(repr, ROLES))} or None; got "
+      f"{_quote(repr(bad[0]), 40)}."
+    )
+  for role in ROLES:
+    count = columns.count(role)
+    if count > 1 or (count == 0 and role != "timestamp"):
+      raise ValueError(
+        f"columns must name 'user', 'item' and 'rating' once each, and "
+        f"'timestamp' at most once; got {columns!r}."
+      )
+  return columns
 
 
 def _check_options(id_maps, duplicates) -> None:
@@ -400,8 +730,11 @@ def _check_options(id_maps, duplicates) -> None:
     raise TypeError(f"id_maps must be mfjax.IdMaps; got {type(id_maps).__name__}.")
 
 
-def _read_columns(path, stream, format, sep, id_maps):
-  """The raw user ids, item ids and ratings of a file, and whether it had a header."""
+def _read_columns(path, stream, format, sep, columns, id_maps):
+  """The raw user ids, item ids and ratings of a file, its layout and header.
+
+  The header is the tuple of its names, or None for a file without one.
+  """
   blocks = _read_lines(path, stream)
   first_number, first_text = next(blocks, (1, ""))
   first_lines = first_text.split("\n")
@@ -410,35 +743,37 @@ def _read_columns(path, stream, format, sep, id_maps):
     raise RatingsFileError(f"{path}: is empty; expected lines of user, item, rating.")
   if sep is None:
     sep = _FORMAT_SEP.get(format) or _sniff_sep(first_line)
+  layout, names = _layout_of(path, first_line, sep, columns)
   fields = _split(first_line, sep)
-  header = len(fields) >= 3 and not _is_float(fields[2])
-  ncols = len(fields)
-  if ncols not in (3, 4):
-    raise _bad_line(path, 1, first_line, sep, 3 if ncols < 3 else 4)
-  if header:
+  if names is not None:
+    if first_lines[0] != first_line:  # Blank lines before the header.
+      raise _bad_line(path, 1, first_lines[0], sep, layout)
     first_text = first_text[first_text.index("\n") + 1 :] if "\n" in first_text else ""
     first_number += 1
     data_line = next((line for line in first_lines[1:] if line.strip()), "")
-    fields = _split(data_line, sep) if data_line else fields
-  numeric = all(_is_int(f) for f in fields[:2])
+    fields = _split(data_line, sep)
+  del first_lines
+  numeric = len(fields) == layout.ncols and all(
+    _is_int(fields[k]) for k in (layout.user, layout.item)
+  )
   if id_maps is not None and id_maps.users.dtype.kind == "U":
     numeric = False
 
   parse = _parse_numeric if numeric else _parse_strings
-  columns = ([], [], [])
+  parts = ([], [], [])
   for number, text, last in _with_last(_chain([(first_number, first_text)], blocks)):
     if last:
       text = text.rstrip()  # Blank lines at the end of the file are fine.
     if text.strip() or (text and not last):
       text = text if text.endswith("\n") else text + "\n"
-      parsed = parse(path, number, text, sep, ncols)
-      for column, part in zip(columns, parsed, strict=True):
+      parsed = parse(path, number, text, sep, layout)
+      for column, part in zip(parts, parsed, strict=True):
         column.append(part)
-  if not columns[0]:
+  if not parts[0]:
     raise RatingsFileError(f"{path}: has a header but no ratings.")
   # One column at a time, so that only one column is ever held twice.
-  raw_users, raw_items, values = (_concat_and_clear(c) for c in columns)
-  return raw_users, raw_items, values, header
+  raw_users, raw_items, values = (_concat_and_clear(c) for c in parts)
+  return raw_users, raw_items, values, layout, names
 
 
 def _check_values(where, values, scale, error=RatingsFileError) -> None:
@@ -619,7 +954,9 @@ def ratings_from_arrays(
     id_maps, scale, duplicates: as in :func:`load_ratings`.
 
   Returns:
-    ``(ratings, id_maps)``; indices follow the sorted raw ids.
+    ``(ratings, id_maps)``; indices follow the sorted raw ids. Without ``scale``,
+    the scale is the observed one, and a rating far outside the others gives a
+    :class:`ScaleWarning` naming its row.
 
   Raises:
     ValueError: arrays of different lengths, none at all, a rating that is not
@@ -632,7 +969,9 @@ def ratings_from_arrays(
     scale = validation.check_scale("scale", scale)
   raw_users, raw_items = _raw_ids("users", users), _raw_ids("items", items)
   if isinstance(ratings, (str, bytes)) or not hasattr(ratings, "__len__"):
-    raise TypeError(f"ratings must be a 1-D sequence of numbers; got {ratings!r}.")
+    raise TypeError(
+      f"ratings must be a 1-D sequence of numbers; got {_quote(repr(ratings), 60)}."
+    )
   values = np.asarray(ratings)
   if values.dtype.kind not in "iuf" or values.ndim != 1:
     raise TypeError(
@@ -655,7 +994,15 @@ def ratings_from_arrays(
   values = values.astype(np.float32)
   where = lambda row, short=False: f"row {row}"
   return _indexed(
-    where, raw_users, raw_items, values, id_maps, scale, duplicates, ValueError
+    where,
+    raw_users,
+    raw_items,
+    values,
+    id_maps,
+    scale,
+    duplicates,
+    ValueError,
+    (("user", "item", "rating"), ()),
   )
 
 
@@ -679,6 +1026,10 @@ def ratings_from_frame(
     user, item, rating: the names of its columns.
     id_maps, scale, duplicates: as in :func:`load_ratings`.
 
+  Returns:
+    What :func:`ratings_from_arrays` returns, the maps' ``header`` the three
+    column names.
+
   Raises:
     ValueError: a column name the frame does not have (the message lists the
       frame's columns), or what :func:`ratings_from_arrays` raises.
@@ -693,7 +1044,7 @@ def ratings_from_frame(
       f"the frame has no column {missing[0]!r}; its columns are "
       f"{list(columns)}. Name them with user=, item=, rating=."
     )
-  return ratings_from_arrays(
+  ratings, maps = ratings_from_arrays(
     _column(frame, user),
     _column(frame, item),
     _column(frame, rating),
@@ -701,6 +1052,7 @@ def ratings_from_frame(
     scale=scale,
     duplicates=duplicates,
   )
+  return ratings, dataclasses.replace(maps, header=(user, item, rating))
 
 
 def _columns_of(frame) -> list:
@@ -734,7 +1086,8 @@ def ratings_from_sparse(
 
   Args:
     matrix: any ``scipy.sparse`` matrix or array (COO, CSR, CSC, ...).
-    scale: the rating scale; a stored value outside it is an error.
+    scale: the rating scale; a stored value outside it is an error. (No scale
+      is inferred: ``Ratings`` carry none.)
 
   Raises:
     TypeError: not a SciPy sparse matrix, or values that are not numbers.

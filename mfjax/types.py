@@ -76,6 +76,15 @@ class Ratings:
   weights: jax.Array | None = None  # shape=(n,), float32
   n_padding: int = 0
 
+  def __post_init__(self):
+    # Python lists and tuples become NumPy arrays (indices int32, the rest
+    # float32), so that Ratings([0, 1], [2, 0], [4.0, 3.5], 2, 3) works. Arrays,
+    # tracers and whatever else jax.tree_util passes through are left as given.
+    for name, dtype in _LIST_DTYPES.items():
+      value = getattr(self, name)
+      if isinstance(value, (list, tuple)):
+        object.__setattr__(self, name, _list_as_array(name, value, dtype))
+
   def __len__(self) -> int:
     return int(self.values.shape[0])
 
@@ -117,6 +126,28 @@ class Ratings:
     )
 
 
+_LIST_DTYPES = {
+  "users": np.int32,
+  "items": np.int32,
+  "values": np.float32,
+  "weights": np.float32,
+}
+
+
+def _list_as_array(name: str, value: list | tuple, dtype) -> np.ndarray:
+  """A list of numbers as a 1-D array of ``dtype``; else the value unchanged, for
+  :func:`mfjax.validation.check_ratings` to refuse with its own message."""
+  try:
+    array = np.asarray(value)
+  except (TypeError, ValueError):  # Ragged nesting: left for the checks.
+    return value
+  if array.dtype.kind not in "iuf" or array.ndim != 1:
+    return array  # Refused by the checks, with the offending dtype or shape.
+  if dtype == np.int32 and array.dtype.kind == "f":
+    return array  # 1.5 is no index: the checks refuse a float index array.
+  return array.astype(dtype)
+
+
 jax.tree_util.register_dataclass(
   Ratings,
   data_fields=["users", "items", "values", "weights"],
@@ -138,6 +169,13 @@ class IdMaps:
     n_duplicates: repeated (user, item) pairs in it, resolved by the ``duplicates``
       policy of :func:`load_ratings`.
     n_unknown: ratings in it whose user or item the given ``id_maps`` did not know.
+    columns: the role of each column of the source, in its order: ``"user"``,
+      ``"item"``, ``"rating"``, ``"timestamp"``, or None for a column not read;
+      ``("user", "item", "rating")`` for arrays and frames; () when unknown (maps
+      made by hand or loaded from a model file).
+    header: the names the file's header line gave those columns, as written and
+      in the same order; () for a file without a header. For a frame, the names
+      of its user, item and rating columns.
   """
 
   users: np.ndarray
@@ -146,6 +184,8 @@ class IdMaps:
   n_lines: int = 0
   n_duplicates: int = 0
   n_unknown: int = 0
+  columns: tuple[str | None, ...] = ()
+  header: tuple[str, ...] = ()
 
   def user_index(self, raw_ids: ArrayLike) -> np.ndarray:
     """Indices of raw user ids; :data:`UNKNOWN` (-1) for ids not in the map."""

@@ -12,7 +12,9 @@ Examples are derandomized, so every run draws the same ones; set
 ``MFJAX_HYPOTHESIS_SCALE=20`` for a deeper run with fresh random examples.
 """
 
+import io
 import re
+import tracemalloc
 import warnings
 
 import jax
@@ -277,6 +279,10 @@ def test_missing_binary_and_non_utf8_files(tmp_path):
     (dict(sep=""), ValueError, "sep must be a non-empty string"),
     (dict(sep="\n"), ValueError, "sep must be a non-empty string without line"),
     (dict(sep=5), TypeError, "sep must be a string or None; got int"),
+    (dict(columns="user,item,rating"), TypeError, "columns must be None or a seq"),
+    (dict(columns=("user", "item")), ValueError, "'rating' once each"),
+    (dict(columns=("user", "item", "rating", "user")), ValueError, "once each"),
+    (dict(columns=("user", "item", "stars")), ValueError, "columns must hold 'user'"),
   ],
 )
 def test_bad_arguments_name_the_argument(scratch, kwargs, error, match):
@@ -346,6 +352,7 @@ def _draw_format(draw, sep):
 
 
 @pytest.mark.robustness
+@pytest.mark.filterwarnings("ignore::mfjax.loaders.ScaleWarning")  # Drawn ratings.
 @hypothesis_settings(80)
 @given(st.data())
 def test_raw_ids_round_trip_through_the_id_maps(scratch, data):
@@ -372,6 +379,8 @@ def test_raw_ids_round_trip_through_the_id_maps(scratch, data):
   ratings, maps = mfjax.load_ratings(path, duplicates=policy, **kwargs)
 
   _check_valid(ratings, maps)
+  assert maps.columns == loaders.ROLES[: 3 + timestamps]
+  assert maps.header == (loaders.ROLES[: 3 + timestamps] if header else ())
   pairs = [(u, i) for u, i, _ in lines]
   kept = [j for j, pair in enumerate(pairs) if pair not in pairs[j + 1 :]]
   assert len(ratings) == len(kept)
@@ -548,9 +557,14 @@ def _check_against_file(content, ratings, maps, sep, duplicates, *, strict):
 
 def _load(path, **kwargs):
   """``load_ratings`` with warnings as errors: ``(ratings, maps, None)`` or the
-  RatingsFileError as ``(None, None, error)``; anything else propagates."""
+  RatingsFileError as ``(None, None, error)``; anything else propagates.
+
+  But for the ScaleWarning of a rating far from the others, which fuzzed ratings
+  ("1e30" among "1" and "2") are meant to give (test_scale_warning_*).
+  """
   with warnings.catch_warnings():
     warnings.simplefilter("error")
+    warnings.simplefilter("ignore", loaders.ScaleWarning)
     try:
       return (*mfjax.load_ratings(path, **kwargs), None)
     except mfjax.RatingsFileError as error:
@@ -920,6 +934,9 @@ _INT_FILLER = dict(sep=",", ncols=3, text_ids=False, rating="1", ending="\n")
     # A bad line cut in two by the block boundary, and one after it.
     (b"1,1,1\n1,2,1\n", b"3,3,3,3\n", 3, 3),
     (b"1,1,1\n1,2,1\n", b"3,3,3\n4,4,nan\n", 3, 4),
+    # A carriage return inside a line, just after the boundary or before it.
+    (b"1,1,1\n1,2,1\n", b"3,3\r,3\n", 0, 3),
+    (b"1,1,1\n1,2,1\n", b"3,3\r,3\n", 4, 3),
   ],
 )
 def test_errors_name_the_line_across_a_block_boundary(scratch, head, tail, extra, line):
@@ -987,7 +1004,7 @@ def test_documented_errors_of_bad_files(scratch, content):
 @pytest.mark.parametrize(
   "text, users, items, values",
   [
-    ("u\ti\tr\n1\t10\t4\n", [1], [10], [4]),
+    ("User\tItem\tRating\n1\t10\t4\n", [1], [10], [4]),
     ("1 10  4\n2\t10 \t3\n", [1, 2], [10], [4, 3]),  # Any run of whitespace.
     ("1;10;4\n", [1], [10], [4]),
     ("1|10|4\n", [1], [10], [4]),
@@ -1141,11 +1158,12 @@ def _same_load(a, b):
   np.testing.assert_array_equal(ma.items, mb.items)
   assert ma.users.dtype.kind == mb.users.dtype.kind
   assert ma.items.dtype.kind == mb.items.dtype.kind
-  assert (ma.scale, ma.n_lines, ma.n_duplicates, ma.n_unknown) == (
+  assert (ma.scale, ma.n_lines, ma.n_duplicates, ma.n_unknown, ma.columns) == (
     mb.scale,
     mb.n_lines,
     mb.n_duplicates,
     mb.n_unknown,
+    mb.columns,
   )
 
 
@@ -1217,6 +1235,8 @@ class _Frame:
 def test_ratings_from_frame_reads_named_columns_of_a_frame():
   frame = _Frame(movieId=[10, 20, 10], userId=[1, 1, 2], rating=[4.0, 3.0, 5.0])
   ratings, maps = mfjax.ratings_from_frame(frame, user="userId", item="movieId")
+  assert isinstance(maps, mfjax.IdMaps) and maps.columns == ("user", "item", "rating")
+  assert maps.header == ("userId", "movieId", "rating")
   np.testing.assert_array_equal(maps.users, [1, 2])
   np.testing.assert_array_equal(maps.items, [10, 20])
   np.testing.assert_array_equal(ratings.to_dense(), [[4.0, 3.0], [5.0, 0.0]])
@@ -1318,3 +1338,281 @@ def test_open_files_load_as_the_path(tmp_path):
     mfjax.load_ratings(io.StringIO("1,2,3\n4,5,x\n"))
   with pytest.raises(TypeError, match="path must be a file path or an open file"):
     mfjax.load_ratings(42)
+
+
+# --- hostile files: headers, carriage returns, typos, long lines -----------------
+
+_ROWS_BY_ROLE = [
+  {"user": 1, "item": 10, "rating": 4, "timestamp": "1997-12-04", None: "Heat (1995)"},
+  {"user": 1, "item": 20, "rating": 3, "timestamp": "1997-12-05", None: "x y"},
+  {"user": 2, "item": 10, "rating": 5, "timestamp": "1997-12-06", None: ""},
+]
+
+
+@pytest.mark.parametrize(
+  "header, roles",
+  [
+    ("userId,movieId,rating,timestamp", ("user", "item", "rating", "timestamp")),
+    ("movieId,userId,rating,timestamp", ("item", "user", "rating", "timestamp")),
+    ("RATING,ITEM_ID,USER_ID", ("rating", "item", "user")),
+    ("ts,stars,product_id,uid", ("timestamp", "rating", "item", "user")),
+    ("iid,title,userID,score,genres", ("item", None, "user", "rating", None)),
+    ("date,Movie_Id,User,Value", ("timestamp", "item", "user", "rating")),
+    ("itemId,ratings,time,user_id", ("item", "rating", "timestamp", "user")),
+  ],
+)
+@pytest.mark.parametrize("text_ids", [False, True])
+def test_header_names_say_which_column_is_which(tmp_path, header, roles, text_ids):
+  """Columns by name, in any order; others (and timestamps) are not read."""
+  rows = [dict(row) for row in _ROWS_BY_ROLE]
+  if text_ids:
+    for row in rows:
+      row["user"], row["item"] = f"u{row['user']}", f"i{row['item']}"
+  text = (
+    header + "\n" + "".join(",".join(str(r[k]) for k in roles) + "\n" for r in rows)
+  )
+  ratings, maps = mfjax.load_ratings(_write(tmp_path, "h.csv", text))
+  assert maps.columns == roles and maps.header == tuple(header.split(","))
+  users, items = ([1, 2], [10, 20]) if not text_ids else (["u1", "u2"], ["i10", "i20"])
+  assert maps.users.tolist() == users and maps.items.tolist() == items
+  np.testing.assert_array_equal(ratings.to_dense(), [[4, 3], [5, 0]])
+  assert maps.n_lines == 3 and maps.scale == (3, 5)
+  # A line with a column too many or too few is still an error, with its line.
+  bad = text + ",".join(["1"] * (len(roles) + 1)) + "\n"
+  with pytest.raises(
+    mfjax.RatingsFileError, match=rf"h2\.csv:5: expected {len(roles)} "
+  ):
+    mfjax.load_ratings(_write(tmp_path, "h2.csv", bad))
+
+
+@pytest.mark.parametrize(
+  "first",
+  ["u,i,r", "a,b,c", "user,movie,rating", "userId,itemId", "name", "who,what,4x"],
+)
+def test_a_header_of_unknown_names_is_an_error_naming_line_1(tmp_path, first):
+  path = _write(tmp_path, "names.csv", first + "\n1,2,3\n")
+  with pytest.raises(mfjax.RatingsFileError) as raised:
+    mfjax.load_ratings(path)
+  message = str(raised.value)
+  assert message.startswith(f"{path}:1: a first line of names only"), message
+  assert repr(first) in message and "pass columns=" in message
+  for names in loaders.COLUMN_NAMES.values():
+    assert ", ".join(names) in message
+  with pytest.raises(mfjax.RatingsFileError, match=r"two user columns \('user' and"):
+    mfjax.load_ratings(_write(tmp_path, "twice.csv", "user,uid,rating\n1,2,3\n"))
+
+
+@pytest.mark.parametrize(
+  "content, match",
+  [
+    # Numbers on the first line: data, never a header to drop.
+    ("1,2,abc\n3,4,5\n", r"first\.csv:1: rating 'abc' is not a number: '1,2,abc'"),
+    ("1,2,rating\n3,4,5\n", r"first\.csv:1: rating 'rating' is not a number"),
+    ("1,2,3,time\n3,4,5,6\n", r"first\.csv:1: timestamp 'time' is not a number"),
+    ("a,b,x\nc,d,4\n", r"first\.csv:1: a first line of names only"),
+    # A header is the first line only.
+    ("1,2,3\nuser,item,rating\n", r"first\.csv:2: ids must be integers"),
+    ("a,b,3\nuser,item,rating\n", r"first\.csv:2: rating 'rating' is not a number"),
+  ],
+)
+def test_a_first_line_is_a_header_only_if_it_looks_like_one(tmp_path, content, match):
+  with pytest.raises(mfjax.RatingsFileError, match=match):
+    mfjax.load_ratings(_write(tmp_path, "first.csv", content))
+
+
+def test_columns_declares_which_column_is_which(tmp_path):
+  path = _write(tmp_path, "c.csv", "10,1,4\n20,1,3\n10,2,5\n")
+  ratings, maps = mfjax.load_ratings(path, columns=["item", "user", "rating"])
+  assert maps.columns == ("item", "user", "rating") and maps.header == ()
+  assert maps.users.tolist() == [1, 2] and maps.items.tolist() == [10, 20]
+  np.testing.assert_array_equal(ratings.to_dense(), [[4, 3], [5, 0]])
+  # A header of any names is skipped; None marks a column not read.
+  text = "i;u;r;title\n10;1;4;Heat\n20;1;3;Up\n10;2;5;Heat\n"
+  roles = ("item", "user", "rating", None)
+  again, maps = mfjax.load_ratings(_write(tmp_path, "d.csv", text), columns=roles)
+  assert maps.columns == roles and maps.header == ("i", "u", "r", "title")
+  np.testing.assert_array_equal(again.to_dense(), ratings.to_dense())
+  with pytest.raises(mfjax.RatingsFileError, match=r"c\.csv:1: expected 4 columns"):
+    mfjax.load_ratings(path, columns=roles)
+  # Under columns=, a timestamp without a header must be a number, as by default.
+  bad = _write(tmp_path, "e.csv", "10,1,4,x\n")
+  with pytest.raises(mfjax.RatingsFileError, match=r"e\.csv:1: timestamp 'x'"):
+    mfjax.load_ratings(bad, columns=("item", "user", "rating", "timestamp"))
+
+
+@pytest.mark.parametrize(
+  "content, line",
+  [
+    (b"1,2,4\r5\n3,4,5\n", 1),  # Would read as rating 45.
+    (b"1\r,2,4\n3,4,5\n", 1),
+    (b"1,2,4\n3,4,5\r6\n", 2),
+    (b"1,2,4\r\n3\r,4,5\r\n", 2),
+    (b"a,b,4\nc,d,\r5\n", 2),  # Text ids.
+    (b"user,item,rating\r\n1,2,3\r\n1,3,4\r\r\n", 3),
+    (b"user\r,item,rating\n1,2,3\n", 1),
+    (b"1,2,3\r4,5,6\r", 1),  # Old Mac line ends.
+    (b"1,2,3\n4,5,6\r7", 2),  # A last line without a newline.
+  ],
+)
+def test_a_carriage_return_inside_a_line_is_an_error(scratch, content, line):
+  path = scratch / "cr.txt"
+  path.write_bytes(content)
+  for fmt in ("auto", "delimited"):  # ml-1m, say, reads "1,2,3" as one column.
+    with pytest.raises(mfjax.RatingsFileError, match=rf"cr\.txt:{line}: a carriage"):
+      mfjax.load_ratings(path, format=fmt)
+  with pytest.raises(mfjax.RatingsFileError, match=rf"<BytesIO>:{line}: a carriage"):
+    mfjax.load_ratings(io.BytesIO(content))
+
+
+@pytest.mark.parametrize(
+  "content",
+  [b"1,2,4\r\n3,4,5\r\n", b"1,2,4\r\n3,4,5\r", b"user,item,rating\r\n1,2,4\r\n3,4,5"],
+)
+def test_crlf_line_ends_are_fine(scratch, content):
+  ratings, maps, error = _load_text(scratch / "crlf.txt", content)
+  assert error is None, error
+  assert maps.users.tolist() == [1, 3] and ratings.values.tolist() == [4, 5]
+
+
+def _typo_file(tmp_path, rating):
+  lines = [f"{u},{i},{1 + (u + i) % 5}" for u in range(4) for i in range(5)]
+  lines[13] = f"2,3,{rating}"  # Line 14.
+  return _write(tmp_path, "typo.csv", "\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+  "rating, side, scale", [(44, "above", (1, 44)), (-40, "below", (-40, 5))]
+)
+def test_scale_warning_names_the_line_of_a_rating_far_from_the_others(
+  tmp_path, rating, side, scale
+):
+  path = _typo_file(tmp_path, rating)
+  match = (
+    rf"typo\.csv:14: rating {rating} lies far {side} the others \(1 to 5\): a typo\?"
+    rf" It makes the scale \({scale[0]}, {scale[1]}\)"
+  )
+  with pytest.warns(loaders.ScaleWarning, match=match) as caught:
+    _, maps = mfjax.load_ratings(path)
+  assert maps.scale == scale and caught[0].filename == __file__
+  # A declared scale: the rating is an error naming its line and value.
+  declared = rf"typo\.csv:14: rating {rating} is outside the declared scale \[1, 5\]"
+  with pytest.raises(mfjax.RatingsFileError, match=declared):
+    mfjax.load_ratings(path, scale=(1, 5))
+  mfjax.load_ratings(path, scale=scale)  # Declared: no warning (they are errors).
+  # Against training maps the scale is the training one; still a warning.
+  with pytest.warns(loaders.ScaleWarning, match=r"typo\.csv:14: .*a typo\? Declare"):
+    mfjax.load_ratings(path, id_maps=maps)
+  # The same ratings in memory: the row is named.
+  users, items, values = zip(
+    *(map(float, line.split(",")) for line in path.read_text().split()), strict=True
+  )
+  with pytest.warns(loaders.ScaleWarning, match=rf"^row 13: rating {rating} lies") as w:
+    mfjax.ratings_from_arrays(users, items, values)
+  assert w[0].filename == __file__
+  frame = {"user": users, "item": items, "rating": values}
+  with pytest.raises(ValueError, match=rf"row 13: rating {rating} is outside"):
+    mfjax.ratings_from_frame(frame, scale=(1, 5))
+  with pytest.warns(loaders.ScaleWarning, match="row 13"):
+    mfjax.ratings_from_frame(frame)
+
+
+@pytest.mark.parametrize(
+  "values",
+  [
+    [1, 2, 3, 4, 5] * 4,
+    [1] * 19 + [5],  # The others have no range: nothing to compare with.
+    [1, 2] * 4 + [44],  # Under 10 ratings.
+    [1, 2, 3, 4, 5] * 400 + [44] * 3,  # 3 in 2003: more than one in a thousand.
+    list(range(1, 11)) * 2 + [25],  # Not twice the others' range away.
+    [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0] * 3,
+  ],
+)
+def test_no_scale_warning_for_ratings_near_the_others(values):
+  n = len(values)
+  mfjax.ratings_from_arrays(np.arange(n), np.arange(n) % 7, values)  # Warnings fail.
+
+
+def test_loaded_maps_save_in_a_model_file_as_before(tmp_path):
+  path = _write(tmp_path, "r.csv", "movieId,userId,rating\n10,1,4\n20,1,3\n10,2,5\n")
+  ratings, maps = mfjax.load_ratings(path)
+  assert isinstance(maps, mfjax.IdMaps)
+  params = random_params(0, ratings.n_users, ratings.n_items, 2, mean=3.5)
+  mfjax.save(tmp_path / "m.npz", mfjax.Model(params, maps))
+  loaded = mfjax.load(tmp_path / "m.npz").id_maps
+  np.testing.assert_array_equal(loaded.users, maps.users)
+  np.testing.assert_array_equal(loaded.items, maps.items)
+  assert (loaded.scale, loaded.n_lines) == (maps.scale, maps.n_lines)
+
+
+def _write_long_line(path, head, length, tail=b"\n"):
+  """``head``, then ``length`` bytes of "9", then ``tail``, written in 1 MiB pieces."""
+  with open(path, "wb") as f:
+    f.write(head)
+    piece = b"9" * (1 << 20)
+    for start in range(0, length, len(piece)):
+      f.write(piece[: length - start])
+    f.write(tail)
+  return path
+
+
+def test_a_50_mb_line_is_refused_in_bounded_memory(tmp_path):
+  path = _write_long_line(tmp_path / "one_line.csv", b"1,2,", 50 << 20, b"")
+  tracemalloc.start()
+  try:
+    with pytest.raises(mfjax.RatingsFileError) as raised:
+      mfjax.load_ratings(path)
+    _, peak = tracemalloc.get_traced_memory()
+  finally:
+    tracemalloc.stop()
+  message = str(raised.value)
+  assert message.startswith(f"{path}:1: a line over 65,536 bytes"), message
+  assert len(message) < 400 and "'1,2,999" in message
+  assert peak < path.stat().st_size / 5, peak
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_a_10_mb_field_is_refused_with_its_line(tmp_path, suffix):
+  import gzip
+
+  head = b"1,2,3\n2,2,4\n3,"
+  path = _write_long_line(tmp_path / "field.csv", head, 10 << 20, b",5\n4,4,4\n")
+  if suffix:
+    packed = tmp_path / "field.csv.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes(), compresslevel=1))
+    path = packed
+  with pytest.raises(mfjax.RatingsFileError) as raised:
+    mfjax.load_ratings(path)
+  assert str(raised.value).startswith(f"{path}:3: a line over 65,536 bytes")
+  assert len(str(raised.value)) < 400
+
+
+def test_the_line_limit_is_exact(scratch):
+  limit = loaders.MAX_LINE_BYTES
+  longest = b"a" * (limit - len(b",b,1")) + b",b,1"
+  assert len(longest) == limit
+  ratings, maps, error = _load_text(scratch / "limit.txt", b"c,d,2\n" + longest + b"\n")
+  assert error is None and len(maps.users[0]) == limit - 4
+  _, _, error = _load_text(scratch / "limit.txt", b"c,d,2\n" + b"a" + longest + b"\n")
+  assert str(error).startswith(f"{scratch / 'limit.txt'}:2: a line over 65,536")
+
+
+@pytest.mark.parametrize(
+  "content, line",
+  [
+    (b"1,2,3\n1,2," + b"x" * 60000 + b"\n", 2),
+    (b"1,2,3\n1,2,3," + b"x" * 60000 + b"\n", 2),
+    (b"a,b,3\n" + b"c" * 60000 + b",d,x\n", 2),
+    (b"1,2,3," + b"x" * 60000 + b"\n", 1),
+    (b"n" * 60000 + b",b,c\n1,2,3\n", 1),
+    (b"1,2,3\r" + b"x" * 60000 + b"\n", 1),
+    (b"user,user," + b"r" * 60000 + b"\n1,2,3\n", 1),
+  ],
+)
+def test_errors_quote_at_most_80_characters_of_a_line(scratch, content, line):
+  path = scratch / "quote.txt"
+  _, _, error = _load_text(path, content)
+  message = str(error)
+  assert message.startswith(f"{path}:{line}: "), message
+  # 77 characters of the line at most (the list of recognised header names makes
+  # that message longer than the others).
+  assert len(message) < 600 and not re.search(r"([nrxc])\1{77}", message), message
