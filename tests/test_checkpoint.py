@@ -1,10 +1,21 @@
 """Saving and loading models (mfjax.checkpoint): round trips, atomic writes, bad
 files, golden files, and the round-trip property of the robustness section."""
 
+import errno
+import io
 import json
 import os
 import pickle
+import re
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
 import zipfile
+import zlib
 from pathlib import Path
 
 import jax
@@ -312,6 +323,188 @@ def test_the_saved_file_gets_the_umask_permissions(tmp_path):
   assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o640
 
 
+# Temporary files: short names, errors that name the user's path, no litter.
+
+_TEMP = r"\.mfjax-[0-9a-f]+\.tmp"
+
+
+def _temp_files(directory):
+  return sorted(n for n in os.listdir(directory) if re.fullmatch(_TEMP, n))
+
+
+def test_a_name_of_250_bytes_saves_and_loads(tmp_path):
+  path = tmp_path / ("m" * 246 + ".npz")  # The temp name never grows with it.
+  checkpoint.save(path, Model(_params(), settings={"long": True}))
+  assert os.listdir(tmp_path) == [path.name]
+  assert checkpoint.load(path).settings == {"long": True}
+  checkpoint.save(path, Model(_params(1)))  # Replacing it works too.
+  _assert_params_identical(checkpoint.load(path).params, _params(1))
+
+
+def test_a_name_too_long_for_the_file_system_is_an_error_naming_it(tmp_path):
+  path = tmp_path / ("m" * 300 + ".npz")
+  with pytest.raises(OSError) as info:
+    checkpoint.save(path, _params())
+  assert info.value.errno == errno.ENAMETOOLONG
+  assert info.value.filename == str(path) and "longer than" in str(info.value)
+  assert os.listdir(tmp_path) == []
+
+
+def test_a_missing_directory_is_an_error_naming_the_path(tmp_path):
+  path = tmp_path / "no" / "m.npz"
+  with pytest.raises(FileNotFoundError, match="does not exist") as info:
+    checkpoint.save(path, _params())
+  assert info.value.filename == str(path) and info.value.errno == errno.ENOENT
+  assert str(path) in str(info.value)
+
+
+def _assert_names_the_user_path(error, path):
+  assert error.filename == str(path) and str(path) in str(error)
+  assert ".mfjax-" not in str(error) and error.filename2 is None
+
+
+@pytest.mark.skipif(
+  os.name != "posix" or os.geteuid() == 0, reason="POSIX, and root ignores modes"
+)
+def test_a_read_only_directory_is_an_error_naming_the_path(tmp_path):
+  directory = tmp_path / "ro"
+  directory.mkdir()
+  directory.chmod(0o500)
+  try:
+    with pytest.raises(PermissionError) as info:
+      checkpoint.save(directory / "m.npz", _params())
+  finally:
+    directory.chmod(0o700)
+  _assert_names_the_user_path(info.value, directory / "m.npz")
+  assert os.listdir(directory) == []
+
+
+def test_errors_on_the_temp_file_name_the_users_path(tmp_path, monkeypatch):
+  """What the OS says about the temporary file is said about ``path``: creating
+  it (a read-only directory, for root too), writing it, renaming it."""
+  path, old = _old_file(tmp_path)
+  real_open = os.open
+
+  def refuse_create(name, flags, *args):
+    if flags & os.O_CREAT:
+      raise PermissionError(errno.EACCES, "Permission denied", name)
+    return real_open(name, flags, *args)
+
+  monkeypatch.setattr(os, "open", refuse_create)
+  with pytest.raises(PermissionError) as info:
+    checkpoint.save(path, _params(1))
+  _assert_names_the_user_path(info.value, path)
+  assert info.value.errno == errno.EACCES
+  monkeypatch.undo()
+
+  _fail_midway(monkeypatch, OSError(errno.ENOSPC, "No space left on device", "x"))
+  with pytest.raises(OSError, match="No space left on device") as info:
+    checkpoint.save(path, _params(1))
+  _assert_names_the_user_path(info.value, path)
+  monkeypatch.undo()
+
+  def replace(src, dst):
+    raise IsADirectoryError(errno.EISDIR, "Is a directory", src, dst)
+
+  monkeypatch.setattr(os, "replace", replace)
+  with pytest.raises(IsADirectoryError) as info:
+    checkpoint.save(path, _params(1))
+  _assert_names_the_user_path(info.value, path)
+  assert sorted(os.listdir(tmp_path)) == ["model.npz"] and path.read_bytes() == old
+
+
+def test_stale_temp_files_are_removed_by_the_next_save(tmp_path):
+  stale, fresh = tmp_path / ".mfjax-0123456789abcdef.tmp", tmp_path / ".mfjax-42.tmp"
+  others = [tmp_path / ".model.npz.0123456789ab.tmp", tmp_path / "notes.tmp"]
+  an_hour_ago = time.time() - 3600
+  for path in [stale, fresh, *others]:
+    path.write_bytes(b"half a model")
+    if path != fresh:
+      os.utime(path, (an_hour_ago, an_hour_ago))
+  (tmp_path / ".mfjax-abc.tmp").mkdir()  # Not a file: never touched.
+  os.utime(tmp_path / ".mfjax-abc.tmp", (an_hour_ago, an_hour_ago))
+  checkpoint.save(tmp_path / "m.npz", _params())
+  # A fresh one may be a save in progress in another process: it stays.
+  assert _temp_files(tmp_path) == [".mfjax-42.tmp", ".mfjax-abc.tmp"]
+  assert all(path.exists() for path in others)
+
+
+def test_save_leaves_the_sigterm_handler_as_it_was(tmp_path):
+  before = signal.getsignal(signal.SIGTERM)
+  checkpoint.save(tmp_path / "m.npz", _params())
+  assert signal.getsignal(signal.SIGTERM) == before
+
+
+# A child process that stops in the middle of writing the temporary file.
+_INTERRUPTED_SAVE = """
+import sys, time
+import numpy as np
+import mfjax
+from mfjax import checkpoint
+
+calls = []
+real = np.lib.format.write_array
+
+
+def write_array(fp, array, *args, **kwargs):
+  calls.append(array)
+  if len(calls) == 6:  # After the header entries and a parameter.
+    fp.write(b"half an array")
+    print("writing", flush=True)
+    time.sleep(120)
+  return real(fp, array, *args, **kwargs)
+
+
+np.lib.format.write_array = write_array
+shapes = [(5, 2), (4, 2), 5, 4, ()]
+params = mfjax.Params(*(np.full(shape, 7.0, np.float32) for shape in shapes))
+checkpoint.save(sys.argv[1], params)
+"""
+
+
+def _interrupt_a_save(tmp_path, signum):
+  path, old = _old_file(tmp_path)
+  root = Path(__file__).resolve().parent.parent
+  env = {**os.environ, "PYTHONPATH": str(root), "JAX_PLATFORMS": "cpu"}
+  child = subprocess.Popen(
+    [sys.executable, "-c", _INTERRUPTED_SAVE, str(path)],
+    stdout=subprocess.PIPE,
+    env=env,
+    cwd=tmp_path,
+  )
+  try:
+    assert child.stdout.readline() == b"writing\n"
+    assert len(_temp_files(tmp_path)) == 1  # The child is mid-write.
+    child.send_signal(signum)
+    assert child.wait(60) == -signum
+  finally:
+    child.kill()
+    child.wait()
+    child.stdout.close()
+  assert path.read_bytes() == old  # Never a half-written model.
+  return path
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigkill_mid_save_leaves_the_old_file_and_the_next_save_cleans_up(tmp_path):
+  path = _interrupt_a_save(tmp_path, signal.SIGKILL)
+  (left,) = _temp_files(tmp_path)  # kill -9 runs no cleanup.
+  checkpoint.save(tmp_path / "other.npz", _params(2))
+  assert _temp_files(tmp_path) == [left]  # Too fresh: it could be a live save.
+  an_hour_ago = time.time() - 3600
+  os.utime(tmp_path / left, (an_hour_ago, an_hour_ago))
+  checkpoint.save(path, Model(_params(1)))
+  assert sorted(os.listdir(tmp_path)) == ["model.npz", "other.npz"]
+  _assert_params_identical(checkpoint.load(path).params, _params(1))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_mid_save_removes_the_temp_file(tmp_path):
+  path = _interrupt_a_save(tmp_path, signal.SIGTERM)
+  assert sorted(os.listdir(tmp_path)) == ["model.npz"]  # The temp file removed.
+  assert checkpoint.load(path).settings == {"old": True}
+
+
 # Bad arguments to save: nothing is written.
 
 
@@ -592,10 +785,431 @@ def test_bad_entries_are_rejected(tmp_path, changes, match):
   assert str(info.value).startswith(f"{path}: ")
 
 
+def test_zip64_end_records_load(tmp_path, monkeypatch):
+  """A model over 4 GB gets zip64 end records; with zipfile's limit lowered a small
+  one does, and the directory checks read the counts there."""
+  monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 4)
+  path, _ = _good(tmp_path)
+  monkeypatch.undo()
+  data = bytearray(path.read_bytes())
+  assert data[-98:-94] == b"PK\x06\x06" and data[-22:-18] == b"PK\x05\x06"
+  _assert_params_identical(checkpoint.load(path).params, _params())
+  # The plain record may leave the counts and sizes to the zip64 one.
+  data[-14:-6] = b"\xff" * 8
+  path.write_bytes(bytes(data))
+  _assert_params_identical(checkpoint.load(path).params, _params())
+  # Where the zip64 record says too many, that is what counts.
+  data[-98 + 32 : -98 + 48] = struct.pack("<2Q", 70_000, 70_000)
+  path.write_bytes(bytes(data))
+  _load_refused(path, "its zip directory declares 70000 members")
+
+
 def test_unknown_entries_are_ignored(tmp_path):
   _, entries = _good(tmp_path)
   path = _write(tmp_path, entries, optimizer_state=np.ones(3))
   _assert_params_identical(checkpoint.load(path).params, _params())
+
+
+# Hostile files: resources are checked from the zip directory and the .npy headers
+# before any array data is read. Each file is built here, byte by byte where
+# zipfile or NumPy would refuse to write it.
+
+_STORED, _DEFLATED = zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED
+
+
+def _npy(array):
+  buffer = io.BytesIO()
+  np.save(buffer, array, allow_pickle=True)
+  return buffer.getvalue()
+
+
+def _header_text(descr="'<f4'", shape="(5, 2)"):
+  return f"{{'descr': {descr}, 'fortran_order': False, 'shape': {shape}, }}"
+
+
+def _npy_with_header(text, data=b""):
+  """A version 1.0 .npy member with a hand-written header ``text``."""
+  header = text.encode("latin1")
+  header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+  return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + data
+
+
+def _member(name, payload, *, method=_STORED, file_size=None, crc=None, flags=0):
+  """A zip member: ``payload`` is its data as stored (deflated for _DEFLATED);
+  ``file_size`` and ``crc`` are what its directory entry declares."""
+  if method == _DEFLATED and file_size is None:
+    file_size, crc = len(payload), zlib.crc32(payload)
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    payload = deflater.compress(payload) + deflater.flush()
+  size = len(payload) if file_size is None else file_size
+  crc = zlib.crc32(payload) if crc is None else crc
+  return name, payload, method, size, crc, flags
+
+
+def _zip_bytes(members, *, declared_count=None):
+  """A zip archive of ``members``, written as zipfile writes one (1980 dates)."""
+  out, directory = bytearray(), bytearray()
+  for name, payload, method, size, crc, flags in members:
+    raw, offset = name.encode(), len(out)
+    fields = (flags, method, 0, 0x21, crc, len(payload), size, len(raw))
+    out += struct.pack("<4s2B4HL2L2H", b"PK\x03\x04", 20, 0, *fields, 0)
+    out += raw + payload
+    directory += struct.pack(
+      "<4s4B4HL2L5HLL", b"PK\x01\x02", 20, 3, 20, 0, *fields, 0, 0, 0, 0, 0, offset
+    )
+    directory += raw
+  count = len(members) if declared_count is None else declared_count
+  end = (b"PK\x05\x06", 0, 0, count, count, len(directory), len(out), 0)
+  return bytes(out + directory + struct.pack("<4s4H2LH", *end))
+
+
+def _good_members(tmp_path):
+  path, _ = _good(tmp_path)
+  with zipfile.ZipFile(path) as archive:
+    return {
+      i.filename: _member(i.filename, archive.read(i)) for i in archive.infolist()
+    }
+
+
+def _hostile(tmp_path, members, name="hostile.npz", **kwargs):
+  path = tmp_path / name
+  path.write_bytes(_zip_bytes(list(members), **kwargs))
+  return path
+
+
+def _load_refused(path, match):
+  """Loads ``path``, expecting a ModelFileError that names it and matches."""
+  with pytest.raises(ModelFileError, match=match) as info:
+    checkpoint.load(path)
+  assert str(info.value).startswith(f"{path}: ")
+  return info.value
+
+
+def _zip_bomb(n_bytes):
+  """A deflate stream of a .npy header and ``n_bytes`` zeros, about 1/1000 the
+  size: after a full flush the deflater's output for the same input repeats."""
+  rows = n_bytes // 8
+  header = _npy_with_header(_header_text(shape=f"({rows}, 2)"))
+  deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+  head = deflater.compress(header) + deflater.flush(zlib.Z_FULL_FLUSH)
+  block = 1 << 20
+  zeros = deflater.compress(bytes(block)) + deflater.flush(zlib.Z_FULL_FLUSH)
+  stream = head + zeros * (n_bytes // block) + deflater.flush()
+  return stream, len(header) + n_bytes
+
+
+def test_the_zip_bomb_builder_makes_real_bombs():
+  stream, size = _zip_bomb(3 << 20)
+  assert len(zlib.decompress(stream, -zlib.MAX_WBITS)) == size
+  assert len(stream) < size / 500
+
+
+def test_a_zip_bomb_is_refused_unread_in_bounded_memory(tmp_path):
+  stream, size = _zip_bomb(1 << 30)  # 1 GiB of zeros in about 1 MB.
+  members = _good_members(tmp_path)
+  # Its CRC is never consulted: the member is refused before its data is read.
+  members["user_factors.npy"] = _member(
+    "user_factors.npy", stream, method=_DEFLATED, file_size=size, crc=0
+  )
+  path = _hostile(tmp_path, members.values())
+  assert path.stat().st_size < 2 << 20
+  tracemalloc.start()
+  try:
+    error = _load_refused(path, r"declare \d+ bytes of data, over 64 times .*zip bomb")
+  finally:
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+  assert f"the file's {path.stat().st_size} bytes" in str(error)
+  assert peak < 4 << 20, peak
+
+
+def _shaped(tmp_path, name, header, data=b"", **kwargs):
+  members = _good_members(tmp_path)
+  members[name] = _member(name, _npy_with_header(header, data), **kwargs)
+  return _hostile(tmp_path, members.values())
+
+
+@pytest.mark.parametrize(
+  "shape, match",
+  [
+    (
+      "(100000, 2)",
+      r"declares shape \(100000, 2\) of float32 \(800000 bytes\), but "
+      r"its member holds 40 bytes of data",
+    ),
+    ("(1099511627776, 1048576)", r"declares an impossible shape \(1099511627776"),
+    ("(5, -2)", r"declares an impossible shape \(5, -2\)"),
+    ("(" + "1, " * 40 + ")", r"declares an impossible shape \(1, 1, 1,"),
+    ("(5, 2) * 3", "has a corrupted .npy header"),
+  ],
+)
+def test_a_huge_declared_shape_in_a_tiny_file_is_refused_unread(tmp_path, shape, match):
+  data = np.zeros((5, 2), np.float32).tobytes()
+  path = _shaped(tmp_path, "user_factors.npy", _header_text(shape=shape), data)
+  assert path.stat().st_size < 10_000
+  tracemalloc.start()
+  try:
+    _load_refused(path, "entry 'user_factors' " + match)
+  finally:
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+  assert peak < 1 << 20, peak
+
+
+def test_a_directory_that_lies_about_sizes_is_refused(tmp_path):
+  members = _good_members(tmp_path)
+  name, payload, *_ = members["item_factors.npy"]
+  # A stored member declaring 4 GB that the file does not hold.
+  members[name] = _member(name, payload, file_size=0xFFFFFFF0)
+  path = _hostile(tmp_path, members.values())
+  _load_refused(path, "truncated or corrupted .*'item_factors.npy' is stored")
+  # A deflated one declaring 4 GB: over 64 times the file.
+  members[name] = _member(name, payload, method=_DEFLATED, file_size=0xFFFFFFF0, crc=0)
+  _load_refused(_hostile(tmp_path, members.values()), "zip bomb")
+
+
+def test_data_beyond_the_declared_size_is_an_error(tmp_path):
+  members = _good_members(tmp_path)
+  name, payload, *_ = members["user_bias.npy"]
+  deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+  longer = deflater.compress(payload + b"\0" * 4000) + deflater.flush()
+  # The directory declares the first len(payload) bytes, with their CRC.
+  members[name] = _member(
+    name, longer, method=_DEFLATED, file_size=len(payload), crc=zlib.crc32(payload)
+  )
+  path = _hostile(tmp_path, members.values())
+  _load_refused(path, "'user_bias' holds more data than its declared size")
+  # And less than declared: a stream that ends early.
+  deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+  shorter = deflater.compress(payload[:-8]) + deflater.flush()
+  members[name] = _member(
+    name, shorter, method=_DEFLATED, file_size=len(payload), crc=zlib.crc32(payload)
+  )
+  _load_refused(_hostile(tmp_path, members.values()), "'user_bias' ends early")
+
+
+def _nested_descr(depth):
+  descr = "'<f4'"
+  for _ in range(depth):
+    descr = f"[('a', {descr})]"
+  return descr
+
+
+def _nested_dtype(depth):
+  dtype = np.dtype(np.float32)
+  for _ in range(depth):
+    dtype = np.dtype([("a", dtype)])
+  return dtype
+
+
+@pytest.mark.parametrize("name", ["user_factors", "magic", "dtypes", "settings"])
+@pytest.mark.parametrize(
+  "npy, match",
+  [
+    (
+      lambda: _npy_with_header(
+        _header_text(_nested_descr(150)),
+        bytes(40),
+      ),
+      "has a deeply nested .npy header",
+    ),
+    (lambda: _npy(np.zeros(1, _nested_dtype(40))), "has a deeply nested .npy header"),
+    (
+      lambda: _npy(np.zeros((5, 2), [("a", "<f4"), ("b", "<i4")])),
+      r"has a structured dtype",
+    ),
+    (lambda: _npy(np.zeros((5, 2), "<f4,<f4")), "has a structured dtype"),
+    (lambda: _npy(np.array([[_Boom()] * 2] * 5, object)), "holds pickled"),
+    (lambda: _npy(np.zeros((5, 2), "V4")), r"has dtype \|V4"),
+    (lambda: _npy(np.zeros((5, 2), "M8[s]")), r"has dtype datetime64\[s\]"),
+  ],
+  ids=[
+    "nested-header",
+    "nested-dtype",
+    "structured",
+    "record",
+    "object",
+    "void",
+    "date",
+  ],
+)
+def test_object_structured_and_nested_dtypes_are_refused(tmp_path, name, npy, match):
+  members = _good_members(tmp_path)
+  members[f"{name}.npy"] = _member(f"{name}.npy", npy())
+  path = _hostile(tmp_path, members.values())
+  _load_refused(path, f"entry '{name}' {match}")
+  assert not _Boom.unpickled
+
+
+def test_a_header_too_long_to_be_a_plain_array_is_refused_unread(tmp_path):
+  header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (5, 2), }"
+  header += b" " * 99_000 + b"\n"
+  npy = b"\x93NUMPY\x02\x00" + struct.pack("<I", len(header)) + header + bytes(40)
+  members = _good_members(tmp_path)
+  members["user_factors.npy"] = _member("user_factors.npy", npy)
+  path = _hostile(tmp_path, members.values())
+  _load_refused(path, r"'user_factors' has a .npy header of \d{5} bytes")
+
+
+def test_too_many_members_are_refused_before_the_directory_is_read(tmp_path):
+  members = list(_good_members(tmp_path).values())
+  extra = [_member(f"x{j}.npy", _npy(np.zeros(1))) for j in range(300)]
+  n = len(members) + len(extra)
+  path = _hostile(tmp_path, members + extra)
+  _load_refused(path, f"its zip directory declares {n} members; a model file has")
+  # An end record that understates the count: the directory itself is counted.
+  path = _hostile(tmp_path, members + extra, declared_count=17)
+  _load_refused(path, f"holds {n} members; a model file has at most")
+  # A directory too large for any model file.
+  long_names = [_member("n" * 60_000 + f"{j}.npy", b"") for j in range(10)]
+  path = _hostile(tmp_path, members + long_names)
+  _load_refused(
+    path, r"its zip directory declares \d+ bytes; a model file's is at most"
+  )
+
+
+@pytest.mark.parametrize("second", ["user_factors.npy", "user_factors"])
+def test_duplicate_member_names_are_refused(tmp_path, second):
+  members = _good_members(tmp_path)
+  decoy = _member(second, _npy(np.full((5, 2), 7.0, np.float32)))
+  path = _hostile(tmp_path, [*members.values(), decoy])
+  _load_refused(path, "holds two members named 'user_factors'")
+
+
+@pytest.mark.parametrize(
+  "change, match",
+  [
+    ({"flags": 1}, "'mean' is encrypted"),
+    (
+      {"method": 12, "file_size": 132, "crc": 0},
+      "'mean' uses zip compression method 12",
+    ),
+  ],
+)
+def test_encrypted_and_unknown_compression_are_refused(tmp_path, change, match):
+  members = _good_members(tmp_path)
+  name, payload, *_ = members["mean.npy"]
+  members[name] = _member(name, payload, **change)
+  _load_refused(_hostile(tmp_path, members.values()), match)
+
+
+def test_a_member_whose_local_name_differs_is_refused(tmp_path):
+  path, _ = _good(tmp_path)
+  data = path.read_bytes()
+  at = data.index(b"mean.npy")  # The first: the local header's.
+  path.write_bytes(data[:at] + b"meaN.npy" + data[at + 8 :])
+  _load_refused(path, r"truncated or corrupted \(member 'mean.npy' has another name")
+
+
+def _ranking_model():
+  """A model with every optional entry: id maps, objective and training pairs."""
+  rated = np.array([[0, 1], [2, 3], [4, 0]], np.int32)
+  return Model(
+    _params(), _str_maps(), {"rank": 2}, (1.0, 5.0), objective="ranking", rated=rated
+  )
+
+
+def test_a_damaged_directory_cannot_hide_an_entry(tmp_path):
+  """An entry dropped or renamed in the directory alone would load another model
+  (no id maps, a rating objective): the end record's count and the local
+  headers' names catch it."""
+  path = tmp_path / "m.npz"
+  checkpoint.save(path, _ranking_model())
+  data = path.read_bytes()
+  names = zipfile.ZipFile(path).namelist()
+
+  def directory_name(name):  # Where the directory entry of ``name`` names it.
+    at = data.index(b"PK\x01\x02")
+    while data[at + 46 : at + 46 + len(name)] != name.encode():
+      at = data.index(b"PK\x01\x02", at + 1)
+    return at + 46
+
+  # The comment length of the entry of 'scale': those after it become its comment.
+  at = directory_name("scale.npy") - 13  # The high byte.
+  path.write_bytes(data[:at] + b"\x5a" + data[at + 1 :])
+  listed = names.index("scale.npy") + 1
+  _load_refused(
+    path, f"its zip directory lists {listed} members; its end record says {len(names)}"
+  )
+  # The directory's name of 'objective' (not the local header's).
+  at = directory_name("objective.npy")
+  path.write_bytes(data[:at] + b"O" + data[at + 1 :])
+  _load_refused(path, "member 'Objective.npy' has another name in its local header")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+  path = tmp_path / "model.npz"
+  os.mkfifo(path)
+  outcome = []
+
+  def load():
+    try:
+      checkpoint.load(path)
+    except Exception as e:  # Reported below; a blocked open never gets here.
+      outcome.append(e)
+
+  thread = threading.Thread(target=load, daemon=True)
+  thread.start()
+  thread.join(30)
+  if thread.is_alive():  # Unblock it before failing, so that nothing hangs.
+    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    pytest.fail("load blocked on a FIFO")
+  assert type(outcome[0]) is ModelFileError
+  assert str(outcome[0]) == (
+    f"{path}: is a named pipe (FIFO), not a regular file; not an mfjax model file."
+  )
+
+
+def test_a_directory_or_device_is_refused(tmp_path):
+  _load_refused(tmp_path, "is a directory, not a regular file")
+  if os.path.exists("/dev/zero"):
+    _load_refused(Path("/dev/zero"), "is a character device, not a regular file")
+  # A link to a model file is followed; a link to a directory is refused.
+  path, _ = _good(tmp_path)
+  if hasattr(os, "symlink"):
+    (tmp_path / "link.npz").symlink_to(path)
+    _assert_params_identical(checkpoint.load(tmp_path / "link.npz").params, _params())
+    (tmp_path / "dirlink.npz").symlink_to(tmp_path)
+    _load_refused(tmp_path / "dirlink.npz", "is a directory")
+
+
+@pytest.mark.robustness
+@hypothesis_settings(60)
+@given(
+  compressed=st.booleans(),
+  changes=st.lists(
+    st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)),
+    min_size=1,
+    max_size=4,
+  ),
+  cut=st.none() | st.floats(0, 1),
+)
+def test_corrupted_files_are_rejected_or_load_the_same_model(
+  scratch, compressed, changes, cut
+):
+  """Any bytes changed, or a file cut short: a ModelFileError, or the model."""
+  model = _ranking_model()
+  path = scratch / "corrupted.npz"
+  checkpoint.save(path, model)
+  if compressed:
+    with np.load(path, allow_pickle=False) as archive:
+      np.savez_compressed(path, **dict(archive))
+  data = bytearray(path.read_bytes())
+  for where, xor in changes:
+    data[int(where * len(data))] ^= xor
+  if cut is not None:
+    data = data[: int(cut * len(data))]
+  path.write_bytes(bytes(data))
+  try:
+    loaded = checkpoint.load(path)
+  except ModelFileError as e:
+    assert str(e).startswith(f"{path}: ")
+    return
+  _assert_params_identical(loaded.params, model.params)
+  _assert_maps_identical(loaded.id_maps, model.id_maps)
+  assert loaded[2:4] == model[2:4] and loaded.objective == model.objective
+  np.testing.assert_array_equal(loaded.rated, model.rated)
 
 
 # Golden files written by format 1 (tests/data/make_golden.py).
