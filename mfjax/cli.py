@@ -12,6 +12,8 @@ Bad arguments exit with code 2 and one line on stderr saying what is wrong.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -136,6 +138,7 @@ def _add_fit(sub) -> None:
     help="rating: predict ratings (RMSE); ranking: top-N lists by the iALS loss "
     "and alternating least squares (default rating)",
   )
+  _add_scale(fit)
   _add_settings(fit, d)
   _add_ranking_settings(fit)
   fit.add_argument(
@@ -156,8 +159,19 @@ def _add_fit(sub) -> None:
     "cost 8 bytes per rating; recommend then needs --rated to leave out rated "
     "items)",
   )
+  _add_allow_divergence(fit)
   fit.add_argument(
-    "--json", action="store_true", help="print one JSON object as the last line"
+    "--json", action="store_true", help="print only one JSON object on stdout"
+  )
+
+
+def _add_allow_divergence(parser) -> None:
+  parser.add_argument(
+    "--allow-divergence",
+    action="store_true",
+    help="a fit that diverges (its loss NaN, inf or 1000x the initial) or never "
+    "improves on its initial params exits 1 and saves nothing; with this flag it "
+    "keeps the best params, saves them and exits 0",
   )
 
 
@@ -263,7 +277,7 @@ def _add_recommend(sub) -> None:
     "default) or an error (none)",
   )
   rec.add_argument(
-    "--json", action="store_true", help="print one JSON object as the last line"
+    "--json", action="store_true", help="print only one JSON object on stdout"
   )
 
 
@@ -294,7 +308,7 @@ def _add_evaluate(sub) -> None:
     help="a test rating >= this is relevant (default 4)",
   )
   ev.add_argument(
-    "--json", action="store_true", help="print one JSON object as the last line"
+    "--json", action="store_true", help="print only one JSON object on stdout"
   )
 
 
@@ -329,6 +343,26 @@ def _nonnegative_float(text: str) -> float:
   return value
 
 
+def _scale(text: str) -> tuple[float, float]:
+  parts = text.split(",")
+  if len(parts) != 2:
+    raise argparse.ArgumentTypeError(f"must be LO,HI (e.g. 1,5); got {text!r}")
+  lo, hi = (_float(part) for part in parts)
+  if not lo < hi:
+    raise argparse.ArgumentTypeError(f"must have LO < HI; got {text!r}")
+  return lo, hi
+
+
+def _add_scale(parser) -> None:
+  parser.add_argument(
+    "--scale",
+    type=_scale,
+    metavar="LO,HI",
+    help="the rating scale: a rating outside it is an error naming its line "
+    "(default: the lowest and highest ratings of the training file)",
+  )
+
+
 def _fraction(text: str) -> float:
   value = _float(text)
   if not 0 < value < 1:
@@ -337,19 +371,17 @@ def _fraction(text: str) -> float:
 
 
 def _fit(args) -> int:
-  import json
-
   import numpy as np
 
   import mfjax
-  from mfjax import rawids
+  from mfjax import rawids, training
 
   _check_output_path("--save", args.save)
   ranking = args.objective == "ranking"
   _check_objective_options(args)
-  train, maps = mfjax.load_ratings(args.train)
+  train, maps = _load_ratings(args.train, scale=args.scale, show_columns=True)
   if args.test:
-    test, test_maps = mfjax.load_ratings(args.test, id_maps=maps)
+    test, test_maps = _load_ratings(args.test, id_maps=maps)
     n_unknown = test_maps.n_unknown
   else:
     train, test = mfjax.train_test_split(
@@ -388,26 +420,45 @@ def _fit(args) -> int:
     },
     diverged=bool(np.any(np.asarray(results.diverged_step) >= 0)),
   )
-  if args.save:
+  failure = training.failure(results)
+  report["failure"] = failure
+  if args.save and (failure is None or args.allow_divergence):
     saved = dict(settings, n_train=len(train), seed=args.seed)
     saved["train"] = os.path.basename(args.train)
     rated = None if args.no_rated else rawids.rated_pairs(train)
     model = mfjax.Model(
       params, id_maps=maps, settings=saved, objective=args.objective, rated=rated
     )
-    mfjax.save(args.save, model)
+    try:
+      mfjax.save(args.save, model)
+    except (OSError, ValueError):  # Still show what the training found.
+      _print_report(report)
+      if args.json:
+        _emit_json(args, report)
+      raise
     report["saved"] = args.save
     report["saved_rank"] = int(params.user_factors.shape[1])
     report["saved_bytes"] = os.path.getsize(args.save)
   _print_report(report)
-  if report["diverged"]:
-    print(
-      "warning: training diverged (the loss became NaN or inf); the best finite "
-      "parameters were kept. Try a smaller --lr."
-    )
+  _note_unranked(report, args.threshold)
   if args.json:
-    print(json.dumps(report))
+    _emit_json(args, report)
+  _check_training(args, failure)
   return 0
+
+
+def _check_training(args, failure: str | None) -> None:
+  """Fails the command on a diverged fit, unless ``--allow-divergence``."""
+  if failure is None:
+    return
+  lr = " a smaller --lr or" if args.objective == "rating" else ""
+  if not args.allow_divergence:
+    kept = f"{args.save} was not written" if getattr(args, "save", None) else None
+    raise _TrainingFailed(
+      f"{failure}; {kept + '; ' if kept else ''}try{lr} a larger --l2, or pass "
+      "--allow-divergence to keep the best parameters anyway."
+    )
+  print(f"warning: {failure}; the best parameters were kept (--allow-divergence).")
 
 
 # Options of the rating fit that the ranking fit refuses.
@@ -482,6 +533,17 @@ def _timed(program, inputs):
   return results, params, compile_seconds, time.perf_counter() - start
 
 
+def _note_unranked(report: dict, threshold: float) -> None:
+  """Says why the ranking metrics are NaN when no test user could be ranked."""
+  if report.get("n_users_ranked", 1):
+    return
+  if report.get("n_unknown_test") == report.get("n_test"):
+    why = "none of the test ratings is of a user and an item in the model"
+  else:
+    why = f"no test user in the model has a rating >= {threshold:g} (relevant)"
+  print(f"note: {why}, so the ranking metrics are undefined (nan; null in --json).")
+
+
 def _ranking_report(params, train, test, threshold, k=10, prefix="test_"):
   """Top-``k`` metrics of ``params`` on ``test``, training items left out."""
   from mfjax import crossval
@@ -505,11 +567,56 @@ def _check_output_path(flag: str, path: str | None) -> None:
     raise ValueError(f"{flag} {path}: the directory {directory} is not writable.")
 
 
+def _emit_json(args, report: dict) -> None:
+  """``report`` as the one JSON document on the real stdout (``main`` sends the
+  human text to stderr under ``--json``); NaN and inf become null."""
+  import json
+
+  print(json.dumps(_json_safe(report), allow_nan=False), file=args.stdout)
+
+
+def _json_safe(value):
+  """``value`` with every non-finite float as None and NumPy scalars as Python's."""
+  if isinstance(value, dict):
+    return {str(k): _json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_json_safe(v) for v in value]
+  if hasattr(value, "item") and getattr(value, "shape", None) == ():
+    value = value.item()  # A NumPy or JAX scalar.
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
 def _print_report(report: dict) -> None:
   width = max(map(len, report))
   for name, value in report.items():
     shown = f"{value:.4f}" if isinstance(value, float) else str(value)
     print(f"{name:<{width}}  {shown}")
+
+
+def _load_ratings(path: str, *, show_columns: bool = False, **options):
+  """``mfjax.load_ratings``, its warnings (a rating far off the others) on one
+  line each on stderr, and, for a file with a header, which column is which."""
+  import warnings
+
+  import mfjax
+  from mfjax.loaders import ScaleWarning
+
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", ScaleWarning)
+    ratings, maps = mfjax.load_ratings(path, **options)
+  for warning in caught:
+    if issubclass(warning.category, ScaleWarning):
+      print(f"mfjax: warning: {warning.message} (--scale LO,HI)", file=sys.stderr)
+    else:  # Not ours to word: shown as Python shows it.
+      warnings.warn_explicit(
+        warning.message, warning.category, warning.filename, warning.lineno
+      )
+  if show_columns and maps.header:
+    named = zip(maps.columns, maps.header, strict=False)
+    print(f"{path}: columns " + ", ".join(f"{r}={n}" for r, n in named if r))
+  return ratings, maps
 
 
 def _load_model(path: str):
@@ -570,8 +677,6 @@ def _item_titles(path: str) -> dict[str, str]:
 
 
 def _recommend(args) -> int:
-  import json
-
   if args.all:
     return _recommend_all(args)
   if args.output:
@@ -617,7 +722,7 @@ def _recommend(args) -> int:
     report |= {"scores": scores, "fallback": not known}
     if titles:
       report["titles"] = [titles[str(i)] for i in raw_items]
-    print(json.dumps(report))
+    _emit_json(args, report)
   return 0
 
 
@@ -626,16 +731,15 @@ def _serving_model(args):
   users of --ratings folded in."""
   import numpy as np
 
-  import mfjax
   from mfjax import rawids
 
   model = _load_model(args.model)
   maps = model.id_maps
   if args.rated:
-    rated, _ = mfjax.load_ratings(args.rated, id_maps=maps)
+    rated, _ = _load_ratings(args.rated, id_maps=maps)
     model = model._replace(rated=rawids.rated_pairs(rated))
   if args.ratings:
-    new, new_maps = mfjax.load_ratings(args.ratings)
+    new, new_maps = _load_ratings(args.ratings)
     users = new_maps.users[np.asarray(new.users)]
     items = new_maps.items[np.asarray(new.items)]
     model = model.fold_in(users, items, np.asarray(new.values))
@@ -679,6 +783,7 @@ def _add_cv(sub) -> None:
     default="rating",
     help="rating: RMSE and MAE; ranking: top-10 list metrics (default rating)",
   )
+  _add_scale(cv)
   _add_settings(cv, FitSettings())
   _add_ranking_settings(cv)
   cv.add_argument(
@@ -690,21 +795,20 @@ def _add_cv(sub) -> None:
   cv.add_argument(
     "--seed", type=_seed, default=0, help="seed of the split and fits (default 0)"
   )
+  _add_allow_divergence(cv)
   cv.add_argument(
-    "--json", action="store_true", help="print one JSON object as the last line"
+    "--json", action="store_true", help="print only one JSON object on stdout"
   )
 
 
 def _cv(args) -> int:
-  import json
-
   import mfjax
 
   ranking = args.objective == "ranking"
   _check_objective_options(args)
   if args.folds < 2:
     raise ValueError(f"--folds must be at least 2; got {args.folds}.")
-  ratings, maps = mfjax.load_ratings(args.train)
+  ratings, maps = _load_ratings(args.train, scale=args.scale, show_columns=True)
   if args.folds > len(ratings):
     raise ValueError(
       f"--folds must be at most the {len(ratings)} ratings of {args.train}."
@@ -731,7 +835,13 @@ def _cv(args) -> int:
     report["fit_seconds"] = [float(v) for v in result.fit_seconds]
     report["compile_seconds"] = [float(v) for v in result.compile_seconds]
     report["settings"] = result.settings
-    print(json.dumps(report))
+    report["failures"] = list(result.failures)
+    _emit_json(args, report)
+  failed = [(j, f) for j, f in enumerate(result.failures, 1) if f is not None]
+  if failed:
+    j, failure = failed[0]
+    more = f" (and {len(failed) - 1} more folds)" if len(failed) > 1 else ""
+    _check_training(args, f"fold {j}{more}: {failure}")
   return 0
 
 
@@ -752,13 +862,11 @@ def _add_similar(sub) -> None:
     "--items", metavar="FILE", help="item titles: MovieLens u.item or movies.csv"
   )
   sim.add_argument(
-    "--json", action="store_true", help="print one JSON object as the last line"
+    "--json", action="store_true", help="print only one JSON object on stdout"
   )
 
 
 def _similar(args) -> int:
-  import json
-
   model = _load_model(args.model)
   raw = _raw_id(model.id_maps.items, args.item)
   if raw is None or int(model.id_maps.item_index([raw])[0]) < 0:
@@ -777,7 +885,7 @@ def _similar(args) -> int:
     report = {"item": raw, "items": raw_items, "cosines": [float(c) for c in cosines]}
     if titles:
       report["titles"] = [titles[str(i)] for i in raw_items]
-    print(json.dumps(report))
+    _emit_json(args, report)
   return 0
 
 
@@ -792,7 +900,7 @@ def _recommend_all(args) -> int:
   import numpy as np
 
   import mfjax
-  from mfjax import rawids
+  from mfjax import checkpoint, rawids
 
   if not args.output:
     raise ValueError("--all needs --output FILE (the CSV of every user's list).")
@@ -812,54 +920,42 @@ def _recommend_all(args) -> int:
     pairs = model.rated[np.argsort(model.rated[:, 0], kind="stable")]
     rated = rawids.pairs_as_ratings(pairs, n_users, n_items)
     rated_users = pairs[:, 0]
-  directory, base = os.path.split(os.path.abspath(args.output))
-  temp = os.path.join(directory, f".{base}.{os.getpid()}.tmp")
   rows = 0
-  try:
-    with open(temp, "w", newline="") as file:
-      writer = csv.writer(file)
-      writer.writerow(["user", "item", "rank", "score"])
-      for start in range(0, n_users, _ALL_BLOCK):
-        users = np.arange(start, min(start + _ALL_BLOCK, n_users), dtype=np.int32)
-        exclude = None
-        if rated is not None:
-          lo, hi = np.searchsorted(rated_users, [users[0], users[-1] + 1])
-          exclude = rated.subset(np.arange(lo, hi))
-        items, scores = mfjax.recommend(model.params, users, n, exclude=exclude)
-        items, scores = np.asarray(items), np.asarray(scores)
-        for row, user in enumerate(users):
-          raw_user = maps.users[user].item()
-          for rank in range(n):
-            if items[row, rank] < 0:
-              break  # Fewer items left than n after the exclusion.
-            item = maps.items[items[row, rank]].item()
-            writer.writerow([raw_user, item, rank + 1, f"{scores[row, rank]:.6g}"])
-            rows += 1
-      file.flush()
-      os.fsync(file.fileno())
-    os.replace(temp, args.output)
-  except BaseException:
-    if os.path.exists(temp):
-      os.remove(temp)
-    raise
+  with checkpoint.atomic_write(args.output, text=True) as file:
+    writer = csv.writer(file)
+    writer.writerow(["user", "item", "rank", "score"])
+    for start in range(0, n_users, _ALL_BLOCK):
+      users = np.arange(start, min(start + _ALL_BLOCK, n_users), dtype=np.int32)
+      exclude = None
+      if rated is not None:
+        lo, hi = np.searchsorted(rated_users, [users[0], users[-1] + 1])
+        exclude = rated.subset(np.arange(lo, hi))
+      items, scores = mfjax.recommend(model.params, users, n, exclude=exclude)
+      items, scores = np.asarray(items), np.asarray(scores)
+      for row, user in enumerate(users):
+        raw_user = maps.users[user].item()
+        for rank in range(n):
+          if items[row, rank] < 0:
+            break  # Fewer items left than n after the exclusion.
+          item = maps.items[items[row, rank]].item()
+          writer.writerow([raw_user, item, rank + 1, f"{scores[row, rank]:.6g}"])
+          rows += 1
   print(f"wrote {rows} rows ({n_users} users, top {n}) to {args.output}")
   return 0
 
 
 def _evaluate(args) -> int:
-  import json
-
   import mfjax
 
   model = _load_model(args.model)
   maps = model.id_maps
   scale = model.scale
-  test, test_maps = mfjax.load_ratings(args.test, id_maps=maps)
+  test, test_maps = _load_ratings(args.test, id_maps=maps)
   if len(test) == 0:
     raise ValueError(f"{args.test} has no ratings to score.")
   if args.k > len(maps.items):
     raise ValueError(f"-k must be at most the model's {len(maps.items)} items.")
-  train = mfjax.load_ratings(args.train, id_maps=maps)[0] if args.train else None
+  train = _load_ratings(args.train, id_maps=maps)[0] if args.train else None
   report = {"objective": model.objective}
   if model.objective == "rating":
     report.update(
@@ -874,13 +970,14 @@ def _evaluate(args) -> int:
     report.update(_ranking_report(params, train, test, args.threshold, args.k, prefix))
   report["train_excluded"] = train is not None
   _print_report(report)
+  _note_unranked(report, args.threshold)
   if model.objective == "ranking":
     print(
       "RMSE and MAE do not apply: a ranking model's scores order items, they "
       "are not ratings."
     )
   if args.json:
-    print(json.dumps(report))
+    _emit_json(args, report)
   return 0
 
 
@@ -1029,6 +1126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"mfjax: error: {e}", file=sys.stderr)
     return 2
   _enable_compilation_cache()
+  args.stdout = sys.stdout  # The JSON's; human text goes to stderr under --json.
+  human = sys.stderr if getattr(args, "json", False) else sys.stdout
   try:
     commands = {
       "demo": _demo,
@@ -1038,10 +1137,39 @@ def main(argv: Sequence[str] | None = None) -> int:
       "similar": _similar,
       "cv": _cv,
     }
-    return commands[args.command](args)
+    with contextlib.redirect_stdout(human):
+      code = commands[args.command](args)
+    sys.stdout.flush()  # A closed pipe shows here, not at exit.
+    return code
+  except BrokenPipeError:  # `mfjax ... | head`: stop quietly, as cat would.
+    _stdout_to_devnull()
+    return 141  # 128 + SIGPIPE: what a shell shows for `cat big | head`.
   except (ValueError, TypeError) as e:  # RatingsFileError is a ValueError.
     print(f"mfjax {args.command}: error: {e}", file=sys.stderr)
     return 2
+  except _TrainingFailed as e:
+    print(f"mfjax {args.command}: error: {e}", file=sys.stderr)
+    return 1
   except OSError as e:  # A model file that is missing or unreadable.
-    print(f"mfjax {args.command}: error: {e.filename}: {e.strerror}", file=sys.stderr)
+    print(f"mfjax {args.command}: error: {_os_error(e)}", file=sys.stderr)
     return 2
+
+
+class _TrainingFailed(Exception):
+  """A fit that diverged or made no progress (exit 1, unless --allow-divergence)."""
+
+
+def _os_error(e: OSError) -> str:
+  """An OS error in one line, naming the file when it has one."""
+  reason = e.strerror or str(e) or type(e).__name__
+  return f"{e.filename}: {reason}" if e.filename else reason
+
+
+def _stdout_to_devnull() -> None:
+  """Points stdout at /dev/null, so that the interpreter's last flush of a
+  closed pipe raises nothing."""
+  try:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+  except (OSError, ValueError):  # No file descriptor (stdout replaced): nothing to do.
+    pass

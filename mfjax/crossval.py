@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mfjax import data, ensemble, metrics, serving, validation
+from mfjax import data, ensemble, metrics, serving, training, validation
 from mfjax.types import Ratings
 
 __all__ = ["CVResult", "cross_validate", "padded", "ranking_scores"]
@@ -38,6 +38,8 @@ class CVResult(NamedTuple):
     compile_seconds: ``[folds]``: the first fold's compilation, then 0.
     n_train, n_test: ``[folds]`` ratings in each part.
     settings: the fit's settings (a dict).
+    failures: ``[folds]``: what went wrong in each fold's fit
+      (:func:`mfjax.training.failure`: a divergence, or no progress), or None.
   """
 
   objective: str
@@ -47,6 +49,7 @@ class CVResult(NamedTuple):
   n_train: np.ndarray
   n_test: np.ndarray
   settings: dict
+  failures: tuple = ()
 
   def table(self) -> str:
     """Per-fold values with their mean and std, as Surprise prints them."""
@@ -99,9 +102,15 @@ def ranking_scores(params, train, test, *, k: int = 10, threshold: float = 4.0):
   a list from :func:`mfjax.recommend`; returns ``{name: float}`` of precision,
   recall, NDCG, MAP and hit rate (:func:`mfjax.ranking_metrics`), ``coverage``
   (distinct items listed / items) and ``n_users`` (users with a relevant item).
+  With no such user the metrics are NaN and ``n_users`` is 0.
   """
   users = np.unique(np.asarray(test.users))
   users = users[users >= 0].astype(np.int32)
+  if not users.size:  # No test user is known: no list to score.
+    return {name: float("nan") for name in _RANKING_METRICS[:-1]} | {
+      "coverage": 0.0,
+      "n_users": 0,
+    }
   top, _ = serving.recommend(params, users, k, exclude=train)
   ranked = metrics.ranking_metrics(top, users, test, k=k, threshold=threshold)
   top = np.asarray(top)
@@ -151,6 +160,7 @@ def cross_validate(
   """
   validation.check_choice("objective", objective, ensemble.OBJECTIVES)
   validation.check_ratings("ratings", ratings)
+  validation.check_something_to_train("ratings", ratings)
   fields = ensemble.FitSettings if objective == "rating" else ensemble.RankingSettings
   unknown = sorted(set(settings) - set(fields._fields))
   if unknown:
@@ -167,7 +177,7 @@ def cross_validate(
   splits = list(data.kfold(ratings, folds, seed=seed))
   size = max(len(train) for train, _ in splits)
   compiled = None
-  rows, fit_s, compile_s = [], [], []
+  rows, fit_s, compile_s, failures = [], [], [], []
   for j, (train, test) in enumerate(splits):
     inputs = (jax.random.fold_in(jax.random.key(seed), j), padded(train, size), *rest)
     start = time.perf_counter()
@@ -177,8 +187,9 @@ def cross_validate(
     else:
       compile_s.append(0.0)
     start = time.perf_counter()
-    _, params = jax.block_until_ready(compiled(*inputs))
+    members, params = jax.block_until_ready(compiled(*inputs))
     fit_s.append(time.perf_counter() - start)
+    failures.append(training.failure(members))
     rows.append(_scores(objective, params, train, test, scale, k, threshold))
   return CVResult(
     objective=objective,
@@ -188,4 +199,5 @@ def cross_validate(
     n_train=np.array([len(t) for t, _ in splits]),
     n_test=np.array([len(t) for _, t in splits]),
     settings=used,
+    failures=tuple(failures),
   )

@@ -181,6 +181,7 @@ def fit(
   validation.check_key("key", key)
   validation.check_choice("objective", objective, OBJECTIVES)
   validation.check_ratings("ratings", ratings)
+  validation.check_something_to_train("ratings", ratings)
   if patience is not None:
     patience = validation.check_positive_int("patience", patience)
   given = dict(rank=rank, steps=steps, l2=l2, progress=bool(progress))
@@ -371,6 +372,7 @@ def ensemble_params(stacked: Params) -> Params:
   Returns:
     ``Params`` of rank ``S·k``.
   """
+  validation.check_stacked_params("stacked", stacked)
   n_models = stacked.user_factors.shape[0]
   scale = 1.0 / jnp.sqrt(jnp.asarray(n_models, stacked.user_factors.dtype))
 

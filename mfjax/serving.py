@@ -43,6 +43,29 @@ def _check_users(users, n_users: int):
   return users, scalar
 
 
+def _check_finite_rows(params: Params, users) -> None:
+  """Refuses concrete params whose item tables or ``users``' rows are not finite:
+  their scores would be NaN, which no ranking can order."""
+  tables = [(f, getattr(params, f), None) for f in ("item_factors", "item_bias")]
+  tables.append(("mean", params.mean[None], None))
+  if validation.is_concrete(users):
+    rows = np.asarray(users)
+    tables += [(f, getattr(params, f), rows) for f in ("user_factors", "user_bias")]
+  for name, table, rows in tables:
+    if not validation.is_concrete(table):
+      continue
+    host = np.asarray(table) if rows is None else np.asarray(table)[rows]
+    bad = ~np.isfinite(host.reshape(len(host), -1) if host.size else host).all(axis=-1)
+    if bad.any():
+      row = int(np.argmax(bad)) if rows is None else int(rows[np.argmax(bad)])
+      at = "" if name == "mean" else f" (row {row})"
+      raise ValueError(
+        f"params.{name} holds NaN or inf{at}: the scores would be NaN, "
+        "which no ranking can order. Are these the params of a diverged fit? "
+        "TrainResult.best_params are finite."
+      )
+
+
 def _exclusion_table(exclude: Ratings, n_users: int):
   """The excluded items grouped by user (CSR): ``(items, starts, counts)``.
 
@@ -134,6 +157,8 @@ def _recommend(params: Params, users, k: int, exclude, block_size: int):
       params.item_bias[None, :],
       dot,
     )
+    # lax.top_k ranks NaN first: a NaN score (broken params under jit) is last.
+    scores = jnp.where(jnp.isnan(scores), -jnp.inf, scores)
     if table is not None:
       scores = _exclude_block(scores, block_users, block_valid, table)
     values, index = jax.lax.top_k(scores, k)
@@ -182,9 +207,11 @@ def recommend(
     user has fewer than ``k`` items left after the exclusion, the remaining slots
     hold item -1 and score ``-inf``.
 
-  User indices are checked on the host (in ``[0, n_users)``). Under ``jit`` they
-  are tracers: an index of -1 then scores the items by ``mean + b_i`` alone, and
-  any other out-of-range index gives NaN scores.
+  User indices are checked on the host (in ``[0, n_users)``), and params with
+  NaN or inf where the lists need them are refused. Under ``jit`` they are
+  tracers: an index of -1 then scores the items by ``mean + b_i`` alone, and a
+  NaN score (another out-of-range index, or broken params) ranks last, as item
+  -1 with score ``-inf`` when nothing else is left.
 
   Examples:
     >>> import jax, mfjax
@@ -209,10 +236,19 @@ def recommend(
     validation.check_ratings(
       "exclude", exclude, allow_unknown=True, shape=(n_users, n_items)
     )
+  _check_finite_rows(params, users)
   items, scores = _recommend(params, users, k, exclude, block_size)
   if scalar:
     return items[0], scores[0]
   return items, scores
+
+
+_MIN_CHOLESKY_L2 = 1e-4  # Below: float32 Cholesky of a rank-deficient user fails.
+
+
+def _clearly_positive(weight) -> bool:
+  """Whether a concrete L2 weight keeps every user's problem well conditioned."""
+  return validation.is_concrete(weight) and float(weight) >= _MIN_CHOLESKY_L2
 
 
 def _fold_in(params: Params, ratings: Ratings, l2, l2_bias) -> Params:
@@ -273,9 +309,12 @@ def _fold_in(params: Params, ratings: Ratings, l2, l2_bias) -> Params:
   empty = counts == 0
   # A user without ratings solves I x = 0: zero factors and bias even with l2 = 0.
   gram = jnp.where(empty[:, None, None], jnp.eye(width, dtype=dtype)[None], gram)
-  # Positive definite when both weights are > 0: Cholesky, half the work of LU.
-  factor = jnp.linalg.cholesky(gram)
-  solution = cho_solve((factor, True), rhs[:, :, None])[:, :, 0]
+  if _clearly_positive(l2) and _clearly_positive(l2_bias):
+    # Positive definite: Cholesky, half the work of LU.
+    factor = jnp.linalg.cholesky(gram)
+    solution = cho_solve((factor, True), rhs[:, :, None])[:, :, 0]
+  else:  # Maybe singular: the least-squares solution of smallest norm.
+    solution = (jnp.linalg.pinv(gram, hermitian=True) @ rhs[:, :, None])[:, :, 0]
   solution = jnp.where(empty[:, None], jnp.zeros((), dtype), solution)
   return Params(
     user_factors=solution[:, :rank],
@@ -329,9 +368,11 @@ def fold_in(
     ``user_bias`` ``[n_new]`` are the new users', and whose item tables and
     ``mean`` are those of ``params``, so :func:`mfjax.predict` and
     :func:`recommend` take it directly. A new user without ratings gets zero
-    factors and bias (predictions ``mean + b_i``). With ``l2 = 0`` or
-    ``l2_bias = 0`` a user whose ratings do not determine the solution (fewer
-    than ``rank + 1`` independent ones) gets NaN or meaningless, huge values.
+    factors and bias (predictions ``mean + b_i``). With ``l2`` or ``l2_bias``
+    below 1e-4 (or traced), a user whose ratings do not determine the solution
+    (fewer than ``rank + 1`` independent ones) gets the least-squares solution
+    of smallest norm (a pseudo-inverse; slower than the Cholesky solve of the
+    other cases), never NaN.
 
   Checked on the host: ``params``, the ratings' shape, indices and finiteness, and
   the weights. Under ``jit`` the values are tracers: NaN or inf ratings give that

@@ -60,11 +60,17 @@ class Solver(NamedTuple):
     loss_after: whether a pass's loss belongs to the params after it (a mean of
       mini-batch losses taken along the way) rather than to those before it
       (full-batch: the loss that the step's gradient came from).
+    loss: ``params -> loss`` over all the data, comparable with the passes'
+      losses; :func:`mfjax.training.run` scores the initial params with it when
+      ``loss_after`` (full-batch, the first pass's loss is theirs), so that they
+      are a candidate for the best and the yardstick of a divergence. None:
+      the initial params are not scored.
   """
 
   init: Callable[[Params], Any]
   step: Callable[[Params, Any, jax.Array], tuple[Params, Any, jax.Array]]
   loss_after: bool
+  loss: Callable[[Params], jax.Array] | None = None
 
 
 def default_optimizer(batch: Pairs | Dense) -> optax.GradientTransformation:
@@ -127,7 +133,7 @@ def _stepper(loss_fn, value_and_grad, optimizer) -> Solver:
     params, state = apply(params, state, value, grads, loss_fn)
     return params, state, value
 
-  return Solver(optimizer.init, step, loss_after=False)
+  return Solver(optimizer.init, step, loss_after=False, loss=loss_fn)
 
 
 def chunked(
@@ -213,19 +219,21 @@ def minibatch(
   n_data = ratings.values.shape[0] - ratings.n_padding
   apply = _updater(optimizer)
 
+  def batch_at(index):
+    # The short last batch points at index n_data, an entry of weight 0.
+    weight = (index < n_data).astype(dtype)
+    if ratings.weights is not None:  # Else all ones: no gather needed.
+      weight = weight * pairs.weights[index]
+    return Pairs(
+      pairs.users[index], pairs.items[index], pairs.values[index], weight, pairs.total
+    )
+
   def step(params, state, key):
     order = shuffle.epoch_batches(key, n_data, batch_size)
 
     def batch_step(carry, index):
       params, state = carry
-      # The short last batch points at index n_data, an entry of weight 0.
-      weight = (index < n_data).astype(dtype)
-      if ratings.weights is not None:  # Else all ones: no gather needed.
-        weight = weight * pairs.weights[index]
-      batch = Pairs(
-        pairs.users[index], pairs.items[index], pairs.values[index], weight, pairs.total
-      )
-      batch_fn = lambda p: objective.loss(p, batch, penalty)
+      batch_fn = lambda p: objective.loss(p, batch_at(index), penalty)
       value, grads = jax.value_and_grad(batch_fn)(params)
       return apply(params, state, value, grads, batch_fn), value
 
@@ -233,7 +241,17 @@ def minibatch(
     # The last batch may be short; weighting by batch size is not worth it.
     return params, state, jnp.mean(values)
 
-  return Solver(optimizer.init, step, loss_after=True)
+  def loss(params):
+    # A pass's mean mini-batch loss without the updates, in storage order.
+    order = jnp.arange(-(-n_data // batch_size) * batch_size)
+    order = jnp.minimum(order, n_data).reshape(-1, batch_size)
+    batch_loss = lambda _, index: (
+      None,
+      objective.loss(params, batch_at(index), penalty),
+    )
+    return jnp.mean(jax.lax.scan(batch_loss, None, order)[1])
+
+  return Solver(optimizer.init, step, loss_after=True, loss=loss)
 
 
 def _padded_pairs(ratings: Ratings, dtype) -> Pairs:
@@ -315,7 +333,7 @@ def alternating(
     params = solve_side(solve_side(params, "user"), "item")
     return params, state, loss_fn(params)
 
-  return Solver(lambda params: (), step, loss_after=True)
+  return Solver(lambda params: (), step, loss_after=True, loss=loss_fn)
 
 
 def _row_dot(a: dict, b: dict) -> jax.Array:

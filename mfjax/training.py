@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.typing import ArrayLike
 
@@ -23,7 +24,19 @@ from mfjax.progress import ProgressBar
 from mfjax.solvers import Solver
 from mfjax.types import Params, Ratings
 
-__all__ = ["TrainState", "TrainResult", "train", "run"]
+__all__ = [
+  "TrainState",
+  "TrainResult",
+  "train",
+  "run",
+  "failure",
+  "DIVERGENCE_GROWTH",
+]
+
+DIVERGENCE_GROWTH = 1000.0
+"""A pass whose loss is above this many times the initial params' loss has
+diverged, as much as one whose loss is NaN or inf (``TrainResult.diverged_step``):
+a far too large learning rate gives finite losses of 1e10 and more."""
 
 
 class TrainState(NamedTuple):
@@ -36,6 +49,7 @@ class TrainState(NamedTuple):
     best_score: their score: the loss, or the validation RMSE.
     best_loss: their loss.
     since_best: epochs since the best score improved (for early stopping).
+    best_step: the number of passes that made the best params (0: the initial).
   """
 
   params: Params
@@ -44,6 +58,7 @@ class TrainState(NamedTuple):
   best_score: jax.Array
   best_loss: jax.Array
   since_best: jax.Array
+  best_step: jax.Array
 
 
 class TrainResult(NamedTuple):
@@ -54,7 +69,8 @@ class TrainResult(NamedTuple):
     best_params: the parameters with the lowest loss seen. Full-batch, as in the
       notebook, a step's loss is computed before its update, so these are the
       parameters that produced ``best_loss``. With ``batch_size`` they are the
-      parameters at the end of the epoch with the lowest mean mini-batch loss.
+      parameters at the end of the epoch with the lowest mean mini-batch loss,
+      or the initial params if no epoch beat their loss (``best_step == 0``).
       Never non-finite unless the initial loss was.
     best_loss: the loss of ``best_params`` (``inf`` if no loss was finite). With
       validation data the best params are those of the lowest validation RMSE.
@@ -62,11 +78,17 @@ class TrainResult(NamedTuple):
       ``batch_size``, the mean of the epoch's mini-batch losses, each taken
       before its own update (no extra pass over the data). NaN after an early
       stop.
-    diverged_step: the first step whose loss was NaN or inf, or -1 if none was.
+    diverged_step: the first step whose loss was NaN or inf or above
+      :data:`DIVERGENCE_GROWTH` times ``initial_loss``, or -1 if none was.
     validation_rmse: the validation RMSE at each step, of the parameters its
       loss belongs to: before the update full-batch, after the epoch with
       ``batch_size``. NaN without validation data, and after an early stop.
     stopped_step: the first step skipped by early stopping, or -1.
+    initial_loss: the loss of the initial params (full-batch, the first step's).
+    best_step: how many passes made ``best_params``: 0 for the initial params
+      (full-batch, the first step's loss is theirs; with ``batch_size`` or an
+      alternating solver they are scored before the first pass); 0 after any
+      steps means that training never improved on its starting point.
   """
 
   params: Params
@@ -76,10 +98,13 @@ class TrainResult(NamedTuple):
   diverged_step: jax.Array  # shape=(), int32
   validation_rmse: jax.Array  # shape=(steps,)
   stopped_step: jax.Array  # shape=(), int32
+  initial_loss: jax.Array  # shape=()
+  best_step: jax.Array  # shape=(), int32
 
   @property
   def diverged(self) -> jax.Array:
-    """Whether the loss became NaN or inf at some step."""
+    """Whether the loss became NaN or inf, or grew by orders of magnitude
+    (:data:`DIVERGENCE_GROWTH`), at some step."""
     return self.diverged_step >= 0
 
 
@@ -169,8 +194,10 @@ def train(
       ``chunk_size``.
 
   Returns:
-    A :class:`TrainResult`. If the loss becomes NaN or inf, ``best_params`` still
-    holds the best finite point and ``diverged_step`` says where it went wrong.
+    A :class:`TrainResult`. If the loss becomes NaN or inf, or grows to
+    :data:`DIVERGENCE_GROWTH` times the initial params' loss, ``diverged_step``
+    says where it went wrong; ``best_params`` still holds the best finite point,
+    the initial params if nothing beat them (``best_step == 0``).
 
   Shapes, dtypes and settings are always checked on the host. Values (NaN or inf
   ratings, a negative ``l2``) are checked only when concrete. Under ``jit`` NaN or
@@ -191,6 +218,7 @@ def train(
   params = objectives.adopt(objective, params)
   shape = validation.check_params(params, formula=objective.params_type.formula)[:2]
   data, mask = validation.check_data(data, mask, shape)
+  validation.check_something_to_train("data", data, mask)
   penalty = objectives.check_penalty(l2, l2_bias)
   steps = validation.check_positive_int("steps", steps)
   batch_size, chunk_size = _check_solver_args(
@@ -311,7 +339,8 @@ def run(
   Each step's params are scored (by ``score``, e.g. a validation RMSE, or by the
   step's loss) and kept when they beat the best so far. Full-batch, a step's
   loss belongs to the params before its update; with ``solver.loss_after`` to
-  those after. With ``patience``, once the score has not improved for that many
+  those after, and the initial params, scored by ``solver.loss``, are the first
+  candidate. With ``patience``, once the score has not improved for that many
   steps the remaining ones do no work (``lax.cond``).
 
   Args:
@@ -334,6 +363,7 @@ def run(
     scored = new_params if solver.loss_after else state.params
     rank_by = value if score is None else score(scored)
     better = (rank_by < state.best_score) & ~stopped  # False for NaN.
+    made_by = index + int(solver.loss_after)  # Passes that made ``scored``.
     if solver.loss_after:
       # A last mini-batch update can break params whose epoch loss was finite.
       finite = [jnp.isfinite(x).all() for x in jax.tree.leaves(scored)]
@@ -345,19 +375,22 @@ def run(
       best_score=jnp.where(better, rank_by, state.best_score),
       best_loss=jnp.where(better, value, state.best_loss),
       since_best=jnp.where(better, 0, state.since_best + 1),
+      best_step=jnp.where(better, made_by, state.best_step).astype(jnp.int32),
     )
     if bar is not None:
       jax.debug.callback(bar.update, index, value)
     return state, (value, jnp.where(stopped, jnp.nan, rank_by), stopped)
 
-  inf = jnp.array(jnp.inf, dtype)
-  init = TrainState(
-    params, solver.init(params), params, inf, inf, jnp.array(0, jnp.int32)
-  )
+  init, initial_loss = _initial_state(solver, params, score)
   state, (losses, scores, stopped) = jax.lax.scan(
     body, init, (jnp.arange(n_steps), keys)
   )
-  bad = ~jnp.isfinite(losses) & ~stopped
+  if initial_loss is None:  # Full-batch, the first step's loss is the initial one.
+    initial_loss = jnp.full((), jnp.nan, dtype) if solver.loss_after else losses[0]
+  elif score is None:
+    state = _no_worse_than_the_start(solver, state, params, initial_loss)
+  grew = (initial_loss > 0) & (losses > DIVERGENCE_GROWTH * initial_loss)
+  bad = (~jnp.isfinite(losses) | grew) & ~stopped
   return TrainResult(
     params=state.params,
     best_params=state.best_params,
@@ -366,7 +399,80 @@ def run(
     diverged_step=_first(bad),
     validation_rmse=scores if score is not None else jnp.full_like(losses, jnp.nan),
     stopped_step=_first(stopped),
+    initial_loss=initial_loss,
+    best_step=state.best_step,
   )
+
+
+def _no_worse_than_the_start(solver, state: TrainState, start, initial_loss):
+  """The best params, or the initial ones if those are in fact better.
+
+  A mini-batch pass's loss is a mean taken along the pass, credited to the
+  params at its end: with few batches a pass, the params a blow-up left can
+  inherit the loss of the params before it. One more pass of ``solver.loss``
+  scores the best params themselves.
+  """
+  actual = solver.loss(state.best_params)
+  worse = ~(actual <= initial_loss) & (state.best_step > 0)
+  return state._replace(
+    best_params=optax.tree.where(worse, start, state.best_params),
+    best_loss=jnp.where(worse, initial_loss, state.best_loss),
+    best_step=jnp.where(worse, 0, state.best_step).astype(jnp.int32),
+  )
+
+
+def failure(result: TrainResult) -> str | None:
+  """What went wrong in a (possibly stacked, e.g. an ensemble's) concrete
+  :class:`TrainResult`, in words, or None if nothing did.
+
+  Training failed when a step diverged (``diverged_step``: a NaN or inf loss, or
+  one :data:`DIVERGENCE_GROWTH` times the initial) or when it never improved on
+  the initial params (``best_step == 0`` after more than one step: the best
+  params are the untrained ones). The first failed model of a stack speaks.
+  """
+  diverged = np.atleast_1d(np.asarray(result.diverged_step))
+  best = np.atleast_1d(np.asarray(result.best_step))
+  n_steps = np.shape(result.losses)[-1]
+  losses = np.asarray(result.losses).reshape(len(diverged), n_steps)
+  initial = np.atleast_1d(np.asarray(result.initial_loss))
+  for j, (step, made) in enumerate(zip(diverged, best, strict=True)):
+    model = f" (model {j + 1} of {len(diverged)})" if len(diverged) > 1 else ""
+    if step >= 0:
+      loss = losses[j, step]
+      how = "became NaN or inf" if not np.isfinite(loss) else f"grew to {loss:.3g}"
+      return (
+        f"training diverged{model}: the loss {how} at step {step + 1} of "
+        f"{n_steps} (initial loss {initial[j]:.4g})"
+      )
+    if made == 0 and n_steps > 1 and np.isfinite(initial[j]):
+      return (
+        f"training made no progress{model}: no step's params beat the initial "
+        f"ones (loss {initial[j]:.4g})"
+      )
+  return None
+
+
+def _initial_state(solver: Solver, params: Params, score):
+  """``(TrainState, initial loss or None)`` before the first step.
+
+  A solver whose passes report the loss after them (``loss_after``) and that can
+  score params (``solver.loss``) makes the initial params the first candidate
+  for the best; full-batch, the first step scores them.
+  """
+  dtype = params.user_factors.dtype
+  inf = jnp.array(jnp.inf, dtype)
+  best_score = best_loss = inf
+  initial_loss = None
+  if solver.loss_after and solver.loss is not None:
+    initial_loss = jnp.asarray(solver.loss(params), dtype)
+    best_loss = initial_loss
+    best_score = initial_loss if score is None else jnp.asarray(score(params), dtype)
+    best_score = jnp.where(jnp.isnan(best_score), inf, best_score)
+  zero = jnp.array(0, jnp.int32)
+  state = TrainState(
+    params, solver.init(params), params, best_score, best_loss, zero, zero
+  )
+  return state, initial_loss
 
 
 def _step(solver: Solver, state: TrainState, key, patience):

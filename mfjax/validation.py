@@ -224,6 +224,25 @@ def check_index_array(
   return x
 
 
+def check_stacked_params(name: str, stacked: Any) -> int:
+  """Checks a stack of ``Params`` (a leading axis of models, as ``vmap`` makes
+  them); returns the number of models."""
+  if not isinstance(stacked, Params):
+    raise TypeError(
+      f"{name} must be mfjax.Params stacked over models; got {type(stacked).__name__}."
+    )
+  shapes = {f: tuple(getattr(getattr(stacked, f), "shape", ())) for f in Params._fields}
+  if len(shapes["user_factors"]) != 3 or len({s[:1] for s in shapes.values()}) != 1:
+    raise ValueError(
+      f"{name} must be a stack of models: every leaf with one leading axis of "
+      "models (user_factors [models, users, rank], mean [models]), as train() "
+      f"under jax.vmap returns them; got shapes {shapes}. One model's params "
+      "need no merging."
+    )
+  check_params(jax.tree.map(lambda x: x[0], stacked), f"{name}[0]")
+  return shapes["mean"][0]
+
+
 def check_params(
   params: Any, name: str = "params", *, formula: str = Params.formula
 ) -> tuple[int, int, int]:
@@ -354,6 +373,25 @@ def check_ratings(
         what = f"[{floor}, {size})" + (" (-1 = unknown)" if allow_unknown else "")
         raise ValueError(f"{name}.{axis} must lie in {what}; got index {bad}.")
   return ratings
+
+
+def check_something_to_train(name: str, data: Any, mask: Any = None) -> None:
+  """Refuses training data with no rating to learn from: an empty ``Ratings``,
+  one whose weights are all 0, or a dense matrix with nothing observed (its
+  ``mask``, else its non-zero entries). Values are checked only when concrete."""
+  if isinstance(data, Ratings):
+    if len(data) == 0:
+      raise ValueError(f"{name} is empty (0 ratings): there is nothing to train on.")
+    observed = data.weights
+  else:
+    observed = data if mask is None else mask
+  if observed is None or not is_concrete(observed):
+    return
+  with jax.ensure_compile_time_eval():
+    some = bool(jnp.any(jnp.asarray(observed) != 0))
+  if not some:
+    what = "weights are all 0" if isinstance(data, Ratings) else "nothing is observed"
+    raise ValueError(f"{name}: its {what}; there is nothing to train on.")
 
 
 def check_weights(name: str, ratings: Ratings, n: int) -> None:

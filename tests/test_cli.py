@@ -138,11 +138,12 @@ def u1_fit(request, tmp_path_factory):
   base, test = str(data / "u1.base"), str(data / "u1.test")
   model = str(tmp_path_factory.mktemp("u1") / "u1.npz")
   argv = ["fit", base, "--test", test, "--ensemble", "1", "--save", model, "--json"]
-  out = io.StringIO()
-  with contextlib.redirect_stdout(out):
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
     assert cli.main(argv) == 0
-  lines = out.getvalue().strip().splitlines()
-  return lines, json.loads(lines[-1]), model, data
+  # --json: the report alone on stdout, the human table on stderr.
+  lines = [*err.getvalue().strip().splitlines(), out.getvalue().strip()]
+  return lines, json.loads(out.getvalue()), model, data
 
 
 @pytest.mark.slow
@@ -281,7 +282,8 @@ def test_fit_bad_files_exit_2_naming_file_and_line(content, message, capsys, tmp
 
 
 def _json_line(capsys):
-  return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  """The JSON report: with --json it is all that stdout holds."""
+  return json.loads(capsys.readouterr().out)
 
 
 @pytest.mark.slow
@@ -428,9 +430,10 @@ def test_ranking_fit_saves_its_objective_and_lists_every_user(capsys, tmp_path):
   assert model.objective == "ranking" and model.settings["rank"] == 4
   # evaluate gives ranking metrics and says that RMSE does not apply.
   assert cli.main(["evaluate", str(model_path), str(train), "--json"]) == 0
-  out = capsys.readouterr().out
-  assert "RMSE and MAE do not apply" in out
-  evaluated = json.loads(out.strip().splitlines()[-1])
+  captured = capsys.readouterr()
+  out = captured.out
+  assert "RMSE and MAE do not apply" in captured.err  # Human text: stderr.
+  evaluated = json.loads(out)
   assert "test_rmse" not in evaluated and "ndcg_at_10" in evaluated
   # --all: every user's top 5 as CSV, the same lists as recommend gives.
   argv = ["recommend", str(model_path), "--all", "-n", "5", "--rated", str(train)]
@@ -557,10 +560,10 @@ def test_cv_prints_a_table_and_matches_cross_validate(capsys, tmp_path):
   path = _ratings_csv(tmp_path)
   argv = ["cv", str(path), "--folds", "3", "--rank", "2", "--steps", "2"]
   assert cli.main([*argv, "--ensemble", "1", "--json"]) == 0
-  out = capsys.readouterr().out
-  assert "3-fold cross-validation of the rating fit" in out
-  assert "Fit time (s)" in out
-  report = json.loads(out.strip().splitlines()[-1])
+  captured = capsys.readouterr()
+  assert "3-fold cross-validation of the rating fit" in captured.err
+  assert "Fit time (s)" in captured.err
+  report = json.loads(captured.out)
   ratings, maps = mfjax.load_ratings(str(path))
   expected = mfjax.cross_validate(
     ratings, folds=3, rank=2, steps=2, ensemble=1, scale=maps.scale
@@ -578,3 +581,159 @@ def test_cv_prints_a_table_and_matches_cross_validate(capsys, tmp_path):
   ]:
     assert cli.main(["cv", str(path), *bad]) == 2
     assert message in capsys.readouterr().err
+
+
+# --- robustness: divergence, --json, closed pipes, lost reports --------------------
+
+
+@pytest.mark.slow  # Compiles fit programs: several seconds.
+def test_a_diverged_fit_exits_1_and_keeps_the_saved_model(capsys, tmp_path):
+  train = _ratings_csv(tmp_path)
+  model_path = tmp_path / "m.npz"
+  model_path.write_bytes(b"an earlier model")
+  fit = ["fit", str(train), "--rank", "2", "--steps", "3", "--ensemble", "1"]
+  # lr 30: finite losses of 1e6 and more, never NaN.
+  assert cli.main([*fit, "--lr", "30", "--save", str(model_path), "--json"]) == 1
+  captured = capsys.readouterr()
+  report = json.loads(captured.out)
+  assert report["diverged"] and "training diverged" in report["failure"]
+  assert "saved" not in report
+  err = captured.err.strip().splitlines()
+  assert err[-1].startswith("mfjax fit: error: training diverged: the loss grew to")
+  assert f"{model_path} was not written" in err[-1] and "--allow-divergence" in err[-1]
+  assert model_path.read_bytes() == b"an earlier model"
+  # --allow-divergence: the best params (the initial ones here) saved, exit 0.
+  argv = [*fit, "--lr", "30", "--save", str(model_path), "--allow-divergence"]
+  assert cli.main(argv) == 0
+  out = capsys.readouterr().out
+  assert "warning: training diverged" in out
+  params = mfjax.load(model_path).params
+  assert np.abs(np.asarray(params.user_factors)).max() < 1.0  # No 1e6 scores.
+  # A sane learning rate: no failure.
+  assert cli.main([*fit, "--json"]) == 0
+  assert _json_line(capsys)["failure"] is None
+
+
+@pytest.mark.slow  # Compiles a fit program.
+def test_cv_fails_on_a_diverged_fold(capsys, tmp_path):
+  train = _ratings_csv(tmp_path)
+  argv = ["cv", str(train), "--folds", "2", "--rank", "2", "--steps", "3"]
+  assert cli.main([*argv, "--ensemble", "1", "--lr", "30", "--json"]) == 1
+  captured = capsys.readouterr()
+  assert all("diverged" in f for f in json.loads(captured.out)["failures"])
+  assert (
+    captured.err.strip()
+    .splitlines()[-1]
+    .startswith("mfjax cv: error: fold 1 (and 1 more folds): training diverged")
+  )
+
+
+@pytest.mark.slow  # Compiles a fit program.
+def test_a_failed_save_keeps_the_report_and_names_the_path(
+  capsys, tmp_path, monkeypatch
+):
+  import errno
+
+  train = _ratings_csv(tmp_path)
+  target = str(tmp_path / "m.npz")
+
+  def full_disk(path, model):
+    raise OSError(errno.ENOSPC, "No space left on device", os.fspath(path))
+
+  monkeypatch.setattr(mfjax, "save", full_disk)
+  argv = ["fit", str(train), "--rank", "2", "--steps", "2", "--ensemble", "1"]
+  assert cli.main([*argv, "--save", target]) == 2
+  captured = capsys.readouterr()
+  assert re.search(r"^test_rmse +\d\.\d{4}$", captured.out, re.M)  # Not lost.
+  assert captured.err.strip() == (
+    f"mfjax fit: error: {target}: No space left on device"
+  )
+
+
+def test_an_os_error_without_a_file_name_is_not_none_none(capsys, monkeypatch):
+  def broken(args):
+    raise OSError("the disk went away")
+
+  monkeypatch.setattr(cli, "_similar", broken)
+  assert cli.main(["similar", "m.npz", "--item", "1"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err == "mfjax similar: error: the disk went away" and "None" not in err
+
+
+def test_json_stdout_is_one_document_and_never_bare_nan(capsys, tmp_path):
+  # A model whose users are not in the test file: the ranking metrics are NaN.
+  model, _ = _model_file(tmp_path, "one.npz", [7, 8])
+  test = tmp_path / "t.csv"
+  test.write_text("2,7,5\n3,8,4\n")
+  assert cli.main(["evaluate", model, str(test), "-k", "2", "--json"]) == 0
+  captured = capsys.readouterr()
+  text = captured.out
+  report = json.loads(text)  # The whole of stdout: one document.
+  assert "NaN" not in text and report["ndcg_at_2"] is None
+  assert report["n_users_ranked"] == 0
+  # The human report and the note went to stderr.
+  assert "test_rmse" in captured.err
+  assert "none of the test ratings is of a user and an item in the model" in (
+    captured.err
+  )
+  for argv in (
+    ["recommend", model, "--user", "1", "--json"],
+    ["similar", model, "--item", "7", "-n", "1", "--json"],
+  ):
+    assert cli.main(argv) == 0
+    json.loads(capsys.readouterr().out)
+
+
+def test_a_closed_pipe_ends_quietly_with_status_141(tmp_path):
+  model, _ = _model_file(tmp_path, "one.npz", [7, 8])
+  # The reader is gone before the command writes (it imports jax first).
+  process = subprocess.Popen(
+    [sys.executable, "-m", "mfjax", "recommend", model, "--user", "1"],
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+  )
+  process.stdout.close()
+  with process.stderr:
+    err = process.stderr.read().decode()
+  assert process.wait(timeout=120) == 141
+  assert err == ""
+
+
+def test_scale_option_refuses_a_typo_and_headers_say_their_columns(capsys, tmp_path):
+  typo = tmp_path / "typo.csv"
+  typo.write_text("1,1,5\n1,2,44\n")
+  assert cli.main(["fit", str(typo), "--scale", "1,5"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err == (
+    f"mfjax fit: error: {typo}:2: rating 44 is outside the declared scale [1, 5]."
+  )
+  for bad, message in (("5,1", "LO < HI"), ("1", "LO,HI"), ("1,x", "invalid number")):
+    assert cli.main(["fit", str(typo), "--scale", bad]) == 2
+    assert message in capsys.readouterr().err
+  # Columns by name: items first in the file. fit says which is which as it
+  # loads TRAIN (then stops here, before any compiling, on the missing --test).
+  swapped = tmp_path / "swapped.csv"
+  rows = _ratings_csv(tmp_path).read_text().splitlines()
+  lines = ["movieId,userId,rating"] + [
+    ",".join((i, u, r)) for u, i, r in (row.split(",") for row in rows)
+  ]
+  swapped.write_text("\n".join(lines) + "\n")
+  missing = str(tmp_path / "missing.csv")
+  assert cli.main(["fit", str(swapped), "--test", missing]) == 2
+  assert capsys.readouterr().out == (
+    f"{swapped}: columns item=movieId, user=userId, rating=rating\n"
+  )
+  _, maps = mfjax.load_ratings(str(swapped))
+  assert all(str(u).startswith("u") for u in maps.users)
+
+
+def test_a_rating_far_off_the_others_is_one_warning_line(capsys, tmp_path):
+  path = tmp_path / "r.csv"
+  lines = [f"{u},{i},{1 + (u + i) % 5}" for u in range(20) for i in range(5)]
+  lines[13] = "2,3,44"
+  path.write_text("\n".join(lines) + "\n")
+  missing = str(tmp_path / "missing.csv")
+  assert cli.main(["fit", str(path), "--test", missing]) == 2  # Stops after TRAIN.
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 2 and err[0].startswith(f"mfjax: warning: {path}:14: rating 44")
+  assert err[0].endswith("(--scale LO,HI)") and "missing.csv" in err[1]

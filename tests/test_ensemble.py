@@ -166,3 +166,24 @@ def test_ensemble_params_predict_the_average_of_the_models():
   # One model is itself.
   one = ensemble.ensemble_params(jax.tree.map(lambda x: x[:1], stacked))
   chex.assert_trees_all_close(one, models[0], rtol=1e-6)
+
+
+def test_ensemble_params_of_one_model_says_what_it_expects():
+  with pytest.raises(ValueError, match="must be a stack of models"):
+    ensemble.ensemble_params(random_params(0, 3, 4, 2))
+  with pytest.raises(TypeError, match="must be mfjax.Params stacked"):
+    ensemble.ensemble_params({"user_factors": np.zeros((2, 3, 2))})
+
+
+def test_numpy_scalar_settings_are_taken_as_python_numbers():
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 30, 20, 300, 3)
+  given = dict(rank=np.int64(2), steps=np.int32(2), ensemble=np.int64(2))
+  numpy = mfjax.fit(
+    jax.random.key(1), ratings, l2=np.float32(0.02), learning_rate=np.float64(0.01),
+    **given,
+  )  # fmt: skip
+  python = mfjax.fit(
+    jax.random.key(1), ratings, l2=0.02, learning_rate=0.01, rank=2, steps=2,
+    ensemble=2,
+  )  # fmt: skip
+  chex.assert_trees_all_close(numpy.best_params, python.best_params, rtol=1e-6)

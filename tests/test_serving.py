@@ -485,3 +485,60 @@ def test_recommend_lists_distinct_unexcluded_items_best_first(top, data):
     )
     assert np.all(items[row][len(listed) :] == -1)
     assert np.all(np.diff(scores[row][: len(listed)]) <= 0)
+
+
+# --- NaN never reaches a list ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  "table, row, message",
+  [
+    ("item_factors", 3, r"params.item_factors holds NaN or inf \(row 3\)"),
+    ("item_bias", 5, r"params.item_bias holds NaN or inf \(row 5\)"),
+    ("user_factors", 2, r"params.user_factors holds NaN or inf \(row 2\)"),
+  ],
+)
+def test_recommend_refuses_params_with_nan_where_the_lists_need_them(
+  table, row, message
+):
+  params = random_params(0, 4, 6, 3)
+  broken = params._replace(**{table: getattr(params, table).at[row].set(jnp.nan)})
+  with pytest.raises(ValueError, match=message):
+    recommend(broken, [0, 1, 2], 3)
+  if table == "user_factors":  # Another user's list does not need that row.
+    items, _ = recommend(broken, [0, 1], 3)
+    np.testing.assert_array_equal(items, recommend(params, [0, 1], 3)[0])
+
+
+def test_under_jit_a_nan_score_ranks_last():
+  params = random_params(1, 3, 5, 2)
+  broken = params._replace(item_factors=params.item_factors.at[2].set(jnp.nan))
+  items, scores = jax.jit(lambda p: recommend(p, jnp.array([0, 1]), 5))(broken)
+  # Item 2 is never listed: its slot is the last, item -1 and score -inf.
+  np.testing.assert_array_equal(items[:, -1], -1)
+  assert np.all(np.isneginf(scores[:, -1])) and not np.any(items[:, :-1] == 2)
+  expected = np.array(mfjax.predict(params, users=[0, 1]))
+  expected[:, 2] = -np.inf
+  np.testing.assert_array_equal(items[:, :-1], np.argsort(-expected, 1)[:, :4])
+
+
+def test_fold_in_with_l2_zero_is_the_smallest_least_squares_solution():
+  params = random_params(2, 1, 8, 4)  # rank 4: 5 unknowns a user.
+  # User 0 has 2 ratings (underdetermined), user 1 has 8 (determined).
+  users = jnp.array([0, 0] + [1] * 8)
+  items = jnp.array([1, 4] + list(range(8)))
+  values = jnp.array([4.0, 2.0, 5, 3, 4, 1, 2, 5, 3, 4])
+  new = mfjax.Ratings(users, items, values, n_users=2, n_items=8)
+  folded = fold_in(params, new, l2=0.0, l2_bias=0.0)
+  q, b_i, mean = (
+    np.asarray(x, np.float64)
+    for x in (params.item_factors, params.item_bias, params.mean)
+  )
+  for user in (0, 1):
+    mine = np.asarray(users) == user
+    design = np.c_[q[np.asarray(items)[mine]], np.ones(mine.sum())]
+    target = np.asarray(values)[mine] - mean - b_i[np.asarray(items)[mine]]
+    solution = np.linalg.pinv(design) @ target  # Smallest-norm least squares.
+    got = np.r_[folded.user_factors[user], folded.user_bias[user]]
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, solution, rtol=2e-3, atol=2e-3)

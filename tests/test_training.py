@@ -8,6 +8,7 @@ Example tests against Python loops and planted models, then property tests
 import functools
 
 import chex
+import hypothesis
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +27,7 @@ from tests.conftest import (
   draw_ratings,
   hypothesis_settings,
   planted_matrix,
+  random_params,
 )
 
 
@@ -428,11 +430,15 @@ def _check_best(result, data, l2):
   assert best == losses[finite].min()
   for leaf in jax.tree.leaves(result.best_params):
     assert np.all(np.isfinite(leaf))
+  # Full-batch, the first step's loss is the initial params'.
+  assert float(result.initial_loss) == losses[0]
+  grew = losses > training.DIVERGENCE_GROWTH * losses[0] if losses[0] > 0 else False
+  bad = ~finite | grew
   diverged = int(result.diverged_step)
-  if finite.all():
+  if not bad.any():
     assert diverged == -1 and not bool(result.diverged)
   else:
-    assert diverged == int(np.argmin(finite)) > 0 and bool(result.diverged)
+    assert diverged == int(np.argmax(bad)) > 0 and bool(result.diverged)
   # best_loss is the loss of best_params, computed before their update.
   recomputed = float(_LOSS(result.best_params, data, l2=l2))
   np.testing.assert_allclose(recomputed, best, rtol=1e-3, atol=1e-6)
@@ -450,6 +456,7 @@ def test_best_loss_never_exceeds_the_first_loss(data):
   else:
     shape = (n_users, n_items)
     train_data = data.draw(hnp.arrays(np.float32, shape, elements=MAYBE_MISSING))
+    hypothesis.assume(np.any(train_data != 0))  # Else refused: nothing to train on.
   learning_rate = np.float32(data.draw(st.sampled_from(_LEARNING_RATES), label="lr"))
   l2 = np.float32(data.draw(st.floats(0, 1, width=32), label="l2"))
   _check_best(_train_sgd(params, train_data, learning_rate, l2), train_data, l2)
@@ -463,3 +470,96 @@ def test_divergence_keeps_best_finite_params(sparse):
   result = _train_sgd(params, train_data, np.float32(1e8), np.float32(0.0))
   assert bool(result.diverged)  # So that _check_best sees a divergence.
   _check_best(result, train_data, np.float32(0.0))
+
+
+# --- divergence that stays finite, and the initial params as a candidate ---------
+
+
+def _minibatch_run(learning_rate, steps=4):
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 40, 30, 600, 3)
+  params = mfjax.init_params(jax.random.key(1), 40, 30, 3)
+  result = mfjax.train(
+    params,
+    ratings,
+    steps=steps,
+    batch_size=64,
+    key=jax.random.key(2),
+    optimizer=optax.adam(learning_rate),
+  )
+  return params, ratings, result
+
+
+def test_a_finite_blow_up_is_a_divergence_and_the_initial_params_win():
+  params, ratings, result = _minibatch_run(30.0)
+  losses = np.asarray(result.losses)
+  assert np.all(np.isfinite(losses))  # Finite: the old check saw nothing.
+  initial = float(result.initial_loss)
+  # The initial params' loss, as train's objective scores them (l2 defaults).
+  start = params._replace(mean=jnp.mean(ratings.values))
+  np.testing.assert_allclose(initial, mfjax.loss(start, ratings), rtol=0.05)
+  first = int(np.argmax(losses > training.DIVERGENCE_GROWTH * initial))
+  assert losses.max() > training.DIVERGENCE_GROWTH * initial
+  assert int(result.diverged_step) == first and bool(result.diverged)
+  # Nothing beat the start: the best params are the initial ones, mean set.
+  assert int(result.best_step) == 0 and float(result.best_loss) == initial
+  chex.assert_trees_all_close(result.best_params, start, rtol=1e-6)
+  message = training.failure(result)
+  assert message.startswith("training diverged: the loss grew to")
+  assert f"at step {first + 1} of 4" in message
+
+
+def test_a_sane_run_neither_diverges_nor_keeps_the_initial_params():
+  _, _, result = _minibatch_run(0.01)
+  assert not bool(result.diverged) and int(result.best_step) == 4
+  assert float(result.best_loss) < float(result.initial_loss)
+  assert training.failure(result) is None
+
+
+def test_minibatch_loss_is_the_full_loss_when_batches_tile_the_data():
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 20, 15, 256, 3)
+  params = random_params(3, 20, 15, 2)
+  batch_size = 64  # 256 = 4 batches of equal size: the mean is the full loss.
+  penalty = mfjax.objectives.Penalty(jnp.float32(0.0), jnp.float32(0.0))
+  solver = solvers.minibatch(
+    mfjax.objectives.RATING, ratings, penalty, optax.sgd(0.1), batch_size, jnp.float32
+  )
+  errors = np.asarray(mfjax.predict(params, ratings.users, ratings.items))
+  expected = np.mean((errors - np.asarray(ratings.values)) ** 2)
+  np.testing.assert_allclose(solver.loss(params), expected, rtol=1e-5)
+
+
+def test_no_progress_is_a_failure_and_a_stack_names_its_model():
+  # A solver whose passes only make things worse than the initial loss of 1.
+  def step(params, state, _):
+    return jax.tree.map(lambda x: x + 1, params), state, jnp.float32(2.0)
+
+  solver = Solver(lambda p: (), step, loss_after=True, loss=lambda p: jnp.float32(1))
+  result = training.run(solver, _zeros(), jnp.arange(3))
+  assert int(result.best_step) == 0 and not bool(result.diverged)
+  chex.assert_trees_all_close(result.best_params, _zeros())
+  assert training.failure(result).startswith("training made no progress: no step")
+  # Stacked (an ensemble): the failed member is named.
+  good = result._replace(best_step=jnp.int32(3))
+  stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), good, result)
+  assert "(model 2 of 2)" in training.failure(stacked)
+  # One step full-batch cannot be judged: its only loss is the initial one.
+  single = training.run(_scripted_solver([1.0], False), _zeros(), jnp.arange(1))
+  assert training.failure(single) is None
+
+
+@pytest.mark.parametrize(
+  "data",
+  [
+    mfjax.Ratings(jnp.zeros(0, jnp.int32), jnp.zeros(0, jnp.int32), jnp.zeros(0), 3, 4),
+    mfjax.Ratings([0, 1], [1, 2], [4.0, 3.0], 3, 4, weights=[0.0, 0.0]),
+    np.zeros((3, 4), np.float32),
+  ],
+  ids=["empty", "zero-weights", "nothing-observed"],
+)
+def test_nothing_to_train_on_is_refused(data):
+  params = mfjax.init_params(jax.random.key(0), 3, 4, 2)
+  with pytest.raises(ValueError, match="there is nothing to train on"):
+    mfjax.train(params, data, steps=2)
+  if isinstance(data, mfjax.Ratings):
+    with pytest.raises(ValueError, match="there is nothing to train on"):
+      mfjax.fit(jax.random.key(0), data, rank=2, steps=2, ensemble=1)

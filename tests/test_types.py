@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import mfjax
 from mfjax import types
@@ -71,3 +72,25 @@ def test_subset_carries_weights_and_drops_padding():
   np.testing.assert_array_equal(part.values, [values[3], values[1], 0.0])
   assert part.n_padding == 0 and part.shape == ratings.shape
   assert ratings.subset([2]).weights is None
+
+
+def test_ratings_from_python_lists():
+  ratings = mfjax.Ratings([0, 1, 2], [2, 0, 1], [4.0, 3.5, 5], 3, 3, [1, 2, 1])
+  assert ratings.users.dtype == np.int32 and ratings.items.dtype == np.int32
+  assert ratings.values.dtype == np.float32 and ratings.weights.dtype == np.float32
+  params = random_params(0, 3, 3, 2)
+  arrays = mfjax.Ratings(
+    jnp.array([0, 1, 2]), jnp.array([2, 0, 1]), jnp.array([4.0, 3.5, 5]), 3, 3,
+    jnp.array([1.0, 2.0, 1.0]),
+  )  # fmt: skip
+  assert float(mfjax.rmse(params, ratings)) == float(mfjax.rmse(params, arrays))
+  # What a list cannot be, the checks still refuse with their own words.
+  for users, message in (
+    ([0.5, 1, 2], "must be a 1-D integer array"),
+    ([True, False, True], "must be a 1-D integer array"),
+    (["a", 1, 2], "must be a 1-D integer array"),
+  ):
+    with pytest.raises(TypeError, match=message):
+      mfjax.rmse(params, mfjax.Ratings(users, [0, 1, 2], [1.0, 2, 3], 3, 3))
+  # A pytree still: jit passes it through.
+  assert float(jax.jit(lambda r: r.values.sum())(ratings)) == 12.5
