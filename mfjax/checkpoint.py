@@ -47,6 +47,7 @@ import stat
 import struct
 import threading
 import time
+import tokenize
 import warnings
 import zipfile
 import zlib
@@ -798,6 +799,19 @@ class _Member:
       raise self.corrupted("fails its CRC-32 check")
 
 
+# What NumPy's .npy header parser (ast.literal_eval, tokenize, descr_to_dtype)
+# raises on a corrupted header.
+_HEADER_ERRORS = (
+  ValueError,
+  SyntaxError,
+  TypeError,
+  KeyError,
+  RecursionError,
+  MemoryError,
+  tokenize.TokenError,
+)
+
+
 class _Header(NamedTuple):
   """What a member's .npy header declares."""
 
@@ -854,7 +868,7 @@ def _npy_header(member: _Member, bound: int) -> _Header:
       header = _Header(
         *reader(io.BytesIO(prefix + text), max_header_size=_MAX_HEADER_BYTES)
       )
-  except Exception as e:  # Its parser's errors: ValueError, TokenError, ...
+  except _HEADER_ERRORS as e:
     raise ModelFileError(
       f"{where} has a corrupted .npy header ({str(e)[:200]})."
     ) from None

@@ -181,7 +181,9 @@ def device_bytes_limit(device=None) -> int | None:
   device = jax.devices()[0] if device is None else device
   try:
     stats = device.memory_stats()
-  except Exception:  # Backends without memory statistics raise or return None.
+  # Backends without memory statistics raise (an XLA runtime error, or not
+  # implemented) or return None.
+  except (RuntimeError, NotImplementedError, AttributeError):
     return None
   if not stats or not stats.get("bytes_limit"):
     return None
