@@ -528,8 +528,9 @@ def atomic_write(path: str | os.PathLike, *, text: bool = False):
   renamed onto ``path``, so a reader sees the old file or the new one, never a
   half-written one. An exception in the block, ``KeyboardInterrupt`` or SIGTERM
   (see :func:`save`) removes the temporary file and leaves ``path`` as it was;
-  temporary files that killed writers left are removed once stale. Every
-  ``OSError`` names ``path``, never the temporary file.
+  temporary files that killed writers left are removed once stale (over 10
+  minutes untouched). An ``OSError`` of the writing names ``path``, never the
+  temporary file.
 
   Raises:
     FileNotFoundError: the directory of ``path`` does not exist.
@@ -565,7 +566,9 @@ def atomic_write(path: str | os.PathLike, *, text: bool = False):
     except BaseException as e:
       with contextlib.suppress(OSError):
         os.unlink(temp)
-      if isinstance(e, OSError):
+      # Errors of the temporary file name the user's path; others (a file the
+      # block read, say) stay as they are.
+      if isinstance(e, OSError) and e.filename in (None, temp):
         raise _naming(e, path) from None
       raise
   _fsync_directory(directory)

@@ -353,13 +353,35 @@ def _scale(text: str) -> tuple[float, float]:
   return lo, hi
 
 
+def _columns(text: str) -> tuple[str | None, ...]:
+  from mfjax.loaders import ROLES
+
+  roles = tuple(None if part in ("-", "") else part for part in text.split(","))
+  unknown = [r for r in roles if r is not None and r not in ROLES]
+  if unknown:
+    raise argparse.ArgumentTypeError(
+      f"{unknown[0]!r} is not a role; give {', '.join(ROLES)} or - (skip) for "
+      f"each column, in file order; got {text!r}"
+    )
+  return roles
+
+
 def _add_scale(parser) -> None:
   parser.add_argument(
     "--scale",
     type=_scale,
     metavar="LO,HI",
     help="the rating scale: a rating outside it is an error naming its line "
-    "(default: the lowest and highest ratings of the training file)",
+    "(default: the lowest and highest ratings of the training file; a negative "
+    "LO needs the = form, --scale=-10,10)",
+  )
+  parser.add_argument(
+    "--columns",
+    type=_columns,
+    metavar="ROLES",
+    help="what each column of the ratings files is, in file order: user, item, "
+    "rating, timestamp or - (skipped), e.g. item,user,rating (default: by the "
+    "header's names, else user,item,rating[,timestamp])",
   )
 
 
@@ -379,9 +401,11 @@ def _fit(args) -> int:
   _check_output_path("--save", args.save)
   ranking = args.objective == "ranking"
   _check_objective_options(args)
-  train, maps = _load_ratings(args.train, scale=args.scale, show_columns=True)
+  train, maps = _load_ratings(
+    args.train, scale=args.scale, columns=args.columns, show_columns=True
+  )
   if args.test:
-    test, test_maps = _load_ratings(args.test, id_maps=maps)
+    test, test_maps = _load_ratings(args.test, id_maps=maps, columns=args.columns)
     n_unknown = test_maps.n_unknown
   else:
     train, test = mfjax.train_test_split(
@@ -451,14 +475,21 @@ def _check_training(args, failure: str | None) -> None:
   """Fails the command on a diverged fit, unless ``--allow-divergence``."""
   if failure is None:
     return
-  lr = " a smaller --lr or" if args.objective == "rating" else ""
+  rating = args.objective == "rating"
+  if "no progress" in failure:
+    advice = "another --lr or more --steps" if rating else "more --steps"
+  else:
+    advice = "a smaller --lr or a larger --l2" if rating else "a larger --l2"
+  if args.command == "cv":
+    anyway, kept = "score the folds anyway", "the folds were scored as they are"
+  else:
+    anyway, kept = "keep the best parameters anyway", "the best parameters were kept"
   if not args.allow_divergence:
-    kept = f"{args.save} was not written" if getattr(args, "save", None) else None
+    saved = f"{args.save} was not written; " if getattr(args, "save", None) else ""
     raise _TrainingFailed(
-      f"{failure}; {kept + '; ' if kept else ''}try{lr} a larger --l2, or pass "
-      "--allow-divergence to keep the best parameters anyway."
+      f"{failure}; {saved}try {advice}, or pass --allow-divergence to {anyway}."
     )
-  print(f"warning: {failure}; the best parameters were kept (--allow-divergence).")
+  print(f"warning: {failure}; {kept} (--allow-divergence).")
 
 
 # Options of the rating fit that the ranking fit refuses.
@@ -589,6 +620,7 @@ def _json_safe(value):
 
 
 def _print_report(report: dict) -> None:
+  report = {name: value for name, value in report.items() if value is not None}
   width = max(map(len, report))
   for name, value in report.items():
     shown = f"{value:.4f}" if isinstance(value, float) else str(value)
@@ -808,7 +840,9 @@ def _cv(args) -> int:
   _check_objective_options(args)
   if args.folds < 2:
     raise ValueError(f"--folds must be at least 2; got {args.folds}.")
-  ratings, maps = _load_ratings(args.train, scale=args.scale, show_columns=True)
+  ratings, maps = _load_ratings(
+    args.train, scale=args.scale, columns=args.columns, show_columns=True
+  )
   if args.folds > len(ratings):
     raise ValueError(
       f"--folds must be at most the {len(ratings)} ratings of {args.train}."

@@ -208,13 +208,20 @@ def _header_layout(path, line, fields) -> _Layout:
         f"({_quote(twice[0], 20)} and {_quote(twice[1], 20)}): {_quote(line)}"
       )
   missing = [role for role in ROLES[:3] if role not in roles]
-  if missing:
-    raise RatingsFileError(
-      f"{path}:1: a first line of names only, but no {_or(missing)} column "
-      f"among them: {_quote(line)}. Recognised names (any case): "
-      f"{_recognised_names()}. Rename the columns, or pass columns=."
-    )
-  return _layout(roles, check_timestamp=False)
+  if not missing:
+    return _layout(roles, check_timestamp=False)
+  # Names not all known (user_id,book_id,rating): read in the usual order, user,
+  # item, rating[, timestamp], if no known name says otherwise.
+  usual = ROLES[: len(fields)]
+  agree = all(r in (None, u) for r, u in zip(roles, usual, strict=False))
+  if len(fields) in (3, 4) and agree:
+    return _layout(usual, check_timestamp=False)
+  raise RatingsFileError(
+    f"{path}:1: a header whose names do not say which column is the "
+    f"{_or(missing)}: {_quote(line)}. Recognised names (any case): "
+    f"{_recognised_names()}. Rename the columns, or give the roles in file "
+    "order (columns=, or --columns on the command line)."
+  )
 
 
 def _layout_of(path, line, sep, columns):

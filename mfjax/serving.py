@@ -243,12 +243,9 @@ def recommend(
   return items, scores
 
 
-_MIN_CHOLESKY_L2 = 1e-4  # Below: float32 Cholesky of a rank-deficient user fails.
-
-
-def _clearly_positive(weight) -> bool:
-  """Whether a concrete L2 weight keeps every user's problem well conditioned."""
-  return validation.is_concrete(weight) and float(weight) >= _MIN_CHOLESKY_L2
+def _positive(weight) -> bool:
+  """Whether an L2 weight is known (concrete) to be > 0."""
+  return validation.is_concrete(weight) and float(weight) > 0
 
 
 def _fold_in(params: Params, ratings: Ratings, l2, l2_bias) -> Params:
@@ -309,12 +306,22 @@ def _fold_in(params: Params, ratings: Ratings, l2, l2_bias) -> Params:
   empty = counts == 0
   # A user without ratings solves I x = 0: zero factors and bias even with l2 = 0.
   gram = jnp.where(empty[:, None, None], jnp.eye(width, dtype=dtype)[None], gram)
-  if _clearly_positive(l2) and _clearly_positive(l2_bias):
-    # Positive definite: Cholesky, half the work of LU.
+  smallest = lambda: (jnp.linalg.pinv(gram, hermitian=True) @ rhs[:, :, None])[..., 0]
+  if _positive(l2) and _positive(l2_bias):
+    # Positive definite: Cholesky, half the work of LU. In float32 it can still
+    # fail (NaN) for a user whose ratings determine little next to a large Gram
+    # and a small l2: those users get the smallest least-squares solution.
     factor = jnp.linalg.cholesky(gram)
     solution = cho_solve((factor, True), rhs[:, :, None])[:, :, 0]
-  else:  # Maybe singular: the least-squares solution of smallest norm.
-    solution = (jnp.linalg.pinv(gram, hermitian=True) @ rhs[:, :, None])[:, :, 0]
+    failed = ~jnp.all(jnp.isfinite(solution), axis=1)
+    solution = jax.lax.cond(
+      failed.any(),
+      lambda s: jnp.where(failed[:, None], smallest(), s),
+      lambda s: s,
+      solution,
+    )
+  else:  # l2 = 0 (or traced): maybe singular; the smallest solution.
+    solution = smallest()
   solution = jnp.where(empty[:, None], jnp.zeros((), dtype), solution)
   return Params(
     user_factors=solution[:, :rank],
@@ -369,10 +376,11 @@ def fold_in(
     ``mean`` are those of ``params``, so :func:`mfjax.predict` and
     :func:`recommend` take it directly. A new user without ratings gets zero
     factors and bias (predictions ``mean + b_i``). With ``l2`` or ``l2_bias``
-    below 1e-4 (or traced), a user whose ratings do not determine the solution
-    (fewer than ``rank + 1`` independent ones) gets the least-squares solution
-    of smallest norm (a pseudo-inverse; slower than the Cholesky solve of the
-    other cases), never NaN.
+    0 (or traced), a user whose ratings do not determine the solution (fewer
+    than ``rank + 1`` independent ones) gets the least-squares solution of
+    smallest norm (a pseudo-inverse, slower than the Cholesky solve of the
+    other cases), never NaN; so does a user whose Cholesky solve fails in
+    float32 (a tiny ``l2`` next to many ratings of few items).
 
   Checked on the host: ``params``, the ratings' shape, indices and finiteness, and
   the weights. Under ``jit`` the values are tracers: NaN or inf ratings give that

@@ -84,7 +84,8 @@ class TrainResult(NamedTuple):
       loss belongs to: before the update full-batch, after the epoch with
       ``batch_size``. NaN without validation data, and after an early stop.
     stopped_step: the first step skipped by early stopping, or -1.
-    initial_loss: the loss of the initial params (full-batch, the first step's).
+    initial_loss: the loss of the initial params (full-batch, the first step's;
+      NaN for a custom ``loss_after`` solver without ``Solver.loss``).
     best_step: how many passes made ``best_params``: 0 for the initial params
       (full-batch, the first step's loss is theirs; with ``batch_size`` or an
       alternating solver they are scored before the first pass); 0 after any
@@ -430,11 +431,11 @@ def failure(result: TrainResult) -> str | None:
   the initial params (``best_step == 0`` after more than one step: the best
   params are the untrained ones). The first failed model of a stack speaks.
   """
-  diverged = np.atleast_1d(np.asarray(result.diverged_step))
-  best = np.atleast_1d(np.asarray(result.best_step))
+  diverged = np.asarray(result.diverged_step).reshape(-1)  # Any stacking.
+  best = np.asarray(result.best_step).reshape(-1)
   n_steps = np.shape(result.losses)[-1]
   losses = np.asarray(result.losses).reshape(len(diverged), n_steps)
-  initial = np.atleast_1d(np.asarray(result.initial_loss))
+  initial = np.asarray(result.initial_loss).reshape(-1)
   for j, (step, made) in enumerate(zip(diverged, best, strict=True)):
     model = f" (model {j + 1} of {len(diverged)})" if len(diverged) > 1 else ""
     if step >= 0:
@@ -447,7 +448,7 @@ def failure(result: TrainResult) -> str | None:
     if made == 0 and n_steps > 1 and np.isfinite(initial[j]):
       return (
         f"training made no progress{model}: no step's params beat the initial "
-        f"ones (loss {initial[j]:.4g})"
+        f"ones (initial loss {initial[j]:.4g})"
       )
   return None
 

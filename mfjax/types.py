@@ -148,10 +148,31 @@ def _list_as_array(name: str, value: list | tuple, dtype) -> np.ndarray:
   return array.astype(dtype)
 
 
-jax.tree_util.register_dataclass(
-  Ratings,
-  data_fields=["users", "items", "values", "weights"],
-  meta_fields=["n_users", "n_items", "n_padding"],
+_DATA_FIELDS = ("users", "items", "values", "weights")
+_META_FIELDS = ("n_users", "n_items", "n_padding")
+
+
+def _flatten_ratings_with_keys(ratings: Ratings):
+  children = [(jax.tree_util.GetAttrKey(f), getattr(ratings, f)) for f in _DATA_FIELDS]
+  return children, tuple(getattr(ratings, f) for f in _META_FIELDS)
+
+
+def _flatten_ratings(ratings: Ratings):
+  data = tuple(getattr(ratings, f) for f in _DATA_FIELDS)
+  return data, tuple(getattr(ratings, f) for f in _META_FIELDS)
+
+
+def _unflatten_ratings(meta, data) -> Ratings:
+  # Not through __init__: __post_init__ turns a user's lists into arrays, but
+  # the leaves jax.tree.map gives back (shapes as tuples, ...) stay as they are.
+  ratings = object.__new__(Ratings)
+  for name, value in zip(_DATA_FIELDS + _META_FIELDS, (*data, *meta), strict=True):
+    object.__setattr__(ratings, name, value)
+  return ratings
+
+
+jax.tree_util.register_pytree_with_keys(
+  Ratings, _flatten_ratings_with_keys, _unflatten_ratings, _flatten_ratings
 )
 
 

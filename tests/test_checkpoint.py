@@ -397,7 +397,8 @@ def test_errors_on_the_temp_file_name_the_users_path(tmp_path, monkeypatch):
   assert info.value.errno == errno.EACCES
   monkeypatch.undo()
 
-  _fail_midway(monkeypatch, OSError(errno.ENOSPC, "No space left on device", "x"))
+  # As a write() to the temporary file fails: an errno, no file name.
+  _fail_midway(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
   with pytest.raises(OSError, match="No space left on device") as info:
     checkpoint.save(path, _params(1))
   _assert_names_the_user_path(info.value, path)

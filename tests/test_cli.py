@@ -177,6 +177,9 @@ def test_fit_end_to_end_on_movielens_u1(u1_fit):
   assert report["test_mae"] < report["test_rmse"]
   assert report["train_rmse"] < report["test_rmse"]
   assert any(line.startswith("test_rmse") for line in out[:-1])  # The table.
+  # No failure: no "failure" line in the table (the JSON has it as null).
+  assert report["failure"] is None
+  assert not any(line.startswith("failure") for line in out[:-1])
 
 
 @pytest.mark.slow  # Compiles a fit program: several seconds.
@@ -621,11 +624,9 @@ def test_cv_fails_on_a_diverged_fold(capsys, tmp_path):
   assert cli.main([*argv, "--ensemble", "1", "--lr", "30", "--json"]) == 1
   captured = capsys.readouterr()
   assert all("diverged" in f for f in json.loads(captured.out)["failures"])
-  assert (
-    captured.err.strip()
-    .splitlines()[-1]
-    .startswith("mfjax cv: error: fold 1 (and 1 more folds): training diverged")
-  )
+  err = captured.err.strip().splitlines()[-1]
+  assert err.startswith("mfjax cv: error: fold 1 (and 1 more folds): training diverged")
+  assert err.endswith("pass --allow-divergence to score the folds anyway.")
 
 
 @pytest.mark.slow  # Compiles a fit program.
@@ -725,6 +726,18 @@ def test_scale_option_refuses_a_typo_and_headers_say_their_columns(capsys, tmp_p
   )
   _, maps = mfjax.load_ratings(str(swapped))
   assert all(str(u).startswith("u") for u in maps.users)
+  # A header that does not name its roles: --columns says them.
+  unnamed = tmp_path / "unnamed.csv"
+  unnamed.write_text("\n".join(["book,user,stars"] + lines[1:]) + "\n")
+  assert cli.main(["fit", str(unnamed), "--test", missing]) == 2
+  assert "a header whose names do not say" in capsys.readouterr().err
+  argv = ["fit", str(unnamed), "--columns", "item,user,rating", "--test", missing]
+  assert cli.main(argv) == 2  # Stops at the missing --test, after TRAIN.
+  captured = capsys.readouterr()
+  assert captured.out == f"{unnamed}: columns item=book, user=user, rating=stars\n"
+  assert "missing.csv" in captured.err
+  assert cli.main(["fit", str(unnamed), "--columns", "item,person,rating"]) == 2
+  assert "'person' is not a role" in capsys.readouterr().err
 
 
 def test_a_rating_far_off_the_others_is_one_warning_line(capsys, tmp_path):

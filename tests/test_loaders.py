@@ -1386,16 +1386,39 @@ def test_header_names_say_which_column_is_which(tmp_path, header, roles, text_id
 
 
 @pytest.mark.parametrize(
-  "first",
-  ["u,i,r", "a,b,c", "user,movie,rating", "userId,itemId", "name", "who,what,4x"],
+  "first", ["u,i,r", "a,b,c", "user,movie,rating", "who,what,4x", "user_id,book,stars"]
 )
-def test_a_header_of_unknown_names_is_an_error_naming_line_1(tmp_path, first):
+def test_a_header_of_unknown_names_is_read_in_the_usual_order(tmp_path, first):
+  # No known name contradicts user, item, rating: the usual order, said.
+  path = _write(tmp_path, "names.csv", first + "\n1,2,3\n4,5,1\n")
+  ratings, maps = mfjax.load_ratings(path)
+  assert maps.columns == ("user", "item", "rating")
+  assert maps.header == tuple(first.split(","))
+  np.testing.assert_array_equal(maps.users[np.asarray(ratings.users)], [1, 4])
+  np.testing.assert_array_equal(maps.items[np.asarray(ratings.items)], [2, 5])
+
+
+@pytest.mark.parametrize(
+  "first, missing",
+  [
+    ("userId,itemId", "rating"),
+    ("name", "user, item or rating"),
+    ("movieId,a,b", "user or rating"),  # A known name where the user would be.
+    ("rating,x,y", "user or item"),
+    ("book,user,rating", "item"),
+  ],
+)
+def test_a_header_that_does_not_say_the_roles_is_an_error_naming_line_1(
+  tmp_path, first, missing
+):
   path = _write(tmp_path, "names.csv", first + "\n1,2,3\n")
   with pytest.raises(mfjax.RatingsFileError) as raised:
     mfjax.load_ratings(path)
   message = str(raised.value)
-  assert message.startswith(f"{path}:1: a first line of names only"), message
-  assert repr(first) in message and "pass columns=" in message
+  assert message.startswith(
+    f"{path}:1: a header whose names do not say which column is the {missing}: "
+  ), message
+  assert repr(first) in message and "--columns on the command line" in message
   for names in loaders.COLUMN_NAMES.values():
     assert ", ".join(names) in message
   with pytest.raises(mfjax.RatingsFileError, match=r"two user columns \('user' and"):
@@ -1409,7 +1432,7 @@ def test_a_header_of_unknown_names_is_an_error_naming_line_1(tmp_path, first):
     ("1,2,abc\n3,4,5\n", r"first\.csv:1: rating 'abc' is not a number: '1,2,abc'"),
     ("1,2,rating\n3,4,5\n", r"first\.csv:1: rating 'rating' is not a number"),
     ("1,2,3,time\n3,4,5,6\n", r"first\.csv:1: timestamp 'time' is not a number"),
-    ("a,b,x\nc,d,4\n", r"first\.csv:1: a first line of names only"),
+    ("movieId,b,x\nc,d,4\n", r"first\.csv:1: a header whose names do not say"),
     # A header is the first line only.
     ("1,2,3\nuser,item,rating\n", r"first\.csv:2: ids must be integers"),
     ("a,b,3\nuser,item,rating\n", r"first\.csv:2: rating 'rating' is not a number"),
@@ -1603,7 +1626,7 @@ def test_the_line_limit_is_exact(scratch):
     (b"1,2,3\n1,2,3," + b"x" * 60000 + b"\n", 2),
     (b"a,b,3\n" + b"c" * 60000 + b",d,x\n", 2),
     (b"1,2,3," + b"x" * 60000 + b"\n", 1),
-    (b"n" * 60000 + b",b,c\n1,2,3\n", 1),
+    (b"item," + b"n" * 60000 + b",c\n1,2,3\n", 1),
     (b"1,2,3\r" + b"x" * 60000 + b"\n", 1),
     (b"user,user," + b"r" * 60000 + b"\n1,2,3\n", 1),
   ],

@@ -542,3 +542,24 @@ def test_fold_in_with_l2_zero_is_the_smallest_least_squares_solution():
     got = np.r_[folded.user_factors[user], folded.user_bias[user]]
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, solution, rtol=2e-3, atol=2e-3)
+
+
+def test_fold_in_where_float32_cholesky_fails_falls_back_to_least_squares():
+  # Rank 32 and a tiny l2, one user with 5,000 ratings of 10 items: in float32
+  # the Gram (rank 11 of 33, entries ~500) plus 1e-3 is singular to Cholesky.
+  rng = np.random.default_rng(0)
+  q = rng.normal(size=(10, 32)).astype(np.float32)
+  q /= np.linalg.norm(q, axis=1, keepdims=True)
+  params = mfjax.Params(
+    jnp.zeros((1, 32)), jnp.asarray(q), jnp.zeros(1), jnp.zeros(10), jnp.float32(3)
+  )
+  n = 5000
+  target = np.where(np.arange(10) < 5, 4.0, 2.0).astype(np.float32)
+  items = (np.arange(n) % 10).astype(np.int32)
+  new = mfjax.Ratings(np.zeros(n, np.int32), items, target[items], 1, 10)
+  folded = fold_in(params, new, l2=1e-3, l2_bias=1e-3)
+  assert np.all(np.isfinite(np.asarray(folded.user_factors)))
+  assert np.isfinite(float(folded.user_bias[0]))
+  # 11 unknowns, 10 distinct items: the ratings are fitted (almost) exactly.
+  predicted = np.asarray(mfjax.predict(folded, users=[0]))[0]
+  np.testing.assert_allclose(predicted, target, atol=0.05)

@@ -542,6 +542,10 @@ def test_no_progress_is_a_failure_and_a_stack_names_its_model():
   good = result._replace(best_step=jnp.int32(3))
   stacked = jax.tree.map(lambda a, b: jnp.stack([a, b]), good, result)
   assert "(model 2 of 2)" in training.failure(stacked)
+  # Stacked twice (folds × members): the flat index counts the models.
+  grid = jax.tree.map(lambda a, b: jnp.stack([jnp.stack([a, a]), jnp.stack([a, b])]),
+                      good, result)  # fmt: skip
+  assert "(model 4 of 4)" in training.failure(grid)
   # One step full-batch cannot be judged: its only loss is the initial one.
   single = training.run(_scripted_solver([1.0], False), _zeros(), jnp.arange(1))
   assert training.failure(single) is None

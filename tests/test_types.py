@@ -94,3 +94,16 @@ def test_ratings_from_python_lists():
       mfjax.rmse(params, mfjax.Ratings(users, [0, 1, 2], [1.0, 2, 3], 3, 3))
   # A pytree still: jit passes it through.
   assert float(jax.jit(lambda r: r.values.sum())(ratings)) == 12.5
+
+
+def test_tree_map_over_ratings_keeps_what_the_function_returns():
+  # Lists given by a user become arrays; leaves jax.tree gives back do not.
+  ratings = mfjax.Ratings([0, 1], [1, 2], [4.0, 3.0], 3, 4)
+  assert jax.tree.map(lambda x: x.shape, ratings).users == (2,)
+  pairs = jax.tree.map(lambda x: (x, x), ratings)
+  assert isinstance(pairs.values, tuple) and len(pairs.values) == 2
+  paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(ratings)[0]]
+  assert paths[0] == (jax.tree_util.GetAttrKey("users"),)
+  assert jax.tree.structure(ratings) == jax.tree.structure(
+    jax.tree.map(lambda x: x + 0, ratings)
+  )
