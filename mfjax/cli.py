@@ -414,10 +414,10 @@ def _fit(args) -> int:
     n_unknown = 0
   if len(train) == 0 or len(test) == 0:
     raise ValueError("the training or test set is empty.")
-  settings, program, inputs = (_ranking_fit if ranking else _rating_fit)(
+  settings, program, inputs, trim = (_ranking_fit if ranking else _rating_fit)(
     args, train, maps
   )
-  results, params, compile_seconds, fit_seconds = _timed(program, inputs)
+  results, params, compile_seconds, fit_seconds = _timed(program, inputs, trim)
   report = {"objective": args.objective}
   if ranking:
     report.update(_ranking_report(params, train, test, args.threshold))
@@ -528,11 +528,13 @@ def _rating_fit(args, train, maps):
   )
   program = ensemble.fit_program(settings, progress=args.progress)
   key = jax.random.key(args.seed)
+  padded = ensemble.pad_to_buckets(train)
   inputs = (
-    key, train, np.float32(settings.l2), np.float32(settings.l2_bias), None,
-    maps.scale,
+    key, padded.ratings, np.float32(settings.l2), np.float32(settings.l2_bias),
+    None, maps.scale, padded.sizes,
   )  # fmt: skip
-  return settings._asdict(), program, inputs
+  trim = lambda outputs: ensemble.trim(outputs, padded)
+  return settings._asdict(), program, inputs, trim
 
 
 def _ranking_fit(args, train, maps):
@@ -547,11 +549,12 @@ def _ranking_fit(args, train, maps):
   settings = d._replace(**{n: v for n, v in given.items() if v is not None})
   program = ensemble.ranking_program(settings, progress=args.progress)
   inputs = (jax.random.key(args.seed), train, np.float32(settings.l2))
-  return settings._asdict(), program, inputs
+  return settings._asdict(), program, inputs, lambda outputs: outputs
 
 
-def _timed(program, inputs):
-  """``(results, params, compile seconds, fit seconds)`` of a jitted fit."""
+def _timed(program, inputs, trim):
+  """``(results, params, compile seconds, fit seconds)`` of a jitted fit whose
+  outputs ``trim`` cuts to the data's size."""
   import time
 
   import jax
@@ -560,7 +563,7 @@ def _timed(program, inputs):
   compiled = program.lower(*inputs).compile()
   compile_seconds = time.perf_counter() - start
   start = time.perf_counter()
-  results, params = jax.block_until_ready(compiled(*inputs))
+  params, results = trim(jax.block_until_ready(compiled(*inputs))[::-1])
   return results, params, compile_seconds, time.perf_counter() - start
 
 

@@ -179,7 +179,13 @@ def cross_validate(
   compiled = None
   rows, fit_s, compile_s, failures = [], [], [], []
   for j, (train, test) in enumerate(splits):
-    inputs = (jax.random.fold_in(jax.random.key(seed), j), padded(train, size), *rest)
+    key = jax.random.fold_in(jax.random.key(seed), j)
+    if objective == "rating":  # Bucketed: the program fit and mfjax fit share.
+      bucketed = ensemble.pad_to_buckets(train, min_entries=size)
+      inputs = (key, bucketed.ratings, *rest, bucketed.sizes)
+      trim = lambda outputs, bucketed=bucketed: ensemble.trim(outputs, bucketed)
+    else:
+      inputs, trim = (key, padded(train, size), *rest), lambda outputs: outputs
     start = time.perf_counter()
     if compiled is None:
       compiled = program.lower(*inputs).compile()
@@ -187,7 +193,7 @@ def cross_validate(
     else:
       compile_s.append(0.0)
     start = time.perf_counter()
-    members, params = jax.block_until_ready(compiled(*inputs))
+    members, params = trim(jax.block_until_ready(compiled(*inputs)))
     fit_s.append(time.perf_counter() - start)
     failures.append(training.failure(members))
     rows.append(_scores(objective, params, train, test, scale, k, threshold))

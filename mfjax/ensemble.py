@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.typing import ArrayLike
 
@@ -32,6 +33,11 @@ __all__ = [
   "fit_program",
   "ranking_program",
   "ensemble_params",
+  "bucket",
+  "Bucketed",
+  "pad_to_buckets",
+  "trim",
+  "compiler_options",
 ]
 
 OBJECTIVES = ("rating", "ranking")
@@ -216,16 +222,23 @@ def fit(
     settings._replace(l2=0.0, l2_bias=0.0), patience, bool(progress)
   )
   # train() repeats the remaining checks (validation data, patience, scale).
+  if validation_data is not None:
+    validation.check_ratings(
+      "validation_data", validation_data, allow_unknown=True,
+      shape=(ratings.n_users, ratings.n_items),
+    )  # fmt: skip
+  padded = pad_to_buckets(ratings, validation_data)
   dtype = jnp.float32
   results, params = program(
     key,
-    ratings,
+    padded.ratings,
     jnp.asarray(settings.l2, dtype),
     jnp.asarray(settings.l2_bias, dtype),
-    validation_data,
+    padded.validation,
     scale,
+    padded.sizes,
   )
-  return FitResult(params, results)
+  return FitResult(*trim((params, results), padded))
 
 
 def _fit_ranking(key, ratings, *, progress, **given) -> FitResult:
@@ -320,20 +333,32 @@ def fit_program(
   patience: int | None = None,
   progress: bool = False,
 ):
-  """A jitted ``(key, ratings, l2, l2_bias, validation, scale)`` ensemble fit.
+  """A jitted ``(key, ratings, l2, l2_bias, validation, scale, sizes)`` ensemble fit.
 
   What :func:`fit` runs (its ``l2`` settings are ignored here: they are the
   traced arguments), for callers that compile it apart, as ``mfjax fit`` does
   to report compile and fit times. Returns ``(members, best_params)``: the
   stacked :class:`mfjax.TrainResult` of the models and their merge by
   :func:`ensemble_params`.
+
+  ``sizes`` is None, or the traced ``[n_data, n_users, n_items]`` of ratings
+  padded by :func:`pad_to_buckets` (``Bucketed.sizes``): the program then
+  trains only the data and its users' and items' rows (the padded rows stay 0;
+  :func:`trim` cuts them off), exactly as the unpadded ratings would train, and
+  one compiled program serves every size in the same buckets.
   """
 
-  def one(key, ratings, l2, l2_bias, validation_data, scale):
+  def one(key, ratings, l2, l2_bias, validation_data, scale, sizes):
     init_key, shuffle_key = jax.random.split(key)
     params = model.init_params(
       init_key, ratings.n_users, ratings.n_items, settings.rank
     )
+    solver = None
+    if sizes is not None:
+      # The first rows of a padded draw are the unpadded draw (threefry counts
+      # elements): zero the rest, and no step moves them (no data, no penalty).
+      params = _zero_rows(params, sizes[1], sizes[2])
+      solver = solvers.MiniBatch(settings.batch_size, n_data=sizes[0])
     return training.train(
       params,
       ratings,
@@ -341,22 +366,163 @@ def fit_program(
       steps=settings.steps,
       l2=l2,
       l2_bias=l2_bias,
-      batch_size=settings.batch_size,
+      batch_size=None if solver else settings.batch_size,
       key=shuffle_key,
       validation_data=validation_data,
       patience=patience,
       scale=scale,
       progress=progress,
+      solver=solver,
     )
 
-  def run(key, ratings, l2, l2_bias, validation_data, scale):
+  def run(key, ratings, l2, l2_bias, validation_data, scale, sizes=None):
     keys = jax.random.split(key, settings.ensemble)
-    results = jax.vmap(one, in_axes=(0, None, None, None, None, None))(
-      keys, ratings, l2, l2_bias, validation_data, scale
+    results = jax.vmap(one, in_axes=(0, None, None, None, None, None, None))(
+      keys, ratings, l2, l2_bias, validation_data, scale, sizes
     )
     return results, ensemble_params(results.best_params)
 
-  return jax.jit(run)
+  return jax.jit(run, compiler_options=compiler_options())
+
+
+def _zero_rows(params: Params, n_users, n_items) -> Params:
+  """``params`` with the user rows from ``n_users`` on and the item rows from
+  ``n_items`` on set to 0."""
+  keep = lambda x, n: jnp.where(
+    (jnp.arange(x.shape[0]) < n).reshape((-1,) + (1,) * (x.ndim - 1)), x, 0
+  )
+  return params._replace(
+    user_factors=keep(params.user_factors, n_users),
+    item_factors=keep(params.item_factors, n_items),
+    user_bias=keep(params.user_bias, n_users),
+    item_bias=keep(params.item_bias, n_items),
+  )
+
+
+def compiler_options() -> dict | None:
+  """XLA options of mfjax's own programs (:func:`fit_program`, ...).
+
+  On CPU, LLVM's optimisation level 1 instead of 3: it compiles the default
+  fit of MovieLens 100k in under half the time (2.0 s against 4.5 s) and runs
+  it no slower (0.47 s against 0.48 s; ``benchmarks/RESULTS.md``, "Compiling
+  once"). None elsewhere: GPU programs keep XLA's defaults.
+  """
+  if jax.default_backend() != "cpu":
+    return None
+  return {"xla_backend_optimization_level": 1}
+
+
+def bucket(n: int, per_octave: int = 2) -> int:
+  """The padded size of ``n``: the next of ``per_octave`` sizes per doubling.
+
+  With 2 per octave the sizes are ``2**e`` and ``1.5·2**e`` (..., 64k, 96k,
+  128k, ...): at most half again as large, and MovieLens 100k's u1 to u5 and
+  ua/ub training files all land in one bucket. At least 8.
+  """
+  n = max(int(n), 8)
+  e = (n - 1).bit_length() - 1  # 2**e < n <= 2**(e+1), for n > 1.
+  step = max(2**e // per_octave, 1)
+  return -(-n // step) * step
+
+
+class Bucketed(NamedTuple):
+  """Ratings padded to bucket sizes by :func:`pad_to_buckets`.
+
+  Attributes:
+    ratings: the training ratings, ``bucket(n)`` entries (the padding of
+      weight 0 at the end), ``n_users`` and ``n_items`` rounded up with
+      :func:`bucket` at 4 sizes per octave (the factor tables grow with them).
+    validation: the validation ratings likewise, or None.
+    sizes: int32 ``[n_data, n_users, n_items]`` of the unpadded training
+      ratings: what :func:`fit_program` takes.
+    n_users: the unpadded number of users (static, for :func:`trim`).
+    n_items: the unpadded number of items.
+  """
+
+  ratings: Ratings
+  validation: Ratings | None
+  sizes: jax.Array
+  n_users: int
+  n_items: int
+
+
+def pad_to_buckets(
+  ratings: Ratings,
+  validation_data: Ratings | None = None,
+  *,
+  min_entries: int = 0,
+) -> Bucketed:
+  """Pads ``ratings`` (and ``validation_data``) to shared bucket sizes, on the host.
+
+  Files of nearby sizes then give one shape, so that one compiled
+  :func:`fit_program` (and the persistent compilation cache) serves them all.
+  Padding entries have weight 0 and index 0; padding users and items have no
+  ratings. Any ``n_padding`` of the input is dropped first. ``min_entries``:
+  pad to the bucket of at least this many entries (the largest of several
+  training sets that are to share one program).
+  """
+  n_users, n_items = bucket(ratings.n_users, 4), bucket(ratings.n_items, 4)
+  train = _padded_to(_without_padding(ratings), n_users, n_items, min_entries)
+  valid = None
+  if validation_data is not None:
+    valid = _padded_to(_without_padding(validation_data), n_users, n_items)
+  n_data = len(ratings) - ratings.n_padding
+  sizes = np.array([n_data, ratings.n_users, ratings.n_items], np.int32)
+  return Bucketed(train, valid, sizes, ratings.n_users, ratings.n_items)
+
+
+def _without_padding(ratings: Ratings) -> Ratings:
+  n = len(ratings) - ratings.n_padding
+  if not ratings.n_padding:
+    return ratings
+  weights = None if ratings.weights is None else np.asarray(ratings.weights)[:n]
+  cut = lambda x: np.asarray(x)[:n]
+  return Ratings(
+    cut(ratings.users), cut(ratings.items), cut(ratings.values),
+    ratings.n_users, ratings.n_items, weights=weights,
+  )  # fmt: skip
+
+
+def _padded_to(ratings: Ratings, n_users: int, n_items: int, min_entries=0) -> Ratings:
+  n = len(ratings)
+  pad = bucket(max(n, min_entries)) - n
+  weights = np.ones(n, np.float32) if ratings.weights is None else ratings.weights
+  extend = lambda x, dtype: np.concatenate([np.asarray(x, dtype), np.zeros(pad, dtype)])
+  values = np.asarray(ratings.values)
+  return Ratings(
+    extend(ratings.users, np.int32),
+    extend(ratings.items, np.int32),
+    extend(values, values.dtype),
+    n_users,
+    n_items,
+    weights=extend(weights, np.float32),
+  )
+
+
+def trim(tree, bucketed: Bucketed):
+  """Every :class:`mfjax.Params` in ``tree`` cut to the unpadded users and items.
+
+  On the host (NumPy slices of the fitted tables, then back on the default
+  device), so that no program is compiled per data size.
+  """
+
+  def cut(params: Params) -> Params:
+    # device_put, not jnp.asarray: that compiles a small program per shape.
+    first = lambda x, n, axis: jax.device_put(
+      np.take(np.asarray(x), np.arange(n), axis=axis)
+    )
+    return params._replace(
+      user_factors=first(params.user_factors, bucketed.n_users, -2),
+      item_factors=first(params.item_factors, bucketed.n_items, -2),
+      user_bias=first(params.user_bias, bucketed.n_users, -1),
+      item_bias=first(params.item_bias, bucketed.n_items, -1),
+    )
+
+  return jax.tree.map(
+    lambda x: cut(x) if isinstance(x, Params) else x,
+    tree,
+    is_leaf=lambda x: isinstance(x, Params),
+  )
 
 
 def ensemble_params(stacked: Params) -> Params:

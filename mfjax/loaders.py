@@ -22,7 +22,7 @@ import re
 import warnings
 from typing import IO, NamedTuple
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 
 from mfjax import validation
@@ -599,10 +599,11 @@ def _indexed(
     where, users, items, values, len(item_ids), duplicates, error
   )
   n_unknown = int(np.sum((users == UNKNOWN) | (items == UNKNOWN)))
-  # One array at a time to the device, so host and device copies overlap least.
-  users = jnp.asarray(users)
-  items = jnp.asarray(items)
-  values = jnp.asarray(values, jnp.float32)
+  # One array at a time to the device, so host and device copies overlap least
+  # (device_put: jnp.asarray compiles a small program per shape).
+  users = jax.device_put(np.asarray(users, np.int32))
+  items = jax.device_put(np.asarray(items, np.int32))
+  values = jax.device_put(np.asarray(values, np.float32))
   ratings = Ratings(users, items, values, n_users=len(user_ids), n_items=len(item_ids))
   maps = IdMaps(
     users=user_ids,
@@ -1122,9 +1123,9 @@ def ratings_from_sparse(
   where = lambda k: f"entry ({rows[k]}, {cols[k]})"
   _check_values(where, values, scale, ValueError)
   return Ratings(
-    jnp.asarray(rows.astype(np.int32)),
-    jnp.asarray(cols.astype(np.int32)),
-    jnp.asarray(values),
+    jax.device_put(rows.astype(np.int32)),
+    jax.device_put(cols.astype(np.int32)),
+    jax.device_put(values),
     n_users=n_users,
     n_items=n_items,
   )

@@ -24,19 +24,29 @@ __all__ = [
 ]
 
 
-def _errors(params, ratings, scale):
-  """Host checks, then prediction minus rating for each of ``ratings``."""
+def _checked(params, ratings, scale):
+  """Host checks; returns the checked ``scale``."""
   n_users, n_items, _ = validation.check_params(params)
   validation.check_ratings(
     "ratings", ratings, allow_unknown=True, shape=(n_users, n_items)
   )
   if len(ratings) == 0:
     raise ValueError("ratings is empty; there is nothing to score.")
+  return None if scale is None else validation.check_scale("scale", scale)
+
+
+@jax.jit
+def _mean_errors(params, ratings, scale):
+  """``(mean squared error, mean absolute error)``, weighted; one program per
+  shape (eager, the dozen operations each compiled one on a first call)."""
   pred = kernels.predict_pairs(params, ratings.users, ratings.items)
   if scale is not None:
-    scale = validation.check_scale("scale", scale)
     pred = jnp.clip(pred, scale[0], scale[1])
-  return pred - ratings.values
+  errors = pred - ratings.values
+  return (
+    kernels.weighted_mean(ratings, errors**2),
+    kernels.weighted_mean(ratings, jnp.abs(errors)),
+  )
 
 
 def rmse(
@@ -58,8 +68,8 @@ def rmse(
     A scalar. With ``ratings.weights``, the weighted root mean square (ratings of
     weight 0, such as padding, are left out).
   """
-  errors = _errors(params, ratings, scale)
-  return jnp.sqrt(kernels.weighted_mean(ratings, errors**2))
+  scale = _checked(params, ratings, scale)
+  return jnp.sqrt(_mean_errors(params, ratings, scale)[0])
 
 
 def mae(
@@ -72,7 +82,8 @@ def mae(
 
   With ``ratings.weights``, the weighted mean (weight-0 ratings are left out).
   """
-  return kernels.weighted_mean(ratings, jnp.abs(_errors(params, ratings, scale)))
+  scale = _checked(params, ratings, scale)
+  return _mean_errors(params, ratings, scale)[1]
 
 
 class RankingMetrics(NamedTuple):

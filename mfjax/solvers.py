@@ -37,6 +37,7 @@ __all__ = [
   "full_batch",
   "chunked",
   "minibatch",
+  "MiniBatch",
   "Alternating",
   "alternating",
   "DEFAULT_MOMENTUM",
@@ -205,6 +206,7 @@ def minibatch(
   optimizer: optax.GradientTransformation,
   batch_size: int,
   dtype,
+  n_data: int | jax.Array | None = None,
 ) -> Solver:
   """A shuffled pass of optax steps on mini-batches of ``batch_size`` ratings.
 
@@ -214,10 +216,21 @@ def minibatch(
   full-loss pass cost a fifth of the ML-100k fit). The batches are planned over
   the entries before any padding (``Ratings.n_padding``), so padded ratings train
   exactly as unpadded ones.
+
+  ``n_data`` (:class:`MiniBatch`), possibly traced, says how many leading
+  entries are data; the rest is padding of weight 0. The pass then loops over
+  the data's batches only (a ``fori_loop`` with a traced bound): one program
+  trains every data size up to the padded length, each as its unpadded ratings
+  would (the same batches in the same order; sums over more entries can round
+  differently).
   """
   pairs = _padded_pairs(ratings, dtype)
-  n_data = ratings.values.shape[0] - ratings.n_padding
+  capacity = ratings.values.shape[0] - ratings.n_padding
+  if n_data is None:
+    n_data = capacity
   apply = _updater(optimizer)
+  static = isinstance(n_data, int)
+  n_batches = -(-jnp.asarray(n_data) // batch_size)
 
   def batch_at(index):
     # The short last batch points at index n_data, an entry of weight 0.
@@ -228,8 +241,13 @@ def minibatch(
       pairs.users[index], pairs.items[index], pairs.values[index], weight, pairs.total
     )
 
+  def mean_over_batches(values):
+    if static:
+      return jnp.mean(values)
+    return jnp.sum(values) / n_batches.astype(values.dtype)
+
   def step(params, state, key):
-    order = shuffle.epoch_batches(key, n_data, batch_size)
+    order = shuffle.epoch_batches(key, n_data, batch_size, None if static else capacity)
 
     def batch_step(carry, index):
       params, state = carry
@@ -237,21 +255,72 @@ def minibatch(
       value, grads = jax.value_and_grad(batch_fn)(params)
       return apply(params, state, value, grads, batch_fn), value
 
-    (params, state), values = jax.lax.scan(batch_step, (params, state), order)
+    if static:
+      (params, state), values = jax.lax.scan(batch_step, (params, state), order)
+    else:  # A loop over the batches only: the slots past the data cost nothing.
+
+      def body(j, carry):
+        params, state, values = carry
+        (params, state), value = batch_step((params, state), order[j])
+        return params, state, values.at[j].set(value)
+
+      values = jnp.zeros(order.shape[0], dtype)
+      params, state, values = jax.lax.fori_loop(
+        0, n_batches, body, (params, state, values)
+      )
     # The last batch may be short; weighting by batch size is not worth it.
-    return params, state, jnp.mean(values)
+    return params, state, mean_over_batches(values)
 
   def loss(params):
     # A pass's mean mini-batch loss without the updates, in storage order.
-    order = jnp.arange(-(-n_data // batch_size) * batch_size)
+    order = jnp.arange(-(-capacity // batch_size) * batch_size)
     order = jnp.minimum(order, n_data).reshape(-1, batch_size)
-    batch_loss = lambda _, index: (
-      None,
-      objective.loss(params, batch_at(index), penalty),
+    batch_loss = lambda index: objective.loss(params, batch_at(index), penalty)
+    if static:
+      return jnp.mean(jax.lax.map(batch_loss, order))
+    total = jax.lax.fori_loop(
+      0, n_batches, lambda j, total: total + batch_loss(order[j]), jnp.zeros((), dtype)
     )
-    return jnp.mean(jax.lax.scan(batch_loss, None, order)[1])
+    return mean_over_batches(total)
 
   return Solver(optimizer.init, step, loss_after=True, loss=loss)
+
+
+@dataclasses.dataclass(frozen=True)
+class MiniBatch:
+  """Mini-batch optax steps: ``train(..., solver=MiniBatch(batch_size))``.
+
+  The same as ``train(..., batch_size=batch_size)`` (:func:`minibatch`), with
+  one more setting: ``n_data``, the number of leading ratings that are data,
+  the rest padding of weight 0. It may be traced, so that one compiled program
+  trains ratings of any size padded to one length (what :func:`mfjax.fit` does
+  to share its program between files of nearby sizes), each exactly as its
+  unpadded ratings would train.
+
+  Attributes:
+    batch_size: ratings per mini-batch, >= 1.
+    n_data: None (every entry before ``Ratings.n_padding`` is data), or an int
+      or a traced integer scalar in ``[1, len(ratings) - n_padding]``.
+  """
+
+  batch_size: int
+  n_data: int | jax.Array | None = None
+
+  def __post_init__(self):
+    validation.check_positive_int("batch_size", self.batch_size)
+    n_data = self.n_data
+    if n_data is None:
+      return
+    if not hasattr(n_data, "dtype"):
+      n_data = validation.check_positive_int("n_data", n_data)
+    elif n_data.shape != () or not jnp.issubdtype(n_data.dtype, jnp.integer):
+      raise TypeError(
+        "n_data must be an int or an integer scalar; got "
+        f"{validation.describe(n_data)}."
+      )
+    elif validation.is_concrete(n_data):  # A host int: a static batch count.
+      n_data = validation.check_positive_int("n_data", int(n_data))
+    object.__setattr__(self, "n_data", n_data)
 
 
 def _padded_pairs(ratings: Ratings, dtype) -> Pairs:

@@ -126,7 +126,7 @@ def train(
   progress: bool = False,
   chunk_size: int | None = None,
   objective: Objective | None = None,
-  solver: solvers.Alternating | None = None,
+  solver: solvers.Alternating | solvers.MiniBatch | None = None,
 ) -> TrainResult:
   """Trains ``params`` on ratings, dense or sparse, in one ``lax.scan``.
 
@@ -192,7 +192,10 @@ def train(
       step solves every user's row, then every item's, with no learning rate.
       It needs an objective whose loss is quadratic in each side's rows (the
       built-in ones are) and no ``optimizer``, ``batch_size`` or
-      ``chunk_size``.
+      ``chunk_size``. Or :class:`mfjax.solvers.MiniBatch`: mini-batch steps
+      as ``batch_size`` gives them, over a possibly traced number of leading
+      ratings (``n_data``; the rest is weight-0 padding), so that one program
+      trains many data sizes.
 
   Returns:
     A :class:`TrainResult`. If the loss becomes NaN or inf, or grows to
@@ -238,13 +241,16 @@ def train(
     mean = kernels.ratings_mean(data, dtype)
   else:
     mean = kernels.observed_mean(batch.values).astype(dtype)
-  if optimizer is None and solver is None:
+  if optimizer is None and not isinstance(solver, solvers.Alternating):
     optimizer = solvers.default_optimizer(batch)
-  if solver is not None:
+  if isinstance(solver, solvers.Alternating):
     solver = solvers.alternating(objective, batch, penalty, solver)
     keys = jnp.arange(steps)
   elif batch_size is not None:
-    solver = solvers.minibatch(objective, data, penalty, optimizer, batch_size, dtype)
+    n_data = solver.n_data if isinstance(solver, solvers.MiniBatch) else None
+    solver = solvers.minibatch(
+      objective, data, penalty, optimizer, batch_size, dtype, n_data
+    )
     keys = jax.random.split(key, steps)
   else:
     if chunk_size is not None:
@@ -267,11 +273,20 @@ def train(
 def _check_solver_args(data, optimizer, batch_size, key, chunk_size, solver):
   """Host checks of the solver's settings; returns ``(batch_size, chunk_size)``."""
   sparse = isinstance(data, Ratings)
+  if isinstance(solver, solvers.MiniBatch):
+    if batch_size is not None or chunk_size is not None:
+      raise ValueError(
+        "solver=MiniBatch(...) sets the batch size; leave out batch_size and "
+        "chunk_size."
+      )
+    if sparse and solver.n_data is not None:
+      _check_n_data(data, solver.n_data)
+    batch_size, solver = solver.batch_size, None
   if solver is not None:
     if not isinstance(solver, solvers.Alternating):
       raise TypeError(
-        "solver must be None (optax steps) or mfjax.solvers.Alternating(); got "
-        f"{validation.describe(solver)}."
+        "solver must be None (optax steps), mfjax.solvers.Alternating() or "
+        f"mfjax.solvers.MiniBatch(); got {validation.describe(solver)}."
       )
     given = [
       n
@@ -309,6 +324,16 @@ def _check_solver_args(data, optimizer, batch_size, key, chunk_size, solver):
         "one mini-batch already. Give one or the other."
       )
   return batch_size, chunk_size
+
+
+def _check_n_data(ratings: Ratings, n_data) -> None:
+  """A concrete ``n_data`` lies within the entries before the padding."""
+  room = len(ratings) - ratings.n_padding
+  if isinstance(n_data, int) and n_data > room:
+    raise ValueError(
+      f"MiniBatch.n_data is {n_data} but the ratings have {room} entries before "
+      "their padding."
+    )
 
 
 def _check_validation_args(shape, validation_data, patience, scale):

@@ -23,6 +23,8 @@ import numpy as np
 from mfjax.types import UNKNOWN, Params, Ratings
 
 __all__ = [
+  "host_values",
+  "concrete_reduce",
   "is_concrete",
   "describe",
   "as_array",
@@ -46,6 +48,32 @@ __all__ = [
 def is_concrete(x: Any) -> bool:
   """Whether ``x`` holds values the host can inspect (it is not a tracer)."""
   return not isinstance(x, jax.core.Tracer)
+
+
+def host_values(x: Any) -> np.ndarray | None:
+  """``x`` as NumPy when that moves no data: a NumPy array, or a concrete JAX
+  array on CPU (a view). None for tracers and arrays on an accelerator.
+
+  Host checks of concrete arrays read them through this, so that they compile
+  nothing: on CPU each eager ``jnp.min`` of a new shape compiled a program, 1.5 s
+  of a first ``mfjax fit`` (benchmarks/RESULTS.md, "Compiling once").
+  """
+  if isinstance(x, np.ndarray | np.generic | numbers.Number):
+    return np.asarray(x)
+  if isinstance(x, jax.Array) and is_concrete(x):
+    if all(device.platform == "cpu" for device in x.devices()):
+      return np.asarray(x)
+  return None
+
+
+def concrete_reduce(x: Any, reduce: str) -> Any:
+  """``min``, ``max``, ``sum`` or ``any`` of a concrete array, as a host scalar,
+  in NumPy where :func:`host_values` allows, else on the device."""
+  host = host_values(x)
+  if host is not None:
+    return getattr(host, reduce)()
+  with jax.ensure_compile_time_eval():
+    return np.asarray(getattr(jnp, reduce)(x))[()]
 
 
 def describe(x: Any) -> str:
@@ -188,8 +216,12 @@ def check_real_array(
     )
   if finite and is_concrete(x) and jnp.issubdtype(dtype, jnp.floating):
     # A concrete array inside someone's jit trace: evaluate now, not in the trace.
-    with jax.ensure_compile_time_eval():
-      n_finite = int(jnp.isfinite(x).sum())
+    host = host_values(x)
+    if host is not None:
+      n_finite = int(np.isfinite(host).sum())
+    else:
+      with jax.ensure_compile_time_eval():
+        n_finite = int(jnp.isfinite(x).sum())
     if n_finite != np.size(x):
       bad = int(np.size(x) - n_finite)
       raise ValueError(f"{name} must be finite; it holds {bad} NaN or inf value(s).")
@@ -212,8 +244,7 @@ def check_index_array(
   if x.ndim != 1:
     raise ValueError(f"{name} must be a 1-D array of indices; got shape {x.shape}.")
   if is_concrete(x) and x.size:
-    with jax.ensure_compile_time_eval():
-      lo, hi = int(x.min()), int(x.max())
+    lo, hi = int(concrete_reduce(x, "min")), int(concrete_reduce(x, "max"))
     floor = -1 if allow_unknown else 0
     if lo < floor or hi >= size:
       bad = lo if lo < floor else hi
@@ -365,8 +396,7 @@ def check_ratings(
   for axis, size in (("users", ratings.n_users), ("items", ratings.n_items)):
     index = getattr(ratings, axis)
     if is_concrete(index) and index.shape[0]:
-      with jax.ensure_compile_time_eval():
-        lo, hi = int(jnp.min(index)), int(jnp.max(index))
+      lo, hi = int(concrete_reduce(index, "min")), int(concrete_reduce(index, "max"))
       floor = UNKNOWN if allow_unknown else 0
       if lo < floor or hi >= size:
         bad = lo if lo < floor else hi
@@ -387,8 +417,12 @@ def check_something_to_train(name: str, data: Any, mask: Any = None) -> None:
     observed = data if mask is None else mask
   if observed is None or not is_concrete(observed):
     return
-  with jax.ensure_compile_time_eval():
-    some = bool(jnp.any(jnp.asarray(observed) != 0))
+  host = host_values(observed)
+  if host is not None:
+    some = bool(np.any(host != 0))
+  else:
+    with jax.ensure_compile_time_eval():
+      some = bool(jnp.any(jnp.asarray(observed) != 0))
   if not some:
     what = "weights are all 0" if isinstance(data, Ratings) else "nothing is observed"
     raise ValueError(f"{name}: its {what}; there is nothing to train on.")
@@ -404,8 +438,7 @@ def check_weights(name: str, ratings: Ratings, n: int) -> None:
         f"{name}.weights must have one weight per rating, {n}; got {weights.shape[0]}."
       )
     if is_concrete(weights) and n:
-      with jax.ensure_compile_time_eval():
-        lowest = float(jnp.min(weights))
+      lowest = float(concrete_reduce(weights, "min"))
       if lowest < 0:
         raise ValueError(f"{name}.weights must be >= 0; got {lowest:g}.")
   padding = ratings.n_padding

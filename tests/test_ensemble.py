@@ -72,15 +72,24 @@ def test_fit_recovers_a_planted_model(split, fitted):
 @pytest.mark.slow
 def test_fit_is_fit_program_the_program_of_the_cli(split, fitted):
   program = ensemble.fit_program(SETTINGS)
-  members, params = program(
-    jax.random.key(1), split[0], jnp.float32(0.1), jnp.float32(0.1), None, None
-  )
+  bucketed = ensemble.pad_to_buckets(split[0])
+  outputs = program(
+    jax.random.key(1), bucketed.ratings, jnp.float32(0.1), jnp.float32(0.1), None,
+    None, bucketed.sizes,
+  )  # fmt: skip
+  members, params = ensemble.trim(outputs, bucketed)
   chex.assert_trees_all_equal(fitted.best_params, params)
   chex.assert_trees_all_equal(fitted.members, members)
   # best_params is the merge of the members' best params.
   chex.assert_trees_all_equal(
     ensemble.ensemble_params(fitted.members.best_params), fitted.best_params
   )
+  # The bucketed program trains as the unpadded one does (up to float rounding
+  # of the weighted sums over more entries).
+  unpadded = program(
+    jax.random.key(1), split[0], jnp.float32(0.1), jnp.float32(0.1), None, None
+  )
+  chex.assert_trees_all_close(unpadded, (members, params), atol=2e-5, rtol=1e-4)
 
 
 @pytest.mark.slow
@@ -187,3 +196,72 @@ def test_numpy_scalar_settings_are_taken_as_python_numbers():
     ensemble=2,
   )  # fmt: skip
   chex.assert_trees_all_close(numpy.best_params, python.best_params, rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [*range(1, 200), 943, 1650, 80000, 90570, 2**20 + 1])
+def test_bucket_is_the_next_of_two_sizes_per_octave(n):
+  size = ensemble.bucket(n)
+  assert size >= max(n, 8)
+  assert size <= max(1.5 * n, 8)
+  assert ensemble.bucket(size) == size  # A bucket size is its own bucket...
+  if n < 2000:  # ... and no smaller bucket size holds n.
+    assert not any(ensemble.bucket(b) == b for b in range(max(n, 8), size))
+  fine = ensemble.bucket(n, 4)
+  assert max(n, 8) <= fine <= max(1.25 * n, 8) and fine <= size
+
+
+def test_bucket_sizes_of_movielens_files():
+  # u1-u5 (80,000 ratings) and ua/ub (90,570) share one program.
+  assert ensemble.bucket(80000) == ensemble.bucket(90570) == 98304
+  assert ensemble.bucket(943, 4) == 1024
+  assert ensemble.bucket(1650, 4) == ensemble.bucket(1680, 4) == 1792
+
+
+def test_two_sizes_in_one_bucket_fit_with_one_program_as_unpadded(split):
+  settings = SETTINGS._replace(batch_size=511, steps=5)
+  train = split[0]
+  parts = [train, train.subset(np.arange(len(train) - 300))]
+  traces = []
+  original = training.train
+
+  def counting_train(*args, **kwargs):
+    traces.append(1)
+    return original(*args, **kwargs)
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(training, "train", counting_train)
+    fits = [mfjax.fit(jax.random.key(4), part, **settings._asdict()) for part in parts]
+  assert len(traces) == 1  # One trace, one compiled program, for both sizes.
+  program = ensemble.fit_program(settings)
+  for part, fitted in zip(parts, fits, strict=True):
+    bucketed = ensemble.pad_to_buckets(part)
+    assert len(bucketed.ratings) == ensemble.bucket(len(train))
+    assert fitted.best_params.user_factors.shape == (part.n_users, 8)
+    unpadded = program(
+      jax.random.key(4), part, jnp.float32(0.1), jnp.float32(0.1), None, None
+    )
+    chex.assert_trees_all_close(
+      (fitted.members, fitted.best_params), unpadded, rtol=1e-4, atol=2e-5
+    )
+
+
+def test_pad_to_buckets_pads_with_weight_zero_and_keeps_the_data(split):
+  train, valid = split
+  bucketed = ensemble.pad_to_buckets(train, valid)
+  n = len(train)
+  np.testing.assert_array_equal(bucketed.sizes, [n, train.n_users, train.n_items])
+  padded = bucketed.ratings
+  assert (padded.n_users, padded.n_items) == (128, 80)
+  np.testing.assert_array_equal(padded.users[:n], train.users)
+  np.testing.assert_array_equal(padded.values[:n], train.values)
+  assert np.all(np.asarray(padded.weights[:n]) == 1)
+  assert np.all(np.asarray(padded.weights[n:]) == 0)
+  assert len(bucketed.validation) == ensemble.bucket(len(valid))
+  assert bucketed.validation.n_users == 128
+  # The loss of any params is that of the unpadded ratings.
+  params = random_params(0, 128, 80, 3)
+  np.testing.assert_allclose(
+    mfjax.loss(params, padded),
+    mfjax.loss(params, mfjax.Ratings(train.users, train.items, train.values, 128, 80)),
+    rtol=1e-5,
+  )

@@ -1,29 +1,21 @@
 """mfjax.shuffle: mini-batch orders without a sort."""
 
+import math
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mfjax import shuffle
 
 # One program per shape, instead of one per operation and shape.
-stride_order = jax.jit(shuffle.stride_order, static_argnums=1)
-epoch_batches = jax.jit(shuffle.epoch_batches, static_argnums=(1, 2))
-
-_PRIMES = [p for p in range(2, 2000) if all(p % d for d in range(2, int(p**0.5) + 1))]
-
-
-@pytest.mark.parametrize("n", [-5, 0, 1, 2, 3, 10, 97, 98, 1000, 1998])
-def test_next_prime_is_the_smallest_prime_at_least_n(n):
-  assert shuffle.next_prime(n) == min(p for p in _PRIMES if p >= max(n, 2))
+stride_order = jax.jit(shuffle.stride_order, static_argnums=(1, 2))
+epoch_batches = jax.jit(shuffle.epoch_batches, static_argnums=(1, 2, 3))
+traced_batches = jax.jit(shuffle.epoch_batches, static_argnums=(2, 3))
 
 
-def test_next_prime_of_a_large_n():
-  assert shuffle.next_prime(2**31 - 2) == 2**31 - 1  # A Mersenne prime.
-  assert shuffle.next_prime(1_000_000) == 1_000_003
-
-
-@pytest.mark.parametrize("modulus", [2, 3, 101, 80021])
+@pytest.mark.parametrize("modulus", [2, 3, 101, 80021, 80000, 4096])
 def test_stride_order_is_a_permutation_that_changes_with_the_key(modulus):
   orders = [
     np.asarray(stride_order(jax.random.key(seed), modulus)) for seed in range(2, 5)
@@ -35,7 +27,8 @@ def test_stride_order_is_a_permutation_that_changes_with_the_key(modulus):
     # Consecutive visits are one stride apart, the stride in [sqrt(m)/2, sqrt(m)].
     for order in orders:
       stride = (order[1] - order[0]) % modulus
-      assert int(modulus**0.5) // 2 <= stride <= int(modulus**0.5)
+      assert 1 <= stride <= int(modulus**0.5)
+      assert math.gcd(stride, modulus) == 1
       np.testing.assert_array_equal(np.diff(order) % modulus, stride)
 
 
@@ -62,3 +55,24 @@ def test_epoch_batches_differ_between_epochs():
   assert not np.array_equal(epochs[0], epochs[1])
   for batches in epochs:  # The short last batch is shuffled among the others.
     assert np.sum(batches == 97) == 3
+
+
+@pytest.mark.parametrize(
+  "n, batch_size", [(1, 1), (97, 10), (80000, 4096), (90570, 4096)]
+)
+def test_a_traced_size_gives_the_same_batches_then_empty_slots(n, batch_size):
+  capacity = 98304
+  key = jax.random.key(7)
+  static = np.asarray(epoch_batches(key, n, batch_size, None))
+  traced = np.asarray(traced_batches(key, jnp.int32(n), batch_size, capacity))
+  assert traced.shape == (-(-capacity // batch_size), batch_size)
+  np.testing.assert_array_equal(traced[: len(static)], static)
+  assert np.all(traced[len(static) :] == n)
+
+
+def test_stride_order_of_a_traced_modulus_over_a_larger_size():
+  key = jax.random.key(3)
+  order = np.asarray(jax.jit(shuffle.stride_order, static_argnums=2)(key, 1000, 1200))
+  np.testing.assert_array_equal(order[:1000], np.asarray(stride_order(key, 1000, None)))
+  np.testing.assert_array_equal(np.sort(order[:1000]), np.arange(1000))
+  assert np.all(order[1000:] == 1000)

@@ -204,6 +204,58 @@ def test_minibatch_pass_is_a_step_per_batch_in_a_shuffled_order():
   chex.assert_trees_all_close(new, p, rtol=1e-5, atol=1e-6)
 
 
+def _padded(ratings, pad):
+  """``ratings`` and ``pad`` more entries of weight 0 (index 0), not marked as
+  padding: only ``MiniBatch.n_data`` says where the data ends."""
+  n = len(ratings)
+  extend = lambda x, dtype: np.concatenate([np.asarray(x, dtype), np.zeros(pad, dtype)])
+  weights = np.r_[np.ones(n, np.float32), np.zeros(pad, np.float32)]
+  return mfjax.Ratings(
+    extend(ratings.users, np.int32), extend(ratings.items, np.int32),
+    extend(ratings.values, np.float32), ratings.n_users, ratings.n_items,
+    weights=weights,
+  )  # fmt: skip
+
+
+def test_a_traced_data_count_trains_as_the_unpadded_ratings():
+  _, _, _, ratings = _data(4, 30, 20)
+  n = len(ratings)
+  params = mfjax.init_params(jax.random.key(1), 30, 20, 3)
+  settings = dict(optimizer=optax.adam(0.02), steps=4, l2=0.1, key=jax.random.key(2))
+
+  @jax.jit
+  def padded_run(n_data, data):
+    solver = solvers.MiniBatch(64, n_data=n_data)
+    return mfjax.train(params, data, solver=solver, **settings)
+
+  # Two data sizes padded to one length, n + 100: one program (n_data traced).
+  for size in (n, n - 70):
+    part = ratings.subset(np.arange(size))
+    unpadded = mfjax.train(params, part, batch_size=64, **settings)
+    result = padded_run(jnp.int32(size), _padded(part, n + 100 - size))
+    chex.assert_trees_all_close(result, unpadded, rtol=1e-5, atol=1e-6)
+  assert padded_run._cache_size() == 1
+
+
+def test_minibatch_spec_checks():
+  with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+    solvers.MiniBatch(0)
+  with pytest.raises(TypeError, match="n_data must be an int >= 1"):
+    solvers.MiniBatch(8, n_data=2.5)
+  with pytest.raises(TypeError, match="integer scalar"):
+    solvers.MiniBatch(8, n_data=jnp.ones(2, jnp.int32))
+  assert solvers.MiniBatch(8, n_data=np.int64(5)).n_data == 5
+  _, _, _, ratings = _data(4, 30, 20)
+  params = mfjax.init_params(jax.random.key(1), 30, 20, 3)
+  key = jax.random.key(0)
+  with pytest.raises(ValueError, match="entries before their padding"):
+    mfjax.train(params, ratings, solver=solvers.MiniBatch(8, len(ratings) + 1), key=key)
+  with pytest.raises(ValueError, match="leave out batch_size"):
+    mfjax.train(params, ratings, solver=solvers.MiniBatch(8), batch_size=8, key=key)
+  with pytest.raises(ValueError, match="needs key="):
+    mfjax.train(params, ratings, solver=solvers.MiniBatch(8))
+
+
 # --- training on sparse Ratings ------------------------------------------------------
 
 

@@ -270,3 +270,55 @@ def test_bad_weights_and_padding_are_rejected(weights, n_padding, message):
   params = random_params(0, 3, 3, 2)
   with pytest.raises(ValueError, match=message):  # As every function that takes them.
     mfjax.train(params, r, steps=1)
+
+
+def _compiles(fn) -> list[str]:
+  """The XLA compilations that ``fn()`` triggers (jax.monitoring events)."""
+  events = []
+
+  def listener(name, seconds, **kwargs):
+    if "backend_compile" in name:
+      events.append(name)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    fn()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  return events
+
+
+def test_host_checks_of_concrete_cpu_arrays_compile_nothing():
+  # A length no other test uses: an eager jnp.min would compile a new program.
+  n = 1237
+  rng = np.random.default_rng(0)
+  ratings = mfjax.Ratings(
+    jax.device_put(rng.integers(0, 30, n).astype(np.int32)),
+    jax.device_put(rng.integers(0, 20, n).astype(np.int32)),
+    jax.device_put(rng.uniform(1, 5, n).astype(np.float32)),
+    30,
+    20,
+    weights=jax.device_put(np.ones(n, np.float32)),
+  )
+
+  def checks():
+    validation.check_ratings("ratings", ratings, shape=(30, 20))
+    validation.check_something_to_train("ratings", ratings)
+
+  assert _compiles(checks) == []
+  # And the checks still see the values.
+  bad = mfjax.Ratings(ratings.users, ratings.items, ratings.values, 30, 19)
+  with pytest.raises(ValueError, match=r"ratings.items must lie in \[0, 19\)"):
+    validation.check_ratings("ratings", bad)
+
+
+@pytest.mark.parametrize("reduce", ["min", "max", "sum", "any"])
+def test_concrete_reduce_agrees_with_numpy_on_host_and_device_paths(reduce):
+  x = np.array([3.0, -1.5, 7.25, 0.0], np.float32)
+  expected = getattr(x, reduce)()
+  assert validation.concrete_reduce(x, reduce) == expected
+  assert validation.concrete_reduce(jnp.asarray(x), reduce) == expected
+  assert validation.host_values(jnp.asarray(x)) is not None  # CPU: a view.
+  seen = []
+  jax.jit(lambda y: seen.append(validation.host_values(y)) or y)(x)
+  assert seen == [None]  # A tracer has no host values.
