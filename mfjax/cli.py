@@ -196,6 +196,8 @@ def _add_settings(fit, d) -> None:
   ranking = RankingSettings()
   for flags, name, kind, text in options:
     default = f"{getattr(d, name)}"
+    if name == "batch_size":
+      default += ", or 1/24 of the ratings padded to their bucket if more"
     if name in ranking._fields:
       default += f"; ranking {getattr(ranking, name)}"
     fit.add_argument(
@@ -439,7 +441,7 @@ def _fit(args) -> int:
     **{name: settings[name] for name in ("rank", "l2", "steps")},
     **{
       n: settings[n]
-      for n in ("l2_bias", "ensemble", "alpha0", "confidence")
+      for n in ("l2_bias", "batch_size", "ensemble", "alpha0", "confidence")
       if n in settings
     },
     diverged=bool(np.any(np.asarray(results.diverged_step) >= 0)),
@@ -526,9 +528,12 @@ def _rating_fit(args, train, maps):
       name: getattr(args, name) for name in d._fields if getattr(args, name) is not None
     }
   )
+  padded = ensemble.pad_to_buckets(train)
+  if args.batch_size is None:  # fit's default: about 24 batches an epoch.
+    size = ensemble.batch_size_for(len(padded.ratings), settings.batch_size)
+    settings = settings._replace(batch_size=size)
   program = ensemble.fit_program(settings, progress=args.progress)
   key = jax.random.key(args.seed)
-  padded = ensemble.pad_to_buckets(train)
   inputs = (
     key, padded.ratings, np.float32(settings.l2), np.float32(settings.l2_bias),
     None, maps.scale, padded.sizes,

@@ -173,9 +173,13 @@ def cross_validate(
   k = validation.check_positive_int("k", k)
   if k > ratings.n_items:
     raise ValueError(f"k must be at most n_items = {ratings.n_items}; got {k}.")
-  program, used, rest = _program(objective, settings, scale)
   splits = list(data.kfold(ratings, folds, seed=seed))
   size = max(len(train) for train, _ in splits)
+  if objective == "rating" and settings.get("batch_size") is None:
+    # fit's default: about 24 batches an epoch of the padded folds.
+    default = ensemble.batch_size_for(ensemble.bucket(size))
+    settings = dict(settings, batch_size=default)
+  program, used, rest = _program(objective, settings, scale)
   compiled = None
   rows, fit_s, compile_s, failures = [], [], [], []
   for j, (train, test) in enumerate(splits):

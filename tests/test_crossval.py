@@ -77,4 +77,5 @@ def test_bad_arguments_are_refused_before_any_fit(data, kwargs, error, match):
 
 def test_settings_default_to_the_tuned_ones(data):
   result = mfjax.cross_validate(data, folds=2, steps=1, ensemble=1)
-  assert result.settings == ensemble.FitSettings(steps=1, ensemble=1)._asdict()
+  expected = ensemble.FitSettings(steps=1, ensemble=1)
+  assert result.settings == expected._asdict()

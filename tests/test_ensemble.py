@@ -265,3 +265,30 @@ def test_pad_to_buckets_pads_with_weight_zero_and_keeps_the_data(split):
     mfjax.loss(params, mfjax.Ratings(train.users, train.items, train.values, 128, 80)),
     rtol=1e-5,
   )
+
+
+def test_the_default_batch_size_keeps_about_twenty_batches_an_epoch():
+  assert ensemble.FitSettings().batch_size == ensemble.MIN_BATCH_SIZE == 4096
+  assert ensemble.batch_size_for(ensemble.bucket(80000)) == 4096  # MovieLens 100k.
+  assert ensemble.batch_size_for(100) == ensemble.MIN_BATCH_SIZE
+  assert ensemble.batch_size_for(100, 64) == 64
+  n = ensemble.bucket(810_000)
+  assert ensemble.batch_size_for(n) == n // ensemble.BATCHES_PER_EPOCH == 43690
+  # fit, given no batch_size, takes it for the padded length: here 4096.
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 30, 20, 300, 2)
+  settings = dict(rank=2, steps=2, ensemble=1)
+  fitted = mfjax.fit(jax.random.key(0), ratings, **settings)
+  given = mfjax.fit(jax.random.key(0), ratings, batch_size=4096, **settings)
+  chex.assert_trees_all_equal(fitted, given)
+  other = mfjax.fit(jax.random.key(0), ratings, batch_size=64, **settings)
+  assert not np.allclose(fitted.members.losses, other.members.losses)
+
+
+def test_fit_given_no_batch_size_takes_batch_size_for_the_padded_length():
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(1), 60, 40, 5000, 2)
+  settings = dict(rank=2, steps=2, ensemble=1)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(ensemble, "BATCHES_PER_EPOCH", 1)  # One batch of all 6,144.
+    fitted = mfjax.fit(jax.random.key(0), ratings, **settings)
+  whole = mfjax.fit(jax.random.key(0), ratings, batch_size=6144, **settings)
+  chex.assert_trees_all_equal(fitted, whole)
