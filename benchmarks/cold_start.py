@@ -1,0 +1,110 @@
+"""First runs as whole processes: ``mfjax fit`` and ``mfjax demo`` against a
+Surprise script and the seed notebook's torch script, interleaved and repeated.
+
+Four pairs, each ``repeats`` times in turn (A, B, A, B, ...), wall seconds of
+the whole process (interpreter start, imports, loading, compiling, fitting,
+scoring):
+
+1. ``mfjax fit u1.base --test u1.test`` with an empty compilation cache, against
+   ``python benchmarks/surprise_fit.py DATA u1`` (Surprise SVD defaults);
+2. ``mfjax fit ua.base --test ua.test`` after ``mfjax fit u1.base`` filled the
+   cache (a file of another size), against the Surprise script on ua;
+3. ``mfjax demo`` with an empty cache against ``python
+   benchmarks/torch_notebook.py``;
+4. ``mfjax demo`` with the cache filled by an earlier demo, against the same.
+
+Prints each command's median and minimum and the ratio of the medians, with
+the load average before and after.
+
+Usage: python benchmarks/cold_start.py [--data ../shared/data/ml-100k] [--repeats 5]
+
+Needs the ``bench`` extra (scikit-surprise, torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared/data/ml-100k"
+MFJAX = [sys.executable, "-m", "mfjax"]
+
+
+def timed(command: list[str], cache: str) -> float:
+  env = dict(os.environ, MFJAX_COMPILATION_CACHE=cache)
+  start = time.perf_counter()
+  subprocess.run(command, env=env, check=True, capture_output=True)
+  return time.perf_counter() - start
+
+
+def pair(name, mfjax_cmd, peer_cmd, repeats, prepare=None):
+  """Times ``mfjax_cmd`` (each run with a cache that ``prepare`` fills, or an
+  empty one) against ``peer_cmd``, interleaved."""
+  ours, theirs = [], []
+  for _ in range(repeats):
+    cache = tempfile.mkdtemp(prefix="mfjax-cache-")
+    try:
+      if prepare is not None:
+        timed(prepare, cache)
+      ours.append(timed(mfjax_cmd, cache))
+      theirs.append(timed(peer_cmd, "0"))
+    finally:
+      shutil.rmtree(cache, ignore_errors=True)
+  med_o, med_t = statistics.median(ours), statistics.median(theirs)
+  print(
+    f"{name:44s} mfjax median {med_o:6.2f} s (min {min(ours):5.2f}, max "
+    f"{max(ours):5.2f}) | peer median {med_t:6.2f} s (min {min(theirs):5.2f}) | "
+    f"ratio {med_o / med_t:.2f} (range {min(ours) / max(theirs):.2f}-"
+    f"{max(ours) / min(theirs):.2f})",
+    flush=True,
+  )
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+  parser.add_argument("--repeats", type=int, default=5)
+  args = parser.parse_args()
+  data = str(args.data)
+  print(
+    f"{time.strftime('%Y-%m-%d %H:%M')} {platform.processor() or platform.machine()}"
+    f" {os.cpu_count()} CPUs, python {platform.python_version()}; load "
+    f"{os.getloadavg()}",
+    flush=True,
+  )
+  fit = lambda split: [
+    *MFJAX, "fit", f"{data}/{split}.base", "--test", f"{data}/{split}.test",
+  ]  # fmt: skip
+  surprise = lambda split: [sys.executable, str(HERE / "surprise_fit.py"), data, split]
+  torch_script = [sys.executable, str(HERE / "torch_notebook.py")]
+  pair("fit u1, empty cache vs Surprise u1", fit("u1"), surprise("u1"), args.repeats)
+  pair(
+    "fit ua, cache filled by u1 vs Surprise ua",
+    fit("ua"),
+    surprise("ua"),
+    args.repeats,
+    prepare=fit("u1"),
+  )
+  demo = [*MFJAX, "demo"]
+  pair("demo, empty cache vs torch script", demo, torch_script, args.repeats)
+  pair(
+    "demo, cache filled vs torch script",
+    demo,
+    torch_script,
+    args.repeats,
+    prepare=demo,
+  )
+  print(f"load after {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+  main()
