@@ -12,7 +12,13 @@ ratings. This times 200 steps of one model (a ``lax.scan``, compiled, median of
 
 and the same three for the 8 models under ``vmap``, as ``fit`` runs them.
 
+With ``--synthetic``, the same on the 1M-rating synthetic file of
+``peers_movielens.py`` (900,000 training ratings, 19,955 × 5,000), with the batch
+that ``fit`` takes there (43,690, ``ensemble.batch_size_for``) and as many steps
+as its 10 epochs make (210).
+
 Usage: python benchmarks/profile_minibatch.py [--data ../shared/data/ml-100k]
+                                              [--synthetic]
 """
 
 from __future__ import annotations
@@ -85,10 +91,18 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
   parser.add_argument("--repeats", type=int, default=7)
-  parser.add_argument("--batch-size", type=int, default=4096)
+  parser.add_argument("--batch-size", type=int, default=None)
+  parser.add_argument("--synthetic", action="store_true")
   args = parser.parse_args()
-  ratings, _ = mfjax.load_ratings(args.data / "u1.base")
-  steps = 200
+  if args.synthetic:
+    full, _ = mfjax.synthetic_ratings(jax.random.key(0), 20000, 5000, 1000000, 8)
+    ratings, _ = mfjax.train_test_split(full, test_fraction=0.1, seed=0)
+    args.batch_size = args.batch_size or 43690
+    steps = 10 * -(-len(ratings) // args.batch_size)
+  else:
+    ratings, _ = mfjax.load_ratings(args.data / "u1.base")
+    args.batch_size = args.batch_size or 4096
+    steps = 200
   params = mfjax.init_params(jax.random.key(0), ratings.n_users, ratings.n_items, 12)
   stacked = jax.vmap(
     lambda k: mfjax.init_params(k, ratings.n_users, ratings.n_items, 12)
