@@ -225,7 +225,13 @@ class MfjaxSystem:
     )
 
   def first_fit_compiles(self, split):
-    shape = (len(split.train_users), split.n_users, split.n_items)
+    # fit pads to buckets: files of nearby sizes share one program.
+    bucket = self.mfjax.ensemble.bucket
+    shape = (
+      bucket(len(split.train_users)),
+      bucket(split.n_users, per_octave=4),
+      bucket(split.n_items, per_octave=4),
+    )
     new = shape not in self.compiled_shapes
     self.compiled_shapes.add(shape)
     return new

@@ -530,7 +530,7 @@ def _rating_fit(args, train, maps):
   )
   padded = ensemble.pad_to_buckets(train)
   if args.batch_size is None:  # fit's default: about 24 batches an epoch.
-    size = ensemble.batch_size_for(len(padded.ratings), settings.batch_size)
+    size = ensemble.batch_size_for(len(padded.ratings), minimum=settings.batch_size)
     settings = settings._replace(batch_size=size)
   program = ensemble.fit_program(settings, progress=args.progress)
   key = jax.random.key(args.seed)
@@ -564,8 +564,10 @@ def _timed(program, inputs, trim):
 
   import jax
 
+  from mfjax import ensemble
+
   start = time.perf_counter()
-  compiled = program.lower(*inputs).compile()
+  compiled = ensemble.compile_program(program, inputs)
   compile_seconds = time.perf_counter() - start
   start = time.perf_counter()
   params, results = trim(jax.block_until_ready(compiled(*inputs))[::-1])

@@ -192,7 +192,7 @@ def cross_validate(
       inputs, trim = (key, padded(train, size), *rest), lambda outputs: outputs
     start = time.perf_counter()
     if compiled is None:
-      compiled = program.lower(*inputs).compile()
+      compiled = ensemble.compile_program(program, inputs)
       compile_s.append(time.perf_counter() - start)
     else:
       compile_s.append(0.0)

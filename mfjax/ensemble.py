@@ -41,6 +41,7 @@ __all__ = [
   "pad_to_buckets",
   "trim",
   "compiler_options",
+  "compile_program",
 ]
 
 OBJECTIVES = ("rating", "ranking")
@@ -57,8 +58,9 @@ class FitSettings(NamedTuple):
     l2: L2 weight of the factors.
     l2_bias: L2 weight of the biases.
     batch_size: ratings per mini-batch. :func:`fit` given no ``batch_size``
-      takes ``batch_size_for(n, batch_size)``: this one up to ``24·batch_size``
-      (padded) ratings, as on MovieLens 100k, and 1/24 of the ratings beyond.
+      takes ``batch_size_for(n, minimum=batch_size)``: this one up to
+      ``24·batch_size`` (padded) ratings, as on MovieLens 100k, and 1/24 of the
+      padded ratings beyond.
     ensemble: models averaged; the fitted model has rank ``ensemble·rank``.
   """
 
@@ -79,17 +81,28 @@ BATCHES_PER_EPOCH = 24
 """About this many default mini-batches per epoch (:func:`batch_size_for`)."""
 
 
-def batch_size_for(n_entries: int, minimum: int = MIN_BATCH_SIZE) -> int:
+def batch_size_for(n_entries: int, *, minimum: int = MIN_BATCH_SIZE) -> int:
   """The mini-batch size :func:`fit` takes when given none, for ``n_entries``.
 
-  ``max(minimum, n_entries // 24)``: the defaults were tuned on MovieLens 100k with
-  4,096 ratings a batch, about 20 batches of its 80,000 training ratings (24 of
-  their bucket, 98,304 entries: :func:`fit` passes the padded length). A
-  fixed number of batches per epoch keeps the number of Adam steps, each of
-  which updates the whole tables, the same on larger data: on a synthetic file
-  of 810,000 training ratings the fit took 5.7 s instead of 11.9 s at a
-  validation RMSE of 0.6156 instead of 0.6174 (``benchmarks/RESULTS.md``,
-  "Compiling once").
+  The defaults were tuned on MovieLens 100k with 4,096 ratings a batch, about
+  20 batches of its 80,000 training ratings (24 of their bucket, 98,304
+  entries: :func:`fit` passes the padded length). A fixed number of batches per
+  epoch keeps the number of Adam steps, each of which updates the whole tables,
+  the same on larger data: on a synthetic file of 810,000 training ratings the
+  fit took 5.7 s instead of 11.9 s at a validation RMSE of 0.6156 instead of
+  0.6174 (``benchmarks/RESULTS.md``, "Compiling once").
+
+  Args:
+    n_entries: the number of entries (the padded length).
+    minimum: the smallest size to return.
+
+  Returns:
+    ``max(minimum, n_entries // 24)``.
+
+  Examples:
+    >>> from mfjax import ensemble
+    >>> ensemble.batch_size_for(98304), ensemble.batch_size_for(1048576)
+    (4096, 43690)
   """
   return max(int(minimum), int(n_entries) // BATCHES_PER_EPOCH)
 
@@ -176,8 +189,13 @@ def fit(
   apply to it.
 
   Every setting left as None takes the objective's default, tuned on MovieLens
-  100k validation splits (``benchmarks/RESULTS.md``). The compiled program is
-  cached per settings and shapes, so repeated calls do not retrace.
+  100k validation splits (``benchmarks/RESULTS.md``); ``batch_size`` left as
+  None is :func:`batch_size_for` the padded ratings (4096 up to MovieLens 100k's
+  size, 1/24 of the ratings beyond). The rating fit pads the ratings to bucket
+  sizes (:func:`pad_to_buckets`), so that one compiled program, cached per
+  settings and bucket, serves every file of nearby size; the result is the
+  unpadded one's up to float rounding. Called inside a ``jit`` or ``vmap``, or
+  with ratings sharded over devices, it trains the ratings as they are.
 
   Args:
     key: a PRNG key for the inits and the shuffles.
@@ -249,24 +267,71 @@ def fit(
       "validation_data", validation_data, allow_unknown=True,
       shape=(ratings.n_users, ratings.n_items),
     )  # fmt: skip
+  dtype = jnp.float32
+  l2s = (jnp.asarray(settings.l2, dtype), jnp.asarray(settings.l2_bias, dtype))
+  if not _bucketable(key, settings.l2, settings.l2_bias, ratings, validation_data):
+    # Traced (inside someone's jit or vmap) or spread over devices: the data as
+    # it is, in the caller's program and placement.
+    if batch_size is None:
+      size = batch_size_for(
+        len(ratings) - ratings.n_padding, minimum=settings.batch_size
+      )
+      settings = settings._replace(batch_size=size)
+    program = _cached_fit_program(
+      settings._replace(l2=0.0, l2_bias=0.0), patience, bool(progress)
+    )
+    results, params = program(key, ratings, *l2s, validation_data, scale)
+    return FitResult(params, results)
   padded = pad_to_buckets(ratings, validation_data)
-  if batch_size is None:  # The default: about 24 batches an epoch.
-    size = batch_size_for(len(padded.ratings), settings.batch_size)
+  if batch_size is None:  # The default: 24 batches of the padded length.
+    size = batch_size_for(len(padded.ratings), minimum=settings.batch_size)
     settings = settings._replace(batch_size=size)
   program = _cached_fit_program(
     settings._replace(l2=0.0, l2_bias=0.0), patience, bool(progress)
   )
-  dtype = jnp.float32
-  results, params = program(
-    key,
-    padded.ratings,
-    jnp.asarray(settings.l2, dtype),
-    jnp.asarray(settings.l2_bias, dtype),
-    padded.validation,
-    scale,
-    padded.sizes,
-  )
+  inputs = (key, padded.ratings, *l2s, padded.validation, scale, padded.sizes)
+  results, params = _compiled(program, inputs)(*inputs)
   return FitResult(*trim((params, results), padded))
+
+
+_COMPILED: dict = {}
+
+
+def _compiled(program, inputs):
+  """``program`` compiled for ``inputs``' shapes with :func:`compiler_options`,
+  kept per program and shapes (``jax.jit`` takes compiler options only where it
+  is not nested in another jit, so they are given here, when fit compiles)."""
+  leaves, tree = jax.tree.flatten(inputs)
+  shapes = tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves)
+  key = (program, tree, shapes)
+  if key not in _COMPILED:
+    if len(_COMPILED) >= 16:
+      _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = compile_program(program, inputs)
+  return _COMPILED[key]
+
+
+def compile_program(program, inputs: tuple):
+  """``program`` (a jitted function) lowered for ``inputs`` and compiled with
+  :func:`compiler_options`, or XLA's defaults where this XLA lacks one of them:
+  what :func:`fit`, ``mfjax fit`` and :func:`mfjax.cross_validate` run.
+
+  Args:
+    program: a ``jax.jit`` function, e.g. from :func:`fit_program`.
+    inputs: the arguments to lower it for.
+
+  Returns:
+    The compiled program (``jax.stages.Compiled``): call it with arguments of
+    the same shapes.
+  """
+  lowered = program.lower(*inputs)
+  options = compiler_options()
+  if options:
+    try:
+      return lowered.compile(options)
+    except jax.errors.JaxRuntimeError:  # An XLA without one of the options.
+      pass
+  return lowered.compile()
 
 
 def _fit_ranking(key, ratings, *, progress, **given) -> FitResult:
@@ -274,7 +339,10 @@ def _fit_ranking(key, ratings, *, progress, **given) -> FitResult:
     _RANKING._replace(**{k: v for k, v in given.items() if v is not None})
   )
   program = _cached_ranking_program(settings._replace(l2=0.0), progress)
-  results, params = program(key, ratings, jnp.asarray(settings.l2, jnp.float32))
+  inputs = (key, ratings, jnp.asarray(settings.l2, jnp.float32))
+  if all(validation.is_concrete(x) for x in jax.tree.leaves(inputs)):
+    program = _compiled(program, inputs)  # With compiler_options().
+  results, params = program(*inputs)
   return FitResult(params, results)
 
 
@@ -411,7 +479,7 @@ def fit_program(
     )
     return results, ensemble_params(results.best_params)
 
-  return jax.jit(run, compiler_options=compiler_options())
+  return jax.jit(run)
 
 
 def _zero_rows(params: Params, n_users, n_items) -> Params:
@@ -429,24 +497,45 @@ def _zero_rows(params: Params, n_users, n_items) -> Params:
 
 
 def compiler_options() -> dict | None:
-  """XLA options of mfjax's own programs (:func:`fit_program`, ...).
+  """The XLA options that :func:`fit`, ``mfjax fit`` and
+  :func:`mfjax.cross_validate` compile their programs with
+  (:func:`compile_program`).
 
   On CPU, LLVM's optimisation level 1 instead of 3: it compiles the default
-  fit of MovieLens 100k in under half the time (2.0 s against 4.5 s) and runs
-  it no slower (0.47 s against 0.48 s; ``benchmarks/RESULTS.md``, "Compiling
-  once"). None elsewhere: GPU programs keep XLA's defaults.
+  fit of MovieLens 100k in 0.56× the time (2.07 s against 3.72 s) and runs it
+  as fast (0.345 s against 0.350 s; ``benchmarks/compile_once.py``,
+  ``benchmarks/RESULTS.md``, "Compiling once"). None elsewhere: GPU programs keep XLA's defaults. (``jax.jit`` takes
+  compiler options only at the top level, so :func:`fit_program` does not bake
+  them in: it stays usable inside your own jit.)
+
+  Returns:
+    A dict of XLA options, or None.
   """
   if jax.default_backend() != "cpu":
     return None
   return {"xla_backend_optimization_level": 1}
 
 
-def bucket(n: int, per_octave: int = 2) -> int:
+def bucket(n: int, *, per_octave: int = 2) -> int:
   """The padded size of ``n``: the next of ``per_octave`` sizes per doubling.
 
   With 2 per octave the sizes are ``2**e`` and ``1.5·2**e`` (..., 64k, 96k,
   128k, ...): at most half again as large, and MovieLens 100k's u1 to u5 and
   ua/ub training files all land in one bucket. At least 8.
+
+  Args:
+    n: a size (entries, users or items).
+    per_octave: sizes per doubling; a power of 2.
+
+  Returns:
+    The smallest size of the grid that holds ``n``.
+
+  Examples:
+    >>> from mfjax import ensemble
+    >>> ensemble.bucket(80000), ensemble.bucket(90570), ensemble.bucket(5)
+    (98304, 98304, 8)
+    >>> ensemble.bucket(1650, per_octave=4)
+    1792
   """
   n = max(int(n), 8)
   e = (n - 1).bit_length() - 1  # 2**e < n <= 2**(e+1), for n > 1.
@@ -454,13 +543,29 @@ def bucket(n: int, per_octave: int = 2) -> int:
   return -(-n // step) * step
 
 
+def _bucketable(*trees) -> bool:
+  """Whether :func:`fit` pads these inputs on the host: concrete arrays, each
+  NumPy or on one device (sharded ones keep the caller's placement), and few
+  enough entries that a bucket stays within int32 indices."""
+  for tree in trees:
+    for x in jax.tree.leaves(tree):
+      if not validation.is_concrete(x):
+        return False
+      if isinstance(x, jax.Array) and len(x.devices()) != 1:
+        return False
+      if np.ndim(x) and bucket(np.shape(x)[0]) >= 2**31 - 1:
+        return False
+  return True
+
+
 class Bucketed(NamedTuple):
   """Ratings padded to bucket sizes by :func:`pad_to_buckets`.
 
   Attributes:
-    ratings: the training ratings, ``bucket(n)`` entries (the padding of
-      weight 0 at the end), ``n_users`` and ``n_items`` rounded up with
-      :func:`bucket` at 4 sizes per octave (the factor tables grow with them).
+    ratings: the training ratings, ``bucket(max(n, min_entries))`` entries (the
+      padding of weight 0 at the end), ``n_users`` and ``n_items`` rounded up
+      with :func:`bucket` at 4 sizes per octave (the factor tables grow with
+      them).
     validation: the validation ratings likewise, or None.
     sizes: int32 ``[n_data, n_users, n_items]`` of the unpadded training
       ratings: what :func:`fit_program` takes.
@@ -470,7 +575,7 @@ class Bucketed(NamedTuple):
 
   ratings: Ratings
   validation: Ratings | None
-  sizes: jax.Array
+  sizes: np.ndarray
   n_users: int
   n_items: int
 
@@ -486,11 +591,19 @@ def pad_to_buckets(
   Files of nearby sizes then give one shape, so that one compiled
   :func:`fit_program` (and the persistent compilation cache) serves them all.
   Padding entries have weight 0 and index 0; padding users and items have no
-  ratings. Any ``n_padding`` of the input is dropped first. ``min_entries``:
-  pad to the bucket of at least this many entries (the largest of several
-  training sets that are to share one program).
+  ratings. Any ``n_padding`` of the input is dropped first.
+
+  Args:
+    ratings: the training ratings (concrete: NumPy or on one device).
+    validation_data: optional ratings scored during training, padded likewise.
+    min_entries: pad to the bucket of at least this many entries (the largest
+      of several training sets that are to share one program).
+
+  Returns:
+    A :class:`Bucketed`.
   """
-  n_users, n_items = bucket(ratings.n_users, 4), bucket(ratings.n_items, 4)
+  n_users = bucket(ratings.n_users, per_octave=4)
+  n_items = bucket(ratings.n_items, per_octave=4)
   train = _padded_to(_without_padding(ratings), n_users, n_items, min_entries)
   valid = None
   if validation_data is not None:
@@ -533,6 +646,14 @@ def trim(tree, bucketed: Bucketed):
 
   On the host (NumPy slices of the fitted tables, then back on the default
   device), so that no program is compiled per data size.
+
+  Args:
+    tree: outputs of the program, e.g. ``(members, best_params)``; Params with a
+      leading ensemble axis are cut along their row axis.
+    bucketed: what :func:`pad_to_buckets` returned for the program's inputs.
+
+  Returns:
+    ``tree`` with every Params cut.
   """
 
   def cut(params: Params) -> Params:

@@ -36,15 +36,21 @@ def _checked(params, ratings, scale):
 
 
 @jax.jit
-def _mean_errors(params, ratings, scale):
-  """``(mean squared error, mean absolute error)``, weighted; one program per
-  shape (eager, the dozen operations each compiled one on a first call)."""
+def _errors(params, ratings, scale):
+  """``(root mean squared error, mean absolute error)``, weighted.
+
+  Jitted, though the library leaves jitting to its users elsewhere: the host
+  checks stay outside, in :func:`rmse` and :func:`mae`, and one program per shape
+  replaces the dozen eager operations that each compiled a program of their own
+  on a first call (about 2 s of a first ``mfjax fit``, benchmarks/RESULTS.md).
+  Under a user's jit it is inlined like any function.
+  """
   pred = kernels.predict_pairs(params, ratings.users, ratings.items)
   if scale is not None:
     pred = jnp.clip(pred, scale[0], scale[1])
   errors = pred - ratings.values
   return (
-    kernels.weighted_mean(ratings, errors**2),
+    jnp.sqrt(kernels.weighted_mean(ratings, errors**2)),
     kernels.weighted_mean(ratings, jnp.abs(errors)),
   )
 
@@ -69,7 +75,7 @@ def rmse(
     weight 0, such as padding, are left out).
   """
   scale = _checked(params, ratings, scale)
-  return jnp.sqrt(_mean_errors(params, ratings, scale)[0])
+  return _errors(params, ratings, scale)[0]
 
 
 def mae(
@@ -83,7 +89,7 @@ def mae(
   With ``ratings.weights``, the weighted mean (weight-0 ratings are left out).
   """
   scale = _checked(params, ratings, scale)
-  return _mean_errors(params, ratings, scale)[1]
+  return _errors(params, ratings, scale)[1]
 
 
 class RankingMetrics(NamedTuple):

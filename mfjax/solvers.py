@@ -273,7 +273,7 @@ def minibatch(
 
   def loss(params):
     # A pass's mean mini-batch loss without the updates, in storage order.
-    order = jnp.arange(-(-capacity // batch_size) * batch_size)
+    order = jnp.arange(-(-(n_data if static else capacity) // batch_size) * batch_size)
     order = jnp.minimum(order, n_data).reshape(-1, batch_size)
     batch_loss = lambda index: objective.loss(params, batch_at(index), penalty)
     if static:

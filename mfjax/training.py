@@ -281,6 +281,10 @@ def _check_solver_args(data, optimizer, batch_size, key, chunk_size, solver):
       )
     if sparse and solver.n_data is not None:
       _check_n_data(data, solver.n_data)
+    if not sparse:
+      raise ValueError(
+        "solver=MiniBatch(...) needs Ratings; a dense matrix trains full-batch."
+      )
     batch_size, solver = solver.batch_size, None
   if solver is not None:
     if not isinstance(solver, solvers.Alternating):

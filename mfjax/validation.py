@@ -55,8 +55,15 @@ def host_values(x: Any) -> np.ndarray | None:
   array on CPU (a view). None for tracers and arrays on an accelerator.
 
   Host checks of concrete arrays read them through this, so that they compile
-  nothing: on CPU each eager ``jnp.min`` of a new shape compiled a program, 1.5 s
-  of a first ``mfjax fit`` (benchmarks/RESULTS.md, "Compiling once").
+  nothing: on CPU each eager ``jnp.min`` of a new shape compiled a program; with
+  the metrics' eager operations, about 2 s of a first ``mfjax fit``
+  (benchmarks/RESULTS.md, "Compiling once").
+
+  Args:
+    x: anything.
+
+  Returns:
+    A NumPy array, or None.
   """
   if isinstance(x, np.ndarray | np.generic | numbers.Number):
     return np.asarray(x)
@@ -68,7 +75,15 @@ def host_values(x: Any) -> np.ndarray | None:
 
 def concrete_reduce(x: Any, reduce: str) -> Any:
   """``min``, ``max``, ``sum`` or ``any`` of a concrete array, as a host scalar,
-  in NumPy where :func:`host_values` allows, else on the device."""
+  in NumPy where :func:`host_values` allows, else on the device.
+
+  Args:
+    x: a concrete array (NumPy or JAX).
+    reduce: ``"min"``, ``"max"``, ``"sum"`` or ``"any"``.
+
+  Returns:
+    A NumPy scalar.
+  """
   host = host_values(x)
   if host is not None:
     return getattr(host, reduce)()

@@ -75,6 +75,16 @@ def test_bad_arguments_are_refused_before_any_fit(data, kwargs, error, match):
     mfjax.cross_validate(data, **kwargs)
 
 
+def test_the_default_batch_size_is_fits_for_the_padded_folds():
+  # batch_size_for of the folds' bucket: with one batch an epoch, all of it.
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 60, 40, 9000, rank=2)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(ensemble, "BATCHES_PER_EPOCH", 1)
+    result = mfjax.cross_validate(ratings, folds=2, steps=1, ensemble=1, rank=2)
+  assert max(result.n_train) == 4500
+  assert result.settings["batch_size"] == ensemble.bucket(4500) == 6144
+
+
 def test_settings_default_to_the_tuned_ones(data):
   result = mfjax.cross_validate(data, folds=2, steps=1, ensemble=1)
   expected = ensemble.FitSettings(steps=1, ensemble=1)

@@ -73,10 +73,12 @@ def test_fit_recovers_a_planted_model(split, fitted):
 def test_fit_is_fit_program_the_program_of_the_cli(split, fitted):
   program = ensemble.fit_program(SETTINGS)
   bucketed = ensemble.pad_to_buckets(split[0])
-  outputs = program(
+  inputs = (
     jax.random.key(1), bucketed.ratings, jnp.float32(0.1), jnp.float32(0.1), None,
     None, bucketed.sizes,
   )  # fmt: skip
+  # Compiled as fit and the CLI compile it (ensemble.compiler_options).
+  outputs = ensemble.compile_program(program, inputs)(*inputs)
   members, params = ensemble.trim(outputs, bucketed)
   chex.assert_trees_all_equal(fitted.best_params, params)
   chex.assert_trees_all_equal(fitted.members, members)
@@ -206,15 +208,17 @@ def test_bucket_is_the_next_of_two_sizes_per_octave(n):
   assert ensemble.bucket(size) == size  # A bucket size is its own bucket...
   if n < 2000:  # ... and no smaller bucket size holds n.
     assert not any(ensemble.bucket(b) == b for b in range(max(n, 8), size))
-  fine = ensemble.bucket(n, 4)
+  fine = ensemble.bucket(n, per_octave=4)
   assert max(n, 8) <= fine <= max(1.25 * n, 8) and fine <= size
 
 
 def test_bucket_sizes_of_movielens_files():
   # u1-u5 (80,000 ratings) and ua/ub (90,570) share one program.
   assert ensemble.bucket(80000) == ensemble.bucket(90570) == 98304
-  assert ensemble.bucket(943, 4) == 1024
-  assert ensemble.bucket(1650, 4) == ensemble.bucket(1680, 4) == 1792
+  assert ensemble.bucket(943, per_octave=4) == 1024
+  assert (
+    ensemble.bucket(1650, per_octave=4) == ensemble.bucket(1680, per_octave=4) == 1792
+  )
 
 
 def test_two_sizes_in_one_bucket_fit_with_one_program_as_unpadded(split):
@@ -271,7 +275,7 @@ def test_the_default_batch_size_keeps_about_twenty_batches_an_epoch():
   assert ensemble.FitSettings().batch_size == ensemble.MIN_BATCH_SIZE == 4096
   assert ensemble.batch_size_for(ensemble.bucket(80000)) == 4096  # MovieLens 100k.
   assert ensemble.batch_size_for(100) == ensemble.MIN_BATCH_SIZE
-  assert ensemble.batch_size_for(100, 64) == 64
+  assert ensemble.batch_size_for(100, minimum=64) == 64
   n = ensemble.bucket(810_000)
   assert ensemble.batch_size_for(n) == n // ensemble.BATCHES_PER_EPOCH == 43690
   # fit, given no batch_size, takes it for the padded length: here 4096.
@@ -292,3 +296,25 @@ def test_fit_given_no_batch_size_takes_batch_size_for_the_padded_length():
     fitted = mfjax.fit(jax.random.key(0), ratings, **settings)
   whole = mfjax.fit(jax.random.key(0), ratings, batch_size=6144, **settings)
   chex.assert_trees_all_equal(fitted, whole)
+
+
+def test_fit_works_inside_jit_and_vmap_on_the_data_as_it_is():
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 60, 40, 2000, 3)
+  settings = dict(rank=3, steps=2, ensemble=1, batch_size=128)
+  direct = mfjax.fit(jax.random.key(1), ratings, **settings)
+  # Traced l2, traced ratings, vmapped keys: no host padding, the same fit.
+  traced_l2 = jax.jit(
+    lambda l2: mfjax.fit(jax.random.key(1), ratings, l2=l2, **settings)
+  )
+  chex.assert_trees_all_close(
+    traced_l2(0.1), mfjax.fit(jax.random.key(1), ratings, l2=0.1, **settings),
+    rtol=1e-4, atol=2e-5,
+  )  # fmt: skip
+  traced = jax.jit(lambda r: mfjax.fit(jax.random.key(1), r, **settings))(ratings)
+  chex.assert_trees_all_close(traced, direct, rtol=1e-4, atol=2e-5)
+  keys = jax.random.split(jax.random.key(2), 2)
+  stacked = jax.vmap(lambda k: mfjax.fit(k, ratings, **settings))(keys)
+  second = mfjax.fit(keys[1], ratings, **settings)
+  chex.assert_trees_all_close(
+    jax.tree.map(lambda x: x[1], stacked), second, rtol=1e-4, atol=2e-5
+  )

@@ -63,6 +63,8 @@ def test_each_configuration_equals_its_own_train_call(split):
     params = mfjax.init_params(init_keys[j], 60, 40, 3)
     one = _one_run(params, learning_rates[j], l2s[j], keys[j], train, valid)
     member = jax.tree.map(lambda x, j=j: x[j], grid.results)
+    # Float rounding differs between the vmap and one run; over 4 Adam steps
+    # it grew to 6e-6 on one small factor (the epoch order of 12-02 met it).
     chex.assert_trees_all_close(member, one, rtol=2e-4, atol=1e-5)
     best_rmse.append(float(np.nanmin(one.validation_rmse)))
   np.testing.assert_allclose(grid.scores, best_rmse, rtol=1e-5)

@@ -96,6 +96,12 @@ else:
   raise AssertionError("mixed placements did not raise")
 sharding.check_placement(replicated, placed, valid_placed)
 sharding.check_placement(rows, placed, None)
+# fit trains sharded ratings where they are (no host padding to a bucket), and
+# as it trains the same ratings on one device.
+settings = dict(rank=2, steps=2, ensemble=2, batch_size=128)
+spread = mfjax.fit(jax.random.key(5), placed, **settings)
+assert len(spread.best_params.user_factors.sharding.device_set) == 8
+close(spread, mfjax.fit(jax.random.key(5), train, **settings))
 try:  # The validation data on another device set than the rest.
   one = jax.device_put(valid, jax.devices()[3])
   sharding.check_placement(replicated, placed, one)

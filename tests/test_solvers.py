@@ -232,8 +232,14 @@ def test_a_traced_data_count_trains_as_the_unpadded_ratings():
   for size in (n, n - 70):
     part = ratings.subset(np.arange(size))
     unpadded = mfjax.train(params, part, batch_size=64, **settings)
-    result = padded_run(jnp.int32(size), _padded(part, n + 100 - size))
+    padded = _padded(part, n + 100 - size)
+    result = padded_run(jnp.int32(size), padded)
     chex.assert_trees_all_close(result, unpadded, rtol=1e-5, atol=1e-6)
+    # A static count: the same, the initial params' loss included.
+    static = mfjax.train(
+      params, padded, solver=solvers.MiniBatch(64, n_data=size), **settings
+    )
+    chex.assert_trees_all_close(static, unpadded, rtol=1e-5, atol=1e-6)
   assert padded_run._cache_size() == 1
 
 

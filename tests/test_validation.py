@@ -319,6 +319,9 @@ def test_concrete_reduce_agrees_with_numpy_on_host_and_device_paths(reduce):
   assert validation.concrete_reduce(x, reduce) == expected
   assert validation.concrete_reduce(jnp.asarray(x), reduce) == expected
   assert validation.host_values(jnp.asarray(x)) is not None  # CPU: a view.
+  with pytest.MonkeyPatch.context() as patch:  # The accelerator's path.
+    patch.setattr(validation, "host_values", lambda _: None)
+    assert validation.concrete_reduce(jnp.asarray(x), reduce) == expected
   seen = []
   jax.jit(lambda y: seen.append(validation.host_values(y)) or y)(x)
   assert seen == [None]  # A tracer has no host values.
