@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_evaluate,
     _add_similar,
     _add_cv,
+    _add_launch,
   ):
     add(sub)
   return parser
@@ -163,6 +164,64 @@ def _add_fit(sub) -> None:
   fit.add_argument(
     "--json", action="store_true", help="print only one JSON object on stdout"
   )
+  _add_distributed(fit)
+
+
+def _add_distributed(parser) -> None:
+  """The options that join several processes (``mfjax.distributed``)."""
+  parser.add_argument(
+    "--coordinator",
+    metavar="HOST:PORT",
+    help="process 0's address: join --num-processes processes (jax.distributed)",
+  )
+  parser.add_argument(
+    "--num-processes", type=_positive, metavar="N", help="how many processes"
+  )
+  parser.add_argument(
+    "--process-id", type=_int, metavar="I", help="this process's index, 0 to N-1"
+  )
+  parser.add_argument(
+    "--distributed",
+    choices=("auto",),
+    help="auto: join the processes that SLURM, Open MPI or Kubernetes started "
+    "(JAX reads them from the environment)",
+  )
+  parser.add_argument(
+    "--one-device",
+    action="store_true",
+    help="train on the first device only (default: all devices of all "
+    "processes, the ratings sharded over them)",
+  )
+
+
+def _add_launch(sub) -> None:
+  launch = sub.add_parser(
+    "launch",
+    help="run an mfjax command in N local processes joined together",
+    description=(
+      "Start N processes of `mfjax COMMAND ...` on this machine, each given "
+      "--coordinator, --num-processes and --process-id, and forward their output "
+      "prefixed [I]. Exits with the worst exit code."
+    ),
+  )
+  launch.add_argument("-n", "--processes", type=_positive, required=True, metavar="N")
+  launch.add_argument(
+    "--devices",
+    type=_positive,
+    metavar="D",
+    help="simulated CPU devices per process (XLA_FLAGS); default the platform's",
+  )
+  launch.add_argument(
+    "--grace",
+    type=_positive,
+    default=60,
+    metavar="S",
+    help="seconds the others may run on after one process failed (default 60)",
+  )
+  launch.add_argument(
+    "mfjax_command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+    help="the mfjax command to run, e.g. -- fit u1.base --test u1.test",
+  )  # fmt: skip
 
 
 def _add_allow_divergence(parser) -> None:
@@ -395,6 +454,76 @@ def _fraction(text: str) -> float:
 
 
 def _fit(args) -> int:
+  """``fit``, after joining the other processes if asked: only process 0
+  prints its report and saves the model; every process computes it."""
+  if not _join(args):
+    return _fit_here(args)
+  import jax
+
+  try:
+    if jax.process_index() == 0:
+      return _fit_here(args)
+    args.save = None
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+      args.stdout = quiet
+      return _fit_here(args)
+  except jax.errors.JaxRuntimeError as e:
+    # A peer died or hung (its heartbeat stopped): one line, and out at once,
+    # before JAX's shutdown barrier waits for the missing process and aborts.
+    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    if args.progress:  # After the bar's line, not on it.
+      print(file=sys.stderr)
+    print(
+      f"mfjax fit: error: process {jax.process_index()} stopped: another process "
+      f"failed or stopped answering ({first})",
+      file=sys.stderr,
+      flush=True,
+    )
+    sys.stdout.flush()
+    os._exit(1)
+
+
+def _join(args) -> bool:
+  """Joins the processes that ``--coordinator ...`` or ``--distributed auto``
+  name (before any JAX computation); returns whether it did."""
+  named = (args.coordinator, args.num_processes, args.process_id)
+  if all(v is None for v in named) and args.distributed is None:
+    return False
+  from mfjax import distributed
+
+  if args.distributed and any(v is not None for v in named):
+    raise ValueError(
+      "--distributed auto reads the cluster from the environment; leave out "
+      "--coordinator, --num-processes and --process-id."
+    )
+  if not args.distributed and any(v is None for v in named):
+    raise ValueError(
+      "give --coordinator, --num-processes and --process-id together (or "
+      "--distributed auto)."
+    )
+  distributed.initialize(*named, auto=args.distributed == "auto")
+  return True
+
+
+def _launch(args) -> int:
+  from mfjax import distributed
+
+  command = list(args.mfjax_command)
+  if command[:1] == ["--"]:
+    command = command[1:]
+  if not command:
+    raise ValueError("give the command to run after --, e.g. -- fit u1.base")
+  if command[0] != "fit":
+    raise ValueError(f"only fit runs over several processes; got {command[0]!r}.")
+  for flag in ("--coordinator", "--num-processes", "--process-id", "--distributed"):
+    if any(word.split("=")[0] == flag for word in command):
+      raise ValueError(f"launch gives each process {flag}; leave it out.")
+  return distributed.launch(
+    command, args.processes, devices=args.devices, grace=args.grace
+  )
+
+
+def _fit_here(args) -> int:
   import numpy as np
 
   import mfjax
@@ -533,9 +662,19 @@ def _rating_fit(args, train, maps):
     size = ensemble.batch_size_for(len(padded.ratings), minimum=settings.batch_size)
     settings = settings._replace(batch_size=size)
   program = ensemble.fit_program(settings, progress=args.progress)
+  ratings = padded.ratings
+  if not args.one_device and len(jax.devices()) > 1:
+    # Every device of every process: the ratings sharded, the model replicated.
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from mfjax import distributed, sharding
+
+    mesh = distributed.global_mesh()
+    ratings = sharding.shard_ratings(ratings, mesh)
+    program = jax.jit(program, out_shardings=NamedSharding(mesh, PartitionSpec()))
   key = jax.random.key(args.seed)
   inputs = (
-    key, padded.ratings, np.float32(settings.l2), np.float32(settings.l2_bias),
+    key, ratings, np.float32(settings.l2), np.float32(settings.l2_bias),
     None, maps.scale, padded.sizes,
   )  # fmt: skip
   trim = lambda outputs: ensemble.trim(outputs, padded)
@@ -1180,6 +1319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       "evaluate": _evaluate,
       "similar": _similar,
       "cv": _cv,
+      "launch": _launch,
     }
     with contextlib.redirect_stdout(human):
       code = commands[args.command](args)
@@ -1196,6 +1336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
   except OSError as e:  # A model file that is missing or unreadable.
     print(f"mfjax {args.command}: error: {_os_error(e)}", file=sys.stderr)
+    return 2
+  except RuntimeError as e:
+    distributed = sys.modules.get("mfjax.distributed")
+    if distributed is None or not isinstance(e, distributed.DistributedError):
+      raise
+    print(f"mfjax {args.command}: error: {e}", file=sys.stderr)
     return 2
 
 

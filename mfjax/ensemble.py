@@ -504,9 +504,10 @@ def compiler_options() -> dict | None:
   On CPU, LLVM's optimisation level 1 instead of 3: it compiles the default
   fit of MovieLens 100k in 0.56× the time (2.07 s against 3.72 s) and runs it
   as fast (0.345 s against 0.350 s; ``benchmarks/compile_once.py``,
-  ``benchmarks/RESULTS.md``, "Compiling once"). None elsewhere: GPU programs keep XLA's defaults. (``jax.jit`` takes
-  compiler options only at the top level, so :func:`fit_program` does not bake
-  them in: it stays usable inside your own jit.)
+  ``benchmarks/RESULTS.md``, "Compiling once"). None elsewhere: GPU programs
+  keep XLA's defaults. (``jax.jit`` takes compiler options only at the top
+  level, so :func:`fit_program` does not bake them in: it stays usable inside
+  your own jit.)
 
   Returns:
     A dict of XLA options, or None.

@@ -37,7 +37,7 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.S | re.M)
 MOVIELENS = re.compile(r"\bu(?:[1-5ab])?\.(?:base|test|data|item)\b")
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 FLAG = re.compile(r"(?<![\w-])(--?[a-zA-Z][\w-]*)")
-COMMANDS = ("demo", "fit", "recommend", "evaluate", "similar", "cv")
+COMMANDS = ("demo", "fit", "recommend", "evaluate", "similar", "cv", "launch")
 
 
 def _blocks(page):
@@ -335,6 +335,11 @@ def test_documented_commands_use_real_options(options):
   used = set()
   for page, words in _documented_commands():
     assert words[1] in COMMANDS, (page, words)
+    if words[1] == "launch":  # mfjax launch ... -- fit ...: fit's options after.
+      inner = words.index("--")
+      words, launched = words[:inner], ["mfjax", *words[inner + 1 :]]
+      assert launched[1] == "fit", (page, launched)
+      assert set(w for w in launched[2:] if w.startswith("-")) <= options["fit"]
     for word in words[2:]:
       if word.startswith("-"):
         assert word in options[words[1]], (page, " ".join(words))
