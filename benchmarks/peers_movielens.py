@@ -565,6 +565,14 @@ def print_split_header(split):
   )
 
 
+def print_table(results):
+  """The header, a row per system, and the mfjax/LibMF ratio line."""
+  print(HEADER)
+  for label, r in results.items():
+    print_row(label, r)
+  libmf_ratio_line(results)
+
+
 def libmf_ratio_line(results):
   parts = [
     f"{label}: {results['mfjax']['warm_median'] / r['warm_median']:.2f}"
@@ -737,27 +745,18 @@ def main():
         split = ml100k_split(data_dir, fold)
         print_split_header(split)
         results = run_split(systems, split, args.repeats)
-        print(HEADER)
-        for label, r in results.items():
-          print_row(label, r)
-        libmf_ratio_line(results)
+        print_table(results)
         per_fold.append(results)
         out["results"][f"ml100k u{fold}"] = results
       means = mean_results(per_fold)
       out["results"]["ml100k mean"] = means
       print(f"\nml100k mean over folds {folds}:")
-      print(HEADER)
-      for label, r in means.items():
-        print_row(label, r)
-      libmf_ratio_line(means)
+      print_table(means)
     if "synthetic1m" in files:
       split = synthetic1m_split()
       print_split_header(split)
       results = run_split(systems, split, args.repeats)
-      print(HEADER)
-      for label, r in results.items():
-        print_row(label, r)
-      libmf_ratio_line(results)
+      print_table(results)
       out["results"]["synthetic 1M"] = results
 
   env["loadavg_after"] = os.getloadavg()

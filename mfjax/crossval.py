@@ -14,7 +14,6 @@ import time
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mfjax import data, ensemble, metrics, serving, training, validation
@@ -66,20 +65,9 @@ class CVResult(NamedTuple):
 
 def padded(train: Ratings, size: int) -> Ratings:
   """``train`` with weight-0 entries up to ``size`` ratings: the same loss in
-  every objective, and one shape for training parts of different sizes."""
-  pad = size - len(train)
-  weights = jnp.ones(len(train)) if train.weights is None else train.weights
-  extend = lambda x, fill: jnp.concatenate(
-    [jnp.asarray(x), jnp.full(pad, fill, x.dtype)]
-  )
-  return Ratings(
-    extend(jnp.asarray(train.users), 0),
-    extend(jnp.asarray(train.items), 0),
-    extend(jnp.asarray(train.values), 0),
-    train.n_users,
-    train.n_items,
-    weights=extend(jnp.asarray(weights, jnp.float32), 0),
-  )
+  every objective, and one shape for training parts of different sizes
+  (:func:`mfjax.ensemble.pad_entries`, its arrays then on the default device)."""
+  return jax.device_put(ensemble.pad_entries(train, size))
 
 
 def _program(objective: str, settings: dict, scale):

@@ -39,6 +39,7 @@ __all__ = [
   "bucket",
   "Bucketed",
   "pad_to_buckets",
+  "pad_entries",
   "trim",
   "compiler_options",
   "compile_program",
@@ -269,26 +270,22 @@ def fit(
     )  # fmt: skip
   dtype = jnp.float32
   l2s = (jnp.asarray(settings.l2, dtype), jnp.asarray(settings.l2_bias, dtype))
-  if not _bucketable(key, settings.l2, settings.l2_bias, ratings, validation_data):
-    # Traced (inside someone's jit or vmap) or spread over devices: the data as
-    # it is, in the caller's program and placement.
-    if batch_size is None:
-      size = batch_size_for(
-        len(ratings) - ratings.n_padding, minimum=settings.batch_size
-      )
-      settings = settings._replace(batch_size=size)
-    program = _cached_fit_program(
-      settings._replace(l2=0.0, l2_bias=0.0), patience, bool(progress)
+  # Traced (inside someone's jit or vmap) or spread over devices: the data as it
+  # is, in the caller's program and placement. Else padded to its bucket.
+  padded = None
+  if _bucketable(key, settings.l2, settings.l2_bias, ratings, validation_data):
+    padded = pad_to_buckets(ratings, validation_data)
+  if batch_size is None:  # The default: 24 batches of the (padded) length.
+    n = len(padded.ratings) if padded else len(ratings) - ratings.n_padding
+    settings = settings._replace(
+      batch_size=batch_size_for(n, minimum=settings.batch_size)
     )
-    results, params = program(key, ratings, *l2s, validation_data, scale)
-    return FitResult(params, results)
-  padded = pad_to_buckets(ratings, validation_data)
-  if batch_size is None:  # The default: 24 batches of the padded length.
-    size = batch_size_for(len(padded.ratings), minimum=settings.batch_size)
-    settings = settings._replace(batch_size=size)
   program = _cached_fit_program(
     settings._replace(l2=0.0, l2_bias=0.0), patience, bool(progress)
   )
+  if padded is None:
+    results, params = program(key, ratings, *l2s, validation_data, scale)
+    return FitResult(params, results)
   inputs = (key, padded.ratings, *l2s, padded.validation, scale, padded.sizes)
   results, params = _compiled(program, inputs)(*inputs)
   return FitResult(*trim((params, results), padded))
@@ -603,41 +600,70 @@ def pad_to_buckets(
   Returns:
     A :class:`Bucketed`.
   """
-  n_users = bucket(ratings.n_users, per_octave=4)
-  n_items = bucket(ratings.n_items, per_octave=4)
-  train = _padded_to(_without_padding(ratings), n_users, n_items, min_entries)
+  tables = dict(
+    n_users=bucket(ratings.n_users, per_octave=4),
+    n_items=bucket(ratings.n_items, per_octave=4),
+  )
+  n_data = len(ratings) - ratings.n_padding
+  train = pad_entries(ratings, bucket(max(n_data, min_entries)), **tables)
   valid = None
   if validation_data is not None:
-    valid = _padded_to(_without_padding(validation_data), n_users, n_items)
-  n_data = len(ratings) - ratings.n_padding
+    n_valid = len(validation_data) - validation_data.n_padding
+    valid = pad_entries(validation_data, bucket(n_valid), **tables)
   sizes = np.array([n_data, ratings.n_users, ratings.n_items], np.int32)
   return Bucketed(train, valid, sizes, ratings.n_users, ratings.n_items)
 
 
-def _without_padding(ratings: Ratings) -> Ratings:
+def pad_entries(
+  ratings: Ratings,
+  size: int,
+  *,
+  n_users: int | None = None,
+  n_items: int | None = None,
+) -> Ratings:
+  """``ratings`` with weight-0 entries (index 0) up to ``size``, on the host.
+
+  Any ``n_padding`` of the input is dropped first; the result marks none (its
+  padding is told by the weights, and by ``n_data`` where a program needs it).
+  Weight-0 entries change no loss and no gradient, in any objective.
+
+  Args:
+    ratings: concrete ratings.
+    size: the number of entries of the result, at least the data's.
+    n_users, n_items: the result's table sizes (default the input's), at least
+      the input's.
+
+  Returns:
+    :class:`mfjax.Ratings` of NumPy arrays, with weights.
+
+  Examples:
+    >>> import numpy as np, mfjax
+    >>> from mfjax import ensemble
+    >>> r = mfjax.Ratings([0, 1], [1, 0], [4.0, 2.0], 2, 2)
+    >>> p = ensemble.pad_entries(r, 4, n_users=3)
+    >>> len(p), p.n_users, p.weights.tolist()
+    (4, 3, [1.0, 1.0, 0.0, 0.0])
+  """
   n = len(ratings) - ratings.n_padding
-  if not ratings.n_padding:
-    return ratings
-  weights = None if ratings.weights is None else np.asarray(ratings.weights)[:n]
-  cut = lambda x: np.asarray(x)[:n]
-  return Ratings(
-    cut(ratings.users), cut(ratings.items), cut(ratings.values),
-    ratings.n_users, ratings.n_items, weights=weights,
-  )  # fmt: skip
-
-
-def _padded_to(ratings: Ratings, n_users: int, n_items: int, min_entries=0) -> Ratings:
-  n = len(ratings)
-  pad = bucket(max(n, min_entries)) - n
+  if size < n:
+    raise ValueError(f"size must be at least the {n} entries; got {size}.")
+  for name, given, least in (
+    ("n_users", n_users, ratings.n_users),
+    ("n_items", n_items, ratings.n_items),
+  ):
+    if given is not None and given < least:
+      raise ValueError(f"{name} must be at least the ratings' {least}; got {given}.")
   weights = np.ones(n, np.float32) if ratings.weights is None else ratings.weights
-  extend = lambda x, dtype: np.concatenate([np.asarray(x, dtype), np.zeros(pad, dtype)])
+  extend = lambda x, dtype: np.concatenate(
+    [np.asarray(x, dtype)[:n], np.zeros(size - n, dtype)]
+  )
   values = np.asarray(ratings.values)
   return Ratings(
     extend(ratings.users, np.int32),
     extend(ratings.items, np.int32),
     extend(values, values.dtype),
-    n_users,
-    n_items,
+    ratings.n_users if n_users is None else n_users,
+    ratings.n_items if n_items is None else n_items,
     weights=extend(weights, np.float32),
   )
 

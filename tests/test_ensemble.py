@@ -318,3 +318,16 @@ def test_fit_works_inside_jit_and_vmap_on_the_data_as_it_is():
   chex.assert_trees_all_close(
     jax.tree.map(lambda x: x[1], stacked), second, rtol=1e-4, atol=2e-5
   )
+
+
+def test_pad_entries_pads_with_weight_zero_and_refuses_shrinking(split):
+  train = split[0]
+  n = len(train)
+  padded = ensemble.pad_entries(train, n + 5, n_items=90)
+  assert (len(padded), padded.n_users, padded.n_items) == (n + 5, 120, 90)
+  np.testing.assert_array_equal(padded.weights, np.r_[np.ones(n), np.zeros(5)])
+  np.testing.assert_array_equal(padded.values[:n], train.values)
+  with pytest.raises(ValueError, match=f"at least the {n} entries"):
+    ensemble.pad_entries(train, n - 1)
+  with pytest.raises(ValueError, match="n_users must be at least the ratings' 120"):
+    ensemble.pad_entries(train, n, n_users=100)
