@@ -532,19 +532,9 @@ def _fit_here(args) -> int:
   _check_output_path("--save", args.save)
   ranking = args.objective == "ranking"
   _check_objective_options(args)
-  train, maps = _load_ratings(
-    args.train, scale=args.scale, columns=args.columns, show_columns=True
-  )
-  if args.test:
-    test, test_maps = _load_ratings(args.test, id_maps=maps, columns=args.columns)
-    n_unknown = test_maps.n_unknown
-  else:
-    train, test = mfjax.train_test_split(
-      train, test_fraction=args.test_fraction or 0.2, seed=args.seed
-    )
-    n_unknown = 0
-  if len(train) == 0 or len(test) == 0:
-    raise ValueError("the training or test set is empty.")
+  parts = _reads_parts(args)
+  train, test, maps, n_unknown = _fit_data(args, parts)
+  n_train, n_test = (len(r) - r.n_padding for r in (train, test))
   settings, program, inputs, trim = (_ranking_fit if ranking else _rating_fit)(
     args, train, maps
   )
@@ -561,8 +551,8 @@ def _fit_here(args) -> int:
   report.update(
     fit_seconds=fit_seconds,
     compile_seconds=compile_seconds,
-    n_train=len(train),
-    n_test=len(test),
+    n_train=n_train,
+    n_test=n_test,
     n_unknown_test=int(n_unknown),
     n_users=train.n_users,
     n_items=train.n_items,
@@ -578,9 +568,10 @@ def _fit_here(args) -> int:
   failure = training.failure(results)
   report["failure"] = failure
   if args.save and (failure is None or args.allow_divergence):
-    saved = dict(settings, n_train=len(train), seed=args.seed)
+    saved = dict(settings, n_train=n_train, seed=args.seed)
     saved["train"] = os.path.basename(args.train)
-    rated = None if args.no_rated else rawids.rated_pairs(train)
+    # Several processes: no process holds the training pairs to save.
+    rated = None if args.no_rated or parts else rawids.rated_pairs(train)
     model = mfjax.Model(
       params, id_maps=maps, settings=saved, objective=args.objective, rated=rated
     )
@@ -600,6 +591,48 @@ def _fit_here(args) -> int:
     _emit_json(args, report)
   _check_training(args, failure)
   return 0
+
+
+def _fit_data(args, parts: bool):
+  """``(train, test, maps, n_unknown)`` of ``fit``: the files, or a split."""
+  import mfjax
+
+  train, maps = _load_ratings(
+    args.train, scale=args.scale, columns=args.columns, show_columns=True, parts=parts
+  )
+  if args.test:
+    test, test_maps = _load_ratings(
+      args.test, id_maps=maps, columns=args.columns, parts=parts
+    )
+    n_unknown = test_maps.n_unknown
+  else:
+    train, test = mfjax.train_test_split(
+      train, test_fraction=args.test_fraction or 0.2, seed=args.seed
+    )
+    n_unknown = 0
+  if len(train) == train.n_padding or len(test) == test.n_padding:
+    raise ValueError("the training or test set is empty.")
+  return train, test, maps, n_unknown
+
+
+def _reads_parts(args) -> bool:
+  """Whether each process reads its own part of the files: a rating fit over
+  several processes' devices (the ranking fit, or ``--one-device``, reads the
+  whole files in each process)."""
+  if getattr(args, "num_processes", None) is None and not getattr(
+    args, "distributed", None
+  ):
+    return False
+  import jax
+
+  if jax.process_count() == 1 or args.objective == "ranking" or args.one_device:
+    return False
+  if not args.test:
+    raise ValueError(
+      "a fit over several processes needs --test FILE: a random split would need "
+      "every rating in one process."
+    )
+  return True
 
 
 def _check_training(args, failure: str | None) -> None:
@@ -657,20 +690,22 @@ def _rating_fit(args, train, maps):
       name: getattr(args, name) for name in d._fields if getattr(args, name) is not None
     }
   )
-  padded = ensemble.pad_to_buckets(train)
+  padded = _as_bucketed(train) if train.n_padding else ensemble.pad_to_buckets(train)
   if args.batch_size is None:  # fit's default: about 24 batches an epoch.
     size = ensemble.batch_size_for(len(padded.ratings), minimum=settings.batch_size)
     settings = settings._replace(batch_size=size)
   program = ensemble.fit_program(settings, progress=args.progress)
   ratings = padded.ratings
   if not args.one_device and len(jax.devices()) > 1:
-    # Every device of every process: the ratings sharded, the model replicated.
+    # Every device of every process: the ratings sharded (each process's part
+    # already is), the model replicated.
     from jax.sharding import NamedSharding, PartitionSpec
 
     from mfjax import distributed, sharding
 
     mesh = distributed.global_mesh()
-    ratings = sharding.shard_ratings(ratings, mesh)
+    if not train.n_padding:
+      ratings = sharding.shard_ratings(ratings, mesh)
     program = jax.jit(program, out_shardings=NamedSharding(mesh, PartitionSpec()))
   key = jax.random.key(args.seed)
   inputs = (
@@ -679,6 +714,26 @@ def _rating_fit(args, train, maps):
   )  # fmt: skip
   trim = lambda outputs: ensemble.trim(outputs, padded)
   return settings._asdict(), program, inputs, trim
+
+
+def _as_bucketed(train):
+  """An ``ensemble.Bucketed`` of ratings that :func:`distributed.read_ratings`
+  padded and sharded already: only the tables are padded to their buckets."""
+  import dataclasses
+
+  import numpy as np
+
+  from mfjax import ensemble
+
+  n_users, n_items = train.n_users, train.n_items
+  ratings = dataclasses.replace(
+    train,
+    n_users=ensemble.bucket(n_users, per_octave=4),
+    n_items=ensemble.bucket(n_items, per_octave=4),
+    n_padding=0,
+  )
+  sizes = np.array([len(train) - train.n_padding, n_users, n_items], np.int32)
+  return ensemble.Bucketed(ratings, None, sizes, n_users, n_items)
 
 
 def _ranking_fit(args, train, maps):
@@ -776,9 +831,13 @@ def _print_report(report: dict) -> None:
     print(f"{name:<{width}}  {shown}")
 
 
-def _load_ratings(path: str, *, show_columns: bool = False, **options):
+def _load_ratings(
+  path: str, *, show_columns: bool = False, parts: bool = False, **options
+):
   """``mfjax.load_ratings``, its warnings (a rating far off the others) on one
-  line each on stderr, and, for a file with a header, which column is which."""
+  line each on stderr, and, for a file with a header, which column is which.
+  With ``parts``, every process reads its own part
+  (:func:`mfjax.distributed.read_ratings`)."""
   import warnings
 
   import mfjax
@@ -786,7 +845,12 @@ def _load_ratings(path: str, *, show_columns: bool = False, **options):
 
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", ScaleWarning)
-    ratings, maps = mfjax.load_ratings(path, **options)
+    if parts:  # Each process its own part, assembled into one sharded array.
+      from mfjax import distributed
+
+      ratings, maps = distributed.read_ratings(path, **options)
+    else:
+      ratings, maps = mfjax.load_ratings(path, **options)
   for warning in caught:
     if issubclass(warning.category, ScaleWarning):
       print(f"mfjax: warning: {warning.message} (--scale LO,HI)", file=sys.stderr)

@@ -9,8 +9,12 @@ and with timeouts that bound how long a process waits for a missing peer.
 its place, and forwards their output with a ``[i]`` prefix.
 
 After :func:`initialize`, ``jax.devices()`` lists every process's devices, and
-:func:`global_mesh` is a one-axis mesh over them; ``mfjax fit`` shards its
-ratings over it and trains one replicated model.
+:func:`global_mesh` is a one-axis mesh over them. :func:`read_ratings` has
+each process read its own part of a ratings file
+(:func:`mfjax.loaders.load_ratings_part`, through a :class:`ProcessExchange`)
+and assembles the parts into one ratings array sharded over the mesh, in the
+file's order, as ``jax.make_array_from_process_local_data``; ``mfjax fit``
+trains one replicated model on it.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from mfjax import validation
+from mfjax import ensemble, loaders, validation
+from mfjax.types import IdMaps, Ratings
 
 __all__ = [
   "TIMEOUT_SECONDS",
@@ -37,6 +42,8 @@ __all__ = [
   "check_coordinator",
   "initialize",
   "global_mesh",
+  "ProcessExchange",
+  "read_ratings",
   "free_port",
   "launch",
 ]
@@ -141,6 +148,155 @@ def initialize(
 def global_mesh() -> Mesh:
   """A one-axis mesh, ``("data",)``, over every process's devices."""
   return Mesh(np.array(jax.devices()), ("data",))
+
+
+class ProcessExchange:
+  """:class:`mfjax.loaders.Exchange` over JAX's processes (after :func:`initialize`).
+
+  Arrays travel as bytes through ``jax.experimental.multihost_utils``
+  (``process_allgather``, ``broadcast_one_to_all``): gloo on CPU, NCCL on GPU,
+  so 64-bit values need no ``jax_enable_x64``. Text arrays are widened to the
+  longest of the processes' string widths first.
+  """
+
+  def __init__(self):
+    self.index, self.count = jax.process_index(), jax.process_count()
+
+  def _sizes(self, x: np.ndarray) -> np.ndarray:
+    """``[count, 2]``: each process's length and item size."""
+    from jax.experimental import multihost_utils
+
+    mine = np.array([x.size, x.dtype.itemsize], np.int64)
+    return multihost_utils.process_allgather(mine.view(np.uint8)).view(np.int64)
+
+  def _wide(self, x: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    if x.dtype.kind == "U":
+      x = x.astype(f"<U{int(sizes[:, 1].max()) // 4}")
+    return np.ascontiguousarray(x).ravel()
+
+  def allgather(self, x: np.ndarray) -> list[np.ndarray]:
+    """Every process's 1-D ``x``, in process order."""
+    from jax.experimental import multihost_utils
+
+    x = np.asarray(x)
+    sizes = self._sizes(x)
+    x = self._wide(x, sizes)
+    width = max(int(sizes[:, 0].max()), 1) * x.dtype.itemsize
+    raw = np.zeros(width, np.uint8)
+    raw[: x.nbytes] = x.view(np.uint8)
+    everything = multihost_utils.process_allgather(raw)
+    return [
+      everything[i, : int(n) * x.dtype.itemsize].view(x.dtype).copy()
+      for i, n in enumerate(sizes[:, 0])
+    ]
+
+  def broadcast(self, x: np.ndarray, root: int) -> np.ndarray:
+    """Process ``root``'s 1-D ``x``."""
+    from jax.experimental import multihost_utils
+
+    x = np.asarray(x)
+    sizes = self._sizes(x)
+    x = self._wide(x, sizes)
+    n = int(sizes[root, 0])
+    raw = np.zeros(max(n, 1) * x.dtype.itemsize, np.uint8)
+    if self.index == root:
+      raw[: x.nbytes] = x.view(np.uint8)
+    out = multihost_utils.broadcast_one_to_all(raw, is_source=self.index == root)
+    return np.asarray(out)[: n * x.dtype.itemsize].view(x.dtype).copy()
+
+
+def read_ratings(
+  path: str,
+  *,
+  mesh: Mesh | None = None,
+  bucket: bool = True,
+  exchange: loaders.Exchange | None = None,
+  **options,
+) -> tuple[Ratings, IdMaps]:
+  """A ratings file read by every process, each its own part, as one array.
+
+  Each process reads the lines in its share of the bytes
+  (:func:`mfjax.loaders.load_ratings_part`: the processes agree on one id map,
+  the scale and the duplicates), and the parts are moved by at most the rows
+  that cross a block boundary so that each process holds the block of the
+  whole that its devices hold: no process ever reads or holds the whole file.
+  The result is ``load_ratings(path)``'s ratings, in the file's order, padded
+  with weight-0 entries and sharded over ``mesh``'s first axis
+  (``jax.make_array_from_process_local_data``).
+
+  Args:
+    path: an uncompressed ratings file that every process can read.
+    mesh: the devices (default :func:`global_mesh`); each process's devices
+      must be consecutive along its first axis.
+    bucket: pad to :func:`mfjax.ensemble.bucket`'s size (so that files of
+      nearby sizes share one compiled fit), else to the next multiple of the
+      number of devices.
+    exchange: how the processes talk (default a :class:`ProcessExchange`).
+    **options: ``load_ratings``' options (``format``, ``sep``, ``columns``,
+      ``id_maps``, ``scale``, ``duplicates``).
+
+  Returns:
+    ``(ratings, id_maps)``: ``ratings`` with ``n_padding`` weight-0 entries at
+    the end, sharded; the maps of the whole file, the same in every process.
+  """
+  exchange = ProcessExchange() if exchange is None else exchange
+  mesh = global_mesh() if mesh is None else mesh
+  part, maps, offset = loaders.load_ratings_part(path, exchange, **options)
+  n = maps.n_lines - maps.n_duplicates
+  n_devices = mesh.devices.size
+  size = ensemble.bucket(n) if bucket else n
+  size = -(-max(size, 1) // n_devices) * n_devices
+  block = _block_of_process(mesh, size)
+  local = _rebalanced(part, offset, block, n, exchange)
+  sharding = jax.sharding.NamedSharding(
+    mesh, jax.sharding.PartitionSpec(mesh.axis_names[0])
+  )
+  make = lambda x: jax.make_array_from_process_local_data(sharding, x, (size,))
+  ratings = Ratings(
+    *(make(x) for x in local[:3]), n_users=part.n_users, n_items=part.n_items,
+    weights=make(local[3]), n_padding=size - n,
+  )  # fmt: skip
+  return ratings, maps
+
+
+def _block_of_process(mesh: Mesh, size: int) -> tuple[int, int]:
+  """``[start, stop)`` of the rows this process's devices hold."""
+  flat = list(mesh.devices.flat)
+  mine = [k for k, d in enumerate(flat) if d.process_index == jax.process_index()]
+  per_device = size // len(flat)
+  if mine != list(range(mine[0], mine[-1] + 1)):
+    raise ValueError(
+      "each process's devices must be consecutive in the mesh; build it over "
+      "jax.devices() (distributed.global_mesh())."
+    )
+  return mine[0] * per_device, (mine[-1] + 1) * per_device
+
+
+def _rebalanced(part: Ratings, offset: int, block, n: int, exchange):
+  """``(users, items, values, weights)`` of rows ``block`` of the whole: this
+  part's rows there, the other parts' rows that fall there, padding past ``n``."""
+  start, stop = block
+  columns = [np.asarray(part.users), np.asarray(part.items), np.asarray(part.values)]
+  at = offset + np.arange(len(columns[0]), dtype=np.int64)
+  away = (at < start) | (at >= stop)
+  local = [np.zeros(stop - start, c.dtype) for c in columns]
+  weights = np.zeros(stop - start, np.float32)
+  here = ~away
+  for out, column in zip(local, columns, strict=True):
+    out[at[here] - start] = column[here]
+  weights[at[here] - start] = 1
+  moved = exchange.allgather(at[away])
+  sent = [exchange.allgather(column[away]) for column in columns]
+  for k, positions in enumerate(moved):
+    if k == exchange.index:
+      continue
+    wanted = (positions >= start) & (positions < stop)
+    for out, column in zip(local, sent, strict=True):
+      out[positions[wanted] - start] = column[k][wanted]
+    weights[positions[wanted] - start] = 1
+  if np.count_nonzero(weights) != max(0, min(stop, n) - start):
+    raise RuntimeError("the parts do not cover this block: a bug, please report.")
+  return (*local, weights)
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ import math
 import os
 import re
 import warnings
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, Protocol
 
 import jax
 import numpy as np
@@ -40,6 +40,8 @@ __all__ = [
   "ratings_from_arrays",
   "ratings_from_frame",
   "ratings_from_sparse",
+  "Exchange",
+  "load_ratings_part",
 ]
 
 
@@ -253,22 +255,38 @@ def _layout_of(path, line, sep, columns):
 _COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 
-def _read_lines(path: str, stream=None):
+class _Span(NamedTuple):
+  """Part of a file: the lines that start in bytes ``[start, stop)``.
+
+  Attributes:
+    start: the byte where the first line starts (0, or just after a newline).
+    stop: the byte where the next part starts (a line start, or the file's size).
+    line: the line number of the first line (1-based).
+    at_end: whether ``stop`` is the end of the file (blank lines may end it).
+  """
+
+  start: int
+  stop: int
+  line: int
+  at_end: bool
+
+
+def _read_lines(path: str, stream=None, span: _Span | None = None):
   """Yields ``(first_line_number, text)`` blocks of whole lines, decoded.
 
   Reads ``stream`` (an open file, binary or text) when given, else ``path``,
-  decompressed when it ends in .gz, .bz2 or .xz.
+  decompressed when it ends in .gz, .bz2 or .xz; only ``span`` of it if given.
   """
   suffix = os.path.splitext(path)[1].lower() if stream is None else ""
   try:
-    yield from _blocks_of(path, stream, suffix)
+    yield from _blocks_of(path, stream, suffix, span)
   except (OSError, EOFError, lzma.LZMAError) as e:
     if not suffix:
       raise
     raise RatingsFileError(f"{path}: not a readable {suffix} file ({e}).") from None
 
 
-def _blocks_of(path, stream, suffix):
+def _blocks_of(path, stream, suffix, span=None):
   opened = (
     contextlib.nullcontext(stream)
     if stream is not None
@@ -277,9 +295,14 @@ def _blocks_of(path, stream, suffix):
   with opened as f:
     # ``rest``, the start of a line the block cut, stays under MAX_LINE_BYTES:
     # a longer line is refused, never held whole.
-    number, rest = 1, b""
+    number, rest, left = 1, b"", None
+    if span is not None:
+      f.seek(span.start)
+      number, left = span.line, span.stop - span.start
     while True:
-      block = f.read(_CHUNK_BYTES)
+      block = f.read(_CHUNK_BYTES if left is None else min(_CHUNK_BYTES, left))
+      if left is not None:
+        left -= len(block)
       if isinstance(block, str):  # A file opened in text mode.
         block = block.encode("utf-8")
       if not block:
@@ -660,12 +683,15 @@ def _warn_of_outliers(where, values, inferred: bool) -> None:
   if found is None:
     return
   row, lo, hi = found
-  value = float(values[row])
+  _warn_outlier(where(row), float(values[row]), lo, hi, inferred)
+
+
+def _warn_outlier(place: str, value: float, lo: float, hi: float, inferred: bool):
   side = "above" if value > hi else "below"
   scale = (min(value, lo), max(value, hi))
   consequence = f" It makes the scale ({scale[0]:g}, {scale[1]:g})." if inferred else ""
   warnings.warn(
-    f"{where(row)}: rating {value:g} lies far {side} the others ({lo:g} to "
+    f"{place}: rating {value:g} lies far {side} the others ({lo:g} to "
     f"{hi:g}): a typo?{consequence} Declare scale=(lo, hi) to refuse ratings "
     "outside it.",
     ScaleWarning,
@@ -738,14 +764,21 @@ def _check_options(id_maps, duplicates) -> None:
     raise TypeError(f"id_maps must be mfjax.IdMaps; got {type(id_maps).__name__}.")
 
 
-def _read_columns(path, stream, format, sep, columns, id_maps):
+def _read_columns(path, stream, format, sep, columns, id_maps, span=None):
   """The raw user ids, item ids and ratings of a file, its layout and header.
 
-  The header is the tuple of its names, or None for a file without one.
+  The header is the tuple of its names, or None for a file without one. With a
+  ``span``, only its lines are read (the layout still comes from the file's
+  first lines); a span with no line gives empty columns.
   """
-  blocks = _read_lines(path, stream)
+  blocks = _read_lines(path, stream, span)
   first_number, first_text = next(blocks, (1, ""))
-  first_lines = first_text.split("\n")
+  head = first_text
+  inside = span is not None and span.start > 0  # A part after the header.
+  if inside:
+    with contextlib.closing(_read_lines(path)) as file_head:
+      head = next(file_head, (1, ""))[1]
+  first_lines = head.split("\n")
   first_line = next((line for line in first_lines if line.strip()), None)
   if first_line is None:
     raise RatingsFileError(f"{path}: is empty; expected lines of user, item, rating.")
@@ -756,8 +789,11 @@ def _read_columns(path, stream, format, sep, columns, id_maps):
   if names is not None:
     if first_lines[0] != first_line:  # Blank lines before the header.
       raise _bad_line(path, 1, first_lines[0], sep, layout)
-    first_text = first_text[first_text.index("\n") + 1 :] if "\n" in first_text else ""
-    first_number += 1
+    if not inside:
+      first_text = (
+        first_text[first_text.index("\n") + 1 :] if "\n" in first_text else ""
+      )
+      first_number += 1
     data_line = next((line for line in first_lines[1:] if line.strip()), "")
     fields = _split(data_line, sep)
   del first_lines
@@ -769,7 +805,9 @@ def _read_columns(path, stream, format, sep, columns, id_maps):
 
   parse = _parse_numeric if numeric else _parse_strings
   parts = ([], [], [])
+  at_end = span is None or span.at_end
   for number, text, last in _with_last(_chain([(first_number, first_text)], blocks)):
+    last = last and at_end
     if last:
       text = text.rstrip()  # Blank lines at the end of the file are fine.
     if text.strip() or (text and not last):
@@ -778,6 +816,9 @@ def _read_columns(path, stream, format, sep, columns, id_maps):
       for column, part in zip(parts, parsed, strict=True):
         column.append(part)
   if not parts[0]:
+    if span is not None:  # This part has no lines; the others may.
+      empty = np.zeros(0, np.int64 if parse is _parse_numeric else str)
+      return empty, empty.copy(), np.zeros(0, np.float32), layout, names
     raise RatingsFileError(f"{path}: has a header but no ratings.")
   # One column at a time, so that only one column is ever held twice.
   raw_users, raw_items, values = (_concat_and_clear(c) for c in parts)
@@ -1129,3 +1170,338 @@ def ratings_from_sparse(
     n_users=n_users,
     n_items=n_items,
   )
+
+
+# Several processes, one file: each reads its part, and they agree (load_ratings_part).
+
+
+class Exchange(Protocol):
+  """How the processes of :func:`load_ratings_part` share small arrays.
+
+  :class:`mfjax.distributed.ProcessExchange` is the one over JAX's processes; a
+  test can run the parts as threads with another.
+
+  Attributes:
+    index: this process's place, in ``[0, count)``; parts follow it.
+    count: how many processes read the file.
+  """
+
+  index: int
+  count: int
+
+  def allgather(self, x: np.ndarray) -> list[np.ndarray]:
+    """Every process's 1-D ``x`` (one dtype kind in all, any lengths), in order."""
+    ...
+
+  def broadcast(self, x: np.ndarray, root: int) -> np.ndarray:
+    """Process ``root``'s 1-D ``x``; the others pass an array of its dtype."""
+    ...
+
+
+def _first_failure(exchange: Exchange, step):
+  """``step()`` here; if it failed in any process, every process raises the
+  first failure (in process order), so that none waits for the others."""
+  try:
+    result, failure = step(), ""
+  except (RatingsFileError, OSError) as e:
+    result, failure = None, str(e) if isinstance(e, RatingsFileError) else _os_text(e)
+  for index, text in enumerate(exchange.allgather(np.array([failure]))):
+    if text[0]:
+      if index == exchange.index:
+        raise RatingsFileError(text[0])
+      raise RatingsFileError(f"{text[0]} (read by process {index})")
+  return result
+
+
+def _os_text(e: OSError) -> str:
+  return f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+
+
+_CHECK_BYTES = 1 << 16
+
+
+def _my_span(path: str, index: int, count: int) -> tuple[int, int, int, int, bytes]:
+  """``(start, stop, newlines, size, head)`` of part ``index`` of ``count``: the
+  lines that start in its share of the bytes; ``head`` the file's first bytes."""
+  if os.path.splitext(path)[1].lower() in _COMPRESSED:
+    raise RatingsFileError(
+      f"{path}: a compressed file cannot be split between processes; "
+      "decompress it first."
+    )
+  size = os.path.getsize(path)
+  with open(path, "rb") as f:
+    head = f.read(_CHECK_BYTES)
+    start, stop = (_line_start(f, k * size // count, size) for k in (index, index + 1))
+    f.seek(start)
+    newlines, left = 0, stop - start
+    while left > 0:
+      block = f.read(min(_CHUNK_BYTES, left))
+      newlines, left = newlines + block.count(b"\n"), left - len(block)
+  return start, stop, newlines, size, head
+
+
+def _line_start(f, at: int, size: int) -> int:
+  """The first line start at or after byte ``at``."""
+  if at <= 0 or at >= size:
+    return max(0, min(at, size))
+  f.seek(at - 1)
+  while block := f.read(_CHUNK_BYTES):
+    found = block.find(b"\n")
+    if found >= 0:
+      return at + found
+    at += len(block)
+  return size
+
+
+def _same_file(path, exchange: Exchange, size: int, head: bytes) -> None:
+  """Refuses processes that read different files under the name."""
+  import zlib
+
+  mine = np.array([size, zlib.crc32(head)], np.int64)
+  seen = exchange.allgather(mine)
+  for index, theirs in enumerate(seen):
+    if not np.array_equal(theirs, mine):
+      raise RatingsFileError(
+        f"{path}: processes {exchange.index} and {index} read different files "
+        f"({size} and {int(theirs[0])} bytes, or other first bytes); give every "
+        "process the same file."
+      )
+
+
+def _extremes(values: np.ndarray) -> np.ndarray:
+  """``[n, max, n at max, max below it, min, n at min, min above it]`` (float64)."""
+  if not len(values):
+    return np.array([0, -np.inf, 0, -np.inf, np.inf, 0, np.inf])
+  hi, lo = float(values.max()), float(values.min())
+  below = values.max(where=values < hi, initial=-np.inf)
+  above = values.min(where=values > lo, initial=np.inf)
+  n_hi, n_lo = np.sum(values == hi), np.sum(values == lo)
+  return np.array([len(values), hi, n_hi, below, lo, n_lo, above], np.float64)
+
+
+def _joined_extremes(parts: list[np.ndarray]) -> tuple[float, ...]:
+  """:func:`_extremes` of all parts' values, from each part's."""
+  hi = max(p[1] for p in parts)
+  lo = min(p[4] for p in parts)
+  at_hi = sum(p[2] for p in parts if p[1] == hi)
+  at_lo = sum(p[5] for p in parts if p[4] == lo)
+  below = max([p[1] for p in parts if p[1] < hi] + [p[3] for p in parts])
+  above = min([p[4] for p in parts if p[4] > lo] + [p[6] for p in parts])
+  return sum(p[0] for p in parts), hi, at_hi, below, lo, at_lo, above
+
+
+def _outlier_of_parts(stats: tuple[float, ...]) -> tuple[float, float, float] | None:
+  """``(value, lo, hi)`` as :func:`_outlier_row` finds it, from joined extremes."""
+  n, hi, at_hi, below, lo, at_lo, above = stats
+  if n < _OUTLIER_MIN_RATINGS:
+    return None
+  allowed = max(1, int(n) // 1000)
+  for extreme, at, others in ((hi, at_hi, (lo, below)), (lo, at_lo, (above, hi))):
+    if at > allowed or at == n:
+      continue
+    gap = max(extreme - others[1], others[0] - extreme)
+    if others[1] > others[0] and gap > 2 * (others[1] - others[0]):
+      return extreme, others[0], others[1]
+  return None
+
+
+def _parts_outlier(name, line, values, exchange: Exchange, inferred: bool):
+  """Warns as :func:`load_ratings` would of the whole file; returns the joined
+  ``(lo, hi)`` of all parts' ratings."""
+  stats = _joined_extremes(exchange.allgather(_extremes(values)))
+  found = _outlier_of_parts(stats)
+  if found is not None:
+    value, lo, hi = found
+    at = np.flatnonzero(values == value)
+    lines = exchange.allgather(np.array([line + at[0] if len(at) else -1], np.int64))
+    first = next(int(x[0]) for x in lines if x[0] >= 0)
+    _warn_outlier(f"{name}:{first}", value, lo, hi, inferred)
+  return stats[4], stats[1]
+
+
+def _parts_index(raw: np.ndarray, exchange: Exchange) -> tuple[np.ndarray, np.ndarray]:
+  """The sorted distinct ids of every part, and this part's int32 indices."""
+  distinct = np.unique(raw)
+  if distinct.dtype.kind == "i":
+    distinct = distinct.astype(np.int64)
+  ids = np.unique(np.concatenate(exchange.allgather(distinct)))
+  return ids, np.searchsorted(ids, raw).astype(np.int32)
+
+
+def _runs(keys: np.ndarray):
+  """``(order, distinct keys, first place of each run in order, run lengths)``."""
+  order = np.argsort(keys, kind="stable")  # Equal keys keep their line order.
+  ordered = keys[order]
+  starts = np.flatnonzero(np.append(True, ordered[1:] != ordered[:-1]))[: len(keys)]
+  return order, ordered[starts], starts, np.diff(np.append(starts, len(keys)))
+
+
+def _parts_duplicates(name, line, users, items, values, n_items, policy, exchange, at):
+  """The duplicates ``policy`` over all parts: this part's kept rows (in file
+  order) and, for ``"mean"``, their values; ``at`` is the part's first row."""
+  keys = _pair_keys(users, items, n_items, at)
+  order, distinct, starts, counts = _runs(keys)
+  del keys
+  sums = np.zeros(0)
+  if len(order):  # In float64, as _resolve_duplicates sums.
+    sums = np.add.reduceat(values[order].astype(np.float64), starts)
+  later = np.zeros(len(distinct), bool)  # Pairs also rated in a later part.
+  earlier = np.zeros(len(distinct), bool)
+  before = [np.zeros(len(distinct)), np.zeros(len(distinct), np.int64)]
+  for root in range(exchange.count):  # One part's pairs at a time: N/P held.
+    theirs = exchange.broadcast(distinct, root)
+    if policy == "mean":
+      their = (exchange.broadcast(sums, root), exchange.broadcast(counts, root))
+    if root == exchange.index or not len(theirs):
+      continue
+    found = np.minimum(np.searchsorted(theirs, distinct), len(theirs) - 1)
+    shared = theirs[found] == distinct
+    if root > exchange.index:
+      later |= shared
+    else:
+      earlier |= shared
+      if policy == "mean":
+        for total, part in zip(before, their, strict=True):
+          total[shared] += part[found[shared]]
+  if policy == "error":
+    repeated = (counts > 1) | later | earlier
+    _parts_first_duplicate(name, line, (distinct, repeated, order, starts), exchange)
+  kept = ~later
+  rows = order[(starts + counts - 1)[kept]]
+  keep = np.zeros(len(users), bool)
+  keep[rows] = True
+  if policy == "mean":
+    merged = kept & ((counts > 1) | earlier)
+    means = (sums + before[0])[merged] / (counts + before[1])[merged]
+    values = values.copy()
+    values[order[(starts + counts - 1)[merged]]] = means
+  return keep, values
+
+
+def _parts_first_duplicate(name, line, runs, exchange: Exchange) -> None:
+  """Raises, in every process, :func:`load_ratings`' error for the first pair
+  (in key order) that is rated twice in any part or in two parts."""
+  distinct, repeated, order, starts = runs
+  none = np.iinfo(np.int64).max
+  mine = distinct[repeated][0] if repeated.any() else none
+  least = min(int(x[0]) for x in exchange.allgather(np.array([mine], np.int64)))
+  if least == none:
+    return
+  here = int(np.searchsorted(distinct, least))
+  lines = np.zeros(0, np.int64)
+  if here < len(distinct) and distinct[here] == least:
+    stop = starts[here + 1] if here + 1 < len(starts) else len(order)
+    lines = line + order[starts[here] : min(stop, starts[here] + 2)].astype(np.int64)
+  first, second = np.sort(np.concatenate(exchange.allgather(lines)))[:2]
+  raise RatingsFileError(
+    f"{name}:{second}: duplicate rating of the pair on line {first} "
+    "(use duplicates='last' or 'mean')."
+  )
+
+
+def load_ratings_part(
+  path: str | os.PathLike,
+  exchange: Exchange,
+  *,
+  format: str = "auto",
+  sep: str | None = None,
+  columns=None,
+  id_maps: IdMaps | None = None,
+  scale: tuple[float, float] | None = None,
+  duplicates: str = "last",
+) -> tuple[Ratings, IdMaps, int]:
+  """This process's part of a ratings file that several processes read together.
+
+  Process ``exchange.index`` of ``exchange.count`` reads the lines that start in
+  its share of the file's bytes (cut at line starts), so no process reads or
+  holds the whole file. Through ``exchange`` the processes then agree on what
+  :func:`load_ratings` gives for the whole file: one id map (the sorted distinct
+  ids of all parts), the observed scale and the scale warning, the
+  ``duplicates`` policy across parts (a pair rated in two parts keeps its
+  later line's rating, or the mean of all, at the later line's place; ``"error"``
+  names the same two lines), and the counts. Concatenated in process order, the
+  parts are ``load_ratings(path, ...)``'s ratings, and the maps are its maps.
+
+  Every process must call it with the same arguments. When a process fails (no
+  such file, a bad line, a different file under the name), every process
+  raises the first failure, in process order, so none waits for the others.
+
+  Args:
+    path: the file, uncompressed (a compressed stream has no byte ranges).
+    exchange: the processes (:class:`mfjax.distributed.ProcessExchange`).
+    format, sep, columns, id_maps, scale, duplicates: as for
+      :func:`load_ratings`.
+
+  Returns:
+    ``(part, id_maps, offset)``: this part's :class:`Ratings` as NumPy arrays
+    (indices and ``n_users``/``n_items`` of the whole file), the whole file's
+    :class:`IdMaps` (the same in every process), and the place of the part's
+    first rating in the whole.
+
+  Raises:
+    RatingsFileError: as :func:`load_ratings`, in every process; also for a
+      compressed file, or processes that read different files.
+  """
+  if hasattr(path, "read"):
+    raise TypeError("load_ratings_part reads a file path, not an open file.")
+
+  def check_and_split():
+    checked = _check_load_args(path, format, sep, columns, id_maps, scale, duplicates)
+    return checked, _my_span(checked[0], exchange.index, exchange.count)
+
+  (name, _, sep, columns, scale), found = _first_failure(exchange, check_and_split)
+  start, stop, newlines, size, head = found
+  _same_file(name, exchange, size, head)
+  before = exchange.allgather(np.array([newlines], np.int64))
+  line = 1 + int(sum(int(x[0]) for x in before[: exchange.index]))
+  span = _Span(start, stop, line, stop == size)
+  raw_users, raw_items, values, layout, names = _first_failure(
+    exchange, lambda: _read_columns(name, None, format, sep, columns, id_maps, span)
+  )
+  if names is not None and start == 0:
+    line += 1  # The header line.
+  where = lambda row, short=False: f"{'line ' if short else name + ':'}{line + row}"
+  _first_failure(exchange, lambda: _check_values(where, values, scale))
+  return _parts_indexed(
+    (name, line), raw_users, raw_items, values, id_maps, scale, duplicates,
+    exchange, (layout.roles, names or ()),
+  )  # fmt: skip
+
+
+def _parts_indexed(place, raw_users, raw_items, values, id_maps, scale, policy,
+                   exchange, source):  # fmt: skip
+  """:func:`_indexed` over parts: ``(part, IdMaps, offset)``."""
+  name, line = place
+  observed = _parts_outlier(name, line, values, exchange, id_maps is None)
+  if scale is None:
+    scale = observed if id_maps is None else id_maps.scale
+  if id_maps is None:
+    user_ids, users = _parts_index(raw_users, exchange)
+    item_ids, items = _parts_index(raw_items, exchange)
+  else:
+    user_ids, item_ids = id_maps.users, id_maps.items
+    users, items = id_maps.user_index(raw_users), id_maps.item_index(raw_items)
+  del raw_users, raw_items
+  counts = [int(x[0]) for x in exchange.allgather(np.array([len(values)], np.int64))]
+  at = sum(counts[: exchange.index])
+  keep, values = _parts_duplicates(
+    name, line, users, items, values, len(item_ids), policy, exchange, at
+  )
+  users, items, values = users[keep], items[keep], values[keep]
+  unknown = int(np.sum((users == UNKNOWN) | (items == UNKNOWN)))
+  totals = exchange.allgather(np.array([len(values), unknown], np.int64))
+  part = Ratings(
+    np.asarray(users, np.int32), np.asarray(items, np.int32),
+    np.asarray(values, np.float32), n_users=len(user_ids), n_items=len(item_ids),
+  )  # fmt: skip
+  maps = IdMaps(
+    users=user_ids,
+    items=item_ids,
+    scale=(float(scale[0]), float(scale[1])),
+    n_lines=sum(counts),
+    n_duplicates=sum(counts) - int(sum(t[0] for t in totals)),
+    n_unknown=int(sum(t[1] for t in totals)),
+    columns=tuple(source[0]),
+    header=tuple(source[1]),
+  )
+  return part, maps, int(sum(t[0] for t in totals[: exchange.index]))

@@ -52,7 +52,9 @@ def is_concrete(x: Any) -> bool:
 
 def host_values(x: Any) -> np.ndarray | None:
   """``x`` as NumPy when that moves no data: a NumPy array, or a concrete JAX
-  array on CPU (a view). None for tracers and arrays on an accelerator.
+  array on CPU (a view). None for tracers, arrays on an accelerator and arrays
+  over several processes (a process holds only its own part; the others' checks
+  then run on the devices, in every process alike).
 
   Host checks of concrete arrays read them through this, so that they compile
   nothing: on CPU each eager ``jnp.min`` of a new shape compiled a program; with
@@ -67,7 +69,8 @@ def host_values(x: Any) -> np.ndarray | None:
   """
   if isinstance(x, np.ndarray | np.generic | numbers.Number):
     return np.asarray(x)
-  if isinstance(x, jax.Array) and is_concrete(x):
+  if isinstance(x, jax.Array) and is_concrete(x) and x.is_fully_addressable:
+    # Not an array over several processes: each holds only its own part.
     if all(device.platform == "cpu" for device in x.devices()):
       return np.asarray(x)
   return None
