@@ -460,8 +460,16 @@ def _fit(args) -> int:
     return _fit_here(args)
   import jax
 
+  from mfjax import distributed
+
   try:
-    if jax.process_index() == 0:
+    exchange = distributed.ProcessExchange()
+    _check_same_command(args, exchange)
+    first = jax.process_index() == 0
+    distributed.first_failure(
+      lambda: _check_output_path("--save", args.save if first else None), exchange
+    )
+    if first:
       return _fit_here(args)
     args.save = None
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
@@ -481,6 +489,37 @@ def _fit(args) -> int:
     )
     sys.stdout.flush()
     os._exit(1)
+
+
+# What may differ between the processes of one fit: their place, and the paths
+# of the files (mounted elsewhere on other machines; their bytes are compared).
+_PER_PROCESS = {"process_id", "train", "test", "stdout"}
+
+
+def _check_same_command(args, exchange) -> None:
+  """Refuses, in every process, processes started with other options."""
+  import json
+
+  import numpy as np
+
+  mine = {
+    name: value
+    for name, value in sorted(vars(args).items())
+    if name not in _PER_PROCESS and isinstance(value, str | int | float | tuple | None)
+  }
+  text = json.dumps(mine, default=str)
+  for index, theirs in enumerate(exchange.allgather(np.array([text]))):
+    if str(theirs[0]) == text:
+      continue
+    other = json.loads(str(theirs[0]))
+    name = next(
+      n for n in sorted(set(mine) | set(other)) if mine.get(n) != other.get(n)
+    )
+    flag = "--" + name.replace("_", "-")
+    raise ValueError(
+      f"process {index} was started with {flag} {other.get(name)} and process "
+      f"{exchange.index} with {mine.get(name)}: give every process the same command."
+    )
 
 
 def _join(args) -> bool:

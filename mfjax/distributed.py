@@ -43,6 +43,7 @@ __all__ = [
   "initialize",
   "global_mesh",
   "ProcessExchange",
+  "first_failure",
   "read_ratings",
   "free_port",
   "launch",
@@ -203,6 +204,31 @@ class ProcessExchange:
       raw[: x.nbytes] = x.view(np.uint8)
     out = multihost_utils.broadcast_one_to_all(raw, is_source=self.index == root)
     return np.asarray(out)[: n * x.dtype.itemsize].view(x.dtype).copy()
+
+
+def first_failure(step, exchange: loaders.Exchange | None = None):
+  """Runs ``step()`` in every process; if it failed in any, every process
+  raises that failure (the first, in process order) as a ``ValueError``, so
+  that none goes on to wait for the others.
+
+  Args:
+    step: a function of no arguments; a ``ValueError``, ``TypeError`` or
+      ``OSError`` from it is shared with the other processes.
+    exchange: how the processes talk (default a :class:`ProcessExchange`).
+
+  Returns:
+    What ``step`` returned here.
+  """
+  exchange = ProcessExchange() if exchange is None else exchange
+  try:
+    result, failure = step(), ""
+  except (ValueError, TypeError, OSError) as e:
+    result, failure = None, str(e) or type(e).__name__
+  for index, text in enumerate(exchange.allgather(np.array([failure]))):
+    if text[0]:
+      where = "" if index == exchange.index else f" (in process {index})"
+      raise ValueError(f"{text[0]}{where}")
+  return result
 
 
 def read_ratings(

@@ -1209,7 +1209,7 @@ def _first_failure(exchange: Exchange, step):
     if text[0]:
       if index == exchange.index:
         raise RatingsFileError(text[0])
-      raise RatingsFileError(f"{text[0]} (read by process {index})")
+      raise RatingsFileError(f"{text[0]} (in process {index})")
   return result
 
 

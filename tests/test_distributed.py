@@ -1,9 +1,12 @@
 """mfjax.distributed and the CLI's multi-process options: checks, and real runs.
 
 The checks run in this process (nothing is joined: every bad argument is refused
-before jax.distributed starts). The slow test starts real processes: two
-processes of two CPU devices each, joined with gloo on a free local port, fit
-together and give the test RMSE of one process on one device.
+before jax.distributed starts). The slow tests start real processes, joined
+with gloo on a free local port, each reading its own part of the files: two
+processes of two CPU devices each fit as one process of four devices and as one
+of one device (test RMSE and saved params), mfjax.train over two processes
+gives one process's losses and params, processes that disagree (options, files)
+all stop with one line and exit 2, and a killed process stops the other.
 """
 
 import json
@@ -11,11 +14,15 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import mfjax
 from mfjax import cli, distributed
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -81,38 +88,162 @@ def _report(lines: str) -> dict:
   raise AssertionError(lines[-2000:])
 
 
-@pytest.mark.slow  # Three processes compile the fit: about 30 s on 2 cores.
-def test_two_processes_of_two_devices_fit_as_one_device(tmp_path):
-  train, test = _write(tmp_path / "t.tsv", 6000, 0), _write(tmp_path / "s.tsv", 1000, 1)
+def _write_csv(path, n, seed):
+  """A ratings.csv with a header, text ids and pairs rated twice (far apart)."""
+  rng = np.random.default_rng(seed)
+  rows = [f"u{u},m{i},{r}" for u, i, r in zip(
+    rng.integers(1, 200, n), rng.integers(1, 150, n), rng.integers(1, 6, n),
+    strict=True,
+  )]  # fmt: skip
+  rows += rows[: n // 20]  # Rated again at the end: a duplicate across parts.
+  path.write_text("userId,movieId,rating\n" + "\n".join(rows) + "\n")
+  return str(path)
+
+
+ENV = {"MFJAX_COMPILATION_CACHE": "0", "PATH": "/usr/bin:/bin"}
+
+
+def _mfjax(*argv, devices=None):
+  env = dict(ENV)
+  if devices:
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  return subprocess.run(
+    [sys.executable, "-m", "mfjax", *argv],
+    capture_output=True, text=True, timeout=300, env=env,
+  )  # fmt: skip
+
+
+@pytest.mark.slow  # Four runs compile the fit: about 40 s on 2 cores.
+def test_two_processes_of_two_devices_fit_as_one_process(tmp_path):
+  train = _write_csv(tmp_path / "t.csv", 6000, 0)
+  test = _write_csv(tmp_path / "s.csv", 1000, 1)
   fit = ["fit", train, "--test", test, "--json", "--steps", "4", "--ensemble", "2"]
-  env = {"MFJAX_COMPILATION_CACHE": "0", "PATH": "/usr/bin:/bin"}
-  launched = subprocess.run(
-    [sys.executable, "-m", "mfjax", "launch", "-n", "2", "--devices", "2", "--", *fit],
-    capture_output=True, text=True, timeout=300, env=env,
-  )  # fmt: skip
-  assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
-  # Only process 0 reports.
-  assert "[1] {" not in launched.stdout
-  one = subprocess.run(
-    [sys.executable, "-m", "mfjax", *fit],
-    capture_output=True, text=True, timeout=300, env=env,
-  )  # fmt: skip
-  assert one.returncode == 0, one.stderr[-3000:]
-  together, alone = _report(launched.stdout), _report(one.stdout)
-  assert together["n_train"] == alone["n_train"] == 5454
-  np.testing.assert_allclose(together["test_rmse"], alone["test_rmse"], atol=1e-4)
-  np.testing.assert_allclose(together["train_rmse"], alone["train_rmse"], atol=1e-4)
+  runs = {
+    "2x2": ("launch", "-n", "2", "--devices", "2", "--"),
+    "1x4": ("launch", "-n", "1", "--devices", "4", "--"),
+    "1x1": (),
+  }
+  reports, params = {}, {}
+  for name, launcher in runs.items():
+    saved = str(tmp_path / f"{name}.npz")
+    done = _mfjax(*launcher, *fit, "--save", saved)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    if name == "2x2":  # Only process 0 reports.
+      assert "[1] {" not in done.stdout
+    reports[name] = _report(done.stdout)
+    params[name] = mfjax.load(saved).params
+  alone = reports["1x1"]
+  assert alone["n_duplicates"] >= 300  # The 300 repeated lines, and chance pairs.
+  assert alone["n_train"] == 6300 - alone["n_duplicates"]
+  for name in ("2x2", "1x4"):
+    for field in ("n_train", "n_test", "n_duplicates", "n_users", "n_items"):
+      assert reports[name][field] == alone[field], (name, field)
+    for field in ("test_rmse", "train_rmse"):
+      np.testing.assert_allclose(reports[name][field], alone[field], atol=1e-4)
+    for got, want in zip(params[name], params["1x1"], strict=True):
+      np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)
+
+
+def _train(tmp_path, name, train, *options, processes=1, devices=1):
+  """benchmarks/train_processes.py in ``processes`` joined processes."""
+  out = str(tmp_path / f"{name}.npz")
+  argv = [sys.executable, str(ROOT / "benchmarks" / "train_processes.py"), train]
+  argv += ["--out", out, "--steps", "15", *options]
+  env = dict(ENV, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  if processes > 1:
+    port = distributed.free_port()
+    argv += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(processes)]
+  children = [
+    subprocess.Popen(
+      argv + (["--process-id", str(i)] if processes > 1 else []),
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )  # fmt: skip
+    for i in range(processes)
+  ]
+  outputs = [child.communicate(timeout=300)[0] for child in children]
+  for child, output in zip(children, outputs, strict=True):
+    assert child.returncode == 0, output[-3000:]
+  return dict(np.load(out))
+
+
+@pytest.mark.slow  # Four runs of mfjax.train: about 20 s.
+@pytest.mark.parametrize("options", [(), ("--batch-size", "1000")])
+def test_train_over_two_processes_equals_one_process(tmp_path, options):
+  train = _write_csv(tmp_path / "t.csv", 6000, 2)
+  alone = _train(tmp_path, "one", train, *options)
+  joined = _train(tmp_path, "two", train, *options, processes=2, devices=2)
+  assert joined["processes"] == 2 and joined["devices"] == 4
+  assert joined["n_ratings"] == alone["n_ratings"] < 6300
+  np.testing.assert_allclose(joined["losses"], alone["losses"], rtol=1e-5)
+  assert joined["losses"][-1] < 0.95 * joined["losses"][0]  # It trained.
+  for name in alone:
+    if name.startswith("params_"):
+      np.testing.assert_allclose(joined[name], alone[name], atol=1e-5, err_msg=name)
+
+
+def _two_processes(commands):
+  """Exit codes and stderr of two joined processes, each with its command."""
+  port = distributed.free_port()
+  children = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "mfjax",
+        *command,
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--process-id",
+        str(i),
+      ],
+      env=ENV,
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+    )  # fmt: skip
+    for i, command in enumerate(commands)
+  ]
+  errors = [c.communicate(timeout=120)[1] for c in children]
+  return [(c.returncode, err) for c, err in zip(children, errors, strict=True)]
+
+
+@pytest.mark.slow  # Two processes join and part: about 5 s a case.
+@pytest.mark.parametrize(
+  "train, test, extra, message",
+  [
+    ("t.csv", "s.csv", ["--num-processes", "3"], "started with --num-processes"),
+    ("t.csv", "s.csv", ["--rank", "5"], "started with --rank"),
+    ("t.csv", "missing.csv", [], "missing.csv: no such file."),
+    ("other.csv", "s.csv", [], "read different files"),
+  ],
+)
+def test_processes_that_disagree_all_stop_with_one_line(
+  tmp_path, train, test, extra, message
+):
+  """Process 1 is given ``train``, ``test`` and ``extra``; process 0 the files
+  t.csv and s.csv, which process 1 gets too unless told otherwise."""
+  for name, n, seed in (("t.csv", 600, 0), ("other.csv", 500, 1), ("s.csv", 100, 2)):
+    _write_csv(tmp_path / name, n, seed)
+  command = lambda train, test: [
+    "fit", str(tmp_path / train), "--test", str(tmp_path / test),
+    "--steps", "2", "--num-processes", "2",
+  ]  # fmt: skip
+  results = _two_processes([command("t.csv", "s.csv"), command(train, test) + extra])
+  for code, err in results:
+    assert code == 2, err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err[-2000:]
+    assert lines[0].startswith("mfjax fit: error: ")
 
 
 @pytest.mark.slow  # About 15 s: two processes compile, one is killed mid-fit.
 def test_a_killed_process_stops_the_other_with_an_error(tmp_path):
   train, test = _write(tmp_path / "t.tsv", 6000, 0), _write(tmp_path / "s.tsv", 1000, 1)
   port = distributed.free_port()
-  env = {
-    "MFJAX_COMPILATION_CACHE": "0",
-    "PATH": "/usr/bin:/bin",
-    "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-  }
+  env = dict(ENV, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   fit = [sys.executable, "-m", "mfjax", "fit", train, "--test", test, "--progress"]
   fit += ["--steps", "100000", "--coordinator", f"127.0.0.1:{port}"]
   children = [

@@ -178,7 +178,7 @@ def test_a_bad_line_in_a_later_part_is_named_in_every_process(tmp_path):
   assert ":2501:" in str(whole.value)
   messages = _messages(read_in_parts(path, 3)[0])
   assert messages[2] == str(whole.value)  # The process that read it.
-  assert messages[0] == f"{whole.value} (read by process 2)"
+  assert messages[0] == f"{whole.value} (in process 2)"
 
 
 def test_the_scale_warning_names_the_same_line(tmp_path):
@@ -205,7 +205,7 @@ def test_a_file_only_some_processes_can_read_fails_in_all(tmp_path):
   missing = str(tmp_path / "elsewhere" / "r.tsv")
   messages = _messages(read_in_parts([path, missing, path], 3)[0])
   assert messages[1] == f"{missing}: no such file."
-  assert messages[0] == messages[2] == f"{missing}: no such file. (read by process 1)"
+  assert messages[0] == messages[2] == f"{missing}: no such file. (in process 1)"
 
 
 def test_different_files_under_one_name_fail_in_all(tmp_path):
