@@ -5,8 +5,11 @@ when joined, else the whole file (``mfjax.load_ratings``, sharded over the
 process's devices when it has several); then the same ``mfjax.train``: Adam,
 full-batch unless ``--batch-size``, params replicated over every device.
 Process 0 writes the losses, the best loss and the best params to ``--out``
-(NumPy ``.npz``), with its peak resident memory after reading and after
-training; process ``i > 0`` writes the same to ``OUT.pI.npz``.
+(NumPy ``.npz``), with its resident memory before reading, its peak while
+reading (the high-water mark reset just before), the peak of the host arrays
+while reading (``tracemalloc``: NumPy's buffers, not JAX's runtime), and its
+peak after training;
+process ``i > 0`` writes the same to ``OUT.pI.npz``.
 ``benchmarks/processes.py`` and ``tests/test_distributed.py`` compare the runs.
 
 Usage:
@@ -19,9 +22,31 @@ import argparse
 import os
 import resource
 import time
+import tracemalloc
+
+
+def rss_bytes() -> int:
+  with open("/proc/self/statm") as f:
+    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reset_peak_rss() -> None:
+  """Starts the peak (VmHWM) again from the present size (Linux 4.0 and later)."""
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+  except OSError:
+    pass  # The peak then counts from the start of the process.
 
 
 def peak_rss_bytes() -> int:
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -47,8 +72,11 @@ def main() -> None:
   joined = args.coordinator is not None
   if joined:
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-  start = time.perf_counter()
   mesh = distributed.global_mesh()
+  base_rss = rss_bytes()
+  reset_peak_rss()
+  tracemalloc.start()  # NumPy's arrays are traced; JAX's runtime is not.
+  start = time.perf_counter()
   if joined:
     ratings, maps = distributed.read_ratings(args.file, bucket=False)
   else:
@@ -57,6 +85,8 @@ def main() -> None:
       ratings = sharding.shard_ratings(ratings, mesh)
   read_seconds = time.perf_counter() - start
   read_rss = peak_rss_bytes()
+  read_arrays = tracemalloc.get_traced_memory()[1]
+  tracemalloc.stop()
   params = mfjax.init_params(
     jax.random.key(0), ratings.n_users, ratings.n_items, args.rank
   )
@@ -87,7 +117,9 @@ def main() -> None:
       n_duplicates=maps.n_duplicates,
       read_seconds=read_seconds,
       train_seconds=train_seconds,
+      base_rss=base_rss,
       read_peak_rss=read_rss,
+      read_peak_arrays=read_arrays,
       peak_rss=peak_rss_bytes(),
       processes=jax.process_count(),
       devices=len(jax.devices()),

@@ -273,15 +273,19 @@ def read_ratings(
   size = ensemble.bucket(n) if bucket else n
   size = -(-max(size, 1) // n_devices) * n_devices
   block = _block_of_process(mesh, size)
-  local = _rebalanced(part, offset, block, n, exchange)
-  sharding = jax.sharding.NamedSharding(
-    mesh, jax.sharding.PartitionSpec(mesh.axis_names[0])
-  )
-  make = lambda x: jax.make_array_from_process_local_data(sharding, x, (size,))
-  ratings = Ratings(
-    *(make(x) for x in local[:3]), n_users=part.n_users, n_items=part.n_items,
-    weights=make(local[3]), n_padding=size - n,
-  )  # fmt: skip
+  tables = {"n_users": part.n_users, "n_items": part.n_items}
+  columns = [part.users, part.items, part.values]
+  del part
+  local = _rebalanced(columns, offset, block, n, exchange)
+  spec = jax.sharding.PartitionSpec(mesh.axis_names[0])
+  sharding = jax.sharding.NamedSharding(mesh, spec)
+  placed = []
+  while local:  # One column at a time: host and device copies overlap least.
+    column = local.pop(0)
+    placed.append(jax.make_array_from_process_local_data(sharding, column, (size,)))
+    del column
+  users, items, values, weights = placed
+  ratings = Ratings(users, items, values, **tables, weights=weights, n_padding=size - n)
   return ratings, maps
 
 
@@ -298,31 +302,40 @@ def _block_of_process(mesh: Mesh, size: int) -> tuple[int, int]:
   return mine[0] * per_device, (mine[-1] + 1) * per_device
 
 
-def _rebalanced(part: Ratings, offset: int, block, n: int, exchange):
-  """``(users, items, values, weights)`` of rows ``block`` of the whole: this
-  part's rows there, the other parts' rows that fall there, padding past ``n``."""
+def _rebalanced(columns: list, offset: int, block, n: int, exchange) -> list:
+  """``[users, items, values, weights]`` of rows ``block`` of the whole: this
+  part's rows there, the other parts' rows that fall there, padding past ``n``.
+
+  ``columns`` (this part's users, items and ratings, rows ``offset`` on) is
+  emptied as they are copied. Only the rows outside this process's block
+  travel, with their places; they are few when the parts are near the blocks.
+  """
   start, stop = block
-  columns = [np.asarray(part.users), np.asarray(part.items), np.asarray(part.values)]
-  at = offset + np.arange(len(columns[0]), dtype=np.int64)
-  away = (at < start) | (at >= stop)
-  local = [np.zeros(stop - start, c.dtype) for c in columns]
-  weights = np.zeros(stop - start, np.float32)
-  here = ~away
-  for out, column in zip(local, columns, strict=True):
-    out[at[here] - start] = column[here]
-  weights[at[here] - start] = 1
-  moved = exchange.allgather(at[away])
-  sent = [exchange.allgather(column[away]) for column in columns]
-  for k, positions in enumerate(moved):
-    if k == exchange.index:
-      continue
-    wanted = (positions >= start) & (positions < stop)
-    for out, column in zip(local, sent, strict=True):
-      out[positions[wanted] - start] = column[k][wanted]
-    weights[positions[wanted] - start] = 1
-  if np.count_nonzero(weights) != max(0, min(stop, n) - start):
+  end = offset + len(columns[0])
+  lo, hi = max(offset, start), min(end, stop)  # Rows that stay here.
+  away = np.r_[np.arange(offset, min(end, start)), np.arange(max(offset, stop), end)]
+  moved = exchange.allgather(away.astype(np.int64))
+  wanted = [
+    (p >= start) & (p < stop) if k != exchange.index else np.zeros(len(p), bool)
+    for k, p in enumerate(moved)
+  ]
+  local = []
+  while columns:
+    column = columns.pop(0)
+    sent = exchange.allgather(column[away - offset])
+    out = np.zeros(stop - start, column.dtype)
+    if hi > lo:
+      out[lo - start : hi - start] = column[lo - offset : hi - offset]
+    del column
+    for k, positions in enumerate(moved):
+      out[positions[wanted[k]] - start] = sent[k][wanted[k]]
+    local.append(out)
+  covered = max(0, hi - lo) + sum(int(w.sum()) for w in wanted)
+  if covered != max(0, min(stop, n) - start):
     raise RuntimeError("the parts do not cover this block: a bug, please report.")
-  return (*local, weights)
+  weights = np.zeros(stop - start, np.float32)
+  weights[:covered] = 1
+  return [*local, weights]
 
 
 def free_port() -> int:

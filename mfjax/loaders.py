@@ -860,7 +860,7 @@ def _index_ids(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Sorted unique ids and the int32 index of each; no sort for compact int ids."""
   if raw.dtype.kind == "i" and raw.size:
     lo, hi = int(raw.min()), int(raw.max())
-    if lo >= 0 and hi <= 4 * raw.size + (1 << 20):
+    if _compact(lo, hi, raw.size):
       present = np.zeros(hi + 1, bool)
       present[raw] = True
       lookup = np.cumsum(present, dtype=np.int32) - 1
@@ -1320,78 +1320,147 @@ def _parts_outlier(name, line, values, exchange: Exchange, inferred: bool):
 
 
 def _parts_index(raw: np.ndarray, exchange: Exchange) -> tuple[np.ndarray, np.ndarray]:
-  """The sorted distinct ids of every part, and this part's int32 indices."""
-  distinct = np.unique(raw)
-  if distinct.dtype.kind == "i":
-    distinct = distinct.astype(np.int64)
+  """The sorted distinct ids of every part, and this part's int32 indices.
+
+  Compact integer ids go through a table, as :func:`_index_ids` does; other
+  ids are found by a binary search, a chunk at a time."""
+  compact = raw.dtype.kind == "i" and (
+    not raw.size or _compact(raw.min(), raw.max(), raw.size)
+  )
+  if compact:
+    present = np.zeros(int(raw.max()) + 1 if raw.size else 0, bool)
+    present[raw] = True
+    distinct = np.flatnonzero(present).astype(np.int64)
+    del present
+  else:
+    distinct = np.unique(raw)
+    if distinct.dtype.kind == "i":
+      distinct = distinct.astype(np.int64)
   ids = np.unique(np.concatenate(exchange.allgather(distinct)))
-  return ids, np.searchsorted(ids, raw).astype(np.int32)
+  if compact and (not ids.size or _compact(ids[0], ids[-1], ids.size)):
+    lookup = np.zeros(int(ids[-1]) + 1 if ids.size else 0, np.int32)
+    lookup[ids] = np.arange(len(ids), dtype=np.int32)
+    return ids, lookup[raw]
+  index = np.empty(len(raw), np.int32)
+  for start in range(0, len(raw), _KEY_CHUNK):  # No int64 index of every row.
+    stop = start + _KEY_CHUNK
+    index[start:stop] = np.searchsorted(ids, raw[start:stop])
+  return ids, index
 
 
-def _runs(keys: np.ndarray):
-  """``(order, distinct keys, first place of each run in order, run lengths)``."""
-  order = np.argsort(keys, kind="stable")  # Equal keys keep their line order.
-  ordered = keys[order]
-  starts = np.flatnonzero(np.append(True, ordered[1:] != ordered[:-1]))[: len(keys)]
-  return order, ordered[starts], starts, np.diff(np.append(starts, len(keys)))
+def _compact(lo, hi, n: int) -> bool:
+  """Whether ids in ``[lo, hi]`` fit a table, as :func:`_index_ids` decides."""
+  return int(lo) >= 0 and int(hi) <= 4 * n + (1 << 20)
+
+
+_NO_KEY = np.iinfo(np.int64).max  # Pads a chunk of pair keys; no pair has it.
+_EXCHANGE_CHUNK = 1 << 20  # Pair keys a process sends at a time (8 MiB).
+
+
+def _shared_keys(distinct: np.ndarray, exchange: Exchange):
+  """``(later, earlier)``: which of this part's sorted distinct pair keys other
+  parts also hold, after it and before it. Each part sends its keys to the
+  others one fixed-size chunk at a time, so a process holds about its own
+  keys and one chunk (and one compiled broadcast serves every chunk)."""
+  sizes = [int(x[0]) for x in exchange.allgather(np.array([len(distinct)], np.int64))]
+  chunk = max(1, min(_EXCHANGE_CHUNK, max(sizes)))
+  later, earlier = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+  for root, size in enumerate(sizes):
+    for begin in range(0, size, chunk):
+      sent = np.full(chunk, _NO_KEY, np.int64)
+      if root == exchange.index:
+        sent[: min(chunk, size - begin)] = distinct[begin : begin + chunk]
+      theirs = exchange.broadcast(sent, root)
+      if root == exchange.index or not len(distinct):
+        continue
+      found = np.minimum(np.searchsorted(distinct, theirs), len(distinct) - 1)
+      (later if root > exchange.index else earlier).append(
+        theirs[distinct[found] == theirs]
+      )
+  return np.concatenate(later), np.concatenate(earlier)
+
+
+def _rows_with_keys(users, items, n_items, keys: np.ndarray) -> np.ndarray:
+  """The rows whose pair key is in the sorted ``keys``, in row order."""
+  flags = np.zeros(len(users), bool)
+  if len(keys):
+    for start in range(0, len(users), _KEY_CHUNK):
+      stop = start + _KEY_CHUNK
+      chunk = _pair_keys(users[start:stop], items[start:stop], n_items, start)
+      found = np.minimum(np.searchsorted(keys, chunk), len(keys) - 1)
+      flags[start:stop] = keys[found] == chunk
+  return np.flatnonzero(flags)
 
 
 def _parts_duplicates(name, line, users, items, values, n_items, policy, exchange, at):
-  """The duplicates ``policy`` over all parts: this part's kept rows (in file
-  order) and, for ``"mean"``, their values; ``at`` is the part's first row."""
+  """The duplicates ``policy`` over all parts: which of this part's rows stay
+  (in file order) and, for ``"mean"``, their values; ``at`` is the part's
+  first row. Written for memory as :func:`_resolve_duplicates`: one int64 key
+  a row at most, then only the rows of pairs rated more than once."""
   keys = _pair_keys(users, items, n_items, at)
-  order, distinct, starts, counts = _runs(keys)
-  del keys
-  sums = np.zeros(0)
-  if len(order):  # In float64, as _resolve_duplicates sums.
-    sums = np.add.reduceat(values[order].astype(np.float64), starts)
-  later = np.zeros(len(distinct), bool)  # Pairs also rated in a later part.
-  earlier = np.zeros(len(distinct), bool)
-  before = [np.zeros(len(distinct)), np.zeros(len(distinct), np.int64)]
-  for root in range(exchange.count):  # One part's pairs at a time: N/P held.
-    theirs = exchange.broadcast(distinct, root)
-    if policy == "mean":
-      their = (exchange.broadcast(sums, root), exchange.broadcast(counts, root))
-    if root == exchange.index or not len(theirs):
-      continue
-    found = np.minimum(np.searchsorted(theirs, distinct), len(theirs) - 1)
-    shared = theirs[found] == distinct
-    if root > exchange.index:
-      later |= shared
-    else:
-      earlier |= shared
-      if policy == "mean":
-        for total, part in zip(before, their, strict=True):
-          total[shared] += part[found[shared]]
+  keys.sort()
+  repeat = keys[1:] == keys[:-1]
+  repeated = np.unique(keys[1:][repeat])
+  distinct = keys[np.append(True, ~repeat)] if len(keys) else keys
+  del keys, repeat
+  later, earlier = _shared_keys(distinct, exchange)
+  del distinct
+  involved = np.union1d(np.union1d(repeated, later), earlier)
+  rows = _rows_with_keys(users, items, n_items, involved)
+  row_keys = users[rows].astype(np.int64) * n_items + items[rows]
+  order = np.argsort(row_keys, kind="stable")  # Equal keys keep their line order.
+  rows, row_keys = rows[order], row_keys[order]
   if policy == "error":
-    repeated = (counts > 1) | later | earlier
-    _parts_first_duplicate(name, line, (distinct, repeated, order, starts), exchange)
-  kept = ~later
-  rows = order[(starts + counts - 1)[kept]]
-  keep = np.zeros(len(users), bool)
-  keep[rows] = True
+    _parts_first_duplicate(name, line, involved, rows, row_keys, exchange)
+  n = len(rows)
+  last = np.append(row_keys[1:] != row_keys[:-1], True)[:n]  # The last of each run.
+  starts = np.flatnonzero(np.append(True, last[:-1]))[:n]
+  run_keys = row_keys[starts]
+  gone = np.isin(run_keys, later)  # A later part has the pair's last rating.
+  keep = np.ones(len(users), bool)
+  keep[rows[~last]] = False
+  keep[rows[last][gone]] = False
   if policy == "mean":
-    merged = kept & ((counts > 1) | earlier)
-    means = (sums + before[0])[merged] / (counts + before[1])[merged]
+    # In float64, as _resolve_duplicates sums.
+    sums = (
+      np.add.reduceat(values[rows].astype(np.float64), starts) if n else np.zeros(0)
+    )
+    counts = np.diff(np.append(starts, n))
+    shared = np.union1d(later, earlier)
+    sums, counts = _earlier_totals(run_keys, sums, counts, shared, exchange)
     values = values.copy()
-    values[order[(starts + counts - 1)[merged]]] = means
+    values[rows[last][~gone]] = (sums / counts)[~gone]
   return keep, values
 
 
-def _parts_first_duplicate(name, line, runs, exchange: Exchange) -> None:
+def _earlier_totals(keys, sums, counts, shared, exchange: Exchange):
+  """``(sums, counts)`` of the pairs ``keys`` over this part and the parts
+  before it; only the pairs that several parts hold are exchanged."""
+  sent = np.isin(keys, shared)
+  gathered = [
+    exchange.allgather(x[sent]) for x in (keys, sums, counts.astype(np.int64))
+  ]
+  sums, counts = sums.astype(np.float64), counts.astype(np.int64)
+  for index in range(exchange.index):
+    their_keys, their_sums, their_counts = (g[index] for g in gathered)
+    if not len(their_keys) or not len(keys):
+      continue
+    found = np.minimum(np.searchsorted(their_keys, keys), len(their_keys) - 1)
+    hit = their_keys[found] == keys
+    sums[hit] += their_sums[found[hit]]
+    counts[hit] += their_counts[found[hit]]
+  return sums, counts
+
+
+def _parts_first_duplicate(name, line, involved, rows, row_keys, exchange) -> None:
   """Raises, in every process, :func:`load_ratings`' error for the first pair
   (in key order) that is rated twice in any part or in two parts."""
-  distinct, repeated, order, starts = runs
-  none = np.iinfo(np.int64).max
-  mine = distinct[repeated][0] if repeated.any() else none
+  none = _NO_KEY
+  mine = involved[0] if len(involved) else none
   least = min(int(x[0]) for x in exchange.allgather(np.array([mine], np.int64)))
   if least == none:
     return
-  here = int(np.searchsorted(distinct, least))
-  lines = np.zeros(0, np.int64)
-  if here < len(distinct) and distinct[here] == least:
-    stop = starts[here + 1] if here + 1 < len(starts) else len(order)
-    lines = line + order[starts[here] : min(stop, starts[here] + 2)].astype(np.int64)
+  lines = line + rows[row_keys == least][:2].astype(np.int64)
   first, second = np.sort(np.concatenate(exchange.allgather(lines)))[:2]
   raise RatingsFileError(
     f"{name}:{second}: duplicate rating of the pair on line {first} "
@@ -1455,23 +1524,26 @@ def load_ratings_part(
   before = exchange.allgather(np.array([newlines], np.int64))
   line = 1 + int(sum(int(x[0]) for x in before[: exchange.index]))
   span = _Span(start, stop, line, stop == size)
-  raw_users, raw_items, values, layout, names = _first_failure(
+  read = _first_failure(
     exchange, lambda: _read_columns(name, None, format, sep, columns, id_maps, span)
   )
+  layout, names, read = read[3], read[4], list(read[:3])  # Consumed from here on.
   if names is not None and start == 0:
     line += 1  # The header line.
   where = lambda row, short=False: f"{'line ' if short else name + ':'}{line + row}"
-  _first_failure(exchange, lambda: _check_values(where, values, scale))
+  _first_failure(exchange, lambda: _check_values(where, read[2], scale))
   return _parts_indexed(
-    (name, line), raw_users, raw_items, values, id_maps, scale, duplicates,
-    exchange, (layout.roles, names or ()),
+    (name, line), read, id_maps, scale, duplicates, exchange,
+    (layout.roles, names or ()),
   )  # fmt: skip
 
 
-def _parts_indexed(place, raw_users, raw_items, values, id_maps, scale, policy,
-                   exchange, source):  # fmt: skip
-  """:func:`_indexed` over parts: ``(part, IdMaps, offset)``."""
+def _parts_indexed(place, read, id_maps, scale, policy, exchange, source):
+  """:func:`_indexed` over parts: ``(part, IdMaps, offset)``. ``read``, the
+  list of raw users, items and ratings, is emptied (its arrays freed early)."""
   name, line = place
+  raw_users, raw_items, values = read
+  read.clear()
   observed = _parts_outlier(name, line, values, exchange, id_maps is None)
   if scale is None:
     scale = observed if id_maps is None else id_maps.scale
@@ -1487,7 +1559,11 @@ def _parts_indexed(place, raw_users, raw_items, values, id_maps, scale, policy,
   keep, values = _parts_duplicates(
     name, line, users, items, values, len(item_ids), policy, exchange, at
   )
-  users, items, values = users[keep], items[keep], values[keep]
+  if not keep.all():  # One column at a time, each old one freed.
+    users = users[keep]
+    items = items[keep]
+    values = values[keep]
+  del keep
   unknown = int(np.sum((users == UNKNOWN) | (items == UNKNOWN)))
   totals = exchange.allgather(np.array([len(values), unknown], np.int64))
   part = Ratings(
