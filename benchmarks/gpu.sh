@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The GPU checks in one run: device info, the test suite, sparse throughput at
-# 10M and 100M ratings (rank 128), and the MovieLens 100k u1 fit time.
+# 10M and 100M ratings (rank 128), the MovieLens 100k u1 fit time, and that fit
+# over several GPUs and processes against one device.
 #
 # Run from the repository root: bash benchmarks/gpu.sh
 # It installs nothing: mfjax is imported from the checkout (PYTHONPATH), and
 # jax[cuda], optax, chex, numpy, tqdm, pytest and hypothesis must be there
-# already. Everything it writes goes under $OUT (default ./gpu-out), five files
+# already. Everything it writes goes under $OUT (default ./gpu-out), six files
 # at most.
 #
 # Knobs (environment):
@@ -18,6 +19,7 @@
 #   TEST_TIMEOUT   seconds for pytest (default 240)
 #   BENCH_TIMEOUT  seconds for the throughput benchmark (default 200)
 #   FIT_TIMEOUT    seconds for the fit (default 60)
+#   MP_TIMEOUT     seconds for each fit of the several-processes step (default 120)
 # On this CPU: SIZES=100000 RANKS=32 TESTS=tests/test_sharding.py bash benchmarks/gpu.sh
 set -u -o pipefail
 
@@ -93,4 +95,41 @@ MFJAX_COMPILATION_CACHE=0 timeout "${FIT_TIMEOUT:-60}" $PY -m mfjax fit \
   "$DATA/u1.base" --test "$DATA/u1.test" --json >"$OUT/fit.txt" 2>&1
 rc=$?
 stamp "fit u1: exit $rc in $((SECONDS - start)) s: $(tail -1 "$OUT/fit.txt")"
+
+# 5. Several devices and processes: the same u1 fit on one device
+# (--one-device), then with several GPUs in one process and in one process per
+# GPU (each reading its own part of the files, joined on a local port); on a
+# machine of one GPU, in 2 processes of 2 CPU devices each instead. The test
+# RMSE must agree (to 1e-4; benchmarks/RESULTS.md, "Several processes").
+start=$SECONDS
+FIT=(fit "$DATA/u1.base" --test "$DATA/u1.test" --json)
+N_GPUS=$($PY -c "import jax; print(sum(d.platform == 'gpu' for d in jax.devices()))" 2>/dev/null || echo 0)
+run_fit() {  # label, then the command's words
+  local label=$1
+  shift
+  echo "== $label" >>"$OUT/processes.txt"
+  MFJAX_COMPILATION_CACHE=0 timeout "${MP_TIMEOUT:-120}" "$@" >"$OUT/.run.txt" 2>&1
+  echo "exit $?" >>"$OUT/processes.txt"
+  grep -E '^(\[0\] )?\{' "$OUT/.run.txt" >>"$OUT/processes.txt" || tail -5 "$OUT/.run.txt" >>"$OUT/processes.txt"
+}
+: >"$OUT/processes.txt"
+run_fit "1 device" $PY -m mfjax "${FIT[@]}" --one-device
+if [ "$N_GPUS" -ge 2 ]; then
+  run_fit "1 process x $N_GPUS GPUs" $PY -m mfjax "${FIT[@]}"
+  PORT=$($PY -c "from mfjax import distributed; print(distributed.free_port())")
+  echo "== $N_GPUS processes x 1 GPU" >>"$OUT/processes.txt"
+  for i in $(seq 0 $((N_GPUS - 1))); do
+    CUDA_VISIBLE_DEVICES=$i MFJAX_COMPILATION_CACHE=0 timeout "${MP_TIMEOUT:-120}" \
+      $PY -m mfjax "${FIT[@]}" --coordinator "127.0.0.1:$PORT" \
+      --num-processes "$N_GPUS" --process-id "$i" >"$OUT/.run$i.txt" 2>&1 &
+  done
+  wait
+  grep -h '^{' "$OUT/.run0.txt" >>"$OUT/processes.txt" || tail -5 "$OUT/.run0.txt" >>"$OUT/processes.txt"
+  tail -2 "$OUT"/.run[1-9]*.txt >>"$OUT/processes.txt" 2>/dev/null
+  rm -f "$OUT"/.run[0-9]*.txt
+else
+  run_fit "2 processes x 2 CPU devices" env JAX_PLATFORMS=cpu $PY -m mfjax launch -n 2 --devices 2 -- "${FIT[@]}"
+fi
+rm -f "$OUT/.run.txt"
+stamp "processes: $((SECONDS - start)) s: $(grep -o '"test_rmse": [0-9.]*' "$OUT/processes.txt" | tr '\n' ' ')"
 stamp "done"
