@@ -187,6 +187,13 @@ def _add_distributed(parser) -> None:
     "(JAX reads them from the environment)",
   )
   parser.add_argument(
+    "--process-timeout",
+    type=_positive,
+    metavar="S",
+    help="seconds to wait for the other processes to join, and for a silent one "
+    "before the others fail (default 60)",
+  )
+  parser.add_argument(
     "--one-device",
     action="store_true",
     help="train on the first device only (default: all devices of all "
@@ -540,7 +547,8 @@ def _join(args) -> bool:
       "give --coordinator, --num-processes and --process-id together (or "
       "--distributed auto)."
     )
-  distributed.initialize(*named, auto=args.distributed == "auto")
+  timeout = args.process_timeout or distributed.TIMEOUT_SECONDS
+  distributed.initialize(*named, auto=args.distributed == "auto", timeout=timeout)
   return True
 
 

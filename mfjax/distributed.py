@@ -131,6 +131,11 @@ def initialize(
         f"process_id must lie in [0, {num_processes}) for num_processes = "
         f"{num_processes}; got {process_id}."
       )
+  if not auto:  # JAX aborts the process on these; say it in one line instead.
+    if process_id == 0:
+      _check_port_free(coordinator)
+    else:
+      _wait_for_coordinator(coordinator, timeout)
   # Gloo: JAX's CPU collectives across processes (GPUs use NCCL regardless).
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
@@ -144,6 +149,42 @@ def initialize(
   except (RuntimeError, ValueError) as e:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise DistributedError(f"could not join the other processes: {first}") from e
+
+
+def _host_port(coordinator: str) -> tuple[str, int]:
+  host, _, port = coordinator.rpartition(":")
+  return host.strip("[]"), int(port)
+
+
+def _check_port_free(coordinator: str) -> None:
+  """Process 0 serves on the coordinator's port: refuses one in use."""
+  _, port = _host_port(coordinator)
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+      s.bind(("", port))
+    except OSError as e:
+      raise DistributedError(
+        f"process 0 cannot serve the coordinator on port {port}: "
+        f"{e.strerror or e}; choose another --coordinator port."
+      ) from None
+
+
+def _wait_for_coordinator(coordinator: str, timeout: float) -> None:
+  """Waits up to ``timeout`` seconds for process 0 to listen at ``coordinator``."""
+  host, port = _host_port(coordinator)
+  deadline = time.monotonic() + timeout
+  while True:
+    try:
+      with socket.create_connection((host, port), timeout=1):
+        return
+    except OSError as e:
+      if time.monotonic() > deadline:
+        raise DistributedError(
+          f"could not reach the coordinator {coordinator} within {timeout} s "
+          f"({e.strerror or e}): is process 0 running there, with this address?"
+        ) from None
+      time.sleep(0.25)
 
 
 def global_mesh() -> Mesh:

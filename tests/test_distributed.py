@@ -10,6 +10,7 @@ all stop with one line and exit 2, and a killed process stops the other.
 """
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -70,6 +71,28 @@ def test_cli_refuses_bad_distributed_options_in_one_line(argv, message, capsys):
   assert cli.main(argv) == 2
   err = capsys.readouterr().err
   assert message in err and err.count("\n") == 1, err
+
+
+def test_an_unreachable_coordinator_is_one_line_after_the_timeout(tmp_path, capsys):
+  port = distributed.free_port()  # Nobody serves there.
+  start = time.monotonic()
+  with pytest.raises(distributed.DistributedError, match="could not reach"):
+    distributed.initialize(f"127.0.0.1:{port}", 2, 1, timeout=1)
+  assert 1 <= time.monotonic() - start < 10
+  train = _write(tmp_path / "t.tsv", 100, 0)
+  argv = ["fit", train, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+  assert cli.main([*argv, "--process-id", "1", "--process-timeout", "1"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "could not reach the coordinator" in err, err
+
+
+def test_a_coordinator_port_in_use_is_refused_in_one_line():
+  with socket.socket() as taken:
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    with pytest.raises(distributed.DistributedError, match="cannot serve"):
+      distributed.initialize(f"127.0.0.1:{port}", 2, 0, timeout=1)
 
 
 def _write(path, n, seed):
