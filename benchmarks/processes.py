@@ -14,8 +14,9 @@ difference of the losses and of the best params.
 Memory (``--memory``): a file of N ratings of distinct random pairs (default
 10M, written once to --workdir) is read by 1 process and by 2 joined processes
 (one device each), then trained one full-batch step; each process reports its
-resident memory before reading, its peak while reading, and the peak of its
-host arrays while reading (tracemalloc) (train_processes.py). The
+resident memory before reading, its peak while reading and the seconds read;
+in a second run under tracemalloc (slow), the peak of its host arrays while
+reading (train_processes.py). The
 ratings part is the difference; the script prints each process's and the ratio
 to the single process's.
 
@@ -109,7 +110,8 @@ def train_runs(train: Path, workdir: Path, processes: int, devices: int, **optio
     "--out",
     str(out),
   ]
-  argv += [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+  for name, value in options.items():  # A value of "" is a flag.
+    argv += [f"--{name.replace('_', '-')}" + (f"={value}" if value != "" else "")]
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
   if processes > 1:
     argv += ["--coordinator", f"127.0.0.1:{distributed.free_port()}"]
@@ -195,9 +197,10 @@ def memory(n: int, workdir: Path) -> None:
   alone = None
   for processes in (1, 2):
     reports = train_runs(train, workdir, processes, 1, steps=1)
-    for index, report in enumerate(reports):
+    traced = train_runs(train, workdir, processes, 1, steps=1, trace="")
+    for index, (report, trace) in enumerate(zip(reports, traced, strict=True)):
       part = (report["read_peak_rss"] - report["base_rss"]) / 2**20
-      arrays = report["read_peak_arrays"] / 2**20
+      arrays = trace["read_peak_arrays"] / 2**20
       alone = (part, arrays) if alone is None else alone
       print(
         f"| {processes} | {index} | {report['base_rss'] / 2**20:.0f} | "

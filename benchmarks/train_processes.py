@@ -6,15 +6,16 @@ process's devices when it has several); then the same ``mfjax.train``: Adam,
 full-batch unless ``--batch-size``, params replicated over every device.
 Process 0 writes the losses, the best loss and the best params to ``--out``
 (NumPy ``.npz``), with its resident memory before reading, its peak while
-reading (the high-water mark reset just before), the peak of the host arrays
-while reading (``tracemalloc``: NumPy's buffers, not JAX's runtime), and its
-peak after training;
+reading (the high-water mark reset just before), with ``--trace`` the peak of
+the host arrays while reading (``tracemalloc``: NumPy's buffers, not JAX's
+runtime; it slows the reading and adds its own memory), and its peak after
+training;
 process ``i > 0`` writes the same to ``OUT.pI.npz``.
 ``benchmarks/processes.py`` and ``tests/test_distributed.py`` compare the runs.
 
 Usage:
   python benchmarks/train_processes.py FILE --out OUT.npz [--steps 20]
-      [--rank 8] [--batch-size B]
+      [--rank 8] [--batch-size B] [--trace]
       [--coordinator HOST:PORT --num-processes N --process-id I]
 """
 
@@ -57,6 +58,9 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--rank", type=int, default=8)
   parser.add_argument("--batch-size", type=int)
+  parser.add_argument(
+    "--trace", action="store_true", help="trace the host arrays' peak (tracemalloc)"
+  )
   parser.add_argument("--coordinator")
   parser.add_argument("--num-processes", type=int)
   parser.add_argument("--process-id", type=int)
@@ -75,7 +79,8 @@ def main() -> None:
   mesh = distributed.global_mesh()
   base_rss = rss_bytes()
   reset_peak_rss()
-  tracemalloc.start()  # NumPy's arrays are traced; JAX's runtime is not.
+  if args.trace:  # NumPy's arrays are traced, JAX's runtime is not; slow.
+    tracemalloc.start()
   start = time.perf_counter()
   if joined:
     ratings, maps = distributed.read_ratings(args.file, bucket=False)
@@ -85,7 +90,7 @@ def main() -> None:
       ratings = sharding.shard_ratings(ratings, mesh)
   read_seconds = time.perf_counter() - start
   read_rss = peak_rss_bytes()
-  read_arrays = tracemalloc.get_traced_memory()[1]
+  read_arrays = tracemalloc.get_traced_memory()[1] if args.trace else -1
   tracemalloc.stop()
   params = mfjax.init_params(
     jax.random.key(0), ratings.n_users, ratings.n_items, args.rank

@@ -223,8 +223,7 @@ class ProcessExchange:
     x = np.asarray(x)
     sizes = self._sizes(x)
     x = self._wide(x, sizes)
-    width = max(int(sizes[:, 0].max()), 1) * x.dtype.itemsize
-    raw = np.zeros(width, np.uint8)
+    raw = np.zeros(_width(int(sizes[:, 0].max()) * x.dtype.itemsize), np.uint8)
     raw[: x.nbytes] = x.view(np.uint8)
     everything = multihost_utils.process_allgather(raw)
     return [
@@ -240,7 +239,7 @@ class ProcessExchange:
     sizes = self._sizes(x)
     x = self._wide(x, sizes)
     n = int(sizes[root, 0])
-    raw = np.zeros(max(n, 1) * x.dtype.itemsize, np.uint8)
+    raw = np.zeros(_width(n * x.dtype.itemsize), np.uint8)
     if self.index == root:
       raw[: x.nbytes] = x.view(np.uint8)
     out = multihost_utils.broadcast_one_to_all(raw, is_source=self.index == root)
@@ -270,6 +269,12 @@ def first_failure(step, exchange: loaders.Exchange | None = None):
       where = "" if index == exchange.index else f" (in process {index})"
       raise ValueError(f"{text[0]}{where}")
   return result
+
+
+def _width(n_bytes: int) -> int:
+  """The bytes sent for ``n_bytes``: a power of 2, so that a few shapes (each a
+  compiled collective) serve every exchange."""
+  return 1 << max(n_bytes - 1, 4095).bit_length()
 
 
 def read_ratings(
@@ -320,12 +325,15 @@ def read_ratings(
   local = _rebalanced(columns, offset, block, n, exchange)
   spec = jax.sharding.PartitionSpec(mesh.axis_names[0])
   sharding = jax.sharding.NamedSharding(mesh, spec)
+  if size == n:  # No padding: no weights (all ones) to place.
+    local.pop()
   placed = []
   while local:  # One column at a time: host and device copies overlap least.
     column = local.pop(0)
     placed.append(jax.make_array_from_process_local_data(sharding, column, (size,)))
     del column
-  users, items, values, weights = placed
+  users, items, values, *weights = placed
+  weights = weights[0] if weights else None
   ratings = Ratings(users, items, values, **tables, weights=weights, n_padding=size - n)
   return ratings, maps
 
