@@ -19,6 +19,7 @@ trains one replicated model on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -131,11 +132,8 @@ def initialize(
         f"process_id must lie in [0, {num_processes}) for num_processes = "
         f"{num_processes}; got {process_id}."
       )
-  if not auto:  # JAX aborts the process on these; say it in one line instead.
-    if process_id == 0:
-      _check_port_free(coordinator)
-    else:
-      _wait_for_coordinator(coordinator, timeout)
+  if not auto:  # JAX aborts on a missing peer; find it first, in one line.
+    _rendezvous(coordinator, num_processes, int(process_id), timeout)
   # Gloo: JAX's CPU collectives across processes (GPUs use NCCL regardless).
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
@@ -156,28 +154,57 @@ def _host_port(coordinator: str) -> tuple[str, int]:
   return host.strip("[]"), int(port)
 
 
-def _check_port_free(coordinator: str) -> None:
-  """Process 0 serves on the coordinator's port: refuses one in use."""
-  _, port = _host_port(coordinator)
-  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def _rendezvous(coordinator: str, n: int, index: int, timeout: float) -> None:
+  """Meets the other processes on the coordinator's port before JAX does.
+
+  JAX aborts a process (a stack dump, exit 134) whose peers do not all
+  register in time; here each process says its id and count to process 0,
+  which answers every one once all have come, so that a missing process, a
+  wrong count or a used id is a one-line :class:`DistributedError` in each
+  process instead. Then the port is free again for JAX's coordination service.
+  """
+  if n == 1:
+    return
+  if index == 0:
+    _gather(_host_port(coordinator)[1], n, timeout)
+    return
+  with _connect(coordinator, timeout) as conn:
+    conn.sendall(f"mfjax {index} {n}\n".encode())
+    conn.settimeout(timeout + 10)  # Process 0 answers when all have come.
     try:
-      s.bind(("", port))
-    except OSError as e:
-      raise DistributedError(
-        f"process 0 cannot serve the coordinator on port {port}: "
-        f"{e.strerror or e}; choose another --coordinator port."
-      ) from None
+      reply = _line(conn)
+    except OSError:
+      reply = ""
+  if reply != "ok":
+    raise DistributedError(
+      reply.removeprefix("error ")
+      or f"the coordinator {coordinator} stopped answering while the processes joined."
+    )
 
 
-def _wait_for_coordinator(coordinator: str, timeout: float) -> None:
-  """Waits up to ``timeout`` seconds for process 0 to listen at ``coordinator``."""
+def _host_port(coordinator: str) -> tuple[str, int]:
+  host, _, port = coordinator.rpartition(":")
+  return host.strip("[]"), int(port)
+
+
+def _line(conn: socket.socket) -> str:
+  """One line from ``conn`` (at most 1 KiB), without its newline."""
+  data = b""
+  while not data.endswith(b"\n") and len(data) < 1024:
+    chunk = conn.recv(1024)
+    if not chunk:
+      break
+    data += chunk
+  return data.decode(errors="replace").strip()
+
+
+def _connect(coordinator: str, timeout: float) -> socket.socket:
+  """A connection to process 0, tried until ``timeout`` seconds have passed."""
   host, port = _host_port(coordinator)
   deadline = time.monotonic() + timeout
   while True:
     try:
-      with socket.create_connection((host, port), timeout=1):
-        return
+      return socket.create_connection((host, port), timeout=1)
     except OSError as e:
       if time.monotonic() > deadline:
         raise DistributedError(
@@ -185,6 +212,75 @@ def _wait_for_coordinator(coordinator: str, timeout: float) -> None:
           f"({e.strerror or e}): is process 0 running there, with this address?"
         ) from None
       time.sleep(0.25)
+
+
+def _gather(port: int, n: int, timeout: float) -> None:
+  """Process 0: waits for processes 1 to n - 1, then answers each."""
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+      server.bind(("", port))
+    except OSError as e:
+      raise DistributedError(
+        f"process 0 cannot serve the coordinator on port {port}: "
+        f"{e.strerror or e}; choose another --coordinator port."
+      ) from None
+    server.listen(n)
+    joined, problem = {}, None
+    try:
+      problem = _accept_all(server, n, timeout, joined)
+      reply = "ok" if problem is None else f"error {problem}"
+      for conn in joined.values():
+        conn.sendall(f"{reply}\n".encode())
+      for conn in joined.values():  # They close first: the port stays free.
+        conn.settimeout(5)
+        with contextlib.suppress(OSError):
+          conn.recv(1)
+    finally:
+      for conn in joined.values():
+        conn.close()
+  if problem is not None:
+    raise DistributedError(problem)
+
+
+def _accept_all(server: socket.socket, n: int, timeout: float, joined: dict):
+  """Fills ``joined`` (id -> connection) until all came; returns what went
+  wrong, or None."""
+  deadline = time.monotonic() + timeout
+  while len(joined) < n - 1:
+    left = deadline - time.monotonic()
+    if left <= 0:
+      break
+    server.settimeout(left)
+    try:
+      conn, _ = server.accept()
+    except TimeoutError:
+      break
+    conn.settimeout(max(left, 1))
+    try:
+      words = _line(conn).split()
+    except OSError:
+      words = []
+    if len(words) != 3 or words[0] != "mfjax":  # Not one of ours.
+      conn.close()
+      continue
+    index, count = int(words[1]), int(words[2])
+    joined[index] = conn if index not in joined else joined[index]
+    if count != n:
+      return (
+        f"process {index} was started with --num-processes {count} and "
+        f"process 0 with {n}: give every process the same command."
+      )
+    if index in joined and joined[index] is not conn:
+      conn.close()
+      return f"two processes were started with --process-id {index}."
+  missing = [str(i) for i in range(1, n) if i not in joined]
+  if missing:
+    return (
+      f"process {', '.join(missing)} of {n} did not join within {timeout} s: "
+      "start all of them, with ids 0 to N-1 and the same --coordinator."
+    )
+  return None
 
 
 def global_mesh() -> Mesh:

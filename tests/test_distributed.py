@@ -86,6 +86,17 @@ def test_an_unreachable_coordinator_is_one_line_after_the_timeout(tmp_path, caps
   assert err.count("\n") == 1 and "could not reach the coordinator" in err, err
 
 
+def test_process_0_alone_says_who_did_not_join(tmp_path, capsys):
+  train = _write(tmp_path / "t.tsv", 100, 0)
+  port = distributed.free_port()
+  argv = ["fit", train, "--coordinator", f"127.0.0.1:{port}", "--num-processes", "3"]
+  start = time.monotonic()
+  assert cli.main([*argv, "--process-id", "0", "--process-timeout", "1"]) == 2
+  assert time.monotonic() - start < 10
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "process 1, 2 of 3 did not join within 1 s" in err
+
+
 def test_a_coordinator_port_in_use_is_refused_in_one_line():
   with socket.socket() as taken:
     taken.bind(("127.0.0.1", 0))
