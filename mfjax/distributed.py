@@ -439,9 +439,9 @@ def _block_of_process(mesh: Mesh, size: int) -> tuple[int, int]:
   flat = list(mesh.devices.flat)
   mine = [k for k, d in enumerate(flat) if d.process_index == jax.process_index()]
   per_device = size // len(flat)
-  if mine != list(range(mine[0], mine[-1] + 1)):
+  if not mine or mine != list(range(mine[0], mine[-1] + 1)):
     raise ValueError(
-      "each process's devices must be consecutive in the mesh; build it over "
+      "each process's devices must be in the mesh, consecutive; build it over "
       "jax.devices() (distributed.global_mesh())."
     )
   return mine[0] * per_device, (mine[-1] + 1) * per_device
