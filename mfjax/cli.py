@@ -664,8 +664,8 @@ def _fit_data(args, parts: bool):
 
 def _reads_parts(args) -> bool:
   """Whether each process reads its own part of the files: a rating fit over
-  several processes' devices (the ranking fit, or ``--one-device``, reads the
-  whole files in each process)."""
+  several processes' devices (the ranking fit, sharded too, and ``--one-device``
+  read the whole files in each process)."""
   if getattr(args, "num_processes", None) is None and not getattr(
     args, "distributed", None
   ):
@@ -742,23 +742,14 @@ def _rating_fit(args, train, maps):
     size = ensemble.batch_size_for(len(padded.ratings), minimum=settings.batch_size)
     settings = settings._replace(batch_size=size)
   program = ensemble.fit_program(settings, progress=args.progress)
-  ratings = padded.ratings
-  if not args.one_device and len(jax.devices()) > 1:
-    # Every device of every process: the ratings sharded (each process's part
-    # already is), the model replicated.
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    from mfjax import distributed, sharding
-
-    mesh = distributed.global_mesh()
-    if not train.n_padding:
-      ratings = sharding.shard_ratings(ratings, mesh)
-    program = jax.jit(program, out_shardings=NamedSharding(mesh, PartitionSpec()))
   key = jax.random.key(args.seed)
   inputs = (
-    key, ratings, np.float32(settings.l2), np.float32(settings.l2_bias),
+    key, padded.ratings, np.float32(settings.l2), np.float32(settings.l2_bias),
     None, maps.scale, padded.sizes,
   )  # fmt: skip
+  # Every device of every process: the ratings sharded (each process's part
+  # already is), the model replicated.
+  program, inputs = ensemble.spread(program, inputs, one_device=args.one_device)
   trim = lambda outputs: ensemble.trim(outputs, padded)
   return settings._asdict(), program, inputs, trim
 
@@ -795,6 +786,9 @@ def _ranking_fit(args, train, maps):
   settings = d._replace(**{n: v for n, v in given.items() if v is not None})
   program = ensemble.ranking_program(settings, progress=args.progress)
   inputs = (jax.random.key(args.seed), train, np.float32(settings.l2))
+  # Every device of every process (each holding the whole files): the ratings
+  # sharded, the model replicated.
+  program, inputs = ensemble.spread(program, inputs, one_device=args.one_device)
   return settings._asdict(), program, inputs, lambda outputs: outputs
 
 

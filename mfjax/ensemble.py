@@ -31,6 +31,7 @@ __all__ = [
   "FitResult",
   "fit",
   "fit_program",
+  "spread",
   "ranking_program",
   "ensemble_params",
   "batch_size_for",
@@ -172,6 +173,7 @@ def fit(
   patience: int | None = None,
   scale: tuple[float, float] | None = None,
   progress: bool = False,
+  one_device: bool = False,
 ) -> FitResult:
   """Fits the tuned default model to ``ratings``, jitted: what ``mfjax fit`` runs.
 
@@ -195,8 +197,11 @@ def fit(
   size, 1/24 of the ratings beyond). The rating fit pads the ratings to bucket
   sizes (:func:`pad_to_buckets`), so that one compiled program, cached per
   settings and bucket, serves every file of nearby size; the result is the
-  unpadded one's up to float rounding. Called inside a ``jit`` or ``vmap``, or
-  with ratings sharded over devices, it trains the ratings as they are.
+  unpadded one's up to float rounding. With several devices (GPUs, or every
+  process's devices after ``jax.distributed.initialize``), the rating fit
+  shards the padded ratings over all of them and replicates the model
+  (:func:`spread`), unless ``one_device``. Called inside a ``jit`` or ``vmap``,
+  or with ratings sharded over devices, it trains the ratings as they are.
 
   Args:
     key: a PRNG key for the inits and the shuffles.
@@ -214,6 +219,8 @@ def fit(
       validation RMSE, with early stopping after ``patience`` epochs if given.
     scale: ``(lo, hi)``: predictions clipped to it when scoring validation.
     progress: a tqdm bar per epoch.
+    one_device: train the rating fit on the default device only, even when
+      there are several.
 
   Returns:
     A :class:`FitResult`; for ranking, ``members`` has one model.
@@ -287,8 +294,49 @@ def fit(
     results, params = program(key, ratings, *l2s, validation_data, scale)
     return FitResult(params, results)
   inputs = (key, padded.ratings, *l2s, padded.validation, scale, padded.sizes)
+  program, inputs = spread(program, inputs, one_device=bool(one_device))
   results, params = _compiled(program, inputs)(*inputs)
   return FitResult(*trim((params, results), padded))
+
+
+_SPREAD: dict = {}
+
+
+def spread(program, inputs: tuple, *, one_device: bool = False):
+  """A :func:`fit_program` and its inputs over every device.
+
+  With more than one device in ``jax.devices()`` (all processes' devices after
+  ``jax.distributed.initialize``), the ratings (``inputs[1]``) are sharded over
+  a one-axis mesh of them (:func:`mfjax.sharding.shard_ratings`; ratings that
+  are already spread over devices stay as they are) and the program's outputs
+  are replicated: every device holds the model, each step all-reduces its
+  gradient. With one device, or ``one_device``, both are returned unchanged.
+
+  Args:
+    program: a jitted fit, e.g. :func:`fit_program`'s.
+    inputs: its arguments, ``(key, ratings, ...)``.
+    one_device: keep the default device.
+
+  Returns:
+    ``(program, inputs)``.
+  """
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+  from mfjax import sharding
+
+  devices = jax.devices()
+  if one_device or len(devices) == 1:
+    return program, inputs
+  mesh = Mesh(np.array(devices), ("data",))
+  ratings = inputs[1]
+  if not isinstance(ratings.users, jax.Array) or len(ratings.users.devices()) == 1:
+    ratings = sharding.shard_ratings(ratings, mesh)
+  key = (program, tuple(devices))
+  if key not in _SPREAD:
+    if len(_SPREAD) >= 16:
+      _SPREAD.pop(next(iter(_SPREAD)))
+    _SPREAD[key] = jax.jit(program, out_shardings=NamedSharding(mesh, PartitionSpec()))
+  return _SPREAD[key], (inputs[0], ratings, *inputs[2:])
 
 
 _COMPILED: dict = {}

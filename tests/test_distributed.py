@@ -178,6 +178,22 @@ def test_two_processes_of_two_devices_fit_as_one_process(tmp_path):
       np.testing.assert_allclose(got, want, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow  # Two ranking fits compile: about 20 s.
+def test_the_ranking_fit_over_two_processes_equals_one_process(tmp_path):
+  train = _write_csv(tmp_path / "t.csv", 6000, 3)
+  test = _write_csv(tmp_path / "s.csv", 2000, 4)
+  fit = ["fit", train, "--test", test, "--json", "--objective", "ranking"]
+  fit += ["--steps", "3"]
+  joined = _mfjax("launch", "-n", "2", "--devices", "2", "--", *fit)
+  alone = _mfjax(*fit)
+  for done in (joined, alone):
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  together, one = _report(joined.stdout), _report(alone.stdout)
+  assert one["n_users_ranked"] > 50
+  for name in ("test_ndcg_at_10", "test_precision_at_10", "n_users_ranked"):
+    np.testing.assert_allclose(together[name], one[name], atol=1e-4, err_msg=name)
+
+
 def _train(tmp_path, name, train, *options, processes=1, devices=1):
   """benchmarks/train_processes.py in ``processes`` joined processes."""
   out = str(tmp_path / f"{name}.npz")

@@ -101,7 +101,13 @@ sharding.check_placement(rows, placed, None)
 settings = dict(rank=2, steps=2, ensemble=2, batch_size=128)
 spread = mfjax.fit(jax.random.key(5), placed, **settings)
 assert len(spread.best_params.user_factors.sharding.device_set) == 8
-close(spread, mfjax.fit(jax.random.key(5), train, **settings))
+alone = mfjax.fit(jax.random.key(5), train, one_device=True, **settings)
+assert len(alone.members.losses.sharding.device_set) == 1
+close(spread, alone)
+# Host ratings: fit pads them and spreads them over the 8 devices by default.
+default = mfjax.fit(jax.random.key(5), train, **settings)
+assert len(default.members.losses.sharding.device_set) == 8
+close(default, alone)
 try:  # The validation data on another device set than the rest.
   one = jax.device_put(valid, jax.devices()[3])
   sharding.check_placement(replicated, placed, one)
