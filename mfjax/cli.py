@@ -515,10 +515,11 @@ def _check_same_command(args, exchange) -> None:
     if name not in _PER_PROCESS and isinstance(value, str | int | float | tuple | None)
   }
   text = json.dumps(mine, default=str)
+  mine = json.loads(text)  # As the others' read back (tuples become lists).
   for index, theirs in enumerate(exchange.allgather(np.array([text]))):
-    if str(theirs[0]) == text:
-      continue
     other = json.loads(str(theirs[0]))
+    if other == mine:
+      continue
     name = next(
       n for n in sorted(set(mine) | set(other)) if mine.get(n) != other.get(n)
     )
@@ -737,7 +738,9 @@ def _rating_fit(args, train, maps):
       name: getattr(args, name) for name in d._fields if getattr(args, name) is not None
     }
   )
-  padded = _as_bucketed(train) if train.n_padding else ensemble.pad_to_buckets(train)
+  # Read in parts by several processes: padded and sharded already.
+  parts = isinstance(train.users, jax.Array) and not train.users.is_fully_addressable
+  padded = _as_bucketed(train) if parts else ensemble.pad_to_buckets(train)
   if args.batch_size is None:  # fit's default: about 24 batches an epoch.
     size = ensemble.batch_size_for(len(padded.ratings), minimum=settings.batch_size)
     settings = settings._replace(batch_size=size)

@@ -182,11 +182,6 @@ def _rendezvous(coordinator: str, n: int, index: int, timeout: float) -> None:
     )
 
 
-def _host_port(coordinator: str) -> tuple[str, int]:
-  host, _, port = coordinator.rpartition(":")
-  return host.strip("[]"), int(port)
-
-
 def _line(conn: socket.socket) -> str:
   """One line from ``conn`` (at most 1 KiB), without its newline."""
   data = b""
@@ -216,16 +211,21 @@ def _connect(coordinator: str, timeout: float) -> socket.socket:
 
 def _gather(port: int, n: int, timeout: float) -> None:
   """Process 0: waits for processes 1 to n - 1, then answers each."""
-  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-      server.bind(("", port))
-    except OSError as e:
-      raise DistributedError(
-        f"process 0 cannot serve the coordinator on port {port}: "
-        f"{e.strerror or e}; choose another --coordinator port."
-      ) from None
-    server.listen(n)
+  dual = socket.has_dualstack_ipv6()  # IPv6 and IPv4 peers, as JAX serves.
+  try:
+    server = socket.create_server(
+      ("", port),
+      family=socket.AF_INET6 if dual else socket.AF_INET,
+      backlog=n,
+      reuse_port=False,
+      dualstack_ipv6=dual,
+    )
+  except OSError as e:
+    raise DistributedError(
+      f"process 0 cannot serve the coordinator on port {port}: "
+      f"{e.strerror or e}; choose another --coordinator port."
+    ) from None
+  with server:
     joined, problem = {}, None
     try:
       problem = _accept_all(server, n, timeout, joined)
@@ -256,7 +256,7 @@ def _accept_all(server: socket.socket, n: int, timeout: float, joined: dict):
       conn, _ = server.accept()
     except TimeoutError:
       break
-    conn.settimeout(max(left, 1))
+    conn.settimeout(min(max(left, 1), 5))  # A peer says who it is at once.
     try:
       words = _line(conn).split()
     except OSError:
@@ -452,30 +452,31 @@ def _rebalanced(columns: list, offset: int, block, n: int, exchange) -> list:
   part's rows there, the other parts' rows that fall there, padding past ``n``.
 
   ``columns`` (this part's users, items and ratings, rows ``offset`` on) is
-  emptied as they are copied. Only the rows outside this process's block
-  travel, with their places; they are few when the parts are near the blocks.
+  emptied as they are copied. The rows outside this process's block travel,
+  one part's at a time (each process keeps those of its block), so a process
+  holds its part, its block and at most one other part's moving rows.
   """
   start, stop = block
   end = offset + len(columns[0])
   lo, hi = max(offset, start), min(end, stop)  # Rows that stay here.
-  away = np.r_[np.arange(offset, min(end, start)), np.arange(max(offset, stop), end)]
-  moved = exchange.allgather(away.astype(np.int64))
-  wanted = [
-    (p >= start) & (p < stop) if k != exchange.index else np.zeros(len(p), bool)
-    for k, p in enumerate(moved)
-  ]
-  local = []
-  while columns:
-    column = columns.pop(0)
-    sent = exchange.allgather(column[away - offset])
-    out = np.zeros(stop - start, column.dtype)
+  ranges = np.array([offset, min(end, start), max(offset, stop), end], np.int64)
+  away = np.r_[np.arange(*ranges[:2]), np.arange(*ranges[2:])] - offset
+  local = [np.zeros(stop - start, c.dtype) for c in columns]
+  for out, column in zip(local, columns, strict=True):
     if hi > lo:
       out[lo - start : hi - start] = column[lo - offset : hi - offset]
-    del column
-    for k, positions in enumerate(moved):
-      out[positions[wanted[k]] - start] = sent[k][wanted[k]]
-    local.append(out)
-  covered = max(0, hi - lo) + sum(int(w.sum()) for w in wanted)
+  covered = max(0, hi - lo)
+  for root in range(exchange.count):
+    theirs = exchange.broadcast(ranges, root)
+    places = np.r_[np.arange(*theirs[:2]), np.arange(*theirs[2:])]
+    wanted = (places >= start) & (places < stop)
+    for out, column in zip(local, columns, strict=True):
+      sent = exchange.broadcast(column[away], root)
+      if root != exchange.index:
+        out[places[wanted] - start] = sent[wanted]
+    if root != exchange.index:
+      covered += int(wanted.sum())
+  columns.clear()
   if covered != max(0, min(stop, n) - start):
     raise RuntimeError("the parts do not cover this block: a bug, please report.")
   weights = np.zeros(stop - start, np.float32)

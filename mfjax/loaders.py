@@ -775,7 +775,7 @@ def _read_columns(path, stream, format, sep, columns, id_maps, span=None):
   first_number, first_text = next(blocks, (1, ""))
   head = first_text
   inside = span is not None and span.start > 0  # A part after the header.
-  if inside:
+  if span is not None:  # The layout comes from the file's start, in every part.
     with contextlib.closing(_read_lines(path)) as file_head:
       head = next(file_head, (1, ""))[1]
   first_lines = head.split("\n")
@@ -1221,8 +1221,9 @@ _CHECK_BYTES = 1 << 16
 
 
 def _my_span(path: str, index: int, count: int) -> tuple[int, int, int, int, bytes]:
-  """``(start, stop, newlines, size, head)`` of part ``index`` of ``count``: the
-  lines that start in its share of the bytes; ``head`` the file's first bytes."""
+  """``(start, stop, newlines, size, ends)`` of part ``index`` of ``count``: the
+  lines that start in its share of the bytes; ``ends`` the file's first and
+  last 64 KiB (to compare between processes)."""
   if os.path.splitext(path)[1].lower() in _COMPRESSED:
     raise RatingsFileError(
       f"{path}: a compressed file cannot be split between processes; "
@@ -1231,13 +1232,34 @@ def _my_span(path: str, index: int, count: int) -> tuple[int, int, int, int, byt
   size = os.path.getsize(path)
   with open(path, "rb") as f:
     head = f.read(_CHECK_BYTES)
-    start, stop = (_line_start(f, k * size // count, size) for k in (index, index + 1))
+    f.seek(max(0, size - _CHECK_BYTES))
+    head += f.read(_CHECK_BYTES)  # And the last bytes: files that differ there.
+    # Blank lines that end the file go to the last part, which may drop them:
+    # the others split the bytes up to the end of the last line of data.
+    data = _line_start(f, _data_end(f, size), size)
+    cut = lambda k: (
+      size if k == count else min(_line_start(f, k * data // count, size), data)
+    )
+    start, stop = cut(index), cut(index + 1)
     f.seek(start)
     newlines, left = 0, stop - start
     while left > 0:
       block = f.read(min(_CHUNK_BYTES, left))
       newlines, left = newlines + block.count(b"\n"), left - len(block)
   return start, stop, newlines, size, head
+
+
+def _data_end(f, size: int) -> int:
+  """The byte after the file's last one that is not white space."""
+  end = size
+  while end > 0:
+    f.seek(max(0, end - _CHUNK_BYTES))
+    block = f.read(end - max(0, end - _CHUNK_BYTES))
+    kept = block.rstrip()
+    if kept:
+      return end - len(block) + len(kept)
+    end -= len(block)
+  return 0
 
 
 def _line_start(f, at: int, size: int) -> int:
@@ -1263,8 +1285,8 @@ def _same_file(path, exchange: Exchange, size: int, head: bytes) -> None:
     if not np.array_equal(theirs, mine):
       raise RatingsFileError(
         f"{path}: processes {exchange.index} and {index} read different files "
-        f"({size} and {int(theirs[0])} bytes, or other first bytes); give every "
-        "process the same file."
+        f"({size} and {int(theirs[0])} bytes, or other first or last bytes); give "
+        "every process the same file."
       )
 
 
@@ -1434,22 +1456,24 @@ def _parts_duplicates(name, line, users, items, values, n_items, policy, exchang
 
 
 def _earlier_totals(keys, sums, counts, shared, exchange: Exchange):
-  """``(sums, counts)`` of the pairs ``keys`` over this part and the parts
-  before it; only the pairs that several parts hold are exchanged."""
+  """``(sums, counts)`` of the pairs ``keys`` over the parts up to this one, in
+  file order (the earlier parts' first). Each part but the last sends the pairs
+  it shares with another part, one part at a time: a process holds its own
+  and one other part's."""
   sent = np.isin(keys, shared)
-  gathered = [
-    exchange.allgather(x[sent]) for x in (keys, sums, counts.astype(np.int64))
-  ]
-  sums, counts = sums.astype(np.float64), counts.astype(np.int64)
-  for index in range(exchange.index):
-    their_keys, their_sums, their_counts = (g[index] for g in gathered)
-    if not len(their_keys) or not len(keys):
+  totals = np.zeros(len(keys)), np.zeros(len(keys), np.int64)
+  for root in range(exchange.count - 1):
+    theirs = [
+      exchange.broadcast(x[sent], root)
+      for x in (keys, np.asarray(sums, np.float64), counts.astype(np.int64))
+    ]
+    if root >= exchange.index or not len(theirs[0]) or not len(keys):
       continue
-    found = np.minimum(np.searchsorted(their_keys, keys), len(their_keys) - 1)
-    hit = their_keys[found] == keys
-    sums[hit] += their_sums[found[hit]]
-    counts[hit] += their_counts[found[hit]]
-  return sums, counts
+    found = np.minimum(np.searchsorted(theirs[0], keys), len(theirs[0]) - 1)
+    hit = theirs[0][found] == keys
+    totals[0][hit] += theirs[1][found[hit]]
+    totals[1][hit] += theirs[2][found[hit]]
+  return totals[0] + sums, totals[1] + counts
 
 
 def _parts_first_duplicate(name, line, involved, rows, row_keys, exchange) -> None:
@@ -1531,7 +1555,12 @@ def load_ratings_part(
   if names is not None and start == 0:
     line += 1  # The header line.
   where = lambda row, short=False: f"{'line ' if short else name + ':'}{line + row}"
-  _first_failure(exchange, lambda: _check_values(where, read[2], scale))
+  if not sum(int(x[0]) for x in exchange.allgather(np.array([len(read[2])]))):
+    raise RatingsFileError(f"{name}: has a header but no ratings.")
+  # As load_ratings checks: every rating finite first, then inside the scale.
+  _first_failure(exchange, lambda: _check_values(where, read[2], None))
+  if scale is not None:
+    _first_failure(exchange, lambda: _check_values(where, read[2], scale))
   return _parts_indexed(
     (name, line), read, id_maps, scale, duplicates, exchange,
     (layout.roles, names or ()),
@@ -1544,8 +1573,8 @@ def _parts_indexed(place, read, id_maps, scale, policy, exchange, source):
   name, line = place
   raw_users, raw_items, values = read
   read.clear()
-  observed = _parts_outlier(name, line, values, exchange, id_maps is None)
-  if scale is None:
+  if scale is None:  # The same in every process: all exchange, or none.
+    observed = _parts_outlier(name, line, values, exchange, id_maps is None)
     scale = observed if id_maps is None else id_maps.scale
   if id_maps is None:
     user_ids, users = _parts_index(raw_users, exchange)

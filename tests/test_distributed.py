@@ -266,6 +266,7 @@ def _two_processes(commands):
   [
     ("t.csv", "s.csv", ["--num-processes", "3"], "started with --num-processes"),
     ("t.csv", "s.csv", ["--rank", "5"], "started with --rank"),
+    ("t.csv", "s.csv", ["--seed", "3"], "started with --seed"),
     ("t.csv", "missing.csv", [], "missing.csv: no such file."),
     ("other.csv", "s.csv", [], "read different files"),
   ],
@@ -279,7 +280,7 @@ def test_processes_that_disagree_all_stop_with_one_line(
     _write_csv(tmp_path / name, n, seed)
   command = lambda train, test: [
     "fit", str(tmp_path / train), "--test", str(tmp_path / test),
-    "--steps", "2", "--num-processes", "2",
+    "--steps", "2", "--num-processes", "2", "--scale", "1,5",
   ]  # fmt: skip
   results = _two_processes([command("t.csv", "s.csv"), command(train, test) + extra])
   for code, err in results:

@@ -235,3 +235,68 @@ def test_a_blank_line_where_a_part_ends_is_refused_as_in_one_process(tmp_path):
   for count in (2, 3):
     messages = _messages(read_in_parts(str(path), count)[0])
     assert min(messages, key=len) == str(whole.value)
+
+
+def _write(path, text):
+  Path(path).write_text(text, newline="")
+  return str(path)
+
+
+@pytest.mark.parametrize(
+  "name, text, count",
+  [
+    # A header longer than a part's share: part 0 holds only the header.
+    (
+      "h.csv",
+      "a_long_user_column_name,a_long_item_column_name,rating\n1,1,5\n2,1,3\n",
+      2,
+    ),
+    ("few.tsv", "1 1 5\n", 7),  # More parts than bytes.
+    ("blank.tsv", "".join(f"{k}\t1\t3\n" for k in range(50)) + "\n" * 2000, 2),
+    (
+      "crlf.csv",
+      "user,item,rating\r\n" + "\r\n".join(f"{k},2,4" for k in range(40)),
+      3,
+    ),
+  ],
+)
+def test_edge_files_in_parts_equal_the_whole(tmp_path, name, text, count):
+  assert_parts_equal_whole(_write(tmp_path / name, text), count)
+
+
+def test_a_header_without_ratings_is_refused_in_every_process(tmp_path):
+  path = _write(tmp_path / "b.csv", "userId,movieId,rating\n")
+  messages = _messages(read_in_parts(path, 2)[0])
+  assert messages == [f"{path}: has a header but no ratings."] * 2
+
+
+def test_a_rating_that_is_not_finite_is_named_before_one_outside_the_scale(tmp_path):
+  lines = [f"{k}\t1\t3" for k in range(1, 400)]
+  lines[10], lines[350] = "1\t1\t9", "1\t2\tnan"
+  path = _write(tmp_path / "e.tsv", "\n".join(lines) + "\n")
+  with pytest.raises(loaders.RatingsFileError) as whole:
+    loaders.load_ratings(path, scale=(1, 5))
+  assert ":351:" in str(whole.value)
+  messages = _messages(read_in_parts(path, 2, scale=(1, 5))[0])
+  assert messages[1] == str(whole.value)
+
+
+def test_a_declared_scale_gives_no_scale_warning_in_parts(tmp_path):
+  lines = [f"{k}\t1\t{k % 5 + 1}" for k in range(1, 400)]
+  lines[100] = "3\t3\t90"
+  path = _write(tmp_path / "a.tsv", "\n".join(lines) + "\n")
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    loaders.load_ratings(path, scale=(1, 100))
+  results, seen = read_in_parts(path, 2, scale=(1, 100))
+  assert seen == [] and not any(isinstance(r, Exception) for r in results)
+
+
+def test_a_mean_over_three_parts_sums_in_file_order(tmp_path):
+  # 1e30 + 1 - 1e30 is 0 in file order, 1 in another.
+  lines = [f"{k}\t1\t3" for k in range(2, 60)]
+  lines[0], lines[29], lines[-1] = "1\t1\t1e30", "1\t1\t1", "1\t1\t-1e30"
+  path = _write(tmp_path / "m.tsv", "\n".join(lines) + "\n")
+  results, maps = assert_parts_equal_whole(path, 3, duplicates="mean")
+  assert maps.n_duplicates == 2
+  assert float(np.concatenate([r[0].values for r in results])[-1]) == 0.0
