@@ -261,7 +261,8 @@ def _accept_all(server: socket.socket, n: int, timeout: float, joined: dict):
       words = _line(conn).split()
     except OSError:
       words = []
-    if len(words) != 3 or words[0] != "mfjax":  # Not one of ours.
+    if len(words) != 3 or words[0] != "mfjax" or not "".join(words[1:]).isdigit():
+      # Not one of ours.
       conn.close()
       continue
     index, count = int(words[1]), int(words[2])
