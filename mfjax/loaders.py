@@ -1555,21 +1555,23 @@ def load_ratings_part(
   if names is not None and start == 0:
     line += 1  # The header line.
   where = lambda row, short=False: f"{'line ' if short else name + ':'}{line + row}"
-  if not sum(int(x[0]) for x in exchange.allgather(np.array([len(read[2])]))):
+  counts = [int(x[0]) for x in exchange.allgather(np.array([len(read[2])], np.int64))]
+  if not sum(counts):
     raise RatingsFileError(f"{name}: has a header but no ratings.")
   # As load_ratings checks: every rating finite first, then inside the scale.
   _first_failure(exchange, lambda: _check_values(where, read[2], None))
   if scale is not None:
     _first_failure(exchange, lambda: _check_values(where, read[2], scale))
   return _parts_indexed(
-    (name, line), read, id_maps, scale, duplicates, exchange,
+    (name, line), read, counts, id_maps, scale, duplicates, exchange,
     (layout.roles, names or ()),
   )  # fmt: skip
 
 
-def _parts_indexed(place, read, id_maps, scale, policy, exchange, source):
+def _parts_indexed(place, read, counts, id_maps, scale, policy, exchange, source):
   """:func:`_indexed` over parts: ``(part, IdMaps, offset)``. ``read``, the
-  list of raw users, items and ratings, is emptied (its arrays freed early)."""
+  list of raw users, items and ratings, is emptied (its arrays freed early);
+  ``counts`` are every part's rows as read."""
   name, line = place
   raw_users, raw_items, values = read
   read.clear()
@@ -1583,7 +1585,6 @@ def _parts_indexed(place, read, id_maps, scale, policy, exchange, source):
     user_ids, item_ids = id_maps.users, id_maps.items
     users, items = id_maps.user_index(raw_users), id_maps.item_index(raw_items)
   del raw_users, raw_items
-  counts = [int(x[0]) for x in exchange.allgather(np.array([len(values)], np.int64))]
   at = sum(counts[: exchange.index])
   keep, values = _parts_duplicates(
     name, line, users, items, values, len(item_ids), policy, exchange, at
