@@ -415,7 +415,8 @@ def read_ratings(
   n_devices = mesh.devices.size
   size = ensemble.bucket(n) if bucket else n
   size = -(-max(size, 1) // n_devices) * n_devices
-  block = _block_of_process(mesh, size)
+  # A mesh without this process's devices would leave the others waiting.
+  block = first_failure(lambda: _block_of_process(mesh, size), exchange)
   tables = {"n_users": part.n_users, "n_items": part.n_items}
   columns = [part.users, part.items, part.values]
   del part
