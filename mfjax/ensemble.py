@@ -489,18 +489,17 @@ def fit_program(
   one compiled program serves every size in the same buckets.
   """
 
-  def one(key, ratings, l2, l2_bias, validation_data, scale, sizes):
-    init_key, shuffle_key = jax.random.split(key)
+  def one(keys, shuffle_key, ratings, l2, l2_bias, validation_data, scale, sizes):
+    init_key, order_key = keys
     params = model.init_params(
       init_key, ratings.n_users, ratings.n_items, settings.rank
     )
-    solver = None
-    batch_size = settings.batch_size
+    n_data = None
     if sizes is not None:
       # The first rows of a padded draw are the unpadded draw (threefry counts
       # elements): zero the rest, and no step moves them (no data, no penalty).
       params = _zero_rows(params, sizes[1], sizes[2])
-      solver = solvers.MiniBatch(batch_size, n_data=sizes[0])
+      n_data = sizes[0]
     return training.train(
       params,
       ratings,
@@ -508,20 +507,24 @@ def fit_program(
       steps=settings.steps,
       l2=l2,
       l2_bias=l2_bias,
-      batch_size=None if solver else batch_size,
       key=shuffle_key,
       validation_data=validation_data,
       patience=patience,
       scale=scale,
       progress=progress,
-      solver=solver,
+      solver=solvers.MiniBatch(settings.batch_size, n_data, order_key),
     )
 
   def run(key, ratings, l2, l2_bias, validation_data, scale, sizes=None):
-    keys = jax.random.split(key, settings.ensemble)
-    results = jax.vmap(one, in_axes=(0, None, None, None, None, None, None))(
-      keys, ratings, l2, l2_bias, validation_data, scale, sizes
-    )
+    # Each model its own init and order of the data; the epochs' windows shared,
+    # so that every batch is a slice of each model's ordered copy.
+    shuffle_key, key = jax.random.split(key)
+    keys = jax.random.split(key, (settings.ensemble, 2))
+    in_axes = (0, *[None] * 7)
+    results = jax.vmap(one, in_axes=in_axes)(
+      (keys[:, 0], keys[:, 1]), shuffle_key, ratings, l2, l2_bias,
+      validation_data, scale, sizes,
+    )  # fmt: skip
     return results, ensemble_params(results.best_params)
 
   return jax.jit(run)

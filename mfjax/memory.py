@@ -44,7 +44,7 @@ _ROW_COPIES = 4  # per rating of a step: gathered user and item rows, their grad
 _SCALARS = 3  # per rating of a step: prediction, residual, weight (in dtype units).
 
 
-_ORDER_BYTES = 16  # per rating, mini-batch epochs: the shuffle's int32 arrays.
+_ORDER_BYTES = 4  # per rating, mini-batch epochs: the fit's int32 order of the data.
 
 
 def _optimizer_slots(optimizer: Any, shapes: Params) -> float:
@@ -90,7 +90,8 @@ def memory_estimate(
 
   where ``m``, the ratings one step works on at once, is ``n_ratings``
   full-batch, ``chunk_size`` with it, and ``batch_size`` with it; with
-  ``batch_size`` each epoch's shuffle adds ``16 · n_ratings`` bytes, with
+  ``batch_size`` the fit's shuffled copy of the ratings and its order add
+  ``(12 + s (+ s)) · n_ratings`` bytes, with
   ``chunk_size`` the chunked copy of the ratings adds the ratings' bytes again.
   The constants were fitted to XLA's buffer assignment on CPU
   (``compiled.memory_analysis()``: within 10 % from 1M to 100M ratings when the
@@ -157,7 +158,7 @@ def memory_estimate(
   total += (_TABLE_COPIES + slots) * table
   if batch_size is not None:
     at_once = min(batch_size, n_ratings)
-    total += _ORDER_BYTES * n_ratings
+    total += (_ORDER_BYTES + rating_bytes) * n_ratings  # And the ordered copy.
   elif chunk_size is not None:
     at_once = min(chunk_size, n_ratings)
     total += n_ratings * rating_bytes

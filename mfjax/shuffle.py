@@ -1,5 +1,9 @@
-"""Mini-batch shuffles without a sort of the ratings: a stride order modulo the
-data size (only the few batches are sorted, by random keys).
+"""Mini-batch shuffles without a sort of the ratings.
+
+A fit puts its data once in a pseudo-random order (:func:`fit_order`, a stride
+order modulo the data size); each epoch then takes contiguous windows of it from
+a random rotation, the batches in a random order (:func:`epoch_windows`: only
+the few batches are sorted, by random keys).
 
 XLA's CPU sort of a permutation took 33 ms per 80k ratings, most of an ML-100k
 epoch (benchmarks/RESULTS.md); these orders cost a few element-wise passes. The
@@ -12,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["stride_order", "epoch_batches"]
+__all__ = ["stride_order", "fit_order", "epoch_windows"]
 
 
 def _coprime_below(stride: jax.Array, modulus: jax.Array) -> jax.Array:
@@ -64,30 +68,62 @@ def stride_order(
   return jnp.where(x < modulus, visits, modulus)
 
 
-def epoch_batches(
+def fit_order(
   key: jax.Array,
   n_total: int | jax.Array,
   batch_size: int,
   capacity: int | None = None,
 ) -> jax.Array:
-  """One epoch's mini-batches: ``[n_batches, batch_size]`` indices into the data.
+  """A fit's one shuffled order of its data, with room for any batch window.
 
-  Every index in ``range(n_total)`` appears once; the short last batch is padded
-  with ``n_total``. The batches are shuffled too.
+  ``[capacity + batch_size]`` indices into the data: position ``x`` holds
+  ``stride_order(key, n_total)[x mod n_total]``. Gathered once, the data in this
+  order let every mini-batch of every epoch be a contiguous window
+  (:func:`epoch_windows`) from a start below ``n_total``, with no per-batch
+  gather: strided reads of a large array cost a cache (and page) miss per
+  rating, a third of a one-model epoch on 900,000 ratings
+  (``benchmarks/RESULTS.md``, "Contiguous mini-batches").
+
+  ``n_total`` may be traced if ``capacity`` (static, ``>= n_total``) bounds it;
+  the first ``n_total + batch_size`` positions are those of the static order.
+  """
+  capacity = n_total if capacity is None else capacity
+  order = stride_order(key, n_total, capacity)
+  x = jnp.arange(capacity + batch_size, dtype=jnp.int32)
+  return order[x % jnp.asarray(n_total, jnp.int32)]
+
+
+def epoch_windows(
+  key: jax.Array,
+  n_total: int | jax.Array,
+  batch_size: int,
+  capacity: int | None = None,
+) -> tuple[jax.Array, jax.Array]:
+  """One epoch's mini-batches as windows of :func:`fit_order`: ``(starts, counts)``.
+
+  The epoch visits the positions ``r, r + 1, ..., r + n_total - 1`` (mod
+  ``n_total``) of the fit's order from a random rotation ``r``, cut into
+  batches of ``batch_size``, the batches in a random order: batch ``j`` (in
+  that order) is the window of ``batch_size`` positions from ``starts[j]``, of
+  which the first ``counts[j]`` are data (the short last batch has fewer; the
+  rest of its window must weigh 0). Every datum is in exactly one batch. The
+  rotation moves the batch boundaries from epoch to epoch.
 
   ``n_total`` may be traced if ``capacity`` (static, ``>= n_total``) bounds it:
-  the result then has ``ceil(capacity / batch_size)`` rows, the first
+  the result then has ``ceil(capacity / batch_size)`` slots, the first
   ``ceil(n_total / batch_size)`` of them the batches, exactly as an untraced
-  ``n_total`` gives them, and the rest all ``n_total``.
+  ``n_total`` gives them, and the rest with count 0.
   """
-  order_key, batch_key = jax.random.split(key)
+  rotation_key, batch_key = jax.random.split(key)
   capacity = n_total if capacity is None else capacity
   n_slots = -(-capacity // batch_size)
-  order = stride_order(order_key, n_total, n_slots * batch_size)
-  order = order.reshape(n_slots, batch_size)
+  n = jnp.asarray(n_total, jnp.int32)
+  n_batches = -(-n // batch_size)
+  rotation = jax.random.randint(rotation_key, (), 0, n)
   # The batches in a random order: a sort of n_slots random keys, the empty
   # slots (after the data) last.
-  n_batches = -(-jnp.asarray(n_total) // batch_size)
   rank = jax.random.bits(batch_key, (n_slots,), jnp.uint32) >> 1
   rank = jnp.where(jnp.arange(n_slots) < n_batches, rank, jnp.uint32(2**31))
-  return order[jnp.argsort(rank, stable=True)]
+  first = jnp.argsort(rank, stable=True).astype(jnp.int32) * batch_size
+  starts = (rotation + jnp.minimum(first, n)) % n
+  return starts, jnp.clip(n - first, 0, batch_size)

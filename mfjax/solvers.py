@@ -207,14 +207,19 @@ def minibatch(
   batch_size: int,
   dtype,
   n_data: int | jax.Array | None = None,
+  *,
+  key: jax.Array,
 ) -> Solver:
   """A shuffled pass of optax steps on mini-batches of ``batch_size`` ratings.
 
-  Each pass visits the ratings in a fresh pseudo-random order without a sort
-  (:func:`mfjax.shuffle.epoch_batches`). Its loss is the mean of its mini-batch
+  The ratings are put once in a pseudo-random order without a sort (``key``,
+  :func:`mfjax.shuffle.fit_order`: one gathered copy); each pass then cuts that
+  order into contiguous batches from a random rotation and visits them in a
+  random order (:func:`mfjax.shuffle.epoch_windows`), so that no step gathers
+  its ratings from all over the data. Its loss is the mean of its mini-batch
   losses, each taken before its own update: no extra pass over the data (a
-  full-loss pass cost a fifth of the ML-100k fit). The batches are planned over
-  the entries before any padding (``Ratings.n_padding``), so padded ratings train
+  full-loss pass cost a fifth of the ML-100k fit). The order is over the
+  entries before any padding (``Ratings.n_padding``), so padded ratings train
   exactly as unpadded ones.
 
   ``n_data`` (:class:`MiniBatch`), possibly traced, says how many leading
@@ -231,15 +236,20 @@ def minibatch(
   apply = _updater(optimizer)
   static = isinstance(n_data, int)
   n_batches = -(-jnp.asarray(n_data) // batch_size)
+  bound = None if static else capacity
+  # The data in the fit's order, batch_size positions past its end included.
+  order = shuffle.fit_order(key, n_data, batch_size, bound)
+  take = lambda x: x[order]
+  ordered = (take(pairs.users), take(pairs.items), take(pairs.values))
+  ordered_weights = None if ratings.weights is None else take(pairs.weights)
+  window = jnp.arange(batch_size)
 
-  def batch_at(index):
-    # The short last batch points at index n_data, an entry of weight 0.
-    weight = (index < n_data).astype(dtype)
-    if ratings.weights is not None:  # Else all ones: no gather needed.
-      weight = weight * pairs.weights[index]
-    return Pairs(
-      pairs.users[index], pairs.items[index], pairs.values[index], weight, pairs.total
-    )
+  def batch_at(start, count):
+    cut = lambda x: jax.lax.dynamic_slice_in_dim(x, start, batch_size)
+    weight = (window < count).astype(dtype)  # The short batch's tail weighs 0.
+    if ordered_weights is not None:  # Else all ones: nothing to read.
+      weight = weight * cut(ordered_weights)
+    return Pairs(*map(cut, ordered), weight, pairs.total)
 
   def mean_over_batches(values):
     if static:
@@ -247,24 +257,26 @@ def minibatch(
     return jnp.sum(values) / n_batches.astype(values.dtype)
 
   def step(params, state, key):
-    order = shuffle.epoch_batches(key, n_data, batch_size, None if static else capacity)
+    starts, counts = shuffle.epoch_windows(key, n_data, batch_size, bound)
 
-    def batch_step(carry, index):
+    def batch_step(carry, window):
       params, state = carry
-      batch_fn = lambda p: objective.loss(p, batch_at(index), penalty)
+      batch_fn = lambda p: objective.loss(p, batch_at(*window), penalty)
       value, grads = jax.value_and_grad(batch_fn)(params)
       return apply(params, state, value, grads, batch_fn), value
 
     if static:
-      (params, state), values = jax.lax.scan(batch_step, (params, state), order)
+      (params, state), values = jax.lax.scan(
+        batch_step, (params, state), (starts, counts)
+      )
     else:  # A loop over the batches only: the slots past the data cost nothing.
 
       def body(j, carry):
         params, state, values = carry
-        (params, state), value = batch_step((params, state), order[j])
+        (params, state), value = batch_step((params, state), (starts[j], counts[j]))
         return params, state, values.at[j].set(value)
 
-      values = jnp.zeros(order.shape[0], dtype)
+      values = jnp.zeros(starts.shape[0], dtype)
       params, state, values = jax.lax.fori_loop(
         0, n_batches, body, (params, state, values)
       )
@@ -272,14 +284,17 @@ def minibatch(
     return params, state, mean_over_batches(values)
 
   def loss(params):
-    # A pass's mean mini-batch loss without the updates, in storage order.
-    order = jnp.arange(-(-(n_data if static else capacity) // batch_size) * batch_size)
-    order = jnp.minimum(order, n_data).reshape(-1, batch_size)
-    batch_loss = lambda index: objective.loss(params, batch_at(index), penalty)
+    # A pass's mean mini-batch loss without the updates, over unrotated windows.
+    starts = jnp.arange(-(-(n_data if static else capacity) // batch_size)) * batch_size
+    counts = jnp.clip(n_data - starts, 0, batch_size)
+    batch_loss = lambda window: objective.loss(params, batch_at(*window), penalty)
     if static:
-      return jnp.mean(jax.lax.map(batch_loss, order))
+      return jnp.mean(jax.lax.map(batch_loss, (starts, counts)))
     total = jax.lax.fori_loop(
-      0, n_batches, lambda j, total: total + batch_loss(order[j]), jnp.zeros((), dtype)
+      0,
+      n_batches,
+      lambda j, total: total + batch_loss((starts[j], counts[j])),
+      jnp.zeros((), dtype),
     )
     return mean_over_batches(total)
 
@@ -301,13 +316,22 @@ class MiniBatch:
     batch_size: ratings per mini-batch, >= 1.
     n_data: None (every entry before ``Ratings.n_padding`` is data), or an int
       or a traced integer scalar in ``[1, len(ratings) - n_padding]``.
+    order_key: None, or the PRNG key of the fit's order of the data
+      (:func:`mfjax.shuffle.fit_order`) apart from ``train``'s ``key``, which
+      then draws the epochs' windows only. Models trained in one ``vmap`` with
+      their own order keys and one shared ``key`` see different batches through
+      the same windows: contiguous slices, where a key per model would make
+      each window a gather (:func:`mfjax.fit` does this).
   """
 
   batch_size: int
   n_data: int | jax.Array | None = None
+  order_key: jax.Array | None = None
 
   def __post_init__(self):
     validation.check_positive_int("batch_size", self.batch_size)
+    if self.order_key is not None:
+      validation.check_key("order_key", self.order_key)
     n_data = self.n_data
     if n_data is None:
       return

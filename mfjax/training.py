@@ -247,11 +247,15 @@ def train(
     solver = solvers.alternating(objective, batch, penalty, solver)
     keys = jnp.arange(steps)
   elif batch_size is not None:
-    n_data = solver.n_data if isinstance(solver, solvers.MiniBatch) else None
+    given = solver if isinstance(solver, solvers.MiniBatch) else solvers.MiniBatch(1)
+    # One key for the fit's order of the data, one per pass for its batches.
+    keys = jax.random.split(key, steps + 1)
+    order_key = keys[0] if given.order_key is None else given.order_key
     solver = solvers.minibatch(
-      objective, data, penalty, optimizer, batch_size, dtype, n_data
-    )
-    keys = jax.random.split(key, steps)
+      objective, data, penalty, optimizer, batch_size, dtype, given.n_data,
+      key=order_key,
+    )  # fmt: skip
+    keys = keys[1:]
   else:
     if chunk_size is not None:
       solver = solvers.chunked(objective, batch, penalty, optimizer, chunk_size)

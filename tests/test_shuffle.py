@@ -11,8 +11,10 @@ from mfjax import shuffle
 
 # One program per shape, instead of one per operation and shape.
 stride_order = jax.jit(shuffle.stride_order, static_argnums=(1, 2))
-epoch_batches = jax.jit(shuffle.epoch_batches, static_argnums=(1, 2, 3))
-traced_batches = jax.jit(shuffle.epoch_batches, static_argnums=(2, 3))
+fit_order = jax.jit(shuffle.fit_order, static_argnums=(1, 2, 3))
+traced_fit_order = jax.jit(shuffle.fit_order, static_argnums=(2, 3))
+epoch_windows = jax.jit(shuffle.epoch_windows, static_argnums=(1, 2, 3))
+traced_windows = jax.jit(shuffle.epoch_windows, static_argnums=(2, 3))
 
 
 @pytest.mark.parametrize("modulus", [2, 3, 101, 80021, 80000, 4096])
@@ -32,6 +34,11 @@ def test_stride_order_is_a_permutation_that_changes_with_the_key(modulus):
       np.testing.assert_array_equal(np.diff(order) % modulus, stride)
 
 
+def _positions(starts, counts):
+  """The positions of the fit's order that each window's data cover."""
+  return [s + np.arange(c) for s, c in zip(starts, counts, strict=True)]
+
+
 @pytest.mark.parametrize(
   "n, batch_size",
   [
@@ -42,32 +49,54 @@ def test_stride_order_is_a_permutation_that_changes_with_the_key(modulus):
     pytest.param(1000, 999, marks=pytest.mark.slow),
   ],
 )
-def test_epoch_batches_visit_every_index_once(n, batch_size):
-  batches = np.asarray(epoch_batches(jax.random.key(n), n, batch_size))
-  assert batches.shape == (-(-n // batch_size), batch_size)
-  visited = batches[batches < n]
-  np.testing.assert_array_equal(np.sort(visited), np.arange(n))
-  assert np.all(batches[batches >= n] == n)  # Padding points at row n.
+def test_epoch_windows_cover_every_datum_once(n, batch_size):
+  key = jax.random.key(n)
+  order = np.asarray(fit_order(key, n, batch_size, None))
+  assert order.shape == (n + batch_size,)
+  # Position x of the fit's order is the stride order's x mod n.
+  np.testing.assert_array_equal(
+    order, np.asarray(stride_order(key, n))[np.arange(n + batch_size) % n]
+  )
+  starts, counts = map(np.asarray, epoch_windows(jax.random.key(n + 1), n, batch_size))
+  assert starts.shape == counts.shape == (-(-n // batch_size),)
+  assert np.all((0 <= starts) & (starts < n)) and counts.sum() == n
+  assert (counts < batch_size).sum() <= 1  # One short batch at most.
+  data = np.concatenate([order[p] for p in _positions(starts, counts)])
+  np.testing.assert_array_equal(np.sort(data), np.arange(n))
 
 
-def test_epoch_batches_differ_between_epochs():
-  epochs = [np.asarray(epoch_batches(jax.random.key(k), 97, 10)) for k in (0, 1)]
-  assert not np.array_equal(epochs[0], epochs[1])
-  for batches in epochs:  # The short last batch is shuffled among the others.
-    assert np.sum(batches == 97) == 3
+def test_epoch_windows_rotate_and_shuffle_between_epochs():
+  n, batch_size = 97, 10
+  rotations, orders = [], []
+  for k in (0, 1):
+    starts = np.asarray(epoch_windows(jax.random.key(k), n, batch_size)[0])
+    # The windows are batch_size apart from one rotation (the first batch's start).
+    fits = [
+      r for r in starts
+      if np.array_equal(np.sort((starts - r) % n), np.arange(0, n, batch_size))
+    ]  # fmt: skip
+    assert len(fits) == 1
+    rotations.append(int(fits[0]))
+    orders.append(((starts - fits[0]) % n) // batch_size)
+  assert rotations[0] != rotations[1]  # The boundaries move,
+  assert not np.array_equal(orders[0], orders[1])  # and the batches are reordered.
 
 
 @pytest.mark.parametrize(
   "n, batch_size", [(1, 1), (97, 10), (80000, 4096), (90570, 4096)]
 )
-def test_a_traced_size_gives_the_same_batches_then_empty_slots(n, batch_size):
+def test_a_traced_size_gives_the_same_windows_then_empty_slots(n, batch_size):
   capacity = 98304
   key = jax.random.key(7)
-  static = np.asarray(epoch_batches(key, n, batch_size, None))
-  traced = np.asarray(traced_batches(key, jnp.int32(n), batch_size, capacity))
-  assert traced.shape == (-(-capacity // batch_size), batch_size)
-  np.testing.assert_array_equal(traced[: len(static)], static)
-  assert np.all(traced[len(static) :] == n)
+  static_order = np.asarray(fit_order(key, n, batch_size, None))
+  traced_order = np.asarray(traced_fit_order(key, jnp.int32(n), batch_size, capacity))
+  assert traced_order.shape == (capacity + batch_size,)
+  np.testing.assert_array_equal(traced_order[: n + batch_size], static_order)
+  static = np.asarray(epoch_windows(key, n, batch_size, None))
+  traced = np.asarray(traced_windows(key, jnp.int32(n), batch_size, capacity))
+  assert traced.shape == (2, -(-capacity // batch_size))
+  np.testing.assert_array_equal(traced[:, : static.shape[1]], static)
+  assert np.all(traced[1, static.shape[1] :] == 0)
 
 
 def test_stride_order_of_a_traced_modulus_over_a_larger_size():

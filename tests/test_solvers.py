@@ -178,13 +178,21 @@ def test_minibatch_pass_is_a_step_per_batch_in_a_shuffled_order():
   n = len(ratings)
   params = mfjax.init_params(jax.random.key(2), 9, 7, 3)._replace(mean=jnp.float32(3))
   opt = optax.sgd(0.05)
-  solver = solvers.minibatch(RATING, ratings, PENALTY, opt, 8, jnp.float32)
+  order_key, key = jax.random.key(6), jax.random.key(7)
+  solver = solvers.minibatch(
+    RATING, ratings, PENALTY, opt, 8, jnp.float32, key=order_key
+  )
   assert solver.loss_after is True
-  key = jax.random.key(7)
   new, _, value = jax.jit(solver.step)(params, solver.init(params), key)
 
-  # By hand: the same batches (shuffle.epoch_batches), one SGD step each.
-  order = np.asarray(jax.jit(shuffle.epoch_batches, static_argnums=(1, 2))(key, n, 8))
+  # By hand: the fit's order (the stride order, wrapped around), cut in the
+  # epoch's windows (shuffle.epoch_windows), one SGD step each.
+  stride = np.asarray(jax.jit(shuffle.stride_order, static_argnums=1)(order_key, n))
+  windows = jax.jit(shuffle.epoch_windows, static_argnums=(1, 2))(key, n, 8)
+  order = [
+    stride[(start + np.arange(count)) % n]
+    for start, count in zip(*map(np.asarray, windows), strict=True)
+  ]
 
   @jax.jit
   def sgd_step(p, users, items, values):
@@ -196,8 +204,7 @@ def test_minibatch_pass_is_a_step_per_batch_in_a_shuffled_order():
   p, values = params, []
   users, items = np.asarray(ratings.users), np.asarray(ratings.items)
   vals = np.asarray(ratings.values)
-  for batch in order:
-    real = batch[batch < n]
+  for real in order:
     p, v = sgd_step(p, users[real], items[real], vals[real])
     values.append(float(v))
   np.testing.assert_allclose(value, np.mean(values), rtol=1e-5)
@@ -243,6 +250,34 @@ def test_a_traced_data_count_trains_as_the_unpadded_ratings():
   assert padded_run._cache_size() == 1
 
 
+def test_order_keys_under_vmap_train_as_each_model_alone():
+  _, _, _, ratings = _data(5, 30, 20)
+  settings = dict(optimizer=optax.adam(0.02), steps=3, l2=0.1, key=jax.random.key(2))
+  inits = jax.random.split(jax.random.key(3), 2)
+  order_keys = jax.random.split(jax.random.key(4), 2)
+
+  def one(init_key, order_key):
+    params = mfjax.init_params(init_key, 30, 20, 3)
+    solver = solvers.MiniBatch(16, order_key=order_key)
+    return mfjax.train(params, ratings, solver=solver, **settings)
+
+  both = jax.jit(jax.vmap(one))(inits, order_keys)
+  for m in range(2):
+    alone = jax.jit(one)(inits[m], order_keys[m])
+    chex.assert_trees_all_close(
+      jax.tree.map(lambda x, m=m: x[m], both), alone, rtol=1e-5, atol=1e-6
+    )
+  # Different orders, different batches: the two models' losses differ.
+  assert not np.allclose(both.losses[0], both.losses[1])
+  # Without order_key, train's key draws it: the first of its steps + 1 keys.
+  params = mfjax.init_params(inits[0], 30, 20, 3)
+  default = mfjax.train(params, ratings, batch_size=16, **settings)
+  first = jax.random.split(settings["key"], 4)[0]
+  chex.assert_trees_all_close(
+    default, jax.jit(one)(inits[0], first), rtol=1e-4, atol=1e-6
+  )
+
+
 def test_minibatch_spec_checks():
   with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
     solvers.MiniBatch(0)
@@ -251,6 +286,8 @@ def test_minibatch_spec_checks():
   with pytest.raises(TypeError, match="integer scalar"):
     solvers.MiniBatch(8, n_data=jnp.ones(2, jnp.int32))
   assert solvers.MiniBatch(8, n_data=np.int64(5)).n_data == 5
+  with pytest.raises(TypeError, match="order_key"):
+    solvers.MiniBatch(8, order_key=3)
   _, _, _, ratings = _data(4, 30, 20)
   params = mfjax.init_params(jax.random.key(1), 30, 20, 3)
   key = jax.random.key(0)

@@ -521,8 +521,9 @@ def test_minibatch_loss_is_the_full_loss_when_batches_tile_the_data():
   batch_size = 64  # 256 = 4 batches of equal size: the mean is the full loss.
   penalty = mfjax.objectives.Penalty(jnp.float32(0.0), jnp.float32(0.0))
   solver = solvers.minibatch(
-    mfjax.objectives.RATING, ratings, penalty, optax.sgd(0.1), batch_size, jnp.float32
-  )
+    mfjax.objectives.RATING, ratings, penalty, optax.sgd(0.1), batch_size,
+    jnp.float32, key=jax.random.key(1),
+  )  # fmt: skip
   errors = np.asarray(mfjax.predict(params, ratings.users, ratings.items))
   expected = np.mean((errors - np.asarray(ratings.values)) ** 2)
   np.testing.assert_allclose(solver.loss(params), expected, rtol=1e-5)
