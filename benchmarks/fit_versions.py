@@ -13,8 +13,11 @@ and prints, per file, the mean validation RMSE and the warm fit's median and
 minimum over ``--repeats`` fits after a first (compiling) one. The last lines
 give new / old ratios of the warm medians, per round and their median.
 
+Without ``--old``, one process of this checkout prints its figures (a
+validation grid: one run per ``--mfjax`` setting).
+
 Usage:
-  python benchmarks/fit_versions.py --old DIR [--files ml100k,synthetic1m]
+  python benchmarks/fit_versions.py [--old DIR] [--files ml100k,synthetic1m]
       [--rounds 2] [--repeats 3] [--mfjax KEY=VALUE ...] [--data DIR]
 """
 
@@ -100,7 +103,16 @@ def main():
   if args.child:
     print(json.dumps(measure(files, args.repeats, settings, args.data)))
     return
-  if args.old is None or not (args.old / "mfjax").is_dir():
+  if args.old is None:  # This checkout alone.
+    print(f"load before {os.getloadavg()}; settings {settings or 'defaults'}")
+    for name, f in measure(files, args.repeats, settings, args.data).items():
+      print(
+        f"{name:12} val RMSE {f['rmse']:.4f}  warm median "
+        f"{statistics.median(f['warm']):.3f} s (per split "
+        f"{', '.join(f'{t:.3f}' for t in f['warm'])}); load {os.getloadavg()[0]:.2f}"
+      )
+    return
+  if not (args.old / "mfjax").is_dir():
     parser.error("--old DIR must hold an mfjax package (git archive REV mfjax).")
   print(f"load before {os.getloadavg()}; settings {settings or 'defaults'}")
   ratios = {name: [] for name in files}
