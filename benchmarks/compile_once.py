@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import mfjax
-from mfjax import ensemble
+from mfjax.fitting import ensemble
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
 LEVELS = {

@@ -1,7 +1,7 @@
 """Which kernel computes ``P @ Q.T`` fastest inside ``train``, by problem size.
 
 mfjax's dense path switches from a fused broadcast-multiply-and-sum to a dot above
-``mfjax.kernels.FUSED_DOT_MAX`` multiply-adds (n_users·n_items·rank). This script
+``mfjax.core.kernels.FUSED_DOT_MAX`` multiply-adds (n_users·n_items·rank). This script
 times 20 full-batch training steps (forward and backward) with each kernel forced
 (``FUSED_DOT_MAX`` set to infinity or to 0 while ``train`` is traced), so the
 crossover can be re-measured on any machine.
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 import mfjax
-from mfjax import kernels
+from mfjax.core import kernels
 
 SIZES = [
   (4, 6, 3),

@@ -1,7 +1,7 @@
 """Fold-in of new users against a full retrain, on MovieLens 100k (u.data).
 
 For each --splits seed: hold out --new-users users entirely (seeded choice), train
-the CLI's default model (``mfjax fit``: ``mfjax.ensemble.fit_program`` with
+the CLI's default model (``mfjax fit``: ``mfjax.fitting.ensemble.fit_program`` with
 ``FitSettings()``, an ensemble of ``ensemble`` models merged by
 ``ensemble_params``) on the other users, then fold the held-out users in from 80%
 of their ratings (a seeded split per user) and score RMSE, clipped to the rating
@@ -33,7 +33,7 @@ import numpy as np
 
 import mfjax
 from mfjax import fold_in
-from mfjax.ensemble import FitSettings, ensemble_params, fit_program
+from mfjax.fitting.ensemble import FitSettings, ensemble_params, fit_program
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
 

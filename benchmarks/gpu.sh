@@ -51,7 +51,7 @@ stamp() { echo "[$(date +%T)] $*" | tee -a "$SUMMARY"; }
   $PY - <<'EOF'
 import jax, optax, numpy, sys
 import mfjax
-from mfjax import memory
+from mfjax.core import memory
 print("python", sys.version.split()[0], "jax", jax.__version__, "optax", optax.__version__,
       "numpy", numpy.__version__, "mfjax", mfjax.__version__, mfjax.__file__)
 for d in jax.devices():
@@ -88,7 +88,7 @@ stamp "throughput: exit $rc in $((SECONDS - start)) s"
 grep "ratings/s" "$OUT/throughput.txt" | tee -a "$SUMMARY"
 
 # 4. MovieLens 100k u1: the default fit (mfjax.FitSettings(), through
-# mfjax.ensemble.fit_program), scored. fit_seconds is the run after
+# mfjax.fitting.ensemble.fit_program), scored. fit_seconds is the run after
 # compilation; the compile is in compile_seconds. No persistent cache.
 start=$SECONDS
 MFJAX_COMPILATION_CACHE=0 timeout "${FIT_TIMEOUT:-60}" $PY -m mfjax fit \

@@ -4,7 +4,7 @@ MovieLens 100k u1.base, with 10 % of it carved out as validation (seed 0). The
 grid is 4 learning rates × 4 L2 weights, each configuration with its own seed
 (initialisation and shuffles), at the fit defaults otherwise (rank 12, 10
 epochs, batches of 4096, Adam, l2_bias 1). One call:
-``jax.jit(mfjax.grid.train_grid)``; sequential: one ``jax.jit(mfjax.train)``
+``jax.jit(mfjax.fitting.grid.train_grid)``; sequential: one ``jax.jit(mfjax.train)``
 whose settings are traced arguments (compiled once), called 16 times.
 
 Warm: the compiled programs again; cold: after ``jax.clear_caches()``, so
@@ -27,8 +27,8 @@ import numpy as np
 import optax
 
 import mfjax
-from mfjax.ensemble import FitSettings
-from mfjax.grid import train_grid
+from mfjax.fitting.ensemble import FitSettings
+from mfjax.fitting.grid import train_grid
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = os.environ.get(

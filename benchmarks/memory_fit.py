@@ -1,4 +1,4 @@
-"""``mfjax.memory.memory_estimate`` against what training really takes, on CPU.
+"""``mfjax.core.memory.memory_estimate`` against what training really takes, on CPU.
 
 For each case (ratings, rank, mode): the estimate; XLA's own buffer assignment of
 the compiled ``jax.jit(mfjax.train)`` (``compiled.memory_analysis()``: arguments
@@ -38,7 +38,7 @@ def child(n: int, rank: int, mode: str) -> dict:
   import optax
 
   import mfjax
-  from mfjax import memory
+  from mfjax.core import memory
 
   n_users, n_items = max(100, n // 50), max(100, n // 200)
   chunk = max(n // 10, 1) if mode == "chunk" else None
@@ -79,7 +79,7 @@ def child(n: int, rank: int, mode: str) -> dict:
 
 
 def largest(device_gb: float, rank: int, chunk_size=None) -> int:
-  from mfjax import memory
+  from mfjax.core import memory
 
   def fits(n):
     est = memory.memory_estimate(

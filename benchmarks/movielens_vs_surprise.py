@@ -24,7 +24,7 @@ import surprise
 from surprise import SVD, Dataset, Reader, accuracy
 
 import mfjax
-from mfjax.ensemble import FitSettings, fit_program
+from mfjax.fitting.ensemble import FitSettings, fit_program
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
 

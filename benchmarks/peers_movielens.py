@@ -204,7 +204,7 @@ class MfjaxSystem:
     self.compiled_shapes = set()
 
   def describe(self):
-    from mfjax.ensemble import FitSettings
+    from mfjax.fitting.ensemble import FitSettings
 
     merged = (
       FitSettings()

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import optax
 
 import mfjax
-from mfjax import objectives
+from mfjax.core import objectives
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
 

@@ -1,12 +1,12 @@
 """Top-10 ranking quality of mfjax's default fit on MovieLens 100k u1-u5.
 
 For each fold N the model is trained on uN.base exactly as ``mfjax fit`` trains it
-(``mfjax.ensemble.fit_program`` with ``FitSettings()``, seed 0). Every user with a
+(``mfjax.fitting.ensemble.fit_program`` with ``FitSettings()``, seed 0). Every user with a
 rating in uN.test gets a top-10 list from ``mfjax.recommend`` that leaves
-out the items the user rated in uN.base, and ``mfjax.metrics.ranking_metrics``
+out the items the user rated in uN.base, and ``mfjax.core.metrics.ranking_metrics``
 scores the lists against uN.test (relevant = rated >= 4). Next to it:
 
-- popularity: the most-popular baseline (``mfjax.metrics.popularity_params``:
+- popularity: the most-popular baseline (``mfjax.core.metrics.popularity_params``:
   items ranked by their number of ratings in uN.base), same exclusion;
 - blend: the model's score plus ``alpha * log(1 + count)``, ``count`` being the
   item's number of ratings in uN.base;
@@ -59,8 +59,10 @@ from implicit.als import AlternatingLeastSquares  # noqa: E402
 from implicit.bpr import BayesianPersonalizedRanking  # noqa: E402
 
 import mfjax  # noqa: E402
-from mfjax import ensemble, metrics, recommend  # noqa: E402
-from mfjax.ensemble import FitSettings, RankingSettings, fit_program  # noqa: E402
+from mfjax import recommend  # noqa: E402
+from mfjax.fitting import ensemble
+from mfjax.core import metrics
+from mfjax.fitting.ensemble import FitSettings, RankingSettings, fit_program  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
 NAMES = ("precision", "recall", "ndcg", "map", "hit_rate")

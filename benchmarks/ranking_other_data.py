@@ -52,8 +52,8 @@ import scipy.sparse  # noqa: E402
 from implicit.als import AlternatingLeastSquares  # noqa: E402
 
 import mfjax  # noqa: E402
-from mfjax import metrics  # noqa: E402
-from mfjax.ensemble import RankingSettings  # noqa: E402
+from mfjax.core import metrics  # noqa: E402
+from mfjax.fitting.ensemble import RankingSettings  # noqa: E402
 
 NAMES = ("precision", "recall", "ndcg", "map", "hit_rate")
 FILES = {

@@ -6,7 +6,7 @@ plus the first run; warm = the compiled program again, per epoch, median and min
 of --repeats runs. Ratings/s = n_ratings / (warm seconds per epoch): rating
 updates (a forward and backward pass over each rating) per second.
 
-Mode (--mode auto): full-batch steps when ``mfjax.memory.memory_estimate`` fits
+Mode (--mode auto): full-batch steps when ``mfjax.core.memory.memory_estimate`` fits
 in 90 % of the device memory (``memory_stats()["bytes_limit"]``, or --memory-gb);
 else chunked full-batch steps (``train(chunk_size=...)``, the same step computed
 in chunks), with the largest chunk n/2^j that fits. CPUs report no memory limit,
@@ -29,7 +29,7 @@ import jax
 import optax
 
 import mfjax
-from mfjax import memory
+from mfjax.core import memory
 
 
 def choose_mode(n, n_users, n_items, rank, args):

@@ -71,7 +71,8 @@ def main() -> None:
   import optax
 
   import mfjax
-  from mfjax import distributed, sharding
+  from mfjax import distributed
+  from mfjax.core import sharding
 
   joined = args.coordinator is not None
   if joined:

@@ -113,7 +113,7 @@ def main():
       start = time.perf_counter()
       result = jax.jit(jax.vmap(run))(keys)
       # The models' predictions averaged: one model of rank ensemble x rank
-      # (mfjax.ensemble.ensemble_params).
+      # (mfjax.fitting.ensemble.ensemble_params).
       preds = jax.vmap(
         lambda p, valid=valid: mfjax.predict(p, valid.users, valid.items)
       )(result.best_params)

@@ -1,63 +1,56 @@
 """mfjax: explicit-feedback recommenders by biased matrix factorisation, in JAX.
 
 The public API is the names below, ``mfjax.<name>``; ``__all__`` lists them once.
-Modules hold what a deeper user needs (``mfjax.objectives``, ``mfjax.solvers``,
-``mfjax.sharding``, ``mfjax.memory``, ``mfjax.notebook``, ``mfjax.ensemble``, ...).
+Subpackages hold what a deeper user needs, by tier, each importing only the
+tiers below it:
+
+- ``mfjax.core``: pure JAX: params, kernels, objectives, solvers, training,
+  metrics, memory estimates, sharding;
+- ``mfjax.data``: ratings files, in-memory constructors, splits;
+- ``mfjax.fitting``: the ensemble fit, grids, cross-validation;
+- ``mfjax.serving``: top-N lists, fold-in, raw-id model methods;
+- ``mfjax.io``: model files, atomic writes;
+- ``mfjax.distributed``: several processes and hosts;
+- ``mfjax.cli``: the command line.
+
+``types``, ``validation``, ``version``, ``notebook`` and ``deprecation`` sit at
+the top. The 0.2 module paths (``mfjax.ensemble``, ...) still import, with a
+``DeprecationWarning``, until 0.4 (``docs/changes-0.3.md``).
 """
 
-from mfjax.checkpoint import Model, ModelFileError, load, save
-from mfjax.crossval import cross_validate
-from mfjax.data import kfold, ratings_from_dense, synthetic_ratings, train_test_split
-from mfjax.ensemble import FitResult, FitSettings, fit
-from mfjax.grid import train_grid
-from mfjax.loaders import (
+from mfjax import deprecation
+from mfjax.core.metrics import mae, popularity_params, ranking_metrics, rmse
+from mfjax.core.model import init_params, predict
+from mfjax.core.objectives import loss
+from mfjax.core.training import TrainResult, train
+from mfjax.data.loaders import (
   RatingsFileError,
   load_ratings,
   ratings_from_arrays,
   ratings_from_frame,
   ratings_from_sparse,
 )
-from mfjax.metrics import mae, popularity_params, ranking_metrics, rmse
-from mfjax.model import init_params, predict
+from mfjax.data.splits import kfold, ratings_from_dense, synthetic_ratings, train_test_split
+from mfjax.fitting.crossval import cross_validate
+from mfjax.fitting.ensemble import FitResult, fit
+from mfjax.settings import FitSettings
+from mfjax.fitting.grid import train_grid
+from mfjax.io.checkpoint import Model, ModelFileError, load, save
 from mfjax.notebook import reproduce_notebook
-from mfjax.objectives import loss
-from mfjax.serving import fold_in, recommend
-from mfjax.training import TrainResult, train
+from mfjax.serving.topk import fold_in, recommend
 from mfjax.types import UNKNOWN, IdMaps, Params, Ratings
 from mfjax.version import __version__ as __version__
 
-# Names of mfjax 0.1 that moved into modules: still reachable, with a warning,
-# for one release (removed in 0.3). Names whose meaning changed are not here.
-_MOVED = {
-  "GridResult": ("mfjax.grid", "GridResult"),
-  "RankingMetrics": ("mfjax.metrics", "RankingMetrics"),
-  "FORMAT_VERSION": ("mfjax.checkpoint", "FORMAT_VERSION"),
-  "MemoryWarning": ("mfjax.memory", "MemoryWarning"),
-  "memory_estimate": ("mfjax.memory", "memory_estimate"),
-  "shard_params": ("mfjax.sharding", "shard_params"),
-  "shard_ratings": ("mfjax.sharding", "shard_ratings"),
-  "ensemble_params": ("mfjax.ensemble", "ensemble_params"),
-  "INITS": ("mfjax.model", "INITS"),
-  "NOTEBOOK_MATRIX": ("mfjax.notebook", "MATRIX"),
-  "NOTEBOOK_PRINTED": ("mfjax.notebook", "PRINTED"),
-  "notebook_optimizer": ("mfjax.notebook", "optimizer"),
-  "notebook_params": ("mfjax.notebook", "printed_params"),
-}
+deprecation.install()  # The 0.2 module paths (mfjax.ensemble, ...) still import.
 
 
 def __getattr__(name: str):
-  if name not in _MOVED:
-    raise AttributeError(f"module 'mfjax' has no attribute {name!r}")
-  import importlib
-  import warnings
+  # `mfjax.ensemble` without an import of it first, as in 0.2.
+  if f"mfjax.{name}" in deprecation.MOVED_MODULES:
+    import importlib
 
-  module, new = _MOVED[name]
-  warnings.warn(
-    f"mfjax.{name} is now {module}.{new}; the old name goes in mfjax 0.3.",
-    DeprecationWarning,
-    stacklevel=2,
-  )
-  return getattr(importlib.import_module(module), new)
+    return importlib.import_module(f"mfjax.{name}")
+  raise AttributeError(f"module 'mfjax' has no attribute {name!r}")
 
 
 __all__ = [

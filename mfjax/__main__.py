@@ -2,7 +2,7 @@
 
 import sys
 
-from mfjax.cli import main
+from mfjax.cli.app import main
 
 if __name__ == "__main__":
   sys.exit(main())

@@ -28,9 +28,12 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from mfjax import kernels, model, training, validation
-from mfjax.objectives import SquaredError
-from mfjax.training import TrainResult
+from mfjax import validation
+from mfjax.core import kernels
+from mfjax.core import model
+from mfjax.core import training
+from mfjax.core.objectives import SquaredError
+from mfjax.core.training import TrainResult
 from mfjax.types import Params
 
 __all__ = [

@@ -60,10 +60,10 @@ class Ratings:
       loss and its gradient (a weighted mean of squared errors, with the penalty
       divided by the weight sum), the ``mean`` that ``train`` fixes, ``rmse`` and
       ``mae``. A rating of weight 0 changes nothing anywhere: it is how
-      :func:`mfjax.sharding.shard_ratings` pads, and ranking metrics and
+      :func:`mfjax.core.sharding.shard_ratings` pads, and ranking metrics and
       ``to_dense`` leave it out.
     n_padding: how many entries at the end are padding (static; 0 unless made by
-      :func:`mfjax.sharding.shard_ratings`). They must have weight 0. Mini-batch
+      :func:`mfjax.core.sharding.shard_ratings`). They must have weight 0. Mini-batch
       epochs plan their batches over the other entries only, so that training
       visits exactly the batches it would without the padding.
   """

@@ -469,7 +469,7 @@ def check_weights(name: str, ratings: Ratings, n: int) -> None:
   if padding and weights is None:
     raise ValueError(
       f"{name}.n_padding is {padding} but weights is None; padding entries need "
-      "weight 0 (see mfjax.sharding.shard_ratings)."
+      "weight 0 (see mfjax.core.sharding.shard_ratings)."
     )
   if padding and is_concrete(weights):
     with jax.ensure_compile_time_eval():

@@ -27,7 +27,7 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 import mfjax  # noqa: E402
-from mfjax import objectives  # noqa: E402
+from mfjax.core import objectives  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

@@ -1,4 +1,4 @@
-"""The public surface: mfjax.__all__, the moved names, the version, the quickstart."""
+"""The public surface: mfjax.__all__, the 0.2 module paths, the version, the quickstart."""
 
 import importlib
 import subprocess
@@ -11,54 +11,39 @@ import numpy as np
 import pytest
 
 import mfjax
+from mfjax import deprecation
 
-# The 0.1 names that moved into modules (docs/changes-0.2.md): each still works
-# until 0.3, with a DeprecationWarning, and is the module's object.
-MOVED = {
-  "GridResult": "mfjax.grid.GridResult",
-  "RankingMetrics": "mfjax.metrics.RankingMetrics",
-  "memory_estimate": "mfjax.memory.memory_estimate",
-  "MemoryWarning": "mfjax.memory.MemoryWarning",
-  "shard_ratings": "mfjax.sharding.shard_ratings",
-  "shard_params": "mfjax.sharding.shard_params",
-  "ensemble_params": "mfjax.ensemble.ensemble_params",
-  "FORMAT_VERSION": "mfjax.checkpoint.FORMAT_VERSION",
-  "INITS": "mfjax.model.INITS",
-  "NOTEBOOK_MATRIX": "mfjax.notebook.MATRIX",
-  "NOTEBOOK_PRINTED": "mfjax.notebook.PRINTED",
-  "notebook_optimizer": "mfjax.notebook.optimizer",
-  "notebook_params": "mfjax.notebook.printed_params",
-}
-# The 0.1 names that are gone (their meaning changed or they have no use now).
+# The 0.1 names that moved into modules in 0.2 (docs/changes-0.2.md) warned for
+# one release and are gone in 0.3, with the 0.1 names removed in 0.2.
 REMOVED = [
   "BIASES",
   "FIT_DEFAULTS",
   "default_learning_rate",
   "default_optimizer",
   "observed_mean",
+  "GridResult",
+  "RankingMetrics",
+  "memory_estimate",
+  "MemoryWarning",
+  "shard_ratings",
+  "shard_params",
+  "ensemble_params",
+  "FORMAT_VERSION",
+  "INITS",
+  "NOTEBOOK_MATRIX",
+  "NOTEBOOK_PRINTED",
+  "notebook_optimizer",
+  "notebook_params",
 ]
-MODULES = [
-  "types",
-  "validation",
-  "kernels",
-  "model",
-  "objectives",
-  "solvers",
-  "shuffle",
-  "progress",
-  "training",
-  "ensemble",
-  "grid",
-  "notebook",
-  "loaders",
-  "data",
-  "metrics",
-  "serving",
-  "checkpoint",
-  "sharding",
-  "memory",
-  "cli",
-]
+PACKAGE = Path(mfjax.__file__).resolve().parent
+# Every module of the package, by dotted name (subpackages included).
+MODULES = sorted(
+  ".".join(("mfjax", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(
+    ".__init__"
+  )
+  for p in PACKAGE.rglob("*.py")
+  if p.name != "__main__.py"
+)
 
 
 def _resolve(path):
@@ -85,20 +70,35 @@ def test_all_names_are_those_of_their_modules():
       assert getattr(importlib.import_module(module), name) is value, name
 
 
-@pytest.mark.parametrize("old, new", sorted(MOVED.items()))
-def test_moved_names_warn_and_are_the_modules_objects(old, new):
-  assert old not in mfjax.__all__
-  with pytest.warns(DeprecationWarning, match=rf"mfjax\.{old} is now {new}"):
-    value = getattr(mfjax, old)
-  assert value is _resolve(new)
+@pytest.mark.parametrize("old, new", sorted(deprecation.MOVED_MODULES.items()))
+def test_0_2_module_paths_import_and_warn_on_use(old, new):
+  module = importlib.import_module(old)
+  target = importlib.import_module(new)
+  assert target.__all__, new
+  for name in target.__all__:
+    with pytest.warns(DeprecationWarning, match=rf"{old} is now {new}"):
+      value = getattr(module, name)
+    assert value is getattr(target, name), f"{old}.{name}"
 
 
-def test_moved_name_from_import_warns_too():
-  with pytest.warns(DeprecationWarning, match="mfjax.memory.memory_estimate"):
-    from mfjax import memory_estimate
-  from mfjax.memory import memory_estimate as new
+def test_0_2_module_path_from_import_warns_and_unknown_names_raise():
+  with pytest.warns(DeprecationWarning, match="mfjax.fitting.ensemble"):
+    from mfjax.ensemble import fit_program
+  assert fit_program is mfjax.fitting.ensemble.fit_program
+  with pytest.raises(AttributeError, match="'mfjax.ensemble' has no attribute 'nope'"):
+    mfjax.ensemble.nope  # noqa: B018
 
-  assert memory_estimate is new
+
+def test_0_2_package_faces_keep_their_names():
+  import mfjax.cli
+  import mfjax.distributed
+
+  # mfjax.data, .serving, .distributed and .cli were modules in 0.2; the
+  # packages of the same name re-export what they held, without a warning.
+  assert mfjax.data.kfold is mfjax.data.splits.kfold
+  assert mfjax.serving.recommend is mfjax.serving.topk.recommend
+  assert mfjax.distributed.launch is mfjax.distributed.runtime.launch
+  assert mfjax.cli.main is mfjax.cli.app.main
 
 
 @pytest.mark.parametrize("name", REMOVED)
@@ -109,11 +109,11 @@ def test_removed_names_are_gone(name):
 
 @pytest.mark.parametrize("module", MODULES)
 def test_each_modules_all_exists(module):
-  mod = importlib.import_module(f"mfjax.{module}")
+  mod = importlib.import_module(module)
   names = getattr(mod, "__all__", [])
   assert len(set(names)) == len(names), module
   for name in names:
-    assert hasattr(mod, name), f"mfjax.{module}.{name}"
+    assert hasattr(mod, name), f"{module}.{name}"
 
 
 def test_version_matches_pyproject():

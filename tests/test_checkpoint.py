@@ -1,4 +1,4 @@
-"""Saving and loading models (mfjax.checkpoint): round trips, atomic writes, bad
+"""Saving and loading models (mfjax.io.checkpoint): round trips, atomic writes, bad
 files, golden files, and the round-trip property of the robustness section."""
 
 import errno
@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mfjax
-from mfjax import checkpoint
-from mfjax.checkpoint import Model, ModelFileError
+from mfjax.io import checkpoint
+from mfjax.io.checkpoint import Model, ModelFileError
 from mfjax.version import __version__
 from tests.conftest import hypothesis_settings, planted_matrix
 
@@ -441,7 +441,7 @@ _INTERRUPTED_SAVE = """
 import sys, time
 import numpy as np
 import mfjax
-from mfjax import checkpoint
+from mfjax.io import checkpoint
 
 calls = []
 real = np.lib.format.write_array
@@ -1286,7 +1286,7 @@ def test_golden_bfloat16_params_of_kind_params_load_as_a_model():
 
 
 # The entries that format 1 defines for each kind of file (module docstring of
-# mfjax.checkpoint), in writing order.
+# mfjax.io.checkpoint), in writing order.
 _PARAMS_ENTRIES = [
   "magic",
   "format_version",

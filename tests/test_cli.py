@@ -1,4 +1,4 @@
-"""The mfjax command line (mfjax.cli), in this process and as ``python -m mfjax``.
+"""The mfjax command line (mfjax.cli.app), in this process and as ``python -m mfjax``.
 
 tests/conftest.py gives the session one persistent compilation cache and names it
 in MFJAX_COMPILATION_CACHE, which the command reads: in-process runs keep using
@@ -509,7 +509,7 @@ def test_saved_pairs_fallback_fold_in_and_similar(capsys, tmp_path):
   assert report["saved_bytes"] == os.path.getsize(model_path)
   model = mfjax.load(model_path)
   ratings, maps = mfjax.load_ratings(str(train))
-  np.testing.assert_array_equal(model.rated, mfjax.rawids.rated_pairs(ratings))
+  np.testing.assert_array_equal(model.rated, mfjax.serving.rawids.rated_pairs(ratings))
   # The saved pairs leave out the rated items as --rated TRAIN does.
   user = str(maps.users[0])
   lists = []

@@ -1,11 +1,13 @@
-"""Cross-validation (mfjax.crossval) against folds fitted by hand."""
+"""Cross-validation (mfjax.fitting.crossval) against folds fitted by hand."""
 
 import jax
 import numpy as np
 import pytest
 
 import mfjax
-from mfjax import crossval, ensemble, objectives
+from mfjax.fitting import crossval
+from mfjax.fitting import ensemble
+from mfjax.core import objectives
 
 
 @pytest.fixture(scope="module")

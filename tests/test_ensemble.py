@@ -1,4 +1,4 @@
-"""mfjax.ensemble: fit, FitSettings, FitResult, fit_program and ensemble_params."""
+"""mfjax.fitting.ensemble: fit, FitSettings, FitResult, fit_program and ensemble_params."""
 
 import inspect
 
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import mfjax
-from mfjax import ensemble, training
-from mfjax.ensemble import FitSettings
+from mfjax.fitting import ensemble
+from mfjax.core import training
+from mfjax.fitting.ensemble import FitSettings
 from tests.conftest import planted_matrix, random_params
 
 # batch_size 509: settings that no other test uses, so that fit has no program

@@ -1,4 +1,4 @@
-"""mfjax.grid: one vmapped train_grid call equals separate train calls."""
+"""mfjax.fitting.grid: one vmapped train_grid call equals separate train calls."""
 
 import chex
 import jax
@@ -9,7 +9,7 @@ import pytest
 
 import mfjax
 from mfjax import notebook
-from mfjax.grid import GridResult, train_grid
+from mfjax.fitting.grid import GridResult, train_grid
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Ratings files (mfjax.loaders): formats, id maps, duplicates, errors, fuzzing.
+"""Ratings files (mfjax.data.loaders): formats, id maps, duplicates, errors, fuzzing.
 
 The example tests come first. Then the property tests of the robustness section
 (``pytest -m robustness``): raw ids round-trip through the id maps, and fuzzing:
@@ -24,7 +24,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 import mfjax
-from mfjax import loaders
+from mfjax.data import loaders
 from tests.conftest import ML100K, hypothesis_settings, random_params
 
 needs_ml100k = pytest.mark.skipif(
@@ -352,7 +352,7 @@ def _draw_format(draw, sep):
 
 
 @pytest.mark.robustness
-@pytest.mark.filterwarnings("ignore::mfjax.loaders.ScaleWarning")  # Drawn ratings.
+@pytest.mark.filterwarnings("ignore::mfjax.data.loaders.ScaleWarning")  # Drawn ratings.
 @hypothesis_settings(80)
 @given(st.data())
 def test_raw_ids_round_trip_through_the_id_maps(scratch, data):
@@ -788,7 +788,7 @@ def test_loader_fuzz_one_odd_field_with_known_bugs(scratch, file):
   _check_odd_field(scratch / "odd_field_bugs.txt", *file)
 
 
-# load_ratings reads a file in blocks of 4 MiB (1 << 22 bytes, mfjax.loaders) and
+# load_ratings reads a file in blocks of 4 MiB (1 << 22 bytes, mfjax.data.loaders) and
 # parses each block on its own. There is no public way to shrink the blocks, so
 # these tests make files a little over 4 MiB: well-formed filler lines, with ids
 # of their own, put a block boundary where the test wants it. (Were the block

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfjax import loaders
+from mfjax.data import loaders
 
 
 class Threads:

@@ -1,4 +1,4 @@
-"""Device memory (mfjax.memory): the estimate of train's needs and its warning."""
+"""Device memory (mfjax.core.memory): the estimate of train's needs and its warning."""
 
 import warnings
 
@@ -8,7 +8,7 @@ import optax
 import pytest
 
 import mfjax
-from mfjax import memory
+from mfjax.core import memory
 from tests.conftest import random_params, random_ratings
 
 # The example of the tests below: 1000 ratings, 50 users, 20 items, rank 8.
@@ -82,7 +82,7 @@ def test_train_warns_when_the_estimate_exceeds_device_memory(monkeypatch):
   monkeypatch.setattr(memory, "device_bytes_limit", lambda device=None: needed - 1)
   with pytest.warns(memory.MemoryWarning, match="chunk_size") as caught:
     mfjax.train(params, ratings, steps=1)
-  assert "mfjax.memory.memory_estimate" in str(caught[0].message)
+  assert "mfjax.core.memory.memory_estimate" in str(caught[0].message)
   monkeypatch.setattr(memory, "device_bytes_limit", lambda device=None: needed)
   with warnings.catch_warnings():
     warnings.simplefilter("error")

@@ -1,4 +1,4 @@
-"""Accuracy metrics (mfjax.metrics): RMSE and MAE, ranking metrics, popularity."""
+"""Accuracy metrics (mfjax.core.metrics): RMSE and MAE, ranking metrics, popularity."""
 
 import math
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import mfjax
-from mfjax import metrics, notebook
+from mfjax import notebook
+from mfjax.core import metrics
 from tests.conftest import random_params
 
 
@@ -82,7 +83,7 @@ def test_rmse_and_mae_under_jit_with_a_traced_scale():
 
 def _pad(ratings, weights, pad):
   """``ratings`` with ``weights`` and ``pad`` weight-0 entries at the end, as
-  mfjax.sharding.shard_ratings pads."""
+  mfjax.core.sharding.shard_ratings pads."""
   return mfjax.Ratings(
     jnp.concatenate([ratings.users, jnp.zeros(pad, jnp.int32)]),
     jnp.concatenate([ratings.items, jnp.zeros(pad, jnp.int32)]),

@@ -1,4 +1,4 @@
-"""mfjax.model: init_params and predict against NumPy references."""
+"""mfjax.core.model: init_params and predict against NumPy references."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mfjax
-from mfjax import kernels
+from mfjax.core import kernels
 from tests.conftest import random_params
 
 
@@ -56,8 +56,8 @@ def test_init_is_deterministic_in_key():
 
 
 def test_inits_are_the_documented_choices():
-  assert mfjax.model.INITS == ("normal", "uniform")
-  for init in mfjax.model.INITS:
+  assert mfjax.core.model.INITS == ("normal", "uniform")
+  for init in mfjax.core.model.INITS:
     assert mfjax.init_params(jax.random.key(0), 2, 3, 1, init=init).mean.shape == ()
 
 
@@ -139,7 +139,7 @@ def test_predict_scale_may_be_an_array_or_traced():
 
 
 def test_rmse_and_mae_clip_to_scale_like_predict():
-  # mfjax.metrics has its own tests; this checks that scale= is predict's clip.
+  # mfjax.core.metrics has its own tests; this checks that scale= is predict's clip.
   rng = np.random.default_rng(7)
   matrix = np.where(rng.random((30, 20)) < 0.5, rng.integers(1, 6, (30, 20)), 0)
   ratings = mfjax.ratings_from_dense(matrix.astype(np.float32))

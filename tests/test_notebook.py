@@ -7,7 +7,8 @@ import optax
 import pytest
 
 import mfjax
-from mfjax import kernels, notebook
+from mfjax import notebook
+from mfjax.core import kernels
 from mfjax.notebook import MATRIX, OBJECTIVE, PRINTED, NotebookParams
 from tests.conftest import random_params
 

@@ -1,4 +1,4 @@
-"""mfjax.objectives: loss, the Objective protocol, Pairs/Dense batches, penalties.
+"""mfjax.core.objectives: loss, the Objective protocol, Pairs/Dense batches, penalties.
 
 Example tests against NumPy references and ``check_grads``, then property tests
 (hypothesis) of the losses over random shapes, ranks, masks and penalties. JAX
@@ -21,8 +21,10 @@ from hypothesis.extra import numpy as hnp
 from jax.test_util import check_grads
 
 import mfjax
-from mfjax import kernels, notebook, objectives
-from mfjax.objectives import RATING, Dense, Pairs, Penalty
+from mfjax import notebook
+from mfjax.core import kernels
+from mfjax.core import objectives
+from mfjax.core.objectives import RATING, Dense, Pairs, Penalty
 from tests.conftest import (
   MAYBE_MISSING,
   NONZERO,
@@ -212,7 +214,7 @@ def test_sparse_loss_weights_each_rating():
       np.ones((5, 7)),
       dict(objective="notebook"),
       TypeError,
-      "objective must be an mfjax.objectives.Objective",
+      "objective must be an mfjax.core.objectives.Objective",
     ),
     # 0.1's bias= flag is gone: objective=mfjax.notebook.OBJECTIVE replaces it.
     (np.ones((5, 7)), dict(bias="notebook"), TypeError, "bias"),
@@ -560,5 +562,5 @@ def test_sparse_and_dense_losses_and_gradients_agree(data):
 def test_an_objective_that_is_no_objective_is_refused_before_tracing(objective):
   params = mfjax.init_params(jax.random.key(0), 4, 6, 3)
   for call in (mfjax.loss, mfjax.train):
-    with pytest.raises(TypeError, match="objective must be an mfjax.objectives"):
+    with pytest.raises(TypeError, match="objective must be an mfjax.core.objectives"):
       call(params, notebook.MATRIX, objective=objective)

@@ -1,4 +1,4 @@
-"""mfjax.progress: the tqdm bar driven from the device, and its use by train."""
+"""mfjax.core.progress: the tqdm bar driven from the device, and its use by train."""
 
 import builtins
 import re
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mfjax
-from mfjax import progress
+from mfjax.core import progress
 from tests.conftest import planted_matrix
 
 _, MATRIX, _ = planted_matrix(10, 6, 5, 2, 0.8)

@@ -15,8 +15,9 @@ import pytest
 from jax.test_util import check_grads
 
 import mfjax
-from mfjax import objectives, solvers
-from mfjax.objectives import RATING, Penalty, Ranking
+from mfjax.core import objectives
+from mfjax.core import solvers
+from mfjax.core.objectives import RATING, Penalty, Ranking
 from tests.conftest import random_params, random_ratings
 
 

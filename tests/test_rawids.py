@@ -1,11 +1,11 @@
-"""Raw ids in and out (mfjax.rawids, Model's methods) against the index-based API."""
+"""Raw ids in and out (mfjax.serving.rawids, Model's methods) against the index-based API."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import mfjax
-from mfjax import rawids
+from mfjax.serving import rawids
 from tests.conftest import random_params
 
 # Raw ids on purpose unlike indices: strings for users, spread ints for items.

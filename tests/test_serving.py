@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mfjax
-from mfjax.serving import fold_in, recommend
+from mfjax.serving.topk import fold_in, recommend
 from tests.conftest import ML100K, hypothesis_settings, random_params
 
 FIT = mfjax.FitSettings()  # fold_in's defaults are the fit defaults.

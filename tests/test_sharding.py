@@ -1,4 +1,4 @@
-"""Sharding (mfjax.sharding): ratings and params placed on a mesh, training on
+"""Sharding (mfjax.core.sharding): ratings and params placed on a mesh, training on
 them, and the weight-0 padding that shard_ratings adds.
 
 Memory estimates are in test_memory; weights in general in test_objectives and
@@ -20,7 +20,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import mfjax
-from mfjax import sharding
+from mfjax.core import sharding
 from tests.conftest import padded_ratings, random_params, random_ratings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # started JAX with one.
 EIGHT_DEVICES = r"""
 import jax, numpy as np, optax, mfjax
-from mfjax import sharding
+from mfjax.core import sharding
 
 assert len(jax.devices()) == 8, jax.devices()
 # Drawn with NumPy: jax.random would add compilations, not coverage.

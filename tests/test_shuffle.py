@@ -1,4 +1,4 @@
-"""mfjax.shuffle: mini-batch orders without a sort."""
+"""mfjax.core.shuffle: mini-batch orders without a sort."""
 
 import math
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mfjax import shuffle
+from mfjax.core import shuffle
 
 # One program per shape, instead of one per operation and shape.
 stride_order = jax.jit(shuffle.stride_order, static_argnums=(1, 2))

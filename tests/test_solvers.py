@@ -1,4 +1,4 @@
-"""mfjax.solvers: the default optimizer, full_batch, chunked and minibatch steps.
+"""mfjax.core.solvers: the default optimizer, full_batch, chunked and minibatch steps.
 
 Each solver step is checked against a hand-made optax step or against another
 solver; training on sparse Ratings against dense training and planted models.
@@ -14,8 +14,10 @@ import optax
 import pytest
 
 import mfjax
-from mfjax import objectives, shuffle, solvers
-from mfjax.objectives import RATING, Penalty
+from mfjax.core import objectives
+from mfjax.core import shuffle
+from mfjax.core import solvers
+from mfjax.core.objectives import RATING, Penalty
 from tests.conftest import planted_matrix
 
 PENALTY = Penalty(0.3, 0.1)

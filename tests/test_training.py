@@ -1,4 +1,4 @@
-"""mfjax.training: train and run, the best-params carry, TrainResult, jit and vmap.
+"""mfjax.core.training: train and run, the best-params carry, TrainResult, jit and vmap.
 
 Example tests against Python loops and planted models, then property tests
 (hypothesis) of the best-loss bookkeeping. Examples are derandomized; set
@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mfjax
-from mfjax import notebook, solvers, training
-from mfjax.solvers import Solver
+from mfjax import notebook
+from mfjax.core import solvers
+from mfjax.core import training
+from mfjax.core.solvers import Solver
 from tests.conftest import (
   MAYBE_MISSING,
   draw_params,
@@ -287,9 +289,9 @@ def test_run_of_a_built_in_solver_is_train():
   ratings = mfjax.ratings_from_dense(matrix)
   opt = optax.adam(0.05)
   expected = mfjax.train(params, ratings, optimizer=opt, steps=15, l2=0.2)
-  batch = mfjax.objectives.batch_of(ratings, None, jnp.float32)
+  batch = mfjax.core.objectives.batch_of(ratings, None, jnp.float32)
   solver = solvers.full_batch(
-    mfjax.objectives.RATING, batch, mfjax.objectives.Penalty(0.2, 0.2), opt
+    mfjax.core.objectives.RATING, batch, mfjax.core.objectives.Penalty(0.2, 0.2), opt
   )
   mean = jnp.mean(ratings.values)
   result = training.run(solver, params._replace(mean=mean), jnp.arange(15))
@@ -305,7 +307,7 @@ def test_run_of_a_built_in_solver_is_train():
     (dict(steps=0), ValueError, "steps must be an int >= 1; got 0"),
     (dict(steps=10.0), TypeError, "steps must be an int"),
     (dict(l2=-1.0), ValueError, "l2 must be a finite number >= 0"),
-    (dict(objective="dot"), TypeError, "objective must be an mfjax.objectives"),
+    (dict(objective="dot"), TypeError, "objective must be an mfjax.core.objectives"),
     (dict(optimizer="adam"), TypeError, "optimizer must be an optax"),
     (dict(mask=np.ones((3, 3))), ValueError, "mask must have the shape of data"),
     (dict(batch_size=8, key=jax.random.key(0)), ValueError, "batch_size needs Ratings"),
@@ -519,9 +521,9 @@ def test_minibatch_loss_is_the_full_loss_when_batches_tile_the_data():
   ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 20, 15, 256, 3)
   params = random_params(3, 20, 15, 2)
   batch_size = 64  # 256 = 4 batches of equal size: the mean is the full loss.
-  penalty = mfjax.objectives.Penalty(jnp.float32(0.0), jnp.float32(0.0))
+  penalty = mfjax.core.objectives.Penalty(jnp.float32(0.0), jnp.float32(0.0))
   solver = solvers.minibatch(
-    mfjax.objectives.RATING, ratings, penalty, optax.sgd(0.1), batch_size,
+    mfjax.core.objectives.RATING, ratings, penalty, optax.sgd(0.1), batch_size,
     jnp.float32, key=jax.random.key(1),
   )  # fmt: skip
   errors = np.asarray(mfjax.predict(params, ratings.users, ratings.items))

@@ -5,7 +5,7 @@ Run from the repository root:
     python tests/data/make_golden.py
 
 The files are small models with fixed, exactly representable values, written by
-``mfjax.checkpoint.save`` (format 1). They are committed so that a later mfjax that
+``mfjax.io.checkpoint.save`` (format 1). They are committed so that a later mfjax that
 can no longer read format-1 files fails the tests. Do not regenerate them: they
 were written by mfjax 0.1.0, whose bare-params file says kind "Params" (mfjax 0.2
 writes every file as kind "Model"), and they must stay as 0.1 wrote them. For a
@@ -46,7 +46,7 @@ def golden_params(dtype):
 def golden_models():
   """The models of the golden files, by file name."""
   import mfjax
-  from mfjax import checkpoint
+  from mfjax.io import checkpoint
 
   params = golden_params(jnp.float32)
   str_maps = mfjax.IdMaps(
@@ -71,7 +71,7 @@ def golden_models():
 
 
 def main():
-  from mfjax import checkpoint
+  from mfjax.io import checkpoint
 
   here = Path(__file__).resolve().parent
   for name, model in golden_models().items():

@@ -11,7 +11,7 @@ its place, and forwards their output with a ``[i]`` prefix.
 After :func:`initialize`, ``jax.devices()`` lists every process's devices, and
 :func:`global_mesh` is a one-axis mesh over them. :func:`read_ratings` has
 each process read its own part of a ratings file
-(:func:`mfjax.loaders.load_ratings_part`, through a :class:`ProcessExchange`)
+(:func:`mfjax.data.loaders.load_ratings_part`, through a :class:`ProcessExchange`)
 and assembles the parts into one ratings array sharded over the mesh, in the
 file's order, as ``jax.make_array_from_process_local_data``; ``mfjax fit``
 trains one replicated model on it.
@@ -34,7 +34,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from mfjax import ensemble, loaders, validation
+from mfjax import validation
+from mfjax.fitting import ensemble
+from mfjax.data import loaders
 from mfjax.types import IdMaps, Ratings
 
 __all__ = [
@@ -290,7 +292,7 @@ def global_mesh() -> Mesh:
 
 
 class ProcessExchange:
-  """:class:`mfjax.loaders.Exchange` over JAX's processes (after :func:`initialize`).
+  """:class:`mfjax.data.loaders.Exchange` over JAX's processes (after :func:`initialize`).
 
   Arrays travel as bytes through ``jax.experimental.multihost_utils``
   (``process_allgather``, ``broadcast_one_to_all``): gloo on CPU, NCCL on GPU,
@@ -385,7 +387,7 @@ def read_ratings(
   """A ratings file read by every process, each its own part, as one array.
 
   Each process reads the lines in its share of the bytes
-  (:func:`mfjax.loaders.load_ratings_part`: the processes agree on one id map,
+  (:func:`mfjax.data.loaders.load_ratings_part`: the processes agree on one id map,
   the scale and the duplicates), and the parts are moved by at most the rows
   that cross a block boundary so that each process holds the block of the
   whole that its devices hold: no process ever reads or holds the whole file.
@@ -397,7 +399,7 @@ def read_ratings(
     path: an uncompressed ratings file that every process can read.
     mesh: the devices (default :func:`global_mesh`); each process's devices
       must be consecutive along its first axis.
-    bucket: pad to :func:`mfjax.ensemble.bucket`'s size (so that files of
+    bucket: pad to :func:`mfjax.fitting.ensemble.bucket`'s size (so that files of
       nearby sizes share one compiled fit), else to the next multiple of the
       number of devices.
     exchange: how the processes talk (default a :class:`ProcessExchange`).

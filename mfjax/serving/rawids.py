@@ -16,9 +16,10 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from mfjax import model as model_lib
-from mfjax import serving, validation
-from mfjax.ensemble import FitSettings
+from mfjax.core import model as model_lib
+from mfjax import validation
+from mfjax.serving import topk
+from mfjax.settings import FitSettings
 from mfjax.types import UNKNOWN, IdMaps, Params, Ratings
 
 __all__ = [
@@ -156,7 +157,7 @@ def recommend_ids(
   if exclude_rated and m.rated is not None:
     mine = m.rated[m.rated[:, 0] == index]
     exclude = pairs_as_ratings(mine, m.params.user_factors.shape[0], n_items)
-  top, scores = serving.recommend(m.params, index, n, exclude=exclude)
+  top, scores = topk.recommend(m.params, index, n, exclude=exclude)
   top, scores = np.asarray(top), np.asarray(scores)
   keep = top >= 0
   return maps.items[top[keep]], scores[keep]
@@ -241,7 +242,7 @@ def fold_in_ids(m, users: Any, items: Any, ratings: Any, *, l2=None, l2_bias=Non
     len(new_ids),
     m.params.item_factors.shape[0],
   )
-  folded = serving.fold_in(m.params, new, l2=l2, l2_bias=l2_bias)
+  folded = topk.fold_in(m.params, new, l2=l2, l2_bias=l2_bias)
   return _merged(m, maps, new_ids, folded, new_index, item_index)
 
 

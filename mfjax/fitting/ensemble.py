@@ -4,7 +4,7 @@ For ratings (``objective="rating"``), an ensemble of mini-batch Adam fits in one
 jitted ``vmap``; :class:`FitSettings` holds its defaults, tuned on MovieLens 100k
 validation splits carved from the base files (``benchmarks/tune_movielens.py``).
 For top-N lists (``objective="ranking"``), the iALS loss
-(:class:`mfjax.objectives.Ranking`) solved by alternating least squares;
+(:class:`mfjax.core.objectives.Ranking`) solved by alternating least squares;
 :class:`RankingSettings` holds its defaults, tuned the same way
 (``benchmarks/ranking_movielens.py``). Both in ``benchmarks/RESULTS.md``.
 """
@@ -20,14 +20,18 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from mfjax import model, objectives, solvers, training, validation
-from mfjax.training import TrainResult
+from mfjax import validation
+from mfjax.core import model
+from mfjax.core import objectives
+from mfjax.core import solvers
+from mfjax.core import training
+from mfjax.core.training import TrainResult
+from mfjax.settings import OBJECTIVES, FitSettings, RankingSettings
 from mfjax.types import Params, Ratings
 
+# OBJECTIVES, FitSettings and RankingSettings live in mfjax.settings since 0.3
+# and are still reachable here.
 __all__ = [
-  "OBJECTIVES",
-  "FitSettings",
-  "RankingSettings",
   "FitResult",
   "fit",
   "fit_program",
@@ -45,35 +49,6 @@ __all__ = [
   "compiler_options",
   "compile_program",
 ]
-
-OBJECTIVES = ("rating", "ranking")
-"""What :func:`fit` can learn: ratings (RMSE) or top-N lists (ranking)."""
-
-
-class FitSettings(NamedTuple):
-  """The settings of :func:`fit`; the defaults are the tuned ones.
-
-  Attributes:
-    rank: factors per model.
-    steps: passes over the data (epochs).
-    learning_rate: Adam's learning rate.
-    l2: L2 weight of the factors.
-    l2_bias: L2 weight of the biases.
-    batch_size: ratings per mini-batch. :func:`fit` given no ``batch_size``
-      takes ``batch_size_for(n, minimum=batch_size)``: this one up to
-      ``24·batch_size`` (padded) ratings, as on MovieLens 100k, and 1/24 of the
-      padded ratings beyond.
-    ensemble: models averaged; the fitted model has rank ``ensemble·rank``.
-  """
-
-  rank: int = 12
-  steps: int = 10
-  learning_rate: float = 0.02
-  l2: float = 8.0
-  l2_bias: float = 1.0
-  batch_size: int = 4096
-  ensemble: int = 8
-
 
 _DEFAULTS = FitSettings()
 
@@ -107,35 +82,6 @@ def batch_size_for(n_entries: int, *, minimum: int = MIN_BATCH_SIZE) -> int:
     (4096, 43690)
   """
   return max(int(minimum), int(n_entries) // BATCHES_PER_EPOCH)
-
-
-class RankingSettings(NamedTuple):
-  """The settings of ``fit(..., objective="ranking")``; the defaults are tuned.
-
-  Attributes:
-    rank: factors of the model.
-    steps: alternating passes (each solves every user's, then every item's row).
-    l2: L2 weight of the factors, frequency-scaled
-      (:class:`mfjax.objectives.Ranking`).
-    alpha0: weight of the all-pairs term per unit of density
-      (``objectives.Ranking(per_density=True)``): about ``alpha0`` times the
-      number of ratings in all, whatever the number of items.
-    nu: exponent of the frequency scaling of the L2.
-    confidence: a higher rating counts ``1 + confidence·r`` (0: all alike).
-    cg_steps: conjugate-gradient steps per row and half pass.
-  """
-
-  rank: int = 32
-  # 8 passes of 3 CG steps: within 0.001 NDCG@10 of 10 passes on MovieLens
-  # validation splits, in 0.6 of the time (benchmarks/RESULTS.md, "Ranking").
-  steps: int = 8
-  l2: float = 0.01
-  # Per unit of density (Ranking.per_density): 60 x MovieLens 100k's 0.05 is the
-  # 3 tuned there, and the same 60 carries to 10x the items (RESULTS.md).
-  alpha0: float = 60.0
-  nu: float = 1.0
-  confidence: float = 1.0
-  cg_steps: int = 3
 
 
 _RANKING = RankingSettings()
@@ -184,9 +130,9 @@ def fit(
 
   ``objective="ranking"`` learns which items each user picks, for top-N lists:
   one model of rank ``rank`` minimises the iALS loss
-  (:class:`mfjax.objectives.Ranking`, weight ``alpha0`` on all user × item
+  (:class:`mfjax.core.objectives.Ranking`, weight ``alpha0`` on all user × item
   pairs) by ``steps`` passes of alternating least squares
-  (:class:`mfjax.solvers.Alternating`). Its scores order items; they are not
+  (:class:`mfjax.core.solvers.Alternating`). Its scores order items; they are not
   ratings. Defaults: :class:`RankingSettings`. ``learning_rate``, ``l2_bias``,
   ``batch_size``, ``ensemble``, ``validation_data`` and ``patience`` do not
   apply to it.
@@ -307,7 +253,7 @@ def spread(program, inputs: tuple, *, one_device: bool = False):
 
   With more than one device in ``jax.devices()`` (all processes' devices after
   ``jax.distributed.initialize``), the ratings (``inputs[1]``) are sharded over
-  a one-axis mesh of them (:func:`mfjax.sharding.shard_ratings`; ratings that
+  a one-axis mesh of them (:func:`mfjax.core.sharding.shard_ratings`; ratings that
   are already spread over devices stay as they are) and the program's outputs
   are replicated: every device holds the model, each step all-reduces its
   gradient. With one device, or ``one_device``, both are returned unchanged.
@@ -322,7 +268,7 @@ def spread(program, inputs: tuple, *, one_device: bool = False):
   """
   from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-  from mfjax import sharding
+  from mfjax.core import sharding
 
   devices = jax.devices()
   if one_device or len(devices) == 1:

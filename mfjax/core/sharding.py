@@ -23,7 +23,7 @@ divide their bytes, and the per-rating temporaries of a full-batch step
 cost their full size on every device but need no communication beyond the
 gradient's all-reduce; shard the rows only when ``(n_users + n_items)·4·(k +
 1)·(4 + o)`` does not fit next to the ratings (:func:`shard_params` says what
-that saves). :func:`mfjax.memory.memory_estimate` gives the whole formula.
+that saves). :func:`mfjax.core.memory.memory_estimate` gives the whole formula.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mfjax import memory, validation
+from mfjax import validation
+from mfjax.core import memory
 from mfjax.types import Params, Ratings
 
 __all__ = ["shard_ratings", "shard_params", "check_placement"]
@@ -143,7 +144,7 @@ def shard_params(
   8 CPU devices), so while a step runs a device still holds about two whole
   tables: rows take the tables from about ``4 + o`` copies per device to about
   ``2 + (4 + o)/size`` (``o`` optimizer slots). Choose rows only when the
-  replicated tables do not fit (see :func:`mfjax.memory.memory_estimate`).
+  replicated tables do not fit (see :func:`mfjax.core.memory.memory_estimate`).
   ``n_users`` and
   ``n_items`` must then be multiples of the axis size: make the tables a few
   rows longer if need be (rows without ratings do not change the updates of
@@ -211,7 +212,7 @@ def check_placement(params, data, validation_data) -> None:
         raise ValueError(
           f"{name} is placed on a mesh with Explicit axes, whose sharding rules "
           "reject the gathers of factor rows; place it with "
-          "mfjax.sharding.shard_ratings / shard_params, which use Auto axes."
+          "mfjax.core.sharding.shard_ratings / shard_params, which use Auto axes."
         )
       if getattr(x, "committed", True):
         device_sets.setdefault(frozenset(sharding.device_set), name)
@@ -219,5 +220,5 @@ def check_placement(params, data, validation_data) -> None:
     names = ", ".join(sorted(set(device_sets.values())))
     raise ValueError(
       f"{names} are placed on different sets of devices; place them on one mesh "
-      "(mfjax.sharding.shard_ratings and shard_params with the same mesh)."
+      "(mfjax.core.sharding.shard_ratings and shard_params with the same mesh)."
     )

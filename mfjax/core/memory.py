@@ -2,7 +2,7 @@
 
 :func:`memory_estimate` gives the bytes ``train`` needs for a shape and a
 solver; ``train`` calls :func:`warn_if_too_big` before tracing and warns with
-:class:`MemoryWarning` when the device reports less. See :mod:`mfjax.sharding`
+:class:`MemoryWarning` when the device reports less. See :mod:`mfjax.core.sharding`
 for what to do then, and ``docs/scaling.md`` for the tables.
 """
 
@@ -228,7 +228,7 @@ def warn_if_too_big(params, data, *, optimizer, batch_size, chunk_size) -> None:
   )
   if estimate > limit:
     warnings.warn(
-      f"train needs about {_human(estimate)} (mfjax.memory.memory_estimate) "
+      f"train needs about {_human(estimate)} (mfjax.core.memory.memory_estimate) "
       f"but the device has {_human(limit)}: give chunk_size= (full-batch "
       "steps in chunks) or batch_size=, or shard the ratings over more devices.",
       MemoryWarning,

@@ -16,7 +16,12 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from mfjax import data, ensemble, metrics, serving, training, validation
+from mfjax import validation
+from mfjax.data import splits
+from mfjax.serving import topk
+from mfjax.fitting import ensemble
+from mfjax.core import metrics
+from mfjax.core import training
 from mfjax.types import Ratings
 
 __all__ = ["CVResult", "cross_validate", "padded", "ranking_scores"]
@@ -38,7 +43,7 @@ class CVResult(NamedTuple):
     n_train, n_test: ``[folds]`` ratings in each part.
     settings: the fit's settings (a dict).
     failures: ``[folds]``: what went wrong in each fold's fit
-      (:func:`mfjax.training.failure`: a divergence, or no progress), or None.
+      (:func:`mfjax.core.training.failure`: a divergence, or no progress), or None.
   """
 
   objective: str
@@ -66,7 +71,7 @@ class CVResult(NamedTuple):
 def padded(train: Ratings, size: int) -> Ratings:
   """``train`` with weight-0 entries up to ``size`` ratings: the same loss in
   every objective, and one shape for training parts of different sizes
-  (:func:`mfjax.ensemble.pad_entries`, its arrays then on the default device)."""
+  (:func:`mfjax.fitting.ensemble.pad_entries`, its arrays then on the default device)."""
   return jax.device_put(ensemble.pad_entries(train, size))
 
 
@@ -99,7 +104,7 @@ def ranking_scores(params, train, test, *, k: int = 10, threshold: float = 4.0):
       "coverage": 0.0,
       "n_users": 0,
     }
-  top, _ = serving.recommend(params, users, k, exclude=train)
+  top, _ = topk.recommend(params, users, k, exclude=train)
   ranked = metrics.ranking_metrics(top, users, test, k=k, threshold=threshold)
   top = np.asarray(top)
   out = {name: float(getattr(ranked, name)) for name in _RANKING_METRICS[:-1]}
@@ -140,7 +145,7 @@ def cross_validate(
     k, threshold: ranking: list length, and the held-out rating that counts as
       relevant; each list leaves out the fold's training items.
     **settings: fit settings (``rank``, ``steps``, ``l2``, ...: the fields of
-      :class:`mfjax.FitSettings` or :class:`mfjax.ensemble.RankingSettings`);
+      :class:`mfjax.FitSettings` or :class:`mfjax.fitting.ensemble.RankingSettings`);
       the rest take the tuned defaults.
 
   Returns:
@@ -161,7 +166,7 @@ def cross_validate(
   k = validation.check_positive_int("k", k)
   if k > ratings.n_items:
     raise ValueError(f"k must be at most n_items = {ratings.n_items}; got {k}.")
-  splits = list(data.kfold(ratings, folds, seed=seed))
+  splits = list(splits.kfold(ratings, folds, seed=seed))
   size = max(len(train) for train, _ in splits)
   if objective == "rating" and settings.get("batch_size") is None:
     # fit's default: about 24 batches an epoch of the padded folds.

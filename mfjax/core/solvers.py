@@ -28,8 +28,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mfjax import kernels, shuffle, validation
-from mfjax.objectives import Dense, Objective, Pairs, Penalty, SquaredError
+from mfjax import validation
+from mfjax.core import kernels
+from mfjax.core import shuffle
+from mfjax.core.objectives import Dense, Objective, Pairs, Penalty, SquaredError
 from mfjax.types import Params, Ratings
 
 __all__ = [
@@ -62,7 +64,7 @@ class Solver(NamedTuple):
       mini-batch losses taken along the way) rather than to those before it
       (full-batch: the loss that the step's gradient came from).
     loss: ``params -> loss`` over all the data, comparable with the passes'
-      losses; :func:`mfjax.training.run` scores the initial params with it when
+      losses; :func:`mfjax.core.training.run` scores the initial params with it when
       ``loss_after`` (full-batch, the first pass's loss is theirs), so that they
       are a candidate for the best and the yardstick of a divergence. None:
       the initial params are not scored.
@@ -152,7 +154,7 @@ def chunked(
   chunk ``j`` holding entries ``j, j + n_chunks, ...`` (so that each chunk of
   sharded ratings is spread over all their devices), padded with weight-0
   entries. The objective's loss must be its summed errors over the weight sum
-  plus the penalty over the total, as :class:`mfjax.objectives.SquaredError`'s is.
+  plus the penalty over the total, as :class:`mfjax.core.objectives.SquaredError`'s is.
   """
   n = pairs.values.shape[0]
   n_chunks = max(-(-n // chunk_size), 1)
@@ -213,9 +215,9 @@ def minibatch(
   """A shuffled pass of optax steps on mini-batches of ``batch_size`` ratings.
 
   The ratings are put once in a pseudo-random order without a sort (``key``,
-  :func:`mfjax.shuffle.fit_order`: one gathered copy); each pass then cuts that
+  :func:`mfjax.core.shuffle.fit_order`: one gathered copy); each pass then cuts that
   order into contiguous batches from a random rotation and visits them in a
-  random order (:func:`mfjax.shuffle.epoch_windows`), so that no step gathers
+  random order (:func:`mfjax.core.shuffle.epoch_windows`), so that no step gathers
   its ratings from all over the data. Its loss is the mean of its mini-batch
   losses, each taken before its own update: no extra pass over the data (a
   full-loss pass cost a fifth of the ML-100k fit). The order is over the
@@ -317,7 +319,7 @@ class MiniBatch:
     n_data: None (every entry before ``Ratings.n_padding`` is data), or an int
       or a traced integer scalar in ``[1, len(ratings) - n_padding]``.
     order_key: None, or the PRNG key of the fit's order of the data
-      (:func:`mfjax.shuffle.fit_order`) apart from ``train``'s ``key``, which
+      (:func:`mfjax.core.shuffle.fit_order`) apart from ``train``'s ``key``, which
       then draws the epochs' windows only. Models trained in one ``vmap`` with
       their own order keys and one shared ``key`` see different batches through
       the same windows: contiguous slices, where a key per model would make
@@ -376,7 +378,7 @@ class Alternating:
   ``jax.linearize`` of the gradient of the objective's own loss, so any
   objective whose loss is quadratic in each side's rows, with no coupling
   between two rows of one side, can be solved this way: :data:`RATING`, the
-  notebook's, :class:`mfjax.objectives.Ranking`. ``cg_steps`` of the rank plus
+  notebook's, :class:`mfjax.core.objectives.Ranking`. ``cg_steps`` of the rank plus
   two (factors and bias) or more solve each row exactly; a few suffice once
   the passes warm-start each other.
 

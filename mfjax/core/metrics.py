@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from mfjax import kernels, validation
+from mfjax import validation
+from mfjax.core import kernels
 from mfjax.types import Params, Ratings
 
 __all__ = [

@@ -15,8 +15,9 @@ import numpy as np
 from jax.scipy.linalg import cho_solve
 from jax.typing import ArrayLike
 
-from mfjax import kernels, validation
-from mfjax.ensemble import FitSettings
+from mfjax import validation
+from mfjax.core import kernels
+from mfjax.settings import FitSettings
 from mfjax.types import UNKNOWN, Params, Ratings
 
 __all__ = ["recommend", "fold_in"]
@@ -197,7 +198,7 @@ def recommend(
       ``n_items``, usually the training ratings; its ``(user, item)`` pairs are
       never recommended (values are ignored). Pairs with an unknown user or item
       (-1), and entries of weight 0 (the padding of
-      :func:`mfjax.sharding.shard_ratings`), are ignored.
+      :func:`mfjax.core.sharding.shard_ratings`), are ignored.
     block_size: users scored at once, a static int >= 1. Memory and per-block
       work grow with ``block_size × n_items``.
 
@@ -215,7 +216,7 @@ def recommend(
 
   Examples:
     >>> import jax, mfjax
-    >>> from mfjax.serving import recommend
+    >>> from mfjax.serving.topk import recommend
     >>> params = mfjax.init_params(jax.random.key(0), 4, 6, 3)
     >>> rated = mfjax.Ratings(
     ...   jax.numpy.array([0, 0]), jax.numpy.array([1, 2]),
@@ -352,7 +353,7 @@ def fold_in(
   of :func:`mfjax.train`'s objective, so the default weights are those of the fit
   defaults (:class:`mfjax.FitSettings`).
 
-  For an ensemble (:func:`mfjax.ensemble.ensemble_params`), fold into the merged params
+  For an ensemble (:func:`mfjax.fitting.ensemble.ensemble_params`), fold into the merged params
   with the members' own, unscaled ``l2``, or into each member (``jax.vmap`` over
   the stacked members) and merge the results with ``ensemble_params``. Both came
   within 0.01 RMSE of retraining with the new users on MovieLens 100k; scaling
@@ -389,7 +390,7 @@ def fold_in(
 
   Examples:
     >>> import jax, jax.numpy as jnp, mfjax
-    >>> from mfjax.serving import fold_in
+    >>> from mfjax.serving.topk import fold_in
     >>> params = mfjax.init_params(jax.random.key(0), 4, 6, 3)
     >>> new = mfjax.Ratings(jnp.array([0, 0, 1]), jnp.array([2, 5, 0]),
     ...                     jnp.array([4.0, 2.0, 5.0]), n_users=2, n_items=6)

@@ -1,7 +1,7 @@
 """Training objectives: pure losses over the :class:`mfjax.Params` pytree.
 
 An objective says how params score a (user, item) pair and what loss a batch of
-ratings gives; the solvers (:mod:`mfjax.solvers`) differentiate that loss with
+ratings gives; the solvers (:mod:`mfjax.core.solvers`) differentiate that loss with
 ``jax.grad`` and step with optax, and :func:`mfjax.train` drives them. The rating
 objective, :data:`RATING`, is the regularised mean squared error of biased MF;
 the seed notebook's variant lives with the notebook (:mod:`mfjax.notebook`).
@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from mfjax import kernels, validation
+from mfjax import validation
+from mfjax.core import kernels
 from mfjax.types import Params, Ratings
 
 __all__ = [
@@ -102,7 +103,7 @@ class Objective:
       every objective takes :class:`Pairs`.
     chunkable: whether the loss is ``sse(params, pairs) / Σ w + penalty / total``
       with ``sse`` a sum over ratings, which the chunked solver
-      (:func:`mfjax.solvers.chunked`) adds up chunk by chunk.
+      (:func:`mfjax.core.solvers.chunked`) adds up chunk by chunk.
     batchable: whether a mini-batch's loss estimates the full loss, so that
       ``batch_size`` may be used.
     scores_ratings: whether the model's scores are ratings (RMSE applies) or
@@ -208,7 +209,7 @@ class Ranking(Objective):
   is frequency-scaled as in Rendle et al.: a user's rows weigh
   ``(n_u + alpha0·n_items)^nu`` (``n_u`` the user's number of ratings), an
   item's ``(n_i + alpha0·n_users)^nu``. It is quadratic in each side's rows, so
-  :class:`mfjax.solvers.Alternating` solves it row by row.
+  :class:`mfjax.core.solvers.Alternating` solves it row by row.
 
   The scores are ``s_ui = p_u·q_i``, plus the biases when ``biases`` is true
   (the ``mean`` is 0: a ranking model has no rating scale). They order items
@@ -224,7 +225,7 @@ class Ranking(Objective):
       (n_users·n_items)``: the all-pairs term then weighs about ``alpha0`` times
       the number of ratings, and the penalty's ``alpha0·n_items`` is ``alpha0``
       times a user's mean number of ratings, whatever the catalogue size. The
-      tuned defaults (:class:`mfjax.ensemble.RankingSettings`) use it.
+      tuned defaults (:class:`mfjax.fitting.ensemble.RankingSettings`) use it.
   """
 
   alpha0: float = 0.1
@@ -335,8 +336,8 @@ def check_objective(objective: Any) -> Objective:
     return RATING
   if not isinstance(objective, Objective):
     raise TypeError(
-      "objective must be an mfjax.objectives.Objective such as "
-      f"mfjax.objectives.RATING; got {validation.describe(objective)}."
+      "objective must be an mfjax.core.objectives.Objective such as "
+      f"mfjax.core.objectives.RATING; got {validation.describe(objective)}."
     )
   return objective
 

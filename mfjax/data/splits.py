@@ -1,6 +1,6 @@
 """Ratings from memory, and ratings made from ratings: splits and synthetic data.
 
-Files are :mod:`mfjax.loaders`' job; everything here takes arrays or
+Files are :mod:`mfjax.data.loaders`' job; everything here takes arrays or
 :class:`mfjax.Ratings` and gives :class:`mfjax.Ratings`.
 """
 

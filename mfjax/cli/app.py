@@ -111,7 +111,7 @@ def _add_demo(sub) -> None:
 
 
 def _add_fit(sub) -> None:
-  from mfjax.ensemble import FitSettings
+  from mfjax.settings import FitSettings
 
   d = FitSettings()
   fit = sub.add_parser(
@@ -242,8 +242,8 @@ def _add_allow_divergence(parser) -> None:
 
 
 def _add_settings(fit, d) -> None:
-  """The :class:`mfjax.ensemble.FitSettings` options of ``fit`` (None: default)."""
-  from mfjax.ensemble import RankingSettings
+  """The :class:`mfjax.fitting.ensemble.FitSettings` options of ``fit`` (None: default)."""
+  from mfjax.settings import RankingSettings
 
   options = (
     (("--rank",), "rank", _positive, "latent factors"),
@@ -273,7 +273,7 @@ def _add_settings(fit, d) -> None:
 
 def _add_ranking_settings(parser) -> None:
   """The options of ``fit`` and ``cv`` that only the ranking objective takes."""
-  from mfjax.ensemble import RankingSettings
+  from mfjax.settings import RankingSettings
 
   parser.add_argument(
     "--alpha0",
@@ -422,7 +422,7 @@ def _scale(text: str) -> tuple[float, float]:
 
 
 def _columns(text: str) -> tuple[str | None, ...]:
-  from mfjax.loaders import ROLES
+  from mfjax.data.loaders import ROLES
 
   roles = tuple(None if part in ("-", "") else part for part in text.split(","))
   unknown = [r for r in roles if r is not None and r not in ROLES]
@@ -467,7 +467,7 @@ def _fit(args) -> int:
     return _fit_here(args)
   import jax
 
-  from mfjax import distributed
+  from mfjax.distributed import runtime as distributed
 
   try:
     exchange = distributed.ProcessExchange()
@@ -536,7 +536,7 @@ def _join(args) -> bool:
   named = (args.coordinator, args.num_processes, args.process_id)
   if all(v is None for v in named) and args.distributed is None:
     return False
-  from mfjax import distributed
+  from mfjax.distributed import runtime as distributed
 
   if args.distributed and any(v is not None for v in named):
     raise ValueError(
@@ -554,7 +554,7 @@ def _join(args) -> bool:
 
 
 def _launch(args) -> int:
-  from mfjax import distributed
+  from mfjax.distributed import runtime as distributed
 
   command = list(args.mfjax_command)
   if command[:1] == ["--"]:
@@ -575,7 +575,8 @@ def _fit_here(args) -> int:
   import numpy as np
 
   import mfjax
-  from mfjax import rawids, training
+  from mfjax.serving import rawids
+  from mfjax.core import training
 
   _check_output_path("--save", args.save)
   ranking = args.objective == "ranking"
@@ -730,7 +731,7 @@ def _rating_fit(args, train, maps):
   import jax
   import numpy as np
 
-  from mfjax import ensemble
+  from mfjax.fitting import ensemble
 
   d = ensemble.FitSettings()
   settings = d._replace(
@@ -764,7 +765,7 @@ def _as_bucketed(train):
 
   import numpy as np
 
-  from mfjax import ensemble
+  from mfjax.fitting import ensemble
 
   n_users, n_items = train.n_users, train.n_items
   ratings = dataclasses.replace(
@@ -782,7 +783,7 @@ def _ranking_fit(args, train, maps):
   import jax
   import numpy as np
 
-  from mfjax import ensemble
+  from mfjax.fitting import ensemble
 
   d = ensemble.RankingSettings()
   given = {n: getattr(args, n) for n in ("rank", "steps", "l2", "alpha0", "confidence")}
@@ -802,7 +803,7 @@ def _timed(program, inputs, trim):
 
   import jax
 
-  from mfjax import ensemble
+  from mfjax.fitting import ensemble
 
   start = time.perf_counter()
   compiled = ensemble.compile_program(program, inputs)
@@ -825,7 +826,7 @@ def _note_unranked(report: dict, threshold: float) -> None:
 
 def _ranking_report(params, train, test, threshold, k=10, prefix="test_"):
   """Top-``k`` metrics of ``params`` on ``test``, training items left out."""
-  from mfjax import crossval
+  from mfjax.fitting import crossval
 
   scores = crossval.ranking_scores(params, train, test, k=k, threshold=threshold)
   n_users = scores.pop("n_users")
@@ -885,12 +886,12 @@ def _load_ratings(
   import warnings
 
   import mfjax
-  from mfjax.loaders import ScaleWarning
+  from mfjax.data.loaders import ScaleWarning
 
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", ScaleWarning)
     if parts:  # Each process its own part, assembled into one sharded array.
-      from mfjax import distributed
+      from mfjax.distributed import runtime as distributed
 
       ratings, maps = distributed.read_ratings(path, **options)
     else:
@@ -937,7 +938,7 @@ def _item_titles(path: str) -> dict[str, str]:
   """Raw item id (as text) to title, from MovieLens u.item or movies.csv."""
   import csv
 
-  from mfjax.loaders import RatingsFileError
+  from mfjax.data.loaders import RatingsFileError
 
   try:
     with open(path, "rb") as file:
@@ -1020,7 +1021,7 @@ def _serving_model(args):
   users of --ratings folded in."""
   import numpy as np
 
-  from mfjax import rawids
+  from mfjax.serving import rawids
 
   model = _load_model(args.model)
   maps = model.id_maps
@@ -1050,7 +1051,7 @@ def _titles_of(path, raw_items):
 
 
 def _add_cv(sub) -> None:
-  from mfjax.ensemble import FitSettings
+  from mfjax.settings import FitSettings
 
   cv = sub.add_parser(
     "cv",
@@ -1191,7 +1192,8 @@ def _recommend_all(args) -> int:
   import numpy as np
 
   import mfjax
-  from mfjax import checkpoint, rawids
+  from mfjax.io import checkpoint
+  from mfjax.serving import rawids
 
   if not args.output:
     raise ValueError("--all needs --output FILE (the CSV of every user's list).")

@@ -56,7 +56,8 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from mfjax import rawids, validation
+from mfjax import validation
+from mfjax.serving import rawids
 from mfjax.types import IdMaps, Params
 from mfjax.version import __version__
 
@@ -129,13 +130,13 @@ class Model(NamedTuple):
       or ``"ranking"`` (``fit(objective="ranking")``: its scores only order
       items, and RMSE does not apply). Files without it are rating models.
     rated: the training (user, item) index pairs, int32 ``[n, 2]``
-      (:func:`mfjax.rawids.rated_pairs` of the training ratings), or None. With
+      (:func:`mfjax.serving.rawids.rated_pairs` of the training ratings), or None. With
       them, :meth:`recommend` leaves out what a user rated and knows the most
       popular items; they cost 8 bytes per rating in the file.
 
   The methods take and give raw ids (those of ``id_maps``): :meth:`predict`,
   :meth:`recommend`, :meth:`similar_items` and :meth:`fold_in`
-  (:mod:`mfjax.rawids`).
+  (:mod:`mfjax.serving.rawids`).
   """
 
   params: Params
@@ -148,28 +149,28 @@ class Model(NamedTuple):
 
   def predict(self, users: Any, items: Any) -> np.ndarray | float:
     """Ratings of raw (user, item) ids, clipped to the scale; unknown ids get
-    the mean plus whatever bias is known (:func:`mfjax.rawids.predict_ids`)."""
+    the mean plus whatever bias is known (:func:`mfjax.serving.rawids.predict_ids`)."""
     return rawids.predict_ids(self, users, items)
 
   def recommend(
     self, user: Any, n: int = 10, *, exclude_rated: bool = True, fallback="popularity"
   ) -> tuple[np.ndarray, np.ndarray]:
     """``(item ids, scores)``: the user's ``n`` best items, rated ones left out;
-    an unknown user gets the most-rated items (:func:`mfjax.rawids.recommend_ids`)."""
+    an unknown user gets the most-rated items (:func:`mfjax.serving.rawids.recommend_ids`)."""
     return rawids.recommend_ids(
       self, user, n, exclude_rated=exclude_rated, fallback=fallback
     )
 
   def similar_items(self, item: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """``(item ids, cosines)`` of the items nearest ``item`` in factor space
-    (:func:`mfjax.rawids.similar_items`)."""
+    (:func:`mfjax.serving.rawids.similar_items`)."""
     return rawids.similar_items(self, item, n)
 
   def fold_in(
     self, users: Any, items: Any, ratings: Any, *, l2=None, l2_bias=None
   ) -> Model:
     """A model that also knows new users, from their raw-id ratings, without
-    retraining (:func:`mfjax.rawids.fold_in_ids`)."""
+    retraining (:func:`mfjax.serving.rawids.fold_in_ids`)."""
     params, id_maps, rated = rawids.fold_in_ids(
       self, users, items, ratings, l2=l2, l2_bias=l2_bias
     )

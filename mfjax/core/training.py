@@ -1,7 +1,7 @@
 """Training: one ``lax.scan`` over a solver's steps that carries the best params.
 
 :func:`train` checks its arguments on the host, builds a solver
-(:mod:`mfjax.solvers`) for the objective (:mod:`mfjax.objectives`) and the data,
+(:mod:`mfjax.core.solvers`) for the objective (:mod:`mfjax.core.objectives`) and the data,
 and runs :func:`run`: a scan of the solver's steps whose state,
 :class:`TrainState`, also holds the best params seen so far, in the manner of
 optimistix's best-so-far wrappers.
@@ -18,10 +18,15 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from mfjax import kernels, memory, objectives, sharding, solvers, validation
-from mfjax.objectives import Objective
-from mfjax.progress import ProgressBar
-from mfjax.solvers import Solver
+from mfjax import validation
+from mfjax.core import kernels
+from mfjax.core import memory
+from mfjax.core import objectives
+from mfjax.core import sharding
+from mfjax.core import solvers
+from mfjax.core.objectives import Objective
+from mfjax.core.progress import ProgressBar
+from mfjax.core.solvers import Solver
 from mfjax.types import Params, Ratings
 
 __all__ = [
@@ -139,14 +144,14 @@ def train(
   ``mask`` says (for ``Ratings`` with ``weights``, their weighted mean), and is
   never trained.
 
-  Sharded ratings (:func:`mfjax.sharding.shard_ratings`) and sharded or
-  replicated params (:func:`mfjax.sharding.shard_params`) train under plain
+  Sharded ratings (:func:`mfjax.core.sharding.shard_ratings`) and sharded or
+  replicated params (:func:`mfjax.core.sharding.shard_params`) train under plain
   ``jax.jit``: XLA partitions the program and adds the reductions; the result
   equals one device's up to the order of float sums.
 
-  Before tracing, ``train`` compares :func:`mfjax.memory.memory_estimate` with
+  Before tracing, ``train`` compares :func:`mfjax.core.memory.memory_estimate` with
   the memory the device reports (``memory_stats()["bytes_limit"]``; CPUs report
-  none) and warns with :class:`mfjax.memory.MemoryWarning` when it would not
+  none) and warns with :class:`mfjax.core.memory.MemoryWarning` when it would not
   fit; ``chunk_size`` or ``batch_size`` then bound the memory.
 
   ``train`` is not jitted; wrap it in ``jax.jit`` with ``steps``, ``optimizer``,
@@ -162,7 +167,7 @@ def train(
       :class:`mfjax.Ratings` (with ``weights``, every sum is weighted; ratings
       of weight 0, such as padding, change nothing).
     optimizer: any optax ``GradientTransformation``. Default
-      (:func:`mfjax.solvers.default_optimizer`): for a dense matrix ``optax.sgd``
+      (:func:`mfjax.core.solvers.default_optimizer`): for a dense matrix ``optax.sgd``
       with momentum 0.8 and a learning rate scaled to the data; for ``Ratings``,
       ``optax.adam(0.01)``.
     steps: number of epochs (passes over the data), a static int >= 1.
@@ -177,8 +182,8 @@ def train(
       improved for this many epochs (the remaining epochs do no work).
     scale: ``(lo, hi)``: predictions are clipped to it when scoring validation.
     progress: show a tqdm progress bar, updated from the device after each epoch.
-    objective: what to minimise (:mod:`mfjax.objectives`); None means
-      :data:`mfjax.objectives.RATING`, the loss of :func:`mfjax.loss`. The
+    objective: what to minimise (:mod:`mfjax.core.objectives`); None means
+      :data:`mfjax.core.objectives.RATING`, the loss of :func:`mfjax.loss`. The
       returned params are of the objective's ``params_type``.
     chunk_size: ``Ratings`` and full-batch only: accumulate each step's loss and
       gradient over chunks of about this many ratings (a static int) instead of
@@ -188,11 +193,11 @@ def train(
       time. Chunk ``j`` holds the ratings ``j, j + n_chunks, ...``, so that
       each chunk of sharded ratings is spread over all their devices.
     solver: None for optax steps on the gradient (``optimizer``), or
-      :class:`mfjax.solvers.Alternating` for alternating least squares: each
+      :class:`mfjax.core.solvers.Alternating` for alternating least squares: each
       step solves every user's row, then every item's, with no learning rate.
       It needs an objective whose loss is quadratic in each side's rows (the
       built-in ones are) and no ``optimizer``, ``batch_size`` or
-      ``chunk_size``. Or :class:`mfjax.solvers.MiniBatch`: mini-batch steps
+      ``chunk_size``. Or :class:`mfjax.core.solvers.MiniBatch`: mini-batch steps
       as ``batch_size`` gives them, over a possibly traced number of leading
       ratings (``n_data``; the rest is weight-0 padding), so that one program
       trains many data sizes.
@@ -293,8 +298,8 @@ def _check_solver_args(data, optimizer, batch_size, key, chunk_size, solver):
   if solver is not None:
     if not isinstance(solver, solvers.Alternating):
       raise TypeError(
-        "solver must be None (optax steps), mfjax.solvers.Alternating() or "
-        f"mfjax.solvers.MiniBatch(); got {validation.describe(solver)}."
+        "solver must be None (optax steps), mfjax.core.solvers.Alternating() or "
+        f"mfjax.core.solvers.MiniBatch(); got {validation.describe(solver)}."
       )
     given = [
       n
@@ -378,7 +383,7 @@ def run(
   steps the remaining ones do no work (``lax.cond``).
 
   Args:
-    solver: the :class:`mfjax.solvers.Solver`.
+    solver: the :class:`mfjax.core.solvers.Solver`.
     params: the initial params, their ``mean`` set.
     keys: one PRNG key (or index) per step; their number is the step count.
     score: ``params -> scalar``, lower is better; None ranks by the loss.

@@ -16,9 +16,10 @@ import jax.numpy as jnp
 import optax
 from jax.typing import ArrayLike
 
-from mfjax import objectives, validation
-from mfjax.objectives import Objective
-from mfjax.training import TrainResult, train
+from mfjax import validation
+from mfjax.core import objectives
+from mfjax.core.objectives import Objective
+from mfjax.core.training import TrainResult, train
 from mfjax.types import Params, Ratings
 
 __all__ = ["GridResult", "train_grid"]
@@ -150,7 +151,7 @@ def train_grid(
   ``steps``, ``batch_size``, ``patience``, ``objective`` and ``chunk_size``
   static.
   The ``N`` runs hold ``N`` copies of the tables and optimizer state, and of a
-  step's temporaries (see :func:`mfjax.memory.memory_estimate`).
+  step's temporaries (see :func:`mfjax.core.memory.memory_estimate`).
 
   Args:
     params: initial parameters: one :class:`mfjax.Params` for every
@@ -184,7 +185,7 @@ def train_grid(
 
   Examples:
     >>> import jax, jax.numpy as jnp, mfjax
-    >>> from mfjax.grid import train_grid
+    >>> from mfjax.fitting.grid import train_grid
     >>> ratings = mfjax.ratings_from_dense(jnp.array([[5.0, 3, 0], [4, 0, 1]]))
     >>> params = mfjax.init_params(jax.random.key(0), 2, 3, rank=2)
     >>> grid = train_grid(params, ratings, learning_rate=jnp.array([0.01, 0.1]),

@@ -3,8 +3,8 @@
 A rating is predicted as ``mean + user_bias[u] + item_bias[i] + user_factors[u] @
 item_factors[i]`` (Koren, Bell & Volinsky 2009). The seed notebook's names map as
 ``P = user_factors``, ``Q = item_factors``, ``bu = user_bias``, ``bi = item_bias`` and
-``mu = mean``. The loss is in :mod:`mfjax.objectives`; the array code in
-:mod:`mfjax.kernels`.
+``mu = mean``. The loss is in :mod:`mfjax.core.objectives`; the array code in
+:mod:`mfjax.core.kernels`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from mfjax import kernels, validation
+from mfjax import validation
+from mfjax.core import kernels
 from mfjax.types import Params
 
 __all__ = ["init_params", "predict", "INITS"]

@@ -1,0 +1,123 @@
+"""Old module paths that moved, kept for one release with a warning.
+
+mfjax 0.3 grouped its 25 flat modules into subpackages (``docs/changes-0.3.md``).
+Each 0.2 path in :data:`MOVED_MODULES`, e.g. ``mfjax.ensemble``, still
+imports (a finder on ``sys.meta_path`` makes it, with no file of its own); its
+attributes come from the new home with a :class:`DeprecationWarning`. The old
+paths go in 0.4. Importing an old path alone does not warn; using a name does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+import warnings
+from collections.abc import Callable
+
+__all__ = ["REMOVED_IN", "MOVED_MODULES", "moved_module", "renamed", "install"]
+
+REMOVED_IN = "0.4"
+
+# The 0.2 module -> its 0.3 home. mfjax.data, .serving, .distributed and .cli
+# are packages now whose faces re-export the old modules' names.
+MOVED_MODULES = {
+  "mfjax.kernels": "mfjax.core.kernels",
+  "mfjax.model": "mfjax.core.model",
+  "mfjax.objectives": "mfjax.core.objectives",
+  "mfjax.solvers": "mfjax.core.solvers",
+  "mfjax.shuffle": "mfjax.core.shuffle",
+  "mfjax.training": "mfjax.core.training",
+  "mfjax.metrics": "mfjax.core.metrics",
+  "mfjax.memory": "mfjax.core.memory",
+  "mfjax.sharding": "mfjax.core.sharding",
+  "mfjax.progress": "mfjax.core.progress",
+  "mfjax.ensemble": "mfjax.fitting.ensemble",
+  "mfjax.grid": "mfjax.fitting.grid",
+  "mfjax.crossval": "mfjax.fitting.crossval",
+  "mfjax.loaders": "mfjax.data.loaders",
+  "mfjax.rawids": "mfjax.serving.rawids",
+  "mfjax.checkpoint": "mfjax.io.checkpoint",
+}
+
+
+def moved_module(old: str, new: str) -> tuple[Callable, Callable]:
+  """``(__getattr__, __dir__)`` for the module ``old``, now at ``new``.
+
+  Args:
+    old: the 0.2 dotted path, e.g. ``"mfjax.ensemble"``.
+    new: where its names live now, e.g. ``"mfjax.fitting.ensemble"``.
+
+  Examples:
+    >>> import warnings
+    >>> getattr_, _ = moved_module("mfjax.old", "mfjax.core.kernels")
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...   warnings.simplefilter("always")
+    ...   f = getattr_("predict_pairs")
+    >>> f.__module__, caught[0].category.__name__
+    ('mfjax.core.kernels', 'DeprecationWarning')
+  """
+
+  def __getattr__(name: str):
+    if name.startswith("__") and name.endswith("__"):
+      raise AttributeError(f"module {old!r} has no attribute {name!r}")
+    module = importlib.import_module(new)
+    try:
+      value = getattr(module, name)
+    except AttributeError:
+      raise AttributeError(f"module {old!r} has no attribute {name!r}") from None
+    warnings.warn(
+      f"{old} is now {new} (mfjax 0.3); the old path goes in mfjax {REMOVED_IN}.",
+      DeprecationWarning,
+      stacklevel=2,
+    )
+    return value
+
+  def __dir__() -> list[str]:
+    return list(getattr(importlib.import_module(new), "__all__", []))
+
+  return __getattr__, __dir__
+
+
+def renamed(where: str, old: str, new: str, *, stacklevel: int = 3) -> None:
+  """Warn that the argument or name ``old`` of ``where`` is now ``new``.
+
+  Examples:
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...   warnings.simplefilter("always")
+    ...   renamed("Model.recommend", "n", "k")
+    >>> str(caught[0].message)
+    "Model.recommend: 'n' is now 'k' (mfjax 0.3); the old name goes in mfjax 0.4."
+  """
+  warnings.warn(
+    f"{where}: {old!r} is now {new!r} (mfjax 0.3); the old name goes in mfjax "
+    f"{REMOVED_IN}.",
+    DeprecationWarning,
+    stacklevel=stacklevel,
+  )
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+  """Makes each old path of :data:`MOVED_MODULES` a module of forwarding names."""
+
+  def find_spec(self, fullname, path=None, target=None):
+    if fullname not in MOVED_MODULES:
+      return None
+    return importlib.machinery.ModuleSpec(fullname, self, is_package=False)
+
+  def create_module(self, spec):
+    return None  # The default module object.
+
+  def exec_module(self, module) -> None:
+    new = MOVED_MODULES[module.__name__]
+    module.__doc__ = f"Deprecated: {module.__name__} is {new} since 0.3."
+    module.__all__ = []
+    module.__getattr__, module.__dir__ = moved_module(module.__name__, new)
+
+
+def install() -> None:
+  """Put the finder of the old paths on ``sys.meta_path`` (once)."""
+  if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
+    sys.meta_path.append(_MovedModules())

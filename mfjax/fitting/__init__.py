@@ -1,0 +1,18 @@
+"""Fitting on real data: the ensemble fit that ``mfjax.fit``, the command line
+and cross-validation share, its buckets and compile options, grids of settings,
+and cross-validation.
+
+Owns: :mod:`~mfjax.fitting.ensemble`, :mod:`~mfjax.fitting.grid`,
+:mod:`~mfjax.fitting.crossval`.
+
+May import: :mod:`mfjax.core`, :mod:`mfjax.data` (splits) and
+:mod:`mfjax.serving` (the top-N lists cross-validation scores), and the
+top-level leaves. Not ``io``, ``distributed`` or ``cli``.
+"""
+
+from mfjax.fitting.crossval import cross_validate
+from mfjax.fitting.ensemble import FitResult, fit
+from mfjax.settings import FitSettings
+from mfjax.fitting.grid import train_grid
+
+__all__ = ["fit", "FitSettings", "FitResult", "train_grid", "cross_validate"]

@@ -1,0 +1,73 @@
+"""The settings of the tuned fits and their defaults, in one place.
+
+:class:`FitSettings` (the rating ensemble) and :class:`RankingSettings` (the
+iALS ranking fit) are plain NamedTuples with no code behind them, so that the
+fit (:mod:`mfjax.fitting`), serving (fold-in regularises as the fit does), the
+model files and the command line read the same defaults without importing one
+another. The defaults were tuned on MovieLens 100k validation splits carved
+from the base files (``benchmarks/tune_movielens.py``,
+``benchmarks/ranking_movielens.py``; figures in ``benchmarks/RESULTS.md``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = ["OBJECTIVES", "FitSettings", "RankingSettings"]
+
+OBJECTIVES = ("rating", "ranking")
+"""What :func:`fit` can learn: ratings (RMSE) or top-N lists (ranking)."""
+
+
+class FitSettings(NamedTuple):
+  """The settings of :func:`fit`; the defaults are the tuned ones.
+
+  Attributes:
+    rank: factors per model.
+    steps: passes over the data (epochs).
+    learning_rate: Adam's learning rate.
+    l2: L2 weight of the factors.
+    l2_bias: L2 weight of the biases.
+    batch_size: ratings per mini-batch. :func:`fit` given no ``batch_size``
+      takes ``mfjax.fitting.ensemble.batch_size_for(n, minimum=batch_size)``: this one up to
+      ``24·batch_size`` (padded) ratings, as on MovieLens 100k, and 1/24 of the
+      padded ratings beyond.
+    ensemble: models averaged; the fitted model has rank ``ensemble·rank``.
+  """
+
+  rank: int = 12
+  steps: int = 10
+  learning_rate: float = 0.02
+  l2: float = 8.0
+  l2_bias: float = 1.0
+  batch_size: int = 4096
+  ensemble: int = 8
+
+
+class RankingSettings(NamedTuple):
+  """The settings of ``fit(..., objective="ranking")``; the defaults are tuned.
+
+  Attributes:
+    rank: factors of the model.
+    steps: alternating passes (each solves every user's, then every item's row).
+    l2: L2 weight of the factors, frequency-scaled
+      (:class:`mfjax.core.objectives.Ranking`).
+    alpha0: weight of the all-pairs term per unit of density
+      (``objectives.Ranking(per_density=True)``): about ``alpha0`` times the
+      number of ratings in all, whatever the number of items.
+    nu: exponent of the frequency scaling of the L2.
+    confidence: a higher rating counts ``1 + confidence·r`` (0: all alike).
+    cg_steps: conjugate-gradient steps per row and half pass.
+  """
+
+  rank: int = 32
+  # 8 passes of 3 CG steps: within 0.001 NDCG@10 of 10 passes on MovieLens
+  # validation splits, in 0.6 of the time (benchmarks/RESULTS.md, "Ranking").
+  steps: int = 8
+  l2: float = 0.01
+  # Per unit of density (Ranking.per_density): 60 x MovieLens 100k's 0.05 is the
+  # 3 tuned there, and the same 60 carries to 10x the items (RESULTS.md).
+  alpha0: float = 60.0
+  nu: float = 1.0
+  confidence: float = 1.0
+  cg_steps: int = 3
