@@ -23,21 +23,26 @@ from mfjax.core.metrics import mae, popularity_params, ranking_metrics, rmse
 from mfjax.core.model import init_params, predict
 from mfjax.core.objectives import loss
 from mfjax.core.training import TrainResult, train
-from mfjax.data.loaders import (
-  RatingsFileError,
-  load_ratings,
+from mfjax.data.arrays import (
   ratings_from_arrays,
   ratings_from_frame,
   ratings_from_sparse,
 )
-from mfjax.data.splits import kfold, ratings_from_dense, synthetic_ratings, train_test_split
+from mfjax.data.loaders import load_ratings
+from mfjax.data.splits import (
+  kfold,
+  ratings_from_dense,
+  synthetic_ratings,
+  train_test_split,
+)
+from mfjax.data.textparse import RatingsFileError
 from mfjax.fitting.crossval import cross_validate
 from mfjax.fitting.ensemble import FitResult, fit
-from mfjax.settings import FitSettings
 from mfjax.fitting.grid import train_grid
 from mfjax.io.checkpoint import Model, ModelFileError, load, save
 from mfjax.notebook import reproduce_notebook
 from mfjax.serving.topk import fold_in, recommend
+from mfjax.settings import FitSettings
 from mfjax.types import UNKNOWN, IdMaps, Params, Ratings
 from mfjax.version import __version__ as __version__
 

@@ -36,18 +36,25 @@ MOVED_MODULES = {
   "mfjax.ensemble": "mfjax.fitting.ensemble",
   "mfjax.grid": "mfjax.fitting.grid",
   "mfjax.crossval": "mfjax.fitting.crossval",
-  "mfjax.loaders": "mfjax.data.loaders",
+  "mfjax.loaders": (
+    "mfjax.data.loaders",
+    "mfjax.data.textparse",
+    "mfjax.data.arrays",
+    "mfjax.distributed.parts",
+    "mfjax.distributed.exchange",
+  ),
   "mfjax.rawids": "mfjax.serving.rawids",
   "mfjax.checkpoint": "mfjax.io.checkpoint",
 }
 
 
-def moved_module(old: str, new: str) -> tuple[Callable, Callable]:
+def moved_module(old: str, new: str | tuple[str, ...]) -> tuple[Callable, Callable]:
   """``(__getattr__, __dir__)`` for the module ``old``, now at ``new``.
 
   Args:
     old: the 0.2 dotted path, e.g. ``"mfjax.ensemble"``.
-    new: where its names live now, e.g. ``"mfjax.fitting.ensemble"``.
+    new: where its names live now, e.g. ``"mfjax.fitting.ensemble"``, or the
+      modules it was split into, searched in order.
 
   Examples:
     >>> import warnings
@@ -59,23 +66,34 @@ def moved_module(old: str, new: str) -> tuple[Callable, Callable]:
     ('mfjax.core.kernels', 'DeprecationWarning')
   """
 
+  homes = (new,) if isinstance(new, str) else tuple(new)
+
   def __getattr__(name: str):
     if name.startswith("__") and name.endswith("__"):
       raise AttributeError(f"module {old!r} has no attribute {name!r}")
-    module = importlib.import_module(new)
-    try:
-      value = getattr(module, name)
-    except AttributeError:
-      raise AttributeError(f"module {old!r} has no attribute {name!r}") from None
+    modules = [importlib.import_module(home) for home in homes]
+    # The module that exports the name, else the first that has it.
+    found = [m for m in modules if name in getattr(m, "__all__", ())] or [
+      m for m in modules if hasattr(m, name)
+    ]
+    if not found:
+      raise AttributeError(f"module {old!r} has no attribute {name!r}")
+    home = found[0].__name__
+    value = getattr(found[0], name)
+    where = home if len(homes) == 1 else f"{home}.{name}"
+    what = old if len(homes) == 1 else f"{old}.{name}"
     warnings.warn(
-      f"{old} is now {new} (mfjax 0.3); the old path goes in mfjax {REMOVED_IN}.",
+      f"{what} is now {where} (mfjax 0.3); the old path goes in mfjax {REMOVED_IN}.",
       DeprecationWarning,
       stacklevel=2,
     )
     return value
 
   def __dir__() -> list[str]:
-    return list(getattr(importlib.import_module(new), "__all__", []))
+    names = set()
+    for home in homes:
+      names.update(getattr(importlib.import_module(home), "__all__", ()))
+    return sorted(names)
 
   return __getattr__, __dir__
 
@@ -112,7 +130,8 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
   def exec_module(self, module) -> None:
     new = MOVED_MODULES[module.__name__]
-    module.__doc__ = f"Deprecated: {module.__name__} is {new} since 0.3."
+    homes = new if isinstance(new, str) else ", ".join(new)
+    module.__doc__ = f"Deprecated: {module.__name__} is {homes} since 0.3."
     module.__all__ = []
     module.__getattr__, module.__dir__ = moved_module(module.__name__, new)
 

@@ -73,12 +73,18 @@ def test_all_names_are_those_of_their_modules():
 @pytest.mark.parametrize("old, new", sorted(deprecation.MOVED_MODULES.items()))
 def test_0_2_module_paths_import_and_warn_on_use(old, new):
   module = importlib.import_module(old)
-  target = importlib.import_module(new)
-  assert target.__all__, new
-  for name in target.__all__:
-    with pytest.warns(DeprecationWarning, match=rf"{old} is now {new}"):
-      value = getattr(module, name)
-    assert value is getattr(target, name), f"{old}.{name}"
+  homes = (new,) if isinstance(new, str) else new
+  for home in homes:
+    target = importlib.import_module(home)
+    assert target.__all__, home
+    for name in target.__all__:
+      said = rf"{old} is now {home}" if home == new else rf"{old}\.{name} is now "
+      with pytest.warns(DeprecationWarning, match=said):
+        value = getattr(module, name)
+      assert value is getattr(target, name), f"{old}.{name}"
+  assert dir(module) == sorted(
+    {n for home in homes for n in importlib.import_module(home).__all__}
+  )
 
 
 def test_0_2_module_path_from_import_warns_and_unknown_names_raise():

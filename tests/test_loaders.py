@@ -24,7 +24,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 import mfjax
-from mfjax.data import loaders
+from mfjax.data import loaders, textparse
 from tests.conftest import ML100K, hypothesis_settings, random_params
 
 needs_ml100k = pytest.mark.skipif(
@@ -250,7 +250,7 @@ def test_malformed_files_name_file_and_line(tmp_path, content, match):
   path = _write(tmp_path, "bad.csv", content)
   with pytest.raises(mfjax.RatingsFileError, match=match):
     mfjax.load_ratings(path)
-  for fmt in loaders.FORMATS:  # Every format: a RatingsFileError naming a line.
+  for fmt in textparse.FORMATS:  # Every format: a RatingsFileError naming a line.
     _, _, error = _load(path, format=fmt)
     assert isinstance(error, mfjax.RatingsFileError), fmt
     _check_error(error, path, content.encode(), strict=True)
@@ -379,8 +379,8 @@ def test_raw_ids_round_trip_through_the_id_maps(scratch, data):
   ratings, maps = mfjax.load_ratings(path, duplicates=policy, **kwargs)
 
   _check_valid(ratings, maps)
-  assert maps.columns == loaders.ROLES[: 3 + timestamps]
-  assert maps.header == (loaders.ROLES[: 3 + timestamps] if header else ())
+  assert maps.columns == textparse.ROLES[: 3 + timestamps]
+  assert maps.header == (textparse.ROLES[: 3 + timestamps] if header else ())
   pairs = [(u, i) for u, i, _ in lines]
   kept = [j for j, pair in enumerate(pairs) if pair not in pairs[j + 1 :]]
   assert len(ratings) == len(kept)
@@ -587,7 +587,7 @@ def _fuzz_one(path, content, duplicates, sep, *, strict):
   ``strict`` adds the checks of the fixed loader bugs (the tests named after them).
   """
   path.write_bytes(content)
-  for fmt in loaders.FORMATS:
+  for fmt in textparse.FORMATS:
     ratings, maps, error = _load(path, format=fmt, sep=sep, duplicates=duplicates)
     event("RatingsFileError" if error is not None else "loaded")
     if error is not None:
@@ -994,7 +994,7 @@ def test_wide_ids_in_a_later_block(scratch):
 def test_documented_errors_of_bad_files(scratch, content):
   path = scratch / "bad.txt"
   path.write_bytes(content)
-  for fmt in loaders.FORMATS:
+  for fmt in textparse.FORMATS:
     _, _, error = _load(path, format=fmt)
     assert isinstance(error, mfjax.RatingsFileError), fmt
     _check_error(error, path, content, strict=True)
@@ -1419,7 +1419,7 @@ def test_a_header_that_does_not_say_the_roles_is_an_error_naming_line_1(
     f"{path}:1: a header whose names do not say which column is the {missing}: "
   ), message
   assert repr(first) in message and "--columns on the command line" in message
-  for names in loaders.COLUMN_NAMES.values():
+  for names in textparse.COLUMN_NAMES.values():
     assert ", ".join(names) in message
   with pytest.raises(mfjax.RatingsFileError, match=r"two user columns \('user' and"):
     mfjax.load_ratings(_write(tmp_path, "twice.csv", "user,uid,rating\n1,2,3\n"))
@@ -1610,7 +1610,7 @@ def test_a_10_mb_field_is_refused_with_its_line(tmp_path, suffix):
 
 
 def test_the_line_limit_is_exact(scratch):
-  limit = loaders.MAX_LINE_BYTES
+  limit = textparse.MAX_LINE_BYTES
   longest = b"a" * (limit - len(b",b,1")) + b",b,1"
   assert len(longest) == limit
   ratings, maps, error = _load_text(scratch / "limit.txt", b"c,d,2\n" + longest + b"\n")

@@ -1,4 +1,4 @@
-"""loaders.load_ratings_part: parts read by several processes equal load_ratings.
+"""parts.load_ratings_part: parts read by several processes equal load_ratings.
 
 The processes are threads here, joined by an in-memory exchange (the one over
 real JAX processes is tested in test_distributed.py): for each file and number
@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfjax.data import loaders
+from mfjax.data import loaders, textparse
+from mfjax.distributed import parts
 
 
 class Threads:
-  """An exchange among ``count`` threads (loaders.Exchange), for tests."""
+  """An exchange among ``count`` threads (exchange.Exchange), for tests."""
 
   def __init__(self, count):
     self.count = count
@@ -52,7 +53,7 @@ def read_in_parts(paths, count, **options):
 
   def run(index):
     try:
-      results[index] = loaders.load_ratings_part(
+      results[index] = parts.load_ratings_part(
         paths[index], threads.member(index), **options
       )
     except Exception as e:  # noqa: BLE001 (the test compares them)
@@ -156,13 +157,13 @@ def _replace_line(path, index, line):
 
 
 def _messages(results):
-  assert all(isinstance(r, loaders.RatingsFileError) for r in results), results
+  assert all(isinstance(r, textparse.RatingsFileError) for r in results), results
   return [str(r) for r in results]
 
 
 def test_a_duplicate_under_error_is_named_as_load_ratings_names_it(tmp_path):
   path = _write_numeric(tmp_path / "r.tsv", 3000, 7)
-  with pytest.raises(loaders.RatingsFileError) as whole:
+  with pytest.raises(textparse.RatingsFileError) as whole:
     loaders.load_ratings(path, duplicates="error")
   results, _ = read_in_parts(path, 3, duplicates="error")
   messages = _messages(results)
@@ -173,7 +174,7 @@ def test_a_duplicate_under_error_is_named_as_load_ratings_names_it(tmp_path):
 def test_a_bad_line_in_a_later_part_is_named_in_every_process(tmp_path):
   path = _write_numeric(tmp_path / "r.tsv", 3000, 3, duplicates=0)
   _replace_line(path, 2500, "12\tnot-an-item\t4")
-  with pytest.raises(loaders.RatingsFileError) as whole:
+  with pytest.raises(textparse.RatingsFileError) as whole:
     loaders.load_ratings(path)
   assert ":2501:" in str(whole.value)
   messages = _messages(read_in_parts(path, 3)[0])
@@ -194,7 +195,7 @@ def test_the_scale_warning_names_the_same_line(tmp_path):
 
 def test_a_declared_scale_refuses_the_same_line(tmp_path):
   path = _write_numeric(tmp_path / "r.tsv", 3000, 5, duplicates=0)
-  with pytest.raises(loaders.RatingsFileError) as whole:
+  with pytest.raises(textparse.RatingsFileError) as whole:
     loaders.load_ratings(path, scale=(1, 4))
   messages = _messages(read_in_parts(path, 4, scale=(1, 4))[0])
   assert messages[0] == str(whole.value)
@@ -230,7 +231,7 @@ def test_a_blank_line_where_a_part_ends_is_refused_as_in_one_process(tmp_path):
   lines = [f"{k}\t1\t3" for k in range(1, 400)]
   lines[199] = ""
   path.write_text("\n".join(lines) + "\n\n")
-  with pytest.raises(loaders.RatingsFileError) as whole:
+  with pytest.raises(textparse.RatingsFileError) as whole:
     loaders.load_ratings(str(path))
   for count in (2, 3):
     messages = _messages(read_in_parts(str(path), count)[0])
@@ -274,7 +275,7 @@ def test_a_rating_that_is_not_finite_is_named_before_one_outside_the_scale(tmp_p
   lines = [f"{k}\t1\t3" for k in range(1, 400)]
   lines[10], lines[350] = "1\t1\t9", "1\t2\tnan"
   path = _write(tmp_path / "e.tsv", "\n".join(lines) + "\n")
-  with pytest.raises(loaders.RatingsFileError) as whole:
+  with pytest.raises(textparse.RatingsFileError) as whole:
     loaders.load_ratings(path, scale=(1, 5))
   assert ":351:" in str(whole.value)
   messages = _messages(read_in_parts(path, 2, scale=(1, 5))[0])

@@ -1,19 +1,22 @@
 """Several processes and hosts: the runtime, the rendezvous before JAX's, the
 exchange between processes, each process's part of a ratings file, and launch.
 
-Owns: :mod:`~mfjax.distributed.runtime`. This face also re-exports what
-``mfjax.distributed`` held in 0.2.
+Owns: :mod:`~mfjax.distributed.runtime` (start-up, rendezvous, mesh, reading
+the ratings over processes, launch), :mod:`~mfjax.distributed.exchange` (the
+exchange between processes and their first failure) and
+:mod:`~mfjax.distributed.parts` (each process's part of a ratings file). This
+face also re-exports what ``mfjax.distributed`` held in 0.2.
 
 May import: :mod:`mfjax.data`, :mod:`mfjax.fitting`, :mod:`mfjax.core` and
 the top-level leaves. Not ``cli``.
 """
 
+from mfjax.distributed.exchange import Exchange, ProcessExchange, first_failure
+from mfjax.distributed.parts import load_ratings_part
 from mfjax.distributed.runtime import (
   TIMEOUT_SECONDS,
   DistributedError,
-  ProcessExchange,
   check_coordinator,
-  first_failure,
   free_port,
   global_mesh,
   initialize,
@@ -32,4 +35,6 @@ __all__ = [
   "read_ratings",
   "free_port",
   "launch",
+  "Exchange",
+  "load_ratings_part",
 ]

@@ -11,7 +11,7 @@ its place, and forwards their output with a ``[i]`` prefix.
 After :func:`initialize`, ``jax.devices()`` lists every process's devices, and
 :func:`global_mesh` is a one-axis mesh over them. :func:`read_ratings` has
 each process read its own part of a ratings file
-(:func:`mfjax.data.loaders.load_ratings_part`, through a :class:`ProcessExchange`)
+(:func:`mfjax.distributed.parts.load_ratings_part`, through a :class:`ProcessExchange`)
 and assembles the parts into one ratings array sharded over the mesh, in the
 file's order, as ``jax.make_array_from_process_local_data``; ``mfjax fit``
 trains one replicated model on it.
@@ -35,8 +35,9 @@ import numpy as np
 from jax.sharding import Mesh
 
 from mfjax import validation
+from mfjax.distributed import parts
+from mfjax.distributed.exchange import Exchange, ProcessExchange, first_failure
 from mfjax.fitting import ensemble
-from mfjax.data import loaders
 from mfjax.types import IdMaps, Ratings
 
 __all__ = [
@@ -291,103 +292,18 @@ def global_mesh() -> Mesh:
   return Mesh(np.array(jax.devices()), ("data",))
 
 
-class ProcessExchange:
-  """:class:`mfjax.data.loaders.Exchange` over JAX's processes (after :func:`initialize`).
-
-  Arrays travel as bytes through ``jax.experimental.multihost_utils``
-  (``process_allgather``, ``broadcast_one_to_all``): gloo on CPU, NCCL on GPU,
-  so 64-bit values need no ``jax_enable_x64``. Text arrays are widened to the
-  longest of the processes' string widths first.
-  """
-
-  def __init__(self):
-    self.index, self.count = jax.process_index(), jax.process_count()
-
-  def _sizes(self, x: np.ndarray) -> np.ndarray:
-    """``[count, 2]``: each process's length and item size."""
-    from jax.experimental import multihost_utils
-
-    mine = np.array([x.size, x.dtype.itemsize], np.int64)
-    return multihost_utils.process_allgather(mine.view(np.uint8)).view(np.int64)
-
-  def _wide(self, x: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    if x.dtype.kind == "U":
-      x = x.astype(f"<U{int(sizes[:, 1].max()) // 4}")
-    return np.ascontiguousarray(x).ravel()
-
-  def allgather(self, x: np.ndarray) -> list[np.ndarray]:
-    """Every process's 1-D ``x``, in process order."""
-    from jax.experimental import multihost_utils
-
-    x = np.asarray(x)
-    sizes = self._sizes(x)
-    x = self._wide(x, sizes)
-    raw = np.zeros(_width(int(sizes[:, 0].max()) * x.dtype.itemsize), np.uint8)
-    raw[: x.nbytes] = x.view(np.uint8)
-    everything = multihost_utils.process_allgather(raw)
-    return [
-      everything[i, : int(n) * x.dtype.itemsize].view(x.dtype).copy()
-      for i, n in enumerate(sizes[:, 0])
-    ]
-
-  def broadcast(self, x: np.ndarray, root: int) -> np.ndarray:
-    """Process ``root``'s 1-D ``x``."""
-    from jax.experimental import multihost_utils
-
-    x = np.asarray(x)
-    sizes = self._sizes(x)
-    x = self._wide(x, sizes)
-    n = int(sizes[root, 0])
-    raw = np.zeros(_width(n * x.dtype.itemsize), np.uint8)
-    if self.index == root:
-      raw[: x.nbytes] = x.view(np.uint8)
-    out = multihost_utils.broadcast_one_to_all(raw, is_source=self.index == root)
-    return np.asarray(out)[: n * x.dtype.itemsize].view(x.dtype).copy()
-
-
-def first_failure(step, exchange: loaders.Exchange | None = None):
-  """Runs ``step()`` in every process; if it failed in any, every process
-  raises that failure (the first, in process order) as a ``ValueError``, so
-  that none goes on to wait for the others.
-
-  Args:
-    step: a function of no arguments; a ``ValueError``, ``TypeError`` or
-      ``OSError`` from it is shared with the other processes.
-    exchange: how the processes talk (default a :class:`ProcessExchange`).
-
-  Returns:
-    What ``step`` returned here.
-  """
-  exchange = ProcessExchange() if exchange is None else exchange
-  try:
-    result, failure = step(), ""
-  except (ValueError, TypeError, OSError) as e:
-    result, failure = None, str(e) or type(e).__name__
-  for index, text in enumerate(exchange.allgather(np.array([failure]))):
-    if text[0]:
-      where = "" if index == exchange.index else f" (in process {index})"
-      raise ValueError(f"{text[0]}{where}")
-  return result
-
-
-def _width(n_bytes: int) -> int:
-  """The bytes sent for ``n_bytes``: a power of 2, so that a few shapes (each a
-  compiled collective) serve every exchange."""
-  return 1 << max(n_bytes - 1, 4095).bit_length()
-
-
 def read_ratings(
   path: str,
   *,
   mesh: Mesh | None = None,
   bucket: bool = True,
-  exchange: loaders.Exchange | None = None,
+  exchange: Exchange | None = None,
   **options,
 ) -> tuple[Ratings, IdMaps]:
   """A ratings file read by every process, each its own part, as one array.
 
   Each process reads the lines in its share of the bytes
-  (:func:`mfjax.data.loaders.load_ratings_part`: the processes agree on one id map,
+  (:func:`mfjax.distributed.parts.load_ratings_part`: the processes agree on one id map,
   the scale and the duplicates), and the parts are moved by at most the rows
   that cross a block boundary so that each process holds the block of the
   whole that its devices hold: no process ever reads or holds the whole file.
@@ -412,7 +328,7 @@ def read_ratings(
   """
   exchange = ProcessExchange() if exchange is None else exchange
   mesh = global_mesh() if mesh is None else mesh
-  part, maps, offset = loaders.load_ratings_part(path, exchange, **options)
+  part, maps, offset = parts.load_ratings_part(path, exchange, **options)
   n = maps.n_lines - maps.n_duplicates
   n_devices = mesh.devices.size
   size = ensemble.bucket(n) if bucket else n

@@ -1,0 +1,248 @@
+"""Ratings from memory: NumPy or JAX arrays, a pandas (or similar) frame, a SciPy
+sparse matrix, each with raw ids of any type turned into indices and
+:class:`~mfjax.IdMaps`, checked as :func:`mfjax.load_ratings` checks a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from mfjax import validation
+from mfjax.data.loaders import check_options, check_values, indexed
+from mfjax.data.textparse import quote
+from mfjax.types import IdMaps, Ratings
+
+__all__ = [
+  "ratings_from_arrays",
+  "ratings_from_frame",
+  "ratings_from_sparse",
+]
+
+
+def _raw_ids(name: str, ids) -> np.ndarray:
+  """1-D raw ids as loaded from a file: int64 when every id is an integer, else str."""
+  if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+    raise TypeError(f"{name} must be a 1-D sequence of ids; got {type(ids).__name__}.")
+  array = np.asarray(ids)
+  if array.ndim != 1:
+    raise ValueError(f"{name} must be 1-D; got shape {array.shape}.")
+  kind = array.dtype.kind
+  if kind == "b":
+    raise TypeError(f"{name} must hold integer or string ids, not booleans.")
+  if kind in "iu":
+    if kind == "u" and array.size and array.max() >= 2**63:
+      raise ValueError(f"{name}: ids above 2**63 - 1 do not fit int64; pass strings.")
+    return array.astype(np.int64)
+  if kind == "f":
+    whole = np.isfinite(array) & (array == np.round(array))
+    if not whole.all():
+      row = int(np.argmin(whole))
+      raise ValueError(
+        f"{name}[{row}] is {array[row].item()!r}: float ids must be whole numbers "
+        "(or pass strings)."
+      )
+    return array.astype(np.int64)
+  if kind == "O":
+    if all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in ids):
+      return np.asarray([int(x) for x in ids], np.int64)
+    bad = next((x for x in ids if x is None or isinstance(x, float)), "ok")
+    if bad != "ok":
+      raise ValueError(f"{name} holds {bad!r}: a missing id.")
+    return np.asarray([str(x) for x in ids], dtype=str)
+  if kind in "US":
+    return array.astype(str)
+  raise TypeError(f"{name} must hold integer or string ids; got dtype {array.dtype}.")
+
+
+def ratings_from_arrays(
+  users,
+  items,
+  ratings,
+  *,
+  id_maps: IdMaps | None = None,
+  scale: tuple[float, float] | None = None,
+  duplicates: str = "last",
+) -> tuple[Ratings, IdMaps]:
+  """:class:`Ratings` and :class:`IdMaps` of raw ids and ratings in memory.
+
+  The in-memory twin of :func:`load_ratings`: the same arrays as the lines of a
+  file give the same ``Ratings`` and ``IdMaps``.
+
+  Args:
+    users, items: 1-D sequences (lists, NumPy arrays, pandas Series, ...) of raw
+      ids of the same length: integers (kept as int64) or anything else (kept as
+      strings).
+    ratings: 1-D finite numbers of the same length.
+    id_maps, scale, duplicates: as in :func:`load_ratings`.
+
+  Returns:
+    ``(ratings, id_maps)``; indices follow the sorted raw ids. Without ``scale``,
+    the scale is the observed one, and a rating far outside the others gives a
+    :class:`ScaleWarning` naming its row.
+
+  Raises:
+    ValueError: arrays of different lengths, none at all, a rating that is not
+      finite or outside ``scale``, a missing id (None, NaN), or a duplicate
+      under ``duplicates="error"``; the message names the row.
+    TypeError: ids or ratings of the wrong kind.
+  """
+  check_options(id_maps, duplicates)
+  if scale is not None:
+    scale = validation.check_scale("scale", scale)
+  raw_users, raw_items = _raw_ids("users", users), _raw_ids("items", items)
+  if isinstance(ratings, (str, bytes)) or not hasattr(ratings, "__len__"):
+    raise TypeError(
+      f"ratings must be a 1-D sequence of numbers; got {quote(repr(ratings), 60)}."
+    )
+  values = np.asarray(ratings)
+  if values.dtype.kind not in "iuf" or values.ndim != 1:
+    raise TypeError(
+      f"ratings must be 1-D numbers; got dtype {values.dtype}, shape {values.shape}."
+    )
+  lengths = {len(raw_users), len(raw_items), len(values)}
+  if len(lengths) > 1:
+    raise ValueError(
+      f"users, items and ratings must have one length; got {len(raw_users)}, "
+      f"{len(raw_items)} and {len(values)}."
+    )
+  if not len(values):
+    raise ValueError("no ratings: users, items and ratings are empty.")
+  # Integer ids against maps of text ids are looked up as text; the other way
+  # round, IdMaps' lookup reads "42" as 42 and anything else as unknown.
+  if id_maps is not None and id_maps.users.dtype.kind == "U":
+    raw_users = raw_users.astype(str)
+  if id_maps is not None and id_maps.items.dtype.kind == "U":
+    raw_items = raw_items.astype(str)
+  values = values.astype(np.float32)
+  where = lambda row, short=False: f"row {row}"
+  return indexed(
+    where,
+    raw_users,
+    raw_items,
+    values,
+    id_maps,
+    scale,
+    duplicates,
+    ValueError,
+    (("user", "item", "rating"), ()),
+  )
+
+
+def ratings_from_frame(
+  frame,
+  *,
+  user: str = "user",
+  item: str = "item",
+  rating: str = "rating",
+  id_maps: IdMaps | None = None,
+  scale: tuple[float, float] | None = None,
+  duplicates: str = "last",
+) -> tuple[Ratings, IdMaps]:
+  """:func:`ratings_from_arrays` of three columns of a data frame.
+
+  Takes a pandas or polars ``DataFrame``, or anything that indexes columns by
+  name (a dict of arrays); neither library is a dependency of mfjax.
+
+  Args:
+    frame: the table.
+    user, item, rating: the names of its columns.
+    id_maps, scale, duplicates: as in :func:`load_ratings`.
+
+  Returns:
+    What :func:`ratings_from_arrays` returns, the maps' ``header`` the three
+    column names.
+
+  Raises:
+    ValueError: a column name the frame does not have (the message lists the
+      frame's columns), or what :func:`ratings_from_arrays` raises.
+  """
+  for option, name in (("user", user), ("item", item), ("rating", rating)):
+    if not isinstance(name, str):
+      raise TypeError(f"{option} must be a column name; got {name!r}.")
+  columns = _columns_of(frame)
+  missing = [name for name in (user, item, rating) if name not in columns]
+  if missing:
+    raise ValueError(
+      f"the frame has no column {missing[0]!r}; its columns are "
+      f"{list(columns)}. Name them with user=, item=, rating=."
+    )
+  ratings, maps = ratings_from_arrays(
+    _column(frame, user),
+    _column(frame, item),
+    _column(frame, rating),
+    id_maps=id_maps,
+    scale=scale,
+    duplicates=duplicates,
+  )
+  return ratings, dataclasses.replace(maps, header=(user, item, rating))
+
+
+def _columns_of(frame) -> list:
+  if isinstance(frame, dict):
+    return list(frame)
+  columns = getattr(frame, "columns", None)
+  if columns is None:
+    raise TypeError(
+      "frame must be a data frame (pandas, polars) or a dict of columns; got "
+      f"{type(frame).__name__}."
+    )
+  return [str(c) if not isinstance(c, str) else c for c in columns]
+
+
+def _column(frame, name: str) -> np.ndarray:
+  column = frame[name]
+  to_numpy = getattr(column, "to_numpy", None)
+  return to_numpy() if callable(to_numpy) else np.asarray(column)
+
+
+def ratings_from_sparse(
+  matrix,
+  *,
+  scale: tuple[float, float] | None = None,
+) -> Ratings:
+  """:class:`Ratings` of a SciPy sparse ``[n_users, n_items]`` matrix.
+
+  Its stored entries are the ratings (explicit zeros included, as SciPy stores
+  them), at their row and column indices; the shape is kept, so users and items
+  without ratings keep their rows. SciPy is not a dependency of mfjax.
+
+  Args:
+    matrix: any ``scipy.sparse`` matrix or array (COO, CSR, CSC, ...).
+    scale: the rating scale; a stored value outside it is an error. (No scale
+      is inferred: ``Ratings`` carry none.)
+
+  Raises:
+    TypeError: not a SciPy sparse matrix, or values that are not numbers.
+    ValueError: a stored value that is not finite or outside ``scale``, no
+      stored values, or an empty shape.
+  """
+  if not hasattr(matrix, "tocoo") or not hasattr(matrix, "nnz"):
+    raise TypeError(
+      f"matrix must be a SciPy sparse matrix; got {type(matrix).__name__}."
+      " For a dense matrix use mfjax.ratings_from_dense."
+    )
+  if scale is not None:
+    scale = validation.check_scale("scale", scale)
+  coo = matrix.tocoo(copy=True)
+  # SciPy's meaning of repeated entries is their sum; this also sorts them by
+  # row, then column, as a dense matrix's entries are ordered.
+  coo.sum_duplicates()
+  n_users, n_items = (int(n) for n in coo.shape)
+  if not n_users or not n_items or not coo.nnz:
+    raise ValueError(f"matrix has no ratings (shape {coo.shape}, {coo.nnz} stored).")
+  if np.asarray(coo.data).dtype.kind not in "iuf":
+    raise TypeError(f"matrix must hold numbers; got dtype {coo.data.dtype}.")
+  values = np.asarray(coo.data, np.float32)
+  rows, cols = np.asarray(coo.row), np.asarray(coo.col)
+  where = lambda k: f"entry ({rows[k]}, {cols[k]})"
+  check_values(where, values, scale, ValueError)
+  return Ratings(
+    jax.device_put(rows.astype(np.int32)),
+    jax.device_put(cols.astype(np.int32)),
+    jax.device_put(values),
+    n_users=n_users,
+    n_items=n_items,
+  )
