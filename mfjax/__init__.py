@@ -39,8 +39,10 @@ from mfjax.data.textparse import RatingsFileError
 from mfjax.fitting.crossval import cross_validate
 from mfjax.fitting.ensemble import FitResult, fit
 from mfjax.fitting.grid import train_grid
-from mfjax.io.checkpoint import Model, ModelFileError, load, save
+from mfjax.io.checkpoint import load, save
+from mfjax.io.npzread import ModelFileError
 from mfjax.notebook import reproduce_notebook
+from mfjax.serving.model import Model
 from mfjax.serving.topk import fold_in, recommend
 from mfjax.settings import FitSettings
 from mfjax.types import UNKNOWN, IdMaps, Params, Ratings

@@ -43,8 +43,13 @@ MOVED_MODULES = {
     "mfjax.distributed.parts",
     "mfjax.distributed.exchange",
   ),
-  "mfjax.rawids": "mfjax.serving.rawids",
-  "mfjax.checkpoint": "mfjax.io.checkpoint",
+  "mfjax.rawids": "mfjax.serving.model",
+  "mfjax.checkpoint": (
+    "mfjax.io.checkpoint",
+    "mfjax.io.npzread",
+    "mfjax.io.atomic",
+    "mfjax.serving.model",
+  ),
 }
 
 

@@ -29,9 +29,7 @@ import optax
 from jax.typing import ArrayLike
 
 from mfjax import validation
-from mfjax.core import kernels
-from mfjax.core import model
-from mfjax.core import training
+from mfjax.core import kernels, model, training
 from mfjax.core.objectives import SquaredError
 from mfjax.core.training import TrainResult
 from mfjax.types import Params

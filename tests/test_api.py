@@ -1,4 +1,5 @@
-"""The public surface: mfjax.__all__, the 0.2 module paths, the version, the quickstart."""
+"""The public surface: mfjax.__all__, the 0.2 module paths, the version and
+the quickstart."""
 
 import importlib
 import subprocess

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 import mfjax
-from mfjax.fitting import crossval
-from mfjax.fitting import ensemble
 from mfjax.core import objectives
+from mfjax.fitting import crossval, ensemble
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""mfjax.fitting.ensemble: fit, FitSettings, FitResult, fit_program and ensemble_params."""
+"""mfjax.fitting.ensemble: fit, FitSettings, FitResult, fit_program and
+ensemble_params."""
 
 import inspect
 
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 
 import mfjax
-from mfjax.fitting import ensemble
 from mfjax.core import training
+from mfjax.fitting import ensemble
 from mfjax.fitting.ensemble import FitSettings
 from tests.conftest import planted_matrix, random_params
 

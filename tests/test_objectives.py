@@ -22,8 +22,7 @@ from jax.test_util import check_grads
 
 import mfjax
 from mfjax import notebook
-from mfjax.core import kernels
-from mfjax.core import objectives
+from mfjax.core import kernels, objectives
 from mfjax.core.objectives import RATING, Dense, Pairs, Penalty
 from tests.conftest import (
   MAYBE_MISSING,

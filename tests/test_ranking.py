@@ -15,8 +15,7 @@ import pytest
 from jax.test_util import check_grads
 
 import mfjax
-from mfjax.core import objectives
-from mfjax.core import solvers
+from mfjax.core import objectives, solvers
 from mfjax.core.objectives import RATING, Penalty, Ranking
 from tests.conftest import random_params, random_ratings
 

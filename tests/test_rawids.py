@@ -1,11 +1,12 @@
-"""Raw ids in and out (mfjax.serving.rawids, Model's methods) against the index-based API."""
+"""Raw ids in and out (mfjax.serving.model: Model's methods) against the
+index-based API."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import mfjax
-from mfjax.serving import rawids
+from mfjax.serving import model as serving_model
 from tests.conftest import random_params
 
 # Raw ids on purpose unlike indices: strings for users, spread ints for items.
@@ -25,7 +26,7 @@ def _train():
 def _model(**fields):
   maps = mfjax.IdMaps(users=USERS, items=ITEMS, scale=(1.0, 5.0))
   defaults = dict(params=random_params(0, 5, 7, 3), id_maps=maps)
-  defaults["rated"] = rawids.rated_pairs(_train())
+  defaults["rated"] = serving_model.rated_pairs(_train())
   return mfjax.Model(**(defaults | fields))
 
 
@@ -38,8 +39,8 @@ def test_rated_pairs_leave_out_padding_and_unknown_ids():
     7,
     weights=jnp.array([1.0, 1.0, 1.0, 0.0]),
   )
-  np.testing.assert_array_equal(rawids.rated_pairs(ratings), [[0, 1]])
-  assert rawids.rated_pairs(ratings).dtype == np.int32
+  np.testing.assert_array_equal(serving_model.rated_pairs(ratings), [[0, 1]])
+  assert serving_model.rated_pairs(ratings).dtype == np.int32
 
 
 def test_predict_takes_raw_ids_and_matches_index_predictions():

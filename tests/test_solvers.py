@@ -14,9 +14,7 @@ import optax
 import pytest
 
 import mfjax
-from mfjax.core import objectives
-from mfjax.core import shuffle
-from mfjax.core import solvers
+from mfjax.core import objectives, shuffle, solvers
 from mfjax.core.objectives import RATING, Penalty
 from tests.conftest import planted_matrix
 

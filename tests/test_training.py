@@ -20,8 +20,7 @@ from hypothesis.extra import numpy as hnp
 
 import mfjax
 from mfjax import notebook
-from mfjax.core import solvers
-from mfjax.core import training
+from mfjax.core import solvers, training
 from mfjax.core.solvers import Solver
 from tests.conftest import (
   MAYBE_MISSING,

@@ -29,8 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from mfjax import validation
-from mfjax.core import kernels
-from mfjax.core import shuffle
+from mfjax.core import kernels, shuffle
 from mfjax.core.objectives import Dense, Objective, Pairs, Penalty, SquaredError
 from mfjax.types import Params, Ratings
 

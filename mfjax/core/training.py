@@ -1,7 +1,8 @@
 """Training: one ``lax.scan`` over a solver's steps that carries the best params.
 
 :func:`train` checks its arguments on the host, builds a solver
-(:mod:`mfjax.core.solvers`) for the objective (:mod:`mfjax.core.objectives`) and the data,
+(:mod:`mfjax.core.solvers`) for the objective (:mod:`mfjax.core.objectives`) and
+the data,
 and runs :func:`run`: a scan of the solver's steps whose state,
 :class:`TrainState`, also holds the best params seen so far, in the manner of
 optimistix's best-so-far wrappers.
@@ -19,11 +20,7 @@ import optax
 from jax.typing import ArrayLike
 
 from mfjax import validation
-from mfjax.core import kernels
-from mfjax.core import memory
-from mfjax.core import objectives
-from mfjax.core import sharding
-from mfjax.core import solvers
+from mfjax.core import kernels, memory, objectives, sharding, solvers
 from mfjax.core.objectives import Objective
 from mfjax.core.progress import ProgressBar
 from mfjax.core.solvers import Solver

@@ -12,7 +12,7 @@ top-level leaves. Not ``io``, ``distributed`` or ``cli``.
 
 from mfjax.fitting.crossval import cross_validate
 from mfjax.fitting.ensemble import FitResult, fit
-from mfjax.settings import FitSettings
 from mfjax.fitting.grid import train_grid
+from mfjax.settings import FitSettings
 
 __all__ = ["fit", "FitSettings", "FitResult", "train_grid", "cross_validate"]

@@ -17,11 +17,10 @@ import jax
 import numpy as np
 
 from mfjax import validation
-from mfjax.data import splits
-from mfjax.serving import topk
+from mfjax.core import metrics, training
+from mfjax.data import splits as data_splits
 from mfjax.fitting import ensemble
-from mfjax.core import metrics
-from mfjax.core import training
+from mfjax.serving import topk
 from mfjax.types import Ratings
 
 __all__ = ["CVResult", "cross_validate", "padded", "ranking_scores"]
@@ -71,7 +70,8 @@ class CVResult(NamedTuple):
 def padded(train: Ratings, size: int) -> Ratings:
   """``train`` with weight-0 entries up to ``size`` ratings: the same loss in
   every objective, and one shape for training parts of different sizes
-  (:func:`mfjax.fitting.ensemble.pad_entries`, its arrays then on the default device)."""
+  (:func:`mfjax.fitting.ensemble.pad_entries`, its arrays then on the default
+  device)."""
   return jax.device_put(ensemble.pad_entries(train, size))
 
 
@@ -166,7 +166,7 @@ def cross_validate(
   k = validation.check_positive_int("k", k)
   if k > ratings.n_items:
     raise ValueError(f"k must be at most n_items = {ratings.n_items}; got {k}.")
-  splits = list(splits.kfold(ratings, folds, seed=seed))
+  splits = list(data_splits.kfold(ratings, folds, seed=seed))
   size = max(len(train) for train, _ in splits)
   if objective == "rating" and settings.get("batch_size") is None:
     # fit's default: about 24 batches an epoch of the padded folds.

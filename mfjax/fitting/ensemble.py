@@ -21,10 +21,7 @@ import optax
 from jax.typing import ArrayLike
 
 from mfjax import validation
-from mfjax.core import model
-from mfjax.core import objectives
-from mfjax.core import solvers
-from mfjax.core import training
+from mfjax.core import model, objectives, solvers, training
 from mfjax.core.training import TrainResult
 from mfjax.settings import OBJECTIVES, FitSettings, RankingSettings
 from mfjax.types import Params, Ratings

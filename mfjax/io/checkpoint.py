@@ -33,35 +33,23 @@ older reader would misread.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import io
 import json
-import math
 import numbers
 import os
-import re
-import secrets
-import signal
-import stat
-import struct
-import threading
-import time
-import tokenize
-import warnings
 import zipfile
-import zlib
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
 from mfjax import validation
-from mfjax.serving import rawids
+from mfjax.io.atomic import atomic_write
+from mfjax.io.npzread import READ_ERRORS, Archive, Header, ModelFileError, open_regular
+from mfjax.serving.model import OBJECTIVES, Model
 from mfjax.types import IdMaps, Params
 from mfjax.version import __version__
 
-__all__ = ["Model", "ModelFileError", "save", "load", "atomic_write", "FORMAT_VERSION"]
+__all__ = ["save", "load", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 """The version of the file format that :func:`save` writes."""
@@ -74,107 +62,6 @@ _COUNTS = ("n_lines", "n_duplicates", "n_unknown")
 _NATIVE_FLOATS = (np.float16, np.float32, np.float64)
 # Fixed zip member timestamps, so that the same model always gives the same bytes.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-
-# Temporary files of save: a short fixed name, whatever the length of the user's,
-# so that it always fits the file system's name limit. Ones older than
-# _STALE_SECONDS were left by a save that was killed, and the next save into
-# that directory removes them; a save in progress keeps its file fresh.
-_TEMP_PREFIX, _TEMP_SUFFIX = ".mfjax-", ".tmp"
-_TEMP_NAME = re.compile(r"\.mfjax-[0-9a-f]+\.tmp")
-_STALE_SECONDS = 600
-_NAME_MAX = 255  # Where os.pathconf cannot tell.
-
-# Bounds load checks from the zip directory and the .npy headers before it reads
-# any array data. Format 1 has at most 17 entries; the rest is room for a newer
-# writer's. save stores members as they are (1x); deflate of real parameters
-# gains little, so arrays that declare over _MAX_EXPANSION times the file's size
-# are a zip bomb, not a model.
-_MAX_MEMBERS = 256
-_MAX_DIRECTORY_BYTES = _MAX_MEMBERS * 1024
-_MAX_EXPANSION = 64
-_SLACK_BYTES = 1 << 20
-_MAX_HEADER_BYTES = 10_000  # NumPy's own bound on a .npy header.
-_MAX_HEADER_NESTING = 8  # A plain array's header nests 2 deep: {...(shape)...}.
-_MAX_NDIM = 8
-_ARRAY_KINDS = "iufU"  # Numbers and text: all that save writes.
-_CHUNK_BYTES = 1 << 20
-_END = struct.Struct("<4s4H2LH")  # The zip's end of central directory record.
-_END64 = struct.Struct("<4sQ2H2L4Q")  # Its zip64 record, then the locator.
-_LOCATOR64 = struct.Struct("<4sLQL")
-_LOCAL = struct.Struct("<4s2B4HL2L2H")  # A member's local header.
-
-
-_OBJECTIVES = ("rating", "ranking")
-
-
-class ModelFileError(ValueError):
-  """A model file that cannot be loaded; the message names the file and why."""
-
-
-class Model(NamedTuple):
-  """A trained model with what is needed to use it on raw ids.
-
-  Attributes:
-    params: the fitted :class:`mfjax.Params`.
-    id_maps: the raw user and item ids of the training data
-      (:func:`mfjax.load_ratings`), or None for a model indexed by position only.
-    settings: the training settings (rank, steps, learning rate, l2, ensemble, ...)
-      as a JSON-serialisable dict with str keys, or None. JSON has no tuples: a
-      tuple in it loads back as a list.
-    scale: the rating scale ``(lo, hi)`` predictions are clipped to. None means
-      ``id_maps.scale``: :func:`save` records that, and :func:`load` returns it
-      filled in.
-    mfjax_version: the mfjax version that wrote the file; set by :func:`load`.
-      :func:`save` always records the running version and ignores this field.
-    objective: what the model learned: ``"rating"`` (its scores are ratings)
-      or ``"ranking"`` (``fit(objective="ranking")``: its scores only order
-      items, and RMSE does not apply). Files without it are rating models.
-    rated: the training (user, item) index pairs, int32 ``[n, 2]``
-      (:func:`mfjax.serving.rawids.rated_pairs` of the training ratings), or None. With
-      them, :meth:`recommend` leaves out what a user rated and knows the most
-      popular items; they cost 8 bytes per rating in the file.
-
-  The methods take and give raw ids (those of ``id_maps``): :meth:`predict`,
-  :meth:`recommend`, :meth:`similar_items` and :meth:`fold_in`
-  (:mod:`mfjax.serving.rawids`).
-  """
-
-  params: Params
-  id_maps: IdMaps | None = None
-  settings: dict | None = None
-  scale: tuple[float, float] | None = None
-  mfjax_version: str | None = None
-  objective: str = "rating"
-  rated: np.ndarray | None = None
-
-  def predict(self, users: Any, items: Any) -> np.ndarray | float:
-    """Ratings of raw (user, item) ids, clipped to the scale; unknown ids get
-    the mean plus whatever bias is known (:func:`mfjax.serving.rawids.predict_ids`)."""
-    return rawids.predict_ids(self, users, items)
-
-  def recommend(
-    self, user: Any, n: int = 10, *, exclude_rated: bool = True, fallback="popularity"
-  ) -> tuple[np.ndarray, np.ndarray]:
-    """``(item ids, scores)``: the user's ``n`` best items, rated ones left out;
-    an unknown user gets the most-rated items (:func:`mfjax.serving.rawids.recommend_ids`)."""
-    return rawids.recommend_ids(
-      self, user, n, exclude_rated=exclude_rated, fallback=fallback
-    )
-
-  def similar_items(self, item: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """``(item ids, cosines)`` of the items nearest ``item`` in factor space
-    (:func:`mfjax.serving.rawids.similar_items`)."""
-    return rawids.similar_items(self, item, n)
-
-  def fold_in(
-    self, users: Any, items: Any, ratings: Any, *, l2=None, l2_bias=None
-  ) -> Model:
-    """A model that also knows new users, from their raw-id ratings, without
-    retraining (:func:`mfjax.serving.rawids.fold_in_ids`)."""
-    params, id_maps, rated = rawids.fold_in_ids(
-      self, users, items, ratings, l2=l2, l2_bias=l2_bias
-    )
-    return self._replace(params=params, id_maps=id_maps, rated=rated)
 
 
 def _check_path(path: Any) -> str:
@@ -297,9 +184,9 @@ def _entries(model: Any) -> dict[str, np.ndarray]:
   entries["dtypes"] = np.array([leaves[f].dtype.name for f in Params._fields])
 
   entries["settings"] = np.array(_settings_json(model.settings))
-  if model.objective not in _OBJECTIVES:
+  if model.objective not in OBJECTIVES:
     raise ValueError(
-      f"model.objective must be one of {_OBJECTIVES}; got {model.objective!r}."
+      f"model.objective must be one of {OBJECTIVES}; got {model.objective!r}."
     )
   if model.objective != "rating":  # Rating models keep the 0.2 bytes exactly.
     entries["objective"] = np.array(model.objective)
@@ -364,112 +251,6 @@ def _write_npz(file, entries: dict[str, np.ndarray]) -> None:
         np.lib.format.write_array(member, array, allow_pickle=False)
 
 
-def _name_max(directory: str) -> int | None:
-  """The longest file name (bytes) the directory's file system takes, if known."""
-  try:
-    limit = os.pathconf(directory, "PC_NAME_MAX")
-  except (AttributeError, OSError, ValueError):  # Windows has no pathconf.
-    return None
-  return limit if limit > 0 else None
-
-
-def _temp_file(directory: str, name_max: int) -> tuple[int, str]:
-  # Not tempfile.mkstemp: its 0o600 mode would end up on the saved file; os.open
-  # with 0o666 gets the permissions the user's umask gives any new file.
-  flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-  digits = max(1, min(16, name_max - len(_TEMP_PREFIX) - len(_TEMP_SUFFIX)))
-  for _ in range(100):
-    token = secrets.token_hex(8)[:digits]
-    temp = os.path.join(directory, _TEMP_PREFIX + token + _TEMP_SUFFIX)
-    try:
-      return os.open(temp, flags, 0o666), temp
-    except FileExistsError:
-      continue
-  raise FileExistsError(f"could not create a temporary file in {directory}")
-
-
-def _remove_stale_temp_files(directory: str) -> None:
-  """Removes what killed saves left in ``directory``: mfjax temporary files only,
-  and only old ones, so that a save in progress elsewhere keeps its file."""
-  now = time.time()
-  try:
-    with os.scandir(directory) as found:
-      for entry in found:
-        if not _TEMP_NAME.fullmatch(entry.name):
-          continue
-        try:
-          if (
-            entry.is_file(follow_symlinks=False)
-            and now - entry.stat(follow_symlinks=False).st_mtime > _STALE_SECONDS
-          ):
-            os.unlink(entry.path)
-        except OSError:
-          continue  # Gone already (another save cleaned up), or not ours to remove.
-  except OSError:
-    pass  # Cleaning up is a courtesy; the save itself reports real problems.
-
-
-class _Terminated(BaseException):
-  """SIGTERM during a save, raised so that the temporary file is removed."""
-
-
-@contextlib.contextmanager
-def _sigterm_removes_temp_file():
-  """Turns SIGTERM into :class:`_Terminated` while a save runs, then dies of it.
-
-  Only where SIGTERM would kill the process outright (its default action) and only
-  in the main thread, where Python runs signal handlers; a program's own handler
-  is left alone (what it raises, the save's cleanup sees too).
-  """
-  try:
-    default = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-  except (AttributeError, ValueError):
-    default = False
-  if not default or threading.current_thread() is not threading.main_thread():
-    yield
-    return
-
-  def terminate(signum, frame):
-    raise _Terminated
-
-  signal.signal(signal.SIGTERM, terminate)
-  try:
-    yield
-  except _Terminated:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)  # Dies as it would have, file removed.
-    raise
-  finally:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _naming(error: OSError, path: str) -> OSError:
-  """``error`` as the same type of OSError, naming the user's ``path`` rather than
-  the temporary file (``filename`` and ``strerror`` are set for callers that
-  print them, where the error has an errno)."""
-  try:
-    if error.errno is not None:
-      return type(error)(error.errno, error.strerror or str(error), path)
-    return type(error)(f"{path}: {error}")
-  except TypeError:  # An OSError subclass with another signature.
-    return OSError(f"{path}: {error}")
-
-
-def _fsync_directory(directory: str) -> None:
-  if not hasattr(os, "O_DIRECTORY"):
-    return  # Windows: directories cannot be opened; os.replace is what it offers.
-  try:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-  except OSError:
-    return
-  try:
-    os.fsync(fd)
-  except OSError:
-    pass  # Some file systems do not sync directories; the rename still happened.
-  finally:
-    os.close(fd)
-
-
 def save(path: str | os.PathLike, model: Model | Params) -> None:
   """Saves a model to one ``.npz`` file, atomically.
 
@@ -479,11 +260,12 @@ def save(path: str | os.PathLike, model: Model | Params) -> None:
   file behind. Nothing is pickled; see the module docstring for the layout.
 
   The temporary file is named ``.mfjax-<random hex>.tmp``, short whatever the
-  length of ``path``'s name. An exception, ``KeyboardInterrupt`` or (in the main
-  thread, where SIGTERM would kill the process) SIGTERM removes it; what a
-  killed process leaves (``kill -9``, a power cut) the next ``save`` into that
+  length of ``path``'s name. An exception (``KeyboardInterrupt`` included)
+  removes it; what a killed process leaves (a signal the program does not turn
+  into an exception, ``kill -9``, a power cut) the next ``save`` into that
   directory removes once it is over 10 minutes old, so that a save running in
-  another process is never disturbed.
+  another process is never disturbed. ``save`` installs no signal handler (the
+  ``mfjax`` command turns SIGTERM into an exception for its own saves).
 
   Args:
     path: the file to write, exactly as given: no ``.npz`` suffix is added. Its
@@ -510,7 +292,7 @@ def save(path: str | os.PathLike, model: Model | Params) -> None:
     >>> params = mfjax.init_params(jax.random.key(0), 4, 6, 3)
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...   path = os.path.join(tmp, "model.npz")
-    ...   checkpoint.save(path, checkpoint.Model(params, settings={"rank": 3}))
+    ...   checkpoint.save(path, model.Model(params, settings={"rank": 3}))
     ...   checkpoint.load(path).settings
     {'rank': 3}
   """
@@ -520,436 +302,10 @@ def save(path: str | os.PathLike, model: Model | Params) -> None:
     _write_npz(file, entries)
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, *, text: bool = False):
-  """A file to write ``path`` through, atomically: what :func:`save` uses.
-
-  Yields a file open on a temporary file in ``path``'s directory (binary, or
-  UTF-8 text with ``text``); when the ``with`` block ends it is synced and
-  renamed onto ``path``, so a reader sees the old file or the new one, never a
-  half-written one. An exception in the block, ``KeyboardInterrupt`` or SIGTERM
-  (see :func:`save`) removes the temporary file and leaves ``path`` as it was;
-  temporary files that killed writers left are removed once stale (over 10
-  minutes untouched). An ``OSError`` of the writing names ``path``, never the
-  temporary file.
-
-  Raises:
-    FileNotFoundError: the directory of ``path`` does not exist.
-    ValueError: ``path`` is a directory.
-    OSError: a name longer than the file system allows; writing failed.
-  """
-  path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(errno.ENOENT, f"directory {directory} does not exist", path)
-  if os.path.isdir(path):
-    raise ValueError(f"path must name a file; {path} is a directory.")
-  name_max = _name_max(directory)
-  if name_max and len(os.fsencode(os.path.basename(path))) > name_max:
-    raise OSError(errno.ENAMETOOLONG, f"file name longer than {name_max} bytes", path)
-  _remove_stale_temp_files(directory)
-  with _sigterm_removes_temp_file():
-    try:
-      fd, temp = _temp_file(directory, name_max or _NAME_MAX)
-    except OSError as e:
-      raise _naming(e, path) from None
-    try:
-      opened = (
-        os.fdopen(fd, "w", encoding="utf-8", newline="")
-        if text
-        else (os.fdopen(fd, "wb"))
-      )
-      with opened as file:
-        yield file
-        file.flush()
-        os.fsync(file.fileno())
-      os.replace(temp, path)
-    except BaseException as e:
-      with contextlib.suppress(OSError):
-        os.unlink(temp)
-      # Errors of the temporary file name the user's path; others (a file the
-      # block read, say) stay as they are.
-      if isinstance(e, OSError) and e.filename in (None, temp):
-        raise _naming(e, path) from None
-      raise
-  _fsync_directory(directory)
-
-
-# What a truncated or corrupted archive raises while zipfile and numpy read it.
-_READ_ERRORS = (
-  zipfile.BadZipFile,
-  zipfile.LargeZipFile,
-  zlib.error,
-  struct.error,
-  EOFError,
-  OSError,
-  ValueError,
-  KeyError,
-  NotImplementedError,
-  RuntimeError,  # RecursionError among them.
-  OverflowError,
-)
-
-
-def _file_kind(mode: int) -> str:
-  kinds = [
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-  ]
-  return next((kind for test, kind in kinds if test(mode)), "a special file")
-
-
-def _open_regular(path: str):
-  """``(file, size)``: ``path`` opened for reading if it is a regular file.
-
-  Anything else is refused before it is opened, so that a FIFO cannot block
-  load and a device cannot feed it endless bytes; O_NONBLOCK covers a file
-  swapped for a FIFO between the two looks.
-  """
-  mode = os.stat(path).st_mode  # A missing file: FileNotFoundError passes through.
-  if not stat.S_ISREG(mode):
-    raise ModelFileError(
-      f"{path}: is {_file_kind(mode)}, not a regular file; not an mfjax model file."
-    )
-  flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-  fd = os.open(path, flags)
-  try:
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-      raise ModelFileError(
-        f"{path}: is {_file_kind(info.st_mode)}, not a regular file; not an mfjax "
-        "model file."
-      )
-    return os.fdopen(fd, "rb"), info.st_size
-  except BaseException:
-    os.close(fd)
-    raise
-
-
-def _check_end_record(path: str, file, size: int) -> int | None:
-  """Refuses a zip whose end record declares more members, or a larger central
-  directory, than a model file has, before zipfile reads that directory, and
-  returns the member count it declares.
-
-  The record is found as zipfile finds it; where there is none, zipfile says so.
-  """
-  tail = min(size, _END.size + 0xFFFF)
-  file.seek(size - tail)
-  data = file.read(tail)
-  at = len(data) - _END.size
-  if not (at >= 0 and data[at : at + 4] == b"PK\x05\x06" and data[-2:] == b"\0\0"):
-    at = data.rfind(b"PK\x05\x06")
-  if at < 0 or len(data) - at < _END.size:
-    return None
-  record = _END.unpack_from(data, at)
-  count, directory = record[4], record[5]
-  start = size - tail + at - _LOCATOR64.size - _END64.size
-  if (count == 0xFFFF or directory == 0xFFFFFFFF) and start >= 0:
-    file.seek(start)
-    zip64 = file.read(_END64.size + _LOCATOR64.size)
-    if zip64[:4] == b"PK\x06\x06" and zip64[_END64.size :][:4] == b"PK\x06\x07":
-      count, directory = _END64.unpack_from(zip64)[7:9]
-  if count > _MAX_MEMBERS:
-    raise ModelFileError(
-      f"{path}: its zip directory declares {count} members; a model file has at "
-      f"most {_MAX_MEMBERS}, and it is not read."
-    )
-  if directory > _MAX_DIRECTORY_BYTES:
-    raise ModelFileError(
-      f"{path}: its zip directory declares {directory} bytes; a model file's is at "
-      f"most {_MAX_DIRECTORY_BYTES}, and it is not read."
-    )
-  return count
-
-
-def _members(path: str, file, size: int, bound: int) -> dict[str, zipfile.ZipInfo]:
-  """The archive's members by entry name, checked from its central directory."""
-  count = _check_end_record(path, file, size)
-  with zipfile.ZipFile(file) as archive:  # Reads the central directory only.
-    infos = archive.infolist()
-  if len(infos) > _MAX_MEMBERS:
-    raise ModelFileError(
-      f"{path}: holds {len(infos)} members; a model file has at most "
-      f"{_MAX_MEMBERS}, and it is not read."
-    )
-  if count is not None and count != len(infos):  # Entries hidden in a comment.
-    raise ModelFileError(
-      f"{path}: is truncated or corrupted (its zip directory lists {len(infos)} "
-      f"members; its end record says {count})."
-    )
-  members, declared = {}, 0
-  for info in infos:
-    key = info.filename.removesuffix(".npy")
-    if key in members:
-      raise ModelFileError(
-        f"{path}: holds two members named {key!r}; it is corrupted or was not "
-        "written by mfjax.save."
-      )
-    if not 0 <= info.header_offset <= info.header_offset + info.compress_size <= size:
-      raise ModelFileError(
-        f"{path}: is truncated or corrupted (member {info.filename!r} declares "
-        f"{info.compress_size} bytes at offset {info.header_offset} of a "
-        f"{size}-byte file)."
-      )
-    stored = info.compress_type == zipfile.ZIP_STORED
-    if stored and info.compress_size != info.file_size:
-      raise ModelFileError(
-        f"{path}: is truncated or corrupted (member {info.filename!r} is stored, "
-        f"{info.compress_size} bytes, but declares {info.file_size})."
-      )
-    _data_offset(path, file, info, size)  # A damaged name must not hide an entry.
-    members[key] = info
-    declared += info.file_size
-  if declared > bound:
-    raise ModelFileError(
-      f"{path}: its members declare {declared} bytes of data, over "
-      f"{_MAX_EXPANSION} times the file's {size} bytes; it is refused unread (a "
-      "zip bomb, or corrupted)."
-    )
-  return members
-
-
-def _data_offset(path: str, file, info: zipfile.ZipInfo, size: int) -> int:
-  """Where a member's data starts, after its local header, which must be there
-  and name it as the central directory does."""
-
-  def corrupted(why):
-    return ModelFileError(
-      f"{path}: is truncated or corrupted (member {info.filename!r} {why})."
-    )
-
-  file.seek(info.header_offset)
-  local = file.read(_LOCAL.size)
-  if len(local) < _LOCAL.size or local[:4] != b"PK\x03\x04":
-    raise corrupted("has no local header")
-  name_size, extra_size = _LOCAL.unpack(local)[-2:]
-  encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
-  if file.read(name_size) != info.orig_filename.encode(encoding):
-    raise corrupted("has another name in its local header")
-  offset = info.header_offset + _LOCAL.size + name_size + extra_size
-  if offset + info.compress_size > size:
-    raise corrupted("ends past the end of the file")
-  return offset
-
-
-class _Member:
-  """One member's bytes as a file: inflated as they are read, and never more than
-  the size its central directory entry declares."""
-
-  def __init__(self, path: str, key: str, file, info: zipfile.ZipInfo, size: int):
-    self.path, self.key, self.file, self.info = path, key, file, info
-    self.where = f"{path}: entry {key!r}"
-    self.position = _data_offset(path, file, info, size)
-    if info.flag_bits & 0x1:
-      raise ModelFileError(f"{self.where} is encrypted; model files never are.")
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-      raise ModelFileError(
-        f"{self.where} uses zip compression method {info.compress_type}; mfjax reads "
-        "stored and deflated members."
-      )
-    self.raw_left, self.left, self.crc = info.compress_size, info.file_size, 0
-    deflated = info.compress_type == zipfile.ZIP_DEFLATED
-    self.inflater = zlib.decompressobj(-zlib.MAX_WBITS) if deflated else None
-
-  def corrupted(self, why: str) -> ModelFileError:
-    return ModelFileError(
-      f"{self.path}: is truncated or corrupted (entry {self.key!r} {why})."
-    )
-
-  def _raw(self, n: int) -> bytes:
-    n = min(n, self.raw_left)
-    self.file.seek(self.position)
-    data = self.file.read(n)
-    if len(data) < n:
-      raise self.corrupted("ends early")
-    self.position += n
-    self.raw_left -= n
-    return data
-
-  def _inflate(self, n: int) -> bytes:
-    inflater = self.inflater
-    while not inflater.eof:
-      data = inflater.unconsumed_tail
-      if not data:
-        if not self.raw_left:
-          raise self.corrupted("has compressed data that ends early")
-        data = self._raw(_CHUNK_BYTES)
-      out = inflater.decompress(data, n)
-      if out:
-        return out
-      if not inflater.eof and len(inflater.unconsumed_tail) == len(data):
-        raise self.corrupted("has compressed data that makes no progress")
-    return b""
-
-  def read(self, n: int = -1) -> bytes:
-    n = self.left if n is None or n < 0 else min(n, self.left)
-    if n == 0:
-      return b""
-    data = self._raw(n) if self.inflater is None else self._inflate(n)
-    self.left -= len(data)
-    self.crc = zlib.crc32(data, self.crc)
-    return data
-
-  def finish(self) -> None:
-    """Checks that the member held exactly its declared bytes, and their CRC."""
-    if self.left:
-      raise self.corrupted(f"ends {self.left} bytes short of its declared size")
-    if self.inflater is not None and self._inflate(1):
-      raise self.corrupted("holds more data than its declared size")
-    if self.crc != self.info.CRC:
-      raise self.corrupted("fails its CRC-32 check")
-
-
-# What NumPy's .npy header parser (ast.literal_eval, tokenize, descr_to_dtype)
-# raises on a corrupted header.
-_HEADER_ERRORS = (
-  ValueError,
-  SyntaxError,
-  TypeError,
-  KeyError,
-  RecursionError,
-  MemoryError,
-  tokenize.TokenError,
-)
-
-
-class _Header(NamedTuple):
-  """What a member's .npy header declares."""
-
-  shape: tuple[int, ...]
-  fortran_order: bool
-  dtype: np.dtype
-
-
-def _nesting(text: bytes) -> int:
-  depth = deepest = 0
-  for byte in text:
-    depth += (byte in b"([{") - (byte in b")]}")
-    deepest = max(deepest, depth)
-  return deepest
-
-
-def _npy_header(member: _Member, bound: int) -> _Header:
-  """The header of a member's .npy array, checked, with nothing of its data read."""
-  where = member.where
-  try:
-    version = np.lib.format.read_magic(member)
-  except ValueError:
-    raise ModelFileError(f"{where} is not a .npy array; it is corrupted.") from None
-  readers = {
-    (1, 0): (np.lib.format.read_array_header_1_0, "<H"),
-    (2, 0): (np.lib.format.read_array_header_2_0, "<I"),
-  }
-  if version not in readers:
-    raise ModelFileError(
-      f"{where} is a .npy array of version {version[0]}.{version[1]}; mfjax "
-      "reads versions 1.0 and 2.0 (what NumPy writes for plain arrays)."
-    )
-  reader, length_format = readers[version]
-  prefix = member.read(struct.calcsize(length_format))
-  if len(prefix) < struct.calcsize(length_format):
-    raise member.corrupted("ends inside its .npy header")
-  (length,) = struct.unpack(length_format, prefix)
-  if length > _MAX_HEADER_BYTES:
-    raise ModelFileError(
-      f"{where} has a .npy header of {length} bytes; plain arrays need under "
-      f"{_MAX_HEADER_BYTES}, and it is not read."
-    )
-  text = member.read(length)
-  if len(text) < length:
-    raise member.corrupted("ends inside its .npy header")
-  if _nesting(text) > _MAX_HEADER_NESTING:
-    raise ModelFileError(
-      f"{where} has a deeply nested .npy header (a nested structured dtype); "
-      "mfjax model files hold plain arrays of numbers and text."
-    )
-  try:
-    with warnings.catch_warnings():  # The Python 2 header fallback warns.
-      warnings.simplefilter("ignore")
-      header = _Header(
-        *reader(io.BytesIO(prefix + text), max_header_size=_MAX_HEADER_BYTES)
-      )
-  except _HEADER_ERRORS as e:
-    raise ModelFileError(
-      f"{where} has a corrupted .npy header ({str(e)[:200]})."
-    ) from None
-  _check_header(where, header, bound)
-  return header
-
-
-def _check_header(where: str, header: _Header, bound: int) -> None:
-  dtype, shape = header.dtype, header.shape
-  if dtype.hasobject:
-    raise ModelFileError(
-      f"{where} holds pickled (object) data; mfjax model files never do, and it "
-      "is not loaded."
-    )
-  if dtype.fields is not None or dtype.subdtype is not None:
-    raise ModelFileError(
-      f"{where} has a structured dtype ({dtype.descr!r:.100}); mfjax model files "
-      "hold plain arrays of numbers and text."
-    )
-  if dtype.kind not in _ARRAY_KINDS or dtype.itemsize == 0:
-    raise ModelFileError(
-      f"{where} has dtype {dtype}; mfjax model files hold integers, floats and "
-      "text only."
-    )
-  if len(shape) > _MAX_NDIM or any(not 0 <= n <= bound for n in shape):
-    raise ModelFileError(f"{where} declares an impossible shape {shape!r:.100}.")
-
-
-class _Archive:
-  """A model file's members, each read only after what the zip directory and its
-  .npy header declare has been checked against the file's size."""
-
-  def __init__(self, path: str, file, size: int):
-    self.path, self.file, self.size = path, file, size
-    self.bound = _MAX_EXPANSION * size + _SLACK_BYTES
-    self.members = _members(path, file, size, self.bound)
-
-  def _open(self, key: str) -> tuple[_Member, _Header]:
-    member = _Member(self.path, key, self.file, self.members[key], self.size)
-    header = _npy_header(member, self.bound)
-    where = member.where
-    nbytes = math.prod(header.shape) * header.dtype.itemsize
-    if nbytes != member.left:
-      raise ModelFileError(
-        f"{where} declares shape {header.shape} of {header.dtype} ({nbytes} "
-        f"bytes), but its member holds {member.left} bytes of data; it is "
-        "corrupted."
-      )
-    return member, header
-
-  def header(self, key: str) -> _Header:
-    return self._open(key)[1]
-
-  def read(self, key: str) -> np.ndarray:
-    member, header = self._open(key)
-    try:
-      flat = np.empty(member.left, np.uint8)
-    except MemoryError:
-      raise ModelFileError(
-        f"{member.where} needs {member.left} bytes, more memory than is free."
-      ) from None
-    done = 0
-    while done < flat.size:
-      chunk = member.read(min(_CHUNK_BYTES, flat.size - done))
-      if not chunk:
-        raise member.corrupted("ends early")
-      flat[done : done + len(chunk)] = np.frombuffer(chunk, np.uint8)
-      done += len(chunk)
-    member.finish()
-    order = "F" if header.fortran_order else "C"
-    return flat.view(header.dtype).reshape(header.shape, order=order)
-
-
 def _read_entries(path: str, file, size: int) -> dict[str, np.ndarray]:
   """The known entries of the archive, after the magic and format checks; their
   data is read once the shapes their headers declare agree."""
-  archive = _Archive(path, file, size)
+  archive = Archive(path, file, size)
   present = set(archive.members)
   if "magic" not in present or _as_str(archive.read("magic")) != _MAGIC:
     raise ModelFileError(
@@ -992,7 +348,7 @@ def _read_entries(path: str, file, size: int) -> dict[str, np.ndarray]:
   return entries
 
 
-def _check_shapes(path: str, headers: dict[str, _Header]) -> None:
+def _check_shapes(path: str, headers: dict[str, Header]) -> None:
   """Checks the shapes that the headers declare against each other, before any
   data is read: factors ``[U, k]`` and ``[I, k]``, and what goes with them."""
   uf, itf = headers["user_factors"].shape, headers["item_factors"].shape
@@ -1116,8 +472,8 @@ def _decode_model(path: str, entries: dict, params: Params) -> Model:
   objective = "rating"  # Files before 0.3 hold rating models only.
   if "objective" in entries:
     objective = _as_str(entries["objective"])
-    if objective not in _OBJECTIVES:
-      raise ModelFileError(f"{path}: objective must be one of {_OBJECTIVES}.")
+    if objective not in OBJECTIVES:
+      raise ModelFileError(f"{path}: objective must be one of {OBJECTIVES}.")
   return Model(
     params=params,
     id_maps=id_maps,
@@ -1172,7 +528,7 @@ def load(path: str | os.PathLike) -> Model:
     ('Model', True)
   """
   path = _check_path(path)
-  file, size = _open_regular(path)  # Opening errors (no such file) pass through.
+  file, size = open_regular(path)  # Opening errors (no such file) pass through.
   with file:
     head = file.read(6)
     if not head:
@@ -1189,7 +545,7 @@ def load(path: str | os.PathLike) -> Model:
       entries = _read_entries(path, file, size)
     except ModelFileError:
       raise
-    except _READ_ERRORS as e:
+    except READ_ERRORS as e:
       raise ModelFileError(
         f"{path}: is truncated or corrupted ({type(e).__name__}: {e})."
       ) from None

@@ -353,11 +353,12 @@ def fold_in(
   of :func:`mfjax.train`'s objective, so the default weights are those of the fit
   defaults (:class:`mfjax.FitSettings`).
 
-  For an ensemble (:func:`mfjax.fitting.ensemble.ensemble_params`), fold into the merged params
-  with the members' own, unscaled ``l2``, or into each member (``jax.vmap`` over
-  the stacked members) and merge the results with ``ensemble_params``. Both came
-  within 0.01 RMSE of retraining with the new users on MovieLens 100k; scaling
-  ``l2`` by the number of members or its inverse did worse
+  For an ensemble (:func:`mfjax.fitting.ensemble.ensemble_params`), fold into
+  the merged params with the members' own, unscaled ``l2``, or into each member
+  (``jax.vmap`` over the stacked members) and merge the results with
+  ``ensemble_params``. Both came within 0.01 RMSE of retraining with the new
+  users on MovieLens 100k; scaling ``l2`` by the number of members or its
+  inverse did worse
   (``benchmarks/fold_in_movielens.py``).
 
   ``fold_in`` is not jitted; it works under ``jax.jit`` (``ratings.n_users`` is

@@ -64,8 +64,8 @@ def golden_models():
     n_lines=11,
   )
   return {
-    "model_v1.npz": checkpoint.Model(params, str_maps, SETTINGS, (1.0, 5.0)),
-    "model_int_ids_v1.npz": checkpoint.Model(params, int_maps),
+    "model_v1.npz": model.Model(params, str_maps, SETTINGS, (1.0, 5.0)),
+    "model_int_ids_v1.npz": model.Model(params, int_maps),
     "params_bf16_v1.npz": golden_params(jnp.bfloat16),
   }
 

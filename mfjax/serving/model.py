@@ -1,0 +1,334 @@
+"""A trained model used through raw ids: :class:`Model` and its methods.
+
+A :class:`Model` (what :func:`mfjax.load` returns and ``mfjax fit --save``
+writes) holds the params, the raw-id maps, the objective and, optionally, the
+training pairs. Its methods translate raw user and item ids (any type the maps
+hold) to indices, call the index-based API (:func:`mfjax.predict`,
+:func:`mfjax.recommend`, :func:`mfjax.fold_in`) and translate the answers back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from mfjax import validation
+from mfjax.core import model as model_lib
+from mfjax.deprecation import renamed
+from mfjax.serving import topk
+from mfjax.settings import FitSettings
+from mfjax.types import UNKNOWN, IdMaps, Params, Ratings
+
+__all__ = [
+  "Model",
+  "OBJECTIVES",
+  "FALLBACKS",
+  "rated_pairs",
+  "pairs_as_ratings",
+]
+
+OBJECTIVES = ("rating", "ranking")
+"""What a model learned: ratings, or an order of items (``Model.objective``)."""
+
+FALLBACKS = ("popularity", None)
+"""What :meth:`Model.recommend` gives a user it does not know."""
+
+_FIT = FitSettings()  # fold_in regularises as the default fit does.
+
+
+class Model(NamedTuple):
+  """A trained model with what is needed to use it on raw ids.
+
+  Attributes:
+    params: the fitted :class:`mfjax.Params`.
+    id_maps: the raw user and item ids of the training data
+      (:func:`mfjax.load_ratings`), or None for a model indexed by position only.
+    settings: the training settings (rank, steps, learning rate, l2, ensemble, ...)
+      as a JSON-serialisable dict with str keys, or None. JSON has no tuples: a
+      tuple in it loads back as a list.
+    scale: the rating scale ``(lo, hi)`` predictions are clipped to. None means
+      ``id_maps.scale``: :func:`save` records that, and :func:`load` returns it
+      filled in.
+    mfjax_version: the mfjax version that wrote the file; set by :func:`load`.
+      :func:`save` always records the running version and ignores this field.
+    objective: what the model learned: ``"rating"`` (its scores are ratings)
+      or ``"ranking"`` (``fit(objective="ranking")``: its scores only order
+      items, and RMSE does not apply). Files without it are rating models.
+    rated: the training (user, item) index pairs, int32 ``[n, 2]``
+      (:func:`rated_pairs` of the training ratings), or None. With them,
+      :meth:`recommend` leaves out what a user rated and knows the most popular
+      items; they cost 8 bytes per rating in the file.
+
+  The methods take and give raw ids (those of ``id_maps``): :meth:`predict`,
+  :meth:`recommend`, :meth:`similar_items` and :meth:`fold_in`.
+  """
+
+  params: Params
+  id_maps: IdMaps | None = None
+  settings: dict | None = None
+  scale: tuple[float, float] | None = None
+  mfjax_version: str | None = None
+  objective: str = "rating"
+  rated: np.ndarray | None = None
+
+  def predict(self, users: Any, items: Any) -> np.ndarray | float:
+    """Ratings of raw (user, item) id pairs, clipped to the model's scale.
+
+    ``users`` and ``items`` are single ids or 1-D sequences of one length (a
+    single id pairs with every id of the other). An id the training data did not
+    have is predicted from the mean and whatever bias is known, as Surprise does.
+    """
+    if self.objective != "rating":
+      raise ValueError(
+        f"this is a {self.objective} model: its scores order items and are not "
+        "ratings. Use model.recommend(user) for lists."
+      )
+    maps = _maps(self)
+    user_ids, user_scalar = _ids("users", users)
+    item_ids, item_scalar = _ids("items", items)
+    if not user_scalar and not item_scalar and len(user_ids) != len(item_ids):
+      raise ValueError(
+        "users and items must have one length; got "
+        f"{len(user_ids)} and {len(item_ids)}."
+      )
+    u, i = np.broadcast_arrays(maps.user_index(user_ids), maps.item_index(item_ids))
+    scale = self.scale if self.scale is not None else maps.scale
+    out = np.asarray(model_lib.predict(self.params, users=u, items=i, scale=scale))
+    return float(out[0]) if user_scalar and item_scalar else out
+
+  def recommend(
+    self, user: Any, n: int = 10, *, exclude_rated: bool = True, fallback="popularity"
+  ) -> tuple[np.ndarray, np.ndarray]:
+    """A user's ``n`` best items as raw ids, with their scores, best first.
+
+    Items the user rated in training (the model's ``rated`` pairs) are left out
+    unless ``exclude_rated`` is false. A user the model does not know gets the
+    most-rated items, scored by their training counts, when ``fallback`` is
+    ``"popularity"``; with ``fallback=None`` it is a ``ValueError``.
+    Fewer than ``n`` items come back when fewer are left.
+    """
+    maps = _maps(self)
+    n_items = self.params.item_factors.shape[0]
+    n = validation.check_positive_int("n", n)
+    if n > n_items:
+      raise ValueError(f"n must be at most the model's {n_items} items; got {n}.")
+    if fallback not in FALLBACKS:
+      raise ValueError(f"fallback must be 'popularity' or None; got {fallback!r}.")
+    index = _index_of(maps, "user", user)
+    if index == UNKNOWN:
+      if fallback is None:
+        raise ValueError(f"user {user!r} is not in the model (fallback=None).")
+      top, scores = _popular(self, n)
+      return maps.items[top], scores
+    exclude = None
+    if exclude_rated and self.rated is not None:
+      mine = self.rated[self.rated[:, 0] == index]
+      exclude = pairs_as_ratings(mine, self.params.user_factors.shape[0], n_items)
+    top, scores = topk.recommend(self.params, index, n, exclude=exclude)
+    top, scores = np.asarray(top), np.asarray(scores)
+    keep = top >= 0
+    return maps.items[top[keep]], scores[keep]
+
+  def similar_items(self, item: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` items whose factors are closest to ``item``'s by cosine.
+
+    Returns raw item ids and cosine similarities, most similar first; the item
+    itself is left out. An item with zero factors is similar to none (0).
+    """
+    maps = _maps(self)
+    n_items = self.params.item_factors.shape[0]
+    index = _index_of(maps, "item", item)
+    if index == UNKNOWN:
+      raise ValueError(f"item {item!r} is not in the model.")
+    n = validation.check_positive_int("n", n)
+    if n > n_items - 1:
+      raise ValueError(
+        f"n must be at most the model's {n_items - 1} other items; got {n}."
+      )
+    factors = np.asarray(self.params.item_factors, np.float64)
+    norms = np.linalg.norm(factors, axis=1)
+    unit = factors / np.where(norms > 0, norms, 1.0)[:, None]
+    cosine = unit @ unit[index]
+    cosine[index] = -np.inf
+    order = np.lexsort((np.arange(n_items), -cosine))[:n]
+    return maps.items[order], cosine[order]
+
+  def fold_in(
+    self, users: Any, items: Any, ratings: Any, *, l2=None, l2_bias=None
+  ) -> Model:
+    """The fields of a model that also knows new users, from their ratings.
+
+    ``users``, ``items`` and ``ratings`` are 1-D and of one length: raw ids of
+    users not in the model, raw ids of items in it, and the ratings. Each new user
+    gets the closed-form ridge solve of :func:`mfjax.fold_in`, with ``l2`` and
+    ``l2_bias`` the model's training settings when it has them (else the fit
+    defaults). Returns a model with the users merged in, in sorted id order.
+    """
+    if self.objective != "rating":
+      raise ValueError(
+        f"fold_in solves the rating objective; this is a {self.objective} model."
+      )
+    maps = _maps(self)
+    user_ids, _ = _ids("users", users)
+    item_ids, _ = _ids("items", items)
+    values = np.asarray(ratings)
+    if values.ndim != 1 or values.dtype.kind not in "iuf":
+      raise TypeError(f"ratings must be 1-D numbers; got {ratings!r}.")
+    if not len(user_ids) == len(item_ids) == len(values) or not len(values):
+      raise ValueError(
+        "users, items and ratings must be non-empty and of one length; got "
+        f"{len(user_ids)}, {len(item_ids)} and {len(values)}."
+      )
+    if not np.isfinite(values).all():
+      raise ValueError(
+        f"ratings must be finite; got {values[~np.isfinite(values)][0]}."
+      )
+    known = maps.user_index(user_ids) != UNKNOWN
+    if known.any():
+      raise ValueError(
+        f"user {user_ids[known][0].item()!r} is already in the model; fold_in is "
+        "for new users."
+      )
+    item_index = maps.item_index(item_ids)
+    if (item_index == UNKNOWN).any():
+      raise ValueError(
+        f"item {item_ids[item_index == UNKNOWN][0].item()!r} is not in the model; "
+        "fold_in needs the items' factors."
+      )
+    if maps.users.dtype.kind == "i" and user_ids.dtype.kind not in "iu":
+      raise TypeError(f"the model's user ids are integers; got {user_ids[0]!r}.")
+    # str, not the maps' fixed width: a longer new id must not be cut short.
+    user_ids = user_ids.astype(np.int64 if maps.users.dtype.kind == "i" else str)
+    new_ids, new_index = np.unique(user_ids, return_inverse=True)
+    settings = self.settings or {}
+    l2 = settings.get("l2", _FIT.l2) if l2 is None else l2
+    l2_bias = settings.get("l2_bias", _FIT.l2_bias) if l2_bias is None else l2_bias
+    new = Ratings(
+      jnp.asarray(new_index.astype(np.int32)),
+      jnp.asarray(item_index),
+      jnp.asarray(values, jnp.float32),
+      len(new_ids),
+      self.params.item_factors.shape[0],
+    )
+    folded = topk.fold_in(self.params, new, l2=l2, l2_bias=l2_bias)
+    params, id_maps, rated = _merged(self, maps, new_ids, folded, new_index, item_index)
+    return self._replace(params=params, id_maps=id_maps, rated=rated)
+
+
+def rated_pairs(ratings: Ratings) -> np.ndarray:
+  """``[n, 2]`` int32 (user, item) indices of ``ratings``, for ``Model.rated``.
+
+  Padding (weight 0) and pairs with an unknown id (-1) are left out.
+  """
+  users, items = np.asarray(ratings.users), np.asarray(ratings.items)
+  keep = (users >= 0) & (items >= 0)
+  if ratings.weights is not None:
+    keep &= np.asarray(ratings.weights) > 0
+  return np.stack([users[keep], items[keep]], axis=1).astype(np.int32)
+
+
+def pairs_as_ratings(pairs: np.ndarray, n_users: int, n_items: int) -> Ratings:
+  """``Ratings`` of ``[n, 2]`` (user, item) pairs, values 1: an ``exclude`` for
+  :func:`mfjax.recommend`."""
+  return Ratings(
+    jnp.asarray(pairs[:, 0]),
+    jnp.asarray(pairs[:, 1]),
+    jnp.ones(len(pairs), jnp.float32),
+    n_users,
+    n_items,
+  )
+
+
+def _maps(m) -> IdMaps:
+  if m.id_maps is None:
+    raise ValueError(
+      "this model has no raw-id maps (it was made from bare params); use "
+      "mfjax.predict / mfjax.recommend with indices, or build it with "
+      "mfjax.Model(params, id_maps=...)."
+    )
+  return m.id_maps
+
+
+def _ids(name: str, raw: Any) -> tuple[np.ndarray, bool]:
+  """Raw ids as a 1-D array, and whether a single id was given."""
+  scalar = np.ndim(raw) == 0
+  array = np.asarray(raw)[None] if scalar else np.asarray(raw)
+  if array.ndim != 1:
+    raise ValueError(f"{name} must be one id or a 1-D sequence of ids; got {raw!r}.")
+  if array.dtype.kind == "b":
+    raise TypeError(f"{name} must be ids, not booleans.")
+  return array, scalar
+
+
+def _index_of(maps: IdMaps, axis: str, raw: Any) -> int:
+  """The index of one raw id, or UNKNOWN."""
+  array, scalar = _ids(axis, raw)
+  if not scalar:
+    raise TypeError(f"{axis} must be a single id; got {raw!r}.")
+  lookup = maps.user_index if axis == "user" else maps.item_index
+  return int(lookup(array)[0])
+
+
+def _popular(m: Model, n: int) -> tuple[np.ndarray, np.ndarray]:
+  """Item indices and training counts of the ``n`` most-rated items."""
+  if m.rated is None:
+    raise ValueError(
+      "the popularity fallback needs the training pairs, which this model was "
+      "saved without (mfjax fit --save keeps them unless --no-rated)."
+    )
+  n_items = m.params.item_factors.shape[0]
+  counts = np.bincount(m.rated[:, 1], minlength=n_items).astype(np.float64)
+  order = np.lexsort((np.arange(n_items), -counts))[:n]  # Ties: lower index first.
+  return order, counts[order]
+
+
+def _merged(m, maps, new_ids, folded: Params, new_index, item_index):
+  """Old and new users in one sorted table; the rated pairs re-indexed."""
+  n_old = len(maps.users)
+  all_ids = np.concatenate([maps.users, new_ids])
+  order = np.argsort(all_ids, kind="stable")
+  position = np.empty_like(order)
+  position[order] = np.arange(len(order))  # Old or new row -> merged index.
+  params = m.params._replace(
+    user_factors=jnp.concatenate([m.params.user_factors, folded.user_factors])[order],
+    user_bias=jnp.concatenate([m.params.user_bias, folded.user_bias])[order],
+  )
+  id_maps = dataclasses.replace(maps, users=all_ids[order])
+  rated = None
+  if m.rated is not None:
+    old = np.stack([position[m.rated[:, 0]], m.rated[:, 1]], axis=1)
+    added = np.stack([position[n_old + new_index], item_index], axis=1)
+    rated = np.concatenate([old, added]).astype(np.int32)
+  return params, id_maps, rated
+
+
+# The 0.2 functions behind Model's methods (mfjax.rawids), until 0.4.
+
+
+def predict_ids(m: Model, users: Any, items: Any) -> np.ndarray | float:
+  """Deprecated since 0.3: ``m.predict(users, items)``."""
+  renamed("mfjax.rawids", "predict_ids(m, ...)", "m.predict(...)")
+  return m.predict(users, items)
+
+
+def recommend_ids(m: Model, user: Any, n: int = 10, **options):
+  """Deprecated since 0.3: ``m.recommend(user, n, ...)``."""
+  renamed("mfjax.rawids", "recommend_ids(m, ...)", "m.recommend(...)")
+  return m.recommend(user, n, **options)
+
+
+def similar_items(m: Model, item: Any, n: int = 10):
+  """Deprecated since 0.3: ``m.similar_items(item, n)``."""
+  renamed("mfjax.rawids", "similar_items(m, ...)", "m.similar_items(...)")
+  return m.similar_items(item, n)
+
+
+def fold_in_ids(m: Model, users: Any, items: Any, ratings: Any, **options):
+  """Deprecated since 0.3: ``m.fold_in(...)``, which returns the new Model;
+  this returns its ``(params, id_maps, rated)`` as 0.2 did."""
+  renamed("mfjax.rawids", "fold_in_ids(m, ...)", "m.fold_in(...)")
+  folded = m.fold_in(users, items, ratings, **options)
+  return folded.params, folded.id_maps, folded.rated
