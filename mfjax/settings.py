@@ -30,8 +30,8 @@ class FitSettings(NamedTuple):
     l2_bias: L2 weight of the biases.
     batch_size: ratings per mini-batch. :func:`mfjax.fit` given no
       ``batch_size`` takes ``mfjax.fitting.ensemble.batch_size_for(n,
-      minimum=batch_size)``: this one up to ``24·batch_size`` (padded) ratings, as on MovieLens 100k, and 1/24 of the
-      padded ratings beyond.
+      minimum=batch_size)``: this one up to ``24·batch_size`` (padded)
+      ratings, as on MovieLens 100k, and 1/24 of the padded ratings beyond.
     ensemble: models averaged; the fitted model has rank ``ensemble·rank``.
   """
 

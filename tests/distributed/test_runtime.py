@@ -23,7 +23,7 @@ import pytest
 import mfjax
 from mfjax import cli, distributed
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ from mfjax.serving.model import Model
 from mfjax.version import __version__
 from tests.conftest import hypothesis_settings, planted_matrix
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "golden"
 
 # The golden model, written out here rather than imported from make_golden.py, so
 # that the test pins the numbers the committed files must hold.
@@ -466,7 +466,7 @@ checkpoint.save(sys.argv[1], params)
 
 def _interrupt_a_save(tmp_path, signum):
   path, old = _old_file(tmp_path)
-  root = Path(__file__).resolve().parent.parent
+  root = Path(__file__).resolve().parents[2]
   env = {**os.environ, "PYTHONPATH": str(root), "JAX_PLATFORMS": "cpu"}
   child = subprocess.Popen(
     [sys.executable, "-c", _INTERRUPTED_SAVE, str(path)],
@@ -1212,7 +1212,7 @@ def test_corrupted_files_are_rejected_or_load_the_same_model(
   np.testing.assert_array_equal(loaded.rated, model.rated)
 
 
-# Golden files written by format 1 (tests/data/make_golden.py).
+# Golden files written by format 1 (tests/io/golden/make_golden.py).
 
 
 def _golden_params_values():
@@ -1299,7 +1299,7 @@ _MAP_ENTRIES = ["user_ids", "item_ids", "id_maps_scale", "id_maps_counts"]
 
 
 def _golden_models():
-  """The models of the golden files, by file name (as tests/data/make_golden.py)."""
+  """The models of the golden files, by file name (as tests/io/golden/make_golden.py)."""
   values = _golden_params_values()
   params = mfjax.Params(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
   str_maps = mfjax.IdMaps(

@@ -23,7 +23,7 @@ import mfjax
 from mfjax.core import sharding
 from tests.conftest import padded_ratings, random_params, random_ratings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Run in a fresh process with 8 simulated CPU devices: this one has already
 # started JAX with one.

@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python tests/data/make_golden.py
+    python tests/io/golden/make_golden.py
 
 The files are small models with fixed, exactly representable values, written by
 ``mfjax.io.checkpoint.save`` (format 1). They are committed so that a later mfjax that
