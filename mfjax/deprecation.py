@@ -16,7 +16,14 @@ import sys
 import warnings
 from collections.abc import Callable
 
-__all__ = ["REMOVED_IN", "MOVED_MODULES", "moved_module", "renamed", "install"]
+__all__ = [
+  "REMOVED_IN",
+  "MOVED_MODULES",
+  "moved_module",
+  "renamed",
+  "renamed_argument",
+  "install",
+]
 
 REMOVED_IN = "0.4"
 
@@ -120,6 +127,29 @@ def renamed(where: str, old: str, new: str, *, stacklevel: int = 3) -> None:
     DeprecationWarning,
     stacklevel=stacklevel,
   )
+
+
+def renamed_argument(where: str, old: str, new: str, old_value, new_value):
+  """The value of an argument renamed from ``old`` to ``new``, for one release.
+
+  Returns ``new_value`` when ``old`` was not given (``old_value`` is None);
+  else warns and returns ``old_value``. Giving both is a ``TypeError``.
+
+  Examples:
+    >>> import warnings
+    >>> renamed_argument("kfold", "k", "folds", None, 5)
+    5
+    >>> with warnings.catch_warnings(record=True):
+    ...   warnings.simplefilter("always")
+    ...   renamed_argument("kfold", "k", "folds", 3, None)
+    3
+  """
+  if old_value is None:
+    return new_value
+  if new_value is not None:
+    raise TypeError(f"{where}: give {new!r} only ({old!r} is its 0.2 name).")
+  renamed(where, old, new, stacklevel=4)
+  return old_value
 
 
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -123,7 +123,7 @@ def memory_estimate(
     An int, in bytes.
 
   Examples:
-    >>> from mfjax import memory
+    >>> from mfjax.core import memory
     >>> gb = memory.memory_estimate(100_000_000, 2_000_000, 500_000, 128) / 1e9
     >>> round(gb)  # Full-batch: 4 arrays of 100M × 128 floats, 51 GB each.
     215

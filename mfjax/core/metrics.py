@@ -311,7 +311,7 @@ def ranking_metrics(
 
   Examples:
     >>> import jax.numpy as jnp, mfjax
-    >>> from mfjax import metrics
+    >>> from mfjax.core import metrics
     >>> test = mfjax.Ratings(
     ...   users=jnp.array([0, 0, 0], jnp.int32),
     ...   items=jnp.array([1, 3, 4], jnp.int32),
@@ -361,7 +361,7 @@ def popularity_params(train: Ratings, *, rank: int = 1) -> Params:
 
   Examples:
     >>> import jax.numpy as jnp, mfjax
-    >>> from mfjax import metrics
+    >>> from mfjax.core import metrics
     >>> train = mfjax.ratings_from_dense(jnp.array([[5.0, 0, 1], [3, 0, 2]]))
     >>> metrics.popularity_params(train).item_bias.tolist()
     [2.0, 0.0, 2.0]

@@ -103,7 +103,7 @@ def shard_ratings(ratings: Ratings, mesh: Mesh, *, axis: str | None = None) -> R
 
   Examples:
     >>> import jax, jax.numpy as jnp, mfjax
-    >>> from mfjax import sharding
+    >>> from mfjax.core import sharding
     >>> mesh = jax.make_mesh((1,), ("data",))
     >>> ratings = mfjax.ratings_from_dense(jnp.array([[5.0, 0, 3], [0, 1, 0]]))
     >>> placed = sharding.shard_ratings(ratings, mesh)
@@ -163,7 +163,7 @@ def shard_params(
 
   Examples:
     >>> import jax, mfjax
-    >>> from mfjax import sharding
+    >>> from mfjax.core import sharding
     >>> mesh = jax.make_mesh((1,), ("data",))
     >>> params = mfjax.init_params(jax.random.key(0), 4, 6, 3)
     >>> placed = sharding.shard_params(params, mesh, rows=True)

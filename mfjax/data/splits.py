@@ -14,6 +14,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from mfjax import validation
+from mfjax.deprecation import renamed_argument
 from mfjax.types import Params, Ratings
 
 __all__ = [
@@ -93,22 +94,37 @@ def train_test_split(
   return ratings.subset(np.sort(train)), ratings.subset(np.sort(test))
 
 
-def kfold(ratings: Ratings, k: int = 5, *, seed: int = 0):
-  """Yields ``k`` seeded ``(train, test)`` splits; each rating is tested once.
+def kfold(ratings: Ratings, folds: int | None = None, *, seed: int = 0, k=None):
+  """Yields ``folds`` seeded ``(train, test)`` splits; each rating is tested once.
 
   Weights go with their ratings; padding (``n_padding``) is dropped first.
+
+  Args:
+    ratings: the ratings to split.
+    folds: how many splits (default 5), as :func:`mfjax.cross_validate`'s
+      ``folds``.
+    seed: the NumPy seed of the shuffle.
+    k: the 0.2 name of ``folds`` (a ``DeprecationWarning``; gone in 0.4).
+
+  Examples:
+    >>> import jax.numpy as jnp, mfjax
+    >>> ratings = mfjax.ratings_from_dense(jnp.arange(1.0, 13.0).reshape(3, 4))
+    >>> [(len(train), len(test)) for train, test in mfjax.kfold(ratings, 3)]
+    [(8, 4), (8, 4), (8, 4)]
   """
+  folds = renamed_argument("kfold", "k", "folds", k, folds)
+  folds = 5 if folds is None else folds
   validation.check_ratings("ratings", ratings)
-  k = validation.check_positive_int("k", k)
+  folds = validation.check_positive_int("folds", folds)
   ratings = _without_padding(ratings)
-  if k < 2 or k > len(ratings):
+  if folds < 2 or folds > len(ratings):
     raise ValueError(
-      f"k must lie in [2, {len(ratings)}] (the number of ratings); got {k}."
+      f"folds must lie in [2, {len(ratings)}] (the number of ratings); got {folds}."
     )
-  folds = np.array_split(np.random.default_rng(seed).permutation(len(ratings)), k)
-  for j in range(k):
-    train = np.sort(np.concatenate(folds[:j] + folds[j + 1 :]))
-    yield ratings.subset(train), ratings.subset(np.sort(folds[j]))
+  parts = np.array_split(np.random.default_rng(seed).permutation(len(ratings)), folds)
+  for j in range(folds):
+    train = np.sort(np.concatenate(parts[:j] + parts[j + 1 :]))
+    yield ratings.subset(train), ratings.subset(np.sort(parts[j]))
 
 
 def synthetic_ratings(

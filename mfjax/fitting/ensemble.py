@@ -11,6 +11,7 @@ For top-N lists (``objective="ranking"``), the iALS loss
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -23,8 +24,9 @@ from jax.typing import ArrayLike
 from mfjax import validation
 from mfjax.core import model, objectives, solvers, training
 from mfjax.core.training import TrainResult
+from mfjax.serving.model import Model, rated_pairs
 from mfjax.settings import OBJECTIVES, FitSettings, RankingSettings
-from mfjax.types import Params, Ratings
+from mfjax.types import IdMaps, Params, Ratings
 
 # OBJECTIVES, FitSettings and RankingSettings live in mfjax.settings since 0.3
 # and are still reachable here.
@@ -74,7 +76,7 @@ def batch_size_for(n_entries: int, *, minimum: int = MIN_BATCH_SIZE) -> int:
     ``max(minimum, n_entries // 24)``.
 
   Examples:
-    >>> from mfjax import ensemble
+    >>> from mfjax.fitting import ensemble
     >>> ensemble.batch_size_for(98304), ensemble.batch_size_for(1048576)
     (4096, 43690)
   """
@@ -84,18 +86,100 @@ def batch_size_for(n_entries: int, *, minimum: int = MIN_BATCH_SIZE) -> int:
 _RANKING = RankingSettings()
 
 
-class FitResult(NamedTuple):
-  """What :func:`fit` returns.
+@functools.partial(
+  jax.tree_util.register_dataclass,
+  data_fields=["best_params", "members"],
+  meta_fields=["objective"],
+)
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+  """What :func:`fit` returns: a pytree (``jit`` and ``vmap`` pass it through).
 
   Attributes:
     best_params: the ensemble: the models' best params merged by
       :func:`ensemble_params` into one model of rank ``ensemble·rank``.
     members: the stacked :class:`mfjax.TrainResult` of the models (leading axis
       ``ensemble``).
+    objective: what was fitted, ``"rating"`` or ``"ranking"`` (static).
+
+  :meth:`model` makes the :class:`mfjax.Model` that answers in raw ids, with
+  the objective and the training pairs it needs. ``best_params, members =
+  result`` unpacks as in 0.2.
   """
 
   best_params: Params
   members: TrainResult
+  objective: str = "rating"
+
+  def __iter__(self):
+    return iter((self.best_params, self.members))
+
+  def _replace(self, **changes) -> FitResult:
+    return dataclasses.replace(self, **changes)
+
+  def model(
+    self,
+    ratings: Ratings,
+    id_maps: IdMaps | None = None,
+    *,
+    scale: tuple[float, float] | None = None,
+    settings: dict | None = None,
+  ) -> Model:
+    """The fitted model as a :class:`mfjax.Model`, ready for raw ids and files.
+
+    It carries the objective (a ranking model refuses to predict ratings) and
+    the training pairs of ``ratings`` (:meth:`mfjax.Model.recommend` leaves out
+    what each user rated, and knows the most popular items).
+
+    Args:
+      ratings: the training ratings that :func:`fit` was given (concrete:
+        call this outside ``jit``).
+      id_maps: their raw-id maps (:func:`mfjax.load_ratings` and the
+        ``ratings_from_*`` constructors return them), or None for a model that
+        answers by index only.
+      scale: ``(lo, hi)`` to clip predicted ratings to; None takes
+        ``id_maps.scale``.
+      settings: a JSON-serialisable dict saved with the model (``l2`` and
+        ``l2_bias`` there are what :meth:`mfjax.Model.fold_in` regularises
+        with).
+
+    Examples:
+      >>> import jax, mfjax
+      >>> train, maps = mfjax.ratings_from_arrays(
+      ...   ["ann", "ann", "bob", "cat"], ["x", "y", "x", "y"], [5.0, 3.0, 4.0, 1.0])
+      >>> fitted = mfjax.fit(jax.random.key(0), train, rank=2, ensemble=1, steps=2)
+      >>> model = fitted.model(train, maps)
+      >>> model.objective, model.rated.shape
+      ('rating', (4, 2))
+    """
+    validation.check_ratings("ratings", ratings)
+    if not validation.is_concrete(ratings.users):
+      raise TypeError(
+        "ratings is traced; FitResult.model needs the concrete training ratings "
+        "(call it outside jit and vmap)."
+      )
+    shape = (
+      self.best_params.user_factors.shape[0],
+      self.best_params.item_factors.shape[0],
+    )
+    if (ratings.n_users, ratings.n_items) != shape:
+      raise ValueError(
+        f"ratings must be the fit's training ratings, {shape[0]} users x "
+        f"{shape[1]} items; got {ratings.n_users} x {ratings.n_items}."
+      )
+    if id_maps is not None and (len(id_maps.users), len(id_maps.items)) != shape:
+      raise ValueError(
+        f"id_maps must map the fit's {shape[0]} users and {shape[1]} items; got "
+        f"{len(id_maps.users)} and {len(id_maps.items)}."
+      )
+    return Model(
+      self.best_params,
+      id_maps=id_maps,
+      settings=settings,
+      scale=scale,
+      objective=self.objective,
+      rated=rated_pairs(ratings),
+    )
 
 
 def fit(
@@ -331,7 +415,7 @@ def _fit_ranking(key, ratings, *, progress, **given) -> FitResult:
   if all(validation.is_concrete(x) for x in jax.tree.leaves(inputs)):
     program = _compiled(program, inputs)  # With compiler_options().
   results, params = program(*inputs)
-  return FitResult(params, results)
+  return FitResult(params, results, objective="ranking")
 
 
 def check_ranking_settings(settings: RankingSettings) -> RankingSettings:
@@ -523,7 +607,7 @@ def bucket(n: int, *, per_octave: int = 2) -> int:
     The smallest size of the grid that holds ``n``.
 
   Examples:
-    >>> from mfjax import ensemble
+    >>> from mfjax.fitting import ensemble
     >>> ensemble.bucket(80000), ensemble.bucket(90570), ensemble.bucket(5)
     (98304, 98304, 8)
     >>> ensemble.bucket(1650, per_octave=4)
@@ -632,7 +716,7 @@ def pad_entries(
 
   Examples:
     >>> import numpy as np, mfjax
-    >>> from mfjax import ensemble
+    >>> from mfjax.fitting import ensemble
     >>> r = mfjax.Ratings([0, 1], [1, 0], [4.0, 2.0], 2, 2)
     >>> p = ensemble.pad_entries(r, 4, n_users=3)
     >>> len(p), p.n_users, p.weights.tolist()

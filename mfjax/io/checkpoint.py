@@ -288,11 +288,11 @@ def save(path: str | os.PathLike, model: Model | Params) -> None:
 
   Examples:
     >>> import os, tempfile, jax, mfjax
-    >>> from mfjax import checkpoint
+    >>> from mfjax.io import checkpoint
     >>> params = mfjax.init_params(jax.random.key(0), 4, 6, 3)
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...   path = os.path.join(tmp, "model.npz")
-    ...   checkpoint.save(path, model.Model(params, settings={"rank": 3}))
+    ...   checkpoint.save(path, mfjax.Model(params, settings={"rank": 3}))
     ...   checkpoint.load(path).settings
     {'rank': 3}
   """
@@ -517,7 +517,7 @@ def load(path: str | os.PathLike) -> Model:
 
   Examples:
     >>> import os, tempfile, jax, mfjax
-    >>> from mfjax import checkpoint
+    >>> from mfjax.io import checkpoint
     >>> params = mfjax.init_params(jax.random.key(0), 4, 6, 3)
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...   path = os.path.join(tmp, "params.npz")

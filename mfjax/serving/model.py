@@ -17,7 +17,7 @@ import numpy as np
 
 from mfjax import validation
 from mfjax.core import model as model_lib
-from mfjax.deprecation import renamed
+from mfjax.deprecation import renamed, renamed_argument
 from mfjax.serving import topk
 from mfjax.settings import FitSettings
 from mfjax.types import UNKNOWN, IdMaps, Params, Ratings
@@ -100,40 +100,60 @@ class Model(NamedTuple):
     return float(out[0]) if user_scalar and item_scalar else out
 
   def recommend(
-    self, user: Any, n: int = 10, *, exclude_rated: bool = True, fallback="popularity"
+    self,
+    user: Any,
+    k: int | None = None,
+    *,
+    exclude_rated: bool = True,
+    fallback="popularity",
+    n: int | None = None,
   ) -> tuple[np.ndarray, np.ndarray]:
-    """A user's ``n`` best items as raw ids, with their scores, best first.
+    """A user's ``k`` best items (default 10) as raw ids, with their scores,
+    best first, as :func:`mfjax.recommend` gives indices.
 
     Items the user rated in training (the model's ``rated`` pairs) are left out
-    unless ``exclude_rated`` is false. A user the model does not know gets the
+    unless ``exclude_rated`` is false; a model without ``rated`` pairs raises a
+    ``ValueError`` rather than list them. A user the model does not know gets the
     most-rated items, scored by their training counts, when ``fallback`` is
     ``"popularity"``; with ``fallback=None`` it is a ``ValueError``.
-    Fewer than ``n`` items come back when fewer are left.
+    Fewer than ``k`` items come back when fewer are left. ``n`` is the 0.2 name
+    of ``k`` (a ``DeprecationWarning``; gone in 0.4).
     """
     maps = _maps(self)
     n_items = self.params.item_factors.shape[0]
-    n = validation.check_positive_int("n", n)
-    if n > n_items:
-      raise ValueError(f"n must be at most the model's {n_items} items; got {n}.")
+    k = renamed_argument("Model.recommend", "n", "k", n, k)
+    k = validation.check_positive_int("k", 10 if k is None else k)
+    if k > n_items:
+      raise ValueError(f"k must be at most the model's {n_items} items; got {k}.")
     if fallback not in FALLBACKS:
       raise ValueError(f"fallback must be 'popularity' or None; got {fallback!r}.")
     index = _index_of(maps, "user", user)
     if index == UNKNOWN:
       if fallback is None:
         raise ValueError(f"user {user!r} is not in the model (fallback=None).")
-      top, scores = _popular(self, n)
+      top, scores = _popular(self, k)
       return maps.items[top], scores
     exclude = None
-    if exclude_rated and self.rated is not None:
+    if exclude_rated and self.rated is None:
+      raise ValueError(
+        "this model has no training pairs (Model.rated), so it cannot leave out "
+        "what the user rated: build it with FitResult.model(train, id_maps), or "
+        "Model(..., rated=mfjax.serving.model.rated_pairs(train)), or pass "
+        "exclude_rated=False."
+      )
+    if exclude_rated:
       mine = self.rated[self.rated[:, 0] == index]
       exclude = pairs_as_ratings(mine, self.params.user_factors.shape[0], n_items)
-    top, scores = topk.recommend(self.params, index, n, exclude=exclude)
+    top, scores = topk.recommend(self.params, index, k, exclude=exclude)
     top, scores = np.asarray(top), np.asarray(scores)
     keep = top >= 0
     return maps.items[top[keep]], scores[keep]
 
-  def similar_items(self, item: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` items whose factors are closest to ``item``'s by cosine.
+  def similar_items(
+    self, item: Any, k: int | None = None, *, n: int | None = None
+  ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` items (default 10) whose factors are closest to ``item``'s by
+    cosine; ``n`` is the 0.2 name of ``k``.
 
     Returns raw item ids and cosine similarities, most similar first; the item
     itself is left out. An item with zero factors is similar to none (0).
@@ -143,17 +163,18 @@ class Model(NamedTuple):
     index = _index_of(maps, "item", item)
     if index == UNKNOWN:
       raise ValueError(f"item {item!r} is not in the model.")
-    n = validation.check_positive_int("n", n)
-    if n > n_items - 1:
+    k = renamed_argument("Model.similar_items", "n", "k", n, k)
+    k = validation.check_positive_int("k", 10 if k is None else k)
+    if k > n_items - 1:
       raise ValueError(
-        f"n must be at most the model's {n_items - 1} other items; got {n}."
+        f"k must be at most the model's {n_items - 1} other items; got {k}."
       )
     factors = np.asarray(self.params.item_factors, np.float64)
     norms = np.linalg.norm(factors, axis=1)
     unit = factors / np.where(norms > 0, norms, 1.0)[:, None]
     cosine = unit @ unit[index]
     cosine[index] = -np.inf
-    order = np.lexsort((np.arange(n_items), -cosine))[:n]
+    order = np.lexsort((np.arange(n_items), -cosine))[:k]
     return maps.items[order], cosine[order]
 
   def fold_in(

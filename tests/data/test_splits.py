@@ -88,10 +88,20 @@ def test_kfold_tests_each_rating_once():
   assert tested == _rows(ratings)
   for train, test in folds:
     assert sorted(_rows(train) + _rows(test)) == _rows(ratings)
-  with pytest.raises(ValueError, match="k must lie in"):
+  with pytest.raises(ValueError, match="folds must lie in"):
     next(mfjax.kfold(ratings, 1))
-  with pytest.raises(ValueError, match=r"k must lie in \[2, 1001\]"):
+  with pytest.raises(ValueError, match=r"folds must lie in \[2, 1001\]"):
     next(mfjax.kfold(ratings, 1002))
+
+
+def test_kfold_takes_the_0_2_name_k_with_a_warning():
+  ratings = _ratings(2, n=100)
+  with pytest.warns(DeprecationWarning, match="kfold: 'k' is now 'folds'"):
+    old = [_rows(test) for _, test in mfjax.kfold(ratings, k=4, seed=1)]
+  new = [_rows(test) for _, test in mfjax.kfold(ratings, folds=4, seed=1)]
+  assert old == new and len(new) == 4
+  with pytest.raises(TypeError, match="give 'folds' only"):
+    next(mfjax.kfold(ratings, 4, k=4))
 
 
 def test_splits_carry_weights_and_drop_padding():

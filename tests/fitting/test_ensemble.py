@@ -1,6 +1,7 @@
 """mfjax.fitting.ensemble: fit, FitSettings, FitResult, fit_program and
 ensemble_params."""
 
+import dataclasses
 import inspect
 
 import chex
@@ -133,7 +134,11 @@ def test_fit_defaults_are_fit_settings():
   chex.assert_trees_all_equal(implicit, explicit)
   assert implicit.members.losses.shape == (FitSettings().ensemble, FitSettings().steps)
   assert mfjax.FitSettings is FitSettings
-  assert mfjax.FitResult._fields == ("best_params", "members")
+  assert [f.name for f in dataclasses.fields(mfjax.FitResult)] == [
+    "best_params",
+    "members",
+    "objective",
+  ]
 
 
 @pytest.mark.parametrize(

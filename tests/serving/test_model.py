@@ -1,6 +1,7 @@
 """Raw ids in and out (mfjax.serving.model: Model's methods) against the
 index-based API."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -152,6 +153,50 @@ def test_ranking_models_and_models_without_maps_say_what_applies():
     bare.recommend(0)
 
 
+def test_a_model_without_training_pairs_refuses_to_exclude_them():
+  m = _model()._replace(rated=None)
+  with pytest.raises(ValueError, match="no training pairs .* exclude_rated=False"):
+    m.recommend("ann", 3)
+  items, _ = mfjax.recommend(m.params, 0, 3)
+  np.testing.assert_array_equal(
+    m.recommend("ann", 3, exclude_rated=False)[0], ITEMS[np.asarray(items)]
+  )
+
+
+@pytest.mark.parametrize("objective", ["rating", "ranking"])
+def test_fit_result_model_carries_objective_maps_and_training_pairs(objective):
+  train, maps = mfjax.ratings_from_arrays(
+    ["ann", "ann", "bob", "bob", "cat", "cat"],
+    [10, 20, 10, 30, 20, 30],
+    [5.0, 3.0, 4.0, 1.0, 2.0, 5.0],
+  )
+  fitted = mfjax.fit(jax.random.key(0), train, objective=objective, rank=2, steps=2)
+  assert fitted.objective == objective
+  model = fitted.model(train, maps)
+  assert model.objective == objective and model.id_maps is maps
+  np.testing.assert_array_equal(model.rated, serving_model.rated_pairs(train))
+  items, _ = model.recommend("ann", 1)  # ann rated 10 and 20: 30 is left.
+  np.testing.assert_array_equal(items, [30])
+  if objective == "ranking":
+    with pytest.raises(ValueError, match="ranking model"):
+      model.predict("ann", 30)
+  params, members = fitted  # 0.2's unpacking still works.
+  assert params is fitted.best_params and members is fitted.members
+
+
+def test_fit_result_model_checks_its_ratings_and_maps():
+  train, maps = mfjax.ratings_from_arrays([1, 2, 2], [7, 7, 8], [4.0, 2.0, 5.0])
+  fitted = mfjax.fit(jax.random.key(0), train, rank=2, ensemble=1, steps=1)
+  other, other_maps = mfjax.ratings_from_arrays([1, 2, 3], [7, 7, 8], [4.0, 2.0, 5.0])
+  with pytest.raises(ValueError, match="the fit's training ratings, 2 users x 2"):
+    fitted.model(other)
+  with pytest.raises(ValueError, match="id_maps must map the fit's 2 users"):
+    fitted.model(train, other_maps)
+  jitted = jax.jit(lambda r: fitted.model(r))
+  with pytest.raises(TypeError, match="ratings is traced"):
+    jitted(train)
+
+
 def test_rated_pairs_survive_save_and_load(tmp_path):
   m = _model()
   mfjax.save(tmp_path / "m.npz", m)
@@ -160,3 +205,28 @@ def test_rated_pairs_survive_save_and_load(tmp_path):
   np.testing.assert_array_equal(loaded.recommend("cat", 4)[0], m.recommend("cat", 4)[0])
   with pytest.raises(ValueError, match="model.rated must hold user indices < 5"):
     mfjax.save(tmp_path / "bad.npz", m._replace(rated=np.array([[5, 0]])))
+
+
+def test_the_0_2_names_n_and_the_rawids_functions_still_work_with_a_warning():
+  m = _model()
+  with pytest.warns(DeprecationWarning, match="Model.recommend: 'n' is now 'k'"):
+    old = m.recommend("ann", n=2)
+  np.testing.assert_array_equal(old[0], m.recommend("ann", k=2)[0])
+  with pytest.warns(DeprecationWarning, match="Model.similar_items: 'n' is now 'k'"):
+    old = m.similar_items(10, n=2)
+  np.testing.assert_array_equal(old[0], m.similar_items(10, 2)[0])
+  with pytest.raises(TypeError, match="give 'k' only"):
+    m.recommend("ann", 2, n=2)
+  import mfjax.rawids as rawids  # The 0.2 module: each name warns.
+
+  with pytest.warns(DeprecationWarning):
+    items, _ = rawids.recommend_ids(m, "ann", 2)
+  np.testing.assert_array_equal(items, m.recommend("ann", 2)[0])
+  with pytest.warns(DeprecationWarning):
+    assert rawids.predict_ids(m, "ann", 10) == m.predict("ann", 10)
+  with pytest.warns(DeprecationWarning):
+    params, maps, rated = rawids.fold_in_ids(m, ["new"], [10], [4.0])
+  folded = m.fold_in(["new"], [10], [4.0])
+  np.testing.assert_array_equal(params.user_factors, folded.params.user_factors)
+  np.testing.assert_array_equal(maps.users, folded.id_maps.users)
+  np.testing.assert_array_equal(rated, folded.rated)
