@@ -17,25 +17,29 @@ Prints each command's median and minimum and the ratio of the medians, with
 the load average before and after.
 
 Usage: python benchmarks/cold_start.py [--data ../shared/data/ml-100k] [--repeats 5]
+       python benchmarks/run.py cold_start [--quick] [...]
 
-Needs the ``bench`` extra (scikit-surprise, torch).
+Needs the ``bench`` extra (scikit-surprise, torch); without a peer's package
+its pairs time mfjax alone (the reason printed). Writes
+benchmarks/results/cold_start/ (harness.Record).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import harness
+
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parent.parent / "shared/data/ml-100k"
 MFJAX = [sys.executable, "-m", "mfjax"]
 
 
@@ -48,7 +52,7 @@ def timed(command: list[str], cache: str) -> float:
 
 def pair(name, mfjax_cmd, peer_cmd, repeats, prepare=None):
   """Times ``mfjax_cmd`` (each run with a cache that ``prepare`` fills, or an
-  empty one) against ``peer_cmd``, interleaved."""
+  empty one) against ``peer_cmd`` (None: a peer that cannot run), interleaved."""
   ours, theirs = [], []
   for _ in range(repeats):
     cache = tempfile.mkdtemp(prefix="mfjax-cache-")
@@ -56,25 +60,42 @@ def pair(name, mfjax_cmd, peer_cmd, repeats, prepare=None):
       if prepare is not None:
         timed(prepare, cache)
       ours.append(timed(mfjax_cmd, cache))
-      theirs.append(timed(peer_cmd, "0"))
+      if peer_cmd is not None:
+        theirs.append(timed(peer_cmd, "0"))
     finally:
       shutil.rmtree(cache, ignore_errors=True)
-  med_o, med_t = statistics.median(ours), statistics.median(theirs)
-  print(
-    f"{name:44s} mfjax median {med_o:6.2f} s (min {min(ours):5.2f}, max "
-    f"{max(ours):5.2f}) | peer median {med_t:6.2f} s (min {min(theirs):5.2f}) | "
-    f"ratio {med_o / med_t:.2f} (range {min(ours) / max(theirs):.2f}-"
-    f"{max(ours) / min(theirs):.2f})",
-    flush=True,
+  o, t = harness.summary(ours), harness.summary(theirs)
+  line = (
+    f"{name:44s} mfjax median {o['median']:6.2f} s (min {o['min']:5.2f}, max "
+    f"{o['max']:5.2f})"
   )
+  if theirs:
+    line += (
+      f" | peer median {t['median']:6.2f} s (min {t['min']:5.2f}) | "
+      f"ratio {o['median'] / t['median']:.2f} (range {o['min'] / t['max']:.2f}-"
+      f"{o['max'] / t['min']:.2f})"
+    )
+  print(line, flush=True)
+  return {"mfjax": ours, "mfjax summary": o, "peer": theirs, "peer summary": t}
+
+
+def peer(module: str, command: list[str]):
+  """``command``, or None (the reason printed) where ``module`` is missing."""
+  if importlib.util.find_spec(module) is None:
+    print(f"skipped: the peer {Path(command[1]).name} ({module} not installed)")
+    return None
+  return command
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+  parser.add_argument("--data", type=Path, default=None)
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
-  data = str(args.data)
+  data = str(harness.data_dir(args.data))
+  peers = ("scikit-surprise", "torch")
+  record = harness.Record("cold_start", vars(args) | {"data": data}, peers)
+  out = record.results
   print(
     f"{time.strftime('%Y-%m-%d %H:%M')} {platform.processor() or platform.machine()}"
     f" {os.cpu_count()} CPUs, python {platform.python_version()}; load "
@@ -84,10 +105,14 @@ def main():
   fit = lambda split: [
     *MFJAX, "fit", f"{data}/{split}.base", "--test", f"{data}/{split}.test",
   ]  # fmt: skip
-  surprise = lambda split: [sys.executable, str(HERE / "surprise_fit.py"), data, split]
-  torch_script = [sys.executable, str(HERE / "torch_notebook.py")]
-  pair("fit u1, empty cache vs Surprise u1", fit("u1"), surprise("u1"), args.repeats)
-  pair(
+  surprise = lambda split: peer(
+    "surprise", [sys.executable, str(HERE / "surprise_fit.py"), data, split]
+  )
+  torch_script = peer("torch", [sys.executable, str(HERE / "torch_notebook.py")])
+  out["fit u1, empty cache vs Surprise u1"] = pair(
+    "fit u1, empty cache vs Surprise u1", fit("u1"), surprise("u1"), args.repeats
+  )
+  out["fit ua, cache filled by u1 vs Surprise ua"] = pair(
     "fit ua, cache filled by u1 vs Surprise ua",
     fit("ua"),
     surprise("ua"),
@@ -95,8 +120,10 @@ def main():
     prepare=fit("u1"),
   )
   demo = [*MFJAX, "demo"]
-  pair("demo, empty cache vs torch script", demo, torch_script, args.repeats)
-  pair(
+  out["demo, empty cache vs torch script"] = pair(
+    "demo, empty cache vs torch script", demo, torch_script, args.repeats
+  )
+  out["demo, cache filled vs torch script"] = pair(
     "demo, cache filled vs torch script",
     demo,
     torch_script,
@@ -104,6 +131,7 @@ def main():
     prepare=demo,
   )
   print(f"load after {os.getloadavg()}")
+  record.write()
 
 
 if __name__ == "__main__":

@@ -7,13 +7,15 @@ times 20 full-batch training steps (forward and backward) with each kernel force
 crossover can be re-measured on any machine.
 
 Usage: python benchmarks/dense_kernels.py [--repeats 5]
+       python benchmarks/run.py dense_kernels [--quick] [...]
+Writes benchmarks/results/dense_kernels/ (harness.Record).
 """
 
 import argparse
+import functools
 import platform
-import statistics
-import time
 
+import harness
 import jax
 import jax.numpy as jnp
 
@@ -41,6 +43,8 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
+  record = harness.Record("dense_kernels", args)
+  record.results["sizes"] = cases = []
   print(
     f"{platform.machine()}, jax {jax.__version__} ({jax.default_backend()}); "
     f"threshold {kernels.FUSED_DOT_MAX}; µs per training step, median (min) of "
@@ -52,19 +56,17 @@ def main():
       key = jax.random.key(0)
       matrix = jax.random.randint(key, (n_users, n_items), 0, 6).astype(jnp.float32)
       params = mfjax.init_params(key, n_users, n_items, rank)
-      row = []
-      for threshold in KERNELS.values():
+      row, case = [], dict(n_users=n_users, n_items=n_items, rank=rank)
+      for name, threshold in KERNELS.items():
         kernels.FUSED_DOT_MAX = threshold  # Read by dense_dot while tracing.
         run = jax.jit(lambda p, m: mfjax.train(p, m, steps=20).best_loss)
-        run(params, matrix).block_until_ready()
         inner = max(1, int(2000 / (n_users * n_items * rank) ** 0.5))
-        samples = []
-        for _ in range(args.repeats):
-          start = time.perf_counter()
-          for _ in range(inner):
-            run(params, matrix).block_until_ready()
-          samples.append((time.perf_counter() - start) / inner / 20 * 1e6)
-        row.append(f"{statistics.median(samples):9.2f} ({min(samples):8.2f})")
+        call = functools.partial(run, params, matrix)
+        t = harness.time_calls(call, args.repeats, inner=inner)
+        per_step = [s / 20 * 1e6 for s in t.warm]  # µs per training step
+        case[name] = {"us_per_step": per_step, "inner": inner, "cold_s": t.cold}
+        row.append(f"{t.median / 20 * 1e6:9.2f} ({t.min / 20 * 1e6:8.2f})")
+      cases.append(case)
       size = n_users * n_items * rank
       print(
         f"  {n_users:>4}x{n_items:<5} rank {rank:<3} {size:>9,}  "
@@ -72,6 +74,7 @@ def main():
       )
   finally:
     kernels.FUSED_DOT_MAX = original
+  record.write()
 
 
 if __name__ == "__main__":

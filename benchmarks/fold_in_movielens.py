@@ -19,6 +19,8 @@ the members' concatenated and scaled by 1/sqrt(S). Fold-in variants:
 
 Usage: python benchmarks/fold_in_movielens.py [--data ../shared/data/ml-100k]
                                               [--splits 0,1,2,3,4] [--new-users 50]
+       python benchmarks/run.py fold_in_movielens [--quick] [...]
+Writes benchmarks/results/fold_in_movielens/ (harness.Record).
 """
 
 import argparse
@@ -27,6 +29,7 @@ import platform
 import time
 from pathlib import Path
 
+import harness
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,8 +37,6 @@ import numpy as np
 import mfjax
 from mfjax import fold_in
 from mfjax.fitting.ensemble import FitSettings, ensemble_params, fit_program
-
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
 
 
 def _ratings(users, items, values, n_users, n_items):
@@ -110,17 +111,20 @@ def _split(ratings, seed, n_new, test_fraction=0.2):
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+  parser.add_argument("--data", type=Path, default=None)
   parser.add_argument("--splits", default="0,1,2,3,4")
   parser.add_argument("--new-users", type=int, default=50)
   parser.add_argument("--seed", type=int, default=0, help="training key")
   args = parser.parse_args()
+  data = harness.data_dir(args.data)
+  record = harness.Record("fold_in_movielens", vars(args) | {"data": data})
+  record.results["splits"] = splits = []
   d = FitSettings()
   print(
     f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} "
     f"({jax.default_backend()}), mfjax {mfjax.__version__}; fit defaults {d}"
   )
-  ratings, maps = mfjax.load_ratings(args.data / "u.data")
+  ratings, maps = mfjax.load_ratings(data / "u.data")
   scale = maps.scale
   program = fit_program(d, patience=None, progress=False)
   l2, l2_bias, n_models = d.l2, d.l2_bias, d.ensemble
@@ -163,6 +167,10 @@ def main():
       row[name] = float(mfjax.rmse(folded[name], new_test, scale=scale))
     for name, value in row.items():
       table[name].append(value)
+    splits.append(dict(
+      split=split, rmse=row, fits_s=fit_s, fold_in_cold_s=fold_cold,
+      fold_in_warm_s=fold_warm,
+    ))  # fmt: skip
     print(
       f"split {split}: {len(new_train)} fold-in / {len(new_test)} test ratings of "
       f"{args.new_users} users; two fits {fit_s:.1f} s (with compilation), "
@@ -188,6 +196,7 @@ def main():
     worst = max(np.array(table[name]) - retrain)
     verdict = "met" if worst <= 0.02 else "NOT met"
     print(f"target gap <= 0.02 on every split, {name}: {verdict} ({worst:+.4f})")
+  record.write()
 
 
 if __name__ == "__main__":

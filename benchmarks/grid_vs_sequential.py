@@ -12,15 +12,16 @@ tracing and compiling count. Median and min of --repeats each.
 
 Usage: python benchmarks/grid_vs_sequential.py [--data ../shared/data/ml-100k]
                                                [--repeats 3]
+       python benchmarks/run.py grid_vs_sequential [--quick] [...]
+Writes benchmarks/results/grid_vs_sequential/ (harness.Record).
 """
 
 import argparse
 import os
 import platform
-import statistics
 import time
-from pathlib import Path
 
+import harness
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,20 +31,18 @@ import mfjax
 from mfjax.fitting.ensemble import FitSettings
 from mfjax.fitting.grid import train_grid
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = os.environ.get(
-  "MFJAX_DATA", str(HERE.parent.parent / "shared/data/ml-100k")
-)
 LEARNING_RATES = (0.005, 0.01, 0.02, 0.04)
 L2S = (4.0, 6.0, 8.0, 10.0)
 
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--data", default=DEFAULT_DATA)
+  parser.add_argument("--data", default=None)
   parser.add_argument("--repeats", type=int, default=3)
   args = parser.parse_args()
-  base, maps = mfjax.load_ratings(Path(args.data) / "u1.base")
+  data = harness.data_dir(args.data)
+  record = harness.Record("grid_vs_sequential", vars(args) | {"data": data})
+  base, maps = mfjax.load_ratings(data / "u1.base")
   train, valid = mfjax.train_test_split(base, test_fraction=0.1, seed=0)
   d = FitSettings()
   rank, epochs, batch, l2_bias = d.rank, d.steps, d.batch_size, d.l2_bias
@@ -107,7 +106,6 @@ def main():
     return time.perf_counter() - start, out
 
   cold = {"grid": [], "sequential": []}
-  warm = {"grid": [], "sequential": []}
   for _ in range(args.repeats):
     for name, fn, body in (
       ("grid", run_grid, grid_fn),
@@ -121,19 +119,20 @@ def main():
         grid_out, grid_program = out, program
       else:
         seq_out, seq_program = out, program
-  # The last clear_caches() also dropped the grid's executable: compile it again
-  # (untimed) before the warm runs.
-  run_grid(grid_program)
-  for _ in range(args.repeats):
-    warm["grid"].append(timed(run_grid, grid_program)[0])
-    warm["sequential"].append(timed(run_sequential, seq_program)[0])
+  # The last clear_caches() also dropped the grid's executable: the untimed
+  # first round compiles it again before the warm runs.
+  warm = harness.time_interleaved(
+    {
+      "grid": lambda: run_grid(grid_program),
+      "sequential": lambda: run_sequential(seq_program),
+    },
+    args.repeats,
+  )
+  warm = {name: t.warm for name, t in warm.items()}
 
   shared = jax.jit(lambda i, k, lr, l2: grid_fn(i, k, lr, l2))
   run_shared = lambda: shared(init_keys, shuffle_keys[0], lrs, l2s)
-  jax.block_until_ready(run_shared())
-  shared_warm = [
-    timed(lambda: jax.block_until_ready(run_shared()))[0] for _ in range(args.repeats)
-  ]
+  shared_warm = harness.time_calls(run_shared, args.repeats).warm
 
   seq_rmse = np.array([float(np.nanmin(o.validation_rmse)) for o in seq_out])
   diff = float(np.max(np.abs(np.asarray(grid_out.scores) - seq_rmse)))
@@ -144,22 +143,26 @@ def main():
     f"(sequential best {int(np.argmin(seq_rmse))}); largest difference of a "
     f"configuration's validation RMSE, grid vs sequential: {diff:.2e}"
   )
+  record.results.update(
+    best=best, max_rmse_difference=diff, cold=cold, warm=warm, shared_warm=shared_warm
+  )
   for label, times in (("warm", warm), ("cold", cold)):
-    g, s = times["grid"], times["sequential"]
+    g, s = harness.summary(times["grid"]), harness.summary(times["sequential"])
     print(
-      f"{label}: one grid call {statistics.median(g):7.3f} s (min {min(g):.3f}); "
-      f"16 sequential calls {statistics.median(s):7.3f} s (min {min(s):.3f}); "
-      f"sequential / grid = {statistics.median(s) / statistics.median(g):.2f}× "
-      f"(min/min {min(s) / min(g):.2f}×)",
+      f"{label}: one grid call {g['median']:7.3f} s (min {g['min']:.3f}); "
+      f"16 sequential calls {s['median']:7.3f} s (min {s['min']:.3f}); "
+      f"sequential / grid = {s['median'] / g['median']:.2f}× "
+      f"(min/min {s['min'] / g['min']:.2f}×)",
       flush=True,
     )
-  s = warm["sequential"]
+  s, shared = harness.summary(warm["sequential"]), harness.summary(shared_warm)
   print(
     f"warm, one grid call whose configurations share one shuffle key: "
-    f"{statistics.median(shared_warm):7.3f} s (min {min(shared_warm):.3f}); "
-    f"sequential / grid = {statistics.median(s) / statistics.median(shared_warm):.2f}×",
+    f"{shared['median']:7.3f} s (min {shared['min']:.3f}); "
+    f"sequential / grid = {s['median'] / shared['median']:.2f}×",
     flush=True,
   )
+  record.write()
 
 
 if __name__ == "__main__":

@@ -7,14 +7,17 @@ ratings, like MovieLens 20M) unless it exists, then loads it in a fresh process
 process's baseline (after importing mfjax), against the size of the final arrays.
 
 Usage: python benchmarks/load_ratings.py [--lines 20000263] [--path /tmp/ml20m.csv]
+                                         [--repeats 3]
+       python benchmarks/run.py load_ratings [--quick] [...]
+Writes benchmarks/results/load_ratings/ (harness.Record).
 """
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 
+import harness
 import numpy as np
 
 CHILD = r"""
@@ -54,6 +57,7 @@ def main():
   parser.add_argument("--path", default="/tmp/mfjax-ml20m-synthetic.csv")
   parser.add_argument("--repeats", type=int, default=3)
   args = parser.parse_args()
+  record = harness.Record("load_ratings", args)
   if not os.path.exists(args.path):
     write(args.path, args.lines)
   size = os.path.getsize(args.path)
@@ -66,17 +70,23 @@ def main():
       text=True,
     ).stdout.split()
     runs.append(tuple(float(x) for x in out))
-  seconds = [r[0] for r in runs]
+  seconds = harness.summary(r[0] for r in runs)
   peak, final = max(r[1] for r in runs), runs[0][2]
+  keys = ("seconds", "peak_rise", "final", "n", "dups")
+  record.results.update(
+    runs=[dict(zip(keys, r, strict=True)) for r in runs],
+    seconds=seconds, peak_bytes=peak, final_bytes=final, file_bytes=size,
+  )  # fmt: skip
   print(
     f"{args.path}: {int(runs[0][3]):,} ratings ({int(runs[0][4]):,} duplicates "
     f"resolved), {size / 1e6:.0f} MB"
   )
-  print(f"  load: median {statistics.median(seconds):.2f} s, min {min(seconds):.2f} s")
+  print(f"  load: median {seconds['median']:.2f} s, min {seconds['min']:.2f} s")
   print(
     f"  peak memory above baseline {peak / 1e6:.0f} MB; final arrays "
     f"{final / 1e6:.0f} MB; ratio {peak / final:.2f}x"
   )
+  record.write()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ Then the largest problem the estimate fits in a given device memory.
 
 Usage: python benchmarks/memory_fit.py [--cases 1000000:32:full,...]
                                        [--device-gb 80]
+       python benchmarks/run.py memory_fit [--quick] [...]
+Writes benchmarks/results/memory_fit/ (harness.Record).
 """
 
 import argparse
@@ -20,6 +22,8 @@ import os
 import resource
 import subprocess
 import sys
+
+import harness
 
 CASES = (
   "1000000:32:full,1000000:128:full,1000000:128:chunk,"
@@ -108,6 +112,9 @@ def main():
 
   import mfjax
 
+  record = harness.Record("memory_fit", args)
+  record.results["cases"] = cases = []
+  record.results["largest"] = largest_fits = []
   print(
     f"jax {jax.__version__} ({jax.default_backend()}), mfjax {mfjax.__version__}; "
     "n_users = n/50, n_items = n/200, Adam, 3 epochs; GB = 1e9 bytes"
@@ -125,8 +132,10 @@ def main():
     )
     if out.returncode:
       print(f"{case}: failed\n{out.stderr[-2000:]}")
+      cases.append({"case": case, "failed": out.stderr[-2000:]})
       continue
     r = json.loads(out.stdout.strip().splitlines()[-1])
+    cases.append(r)
     gb = lambda x: f"{x / 1e9:9.2f}"
     print(
       f"{r['n']:>12,} {r['rank']:>4} {r['mode']:>16} {gb(r['estimate'])} "
@@ -138,10 +147,12 @@ def main():
     for chunk in (None, 4_000_000):
       n = largest(args.device_gb, rank, chunk)
       how = "full-batch" if chunk is None else f"chunk_size={chunk:,}"
+      largest_fits.append({"rank": rank, "chunk_size": chunk, "n": n})
       print(
         f"largest that fits {args.device_gb:g} GB by the estimate, rank {rank}, "
         f"{how}: {n / 1e6:,.0f}M ratings ({n // 50:,} users, {n // 200:,} items)"
       )
+  record.write()
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ Three comparisons, each repeated and reported as median and minimum:
 
 Usage:
   python benchmarks/notebook_vs_torch.py [--data ../shared/data/ml-100k] [--repeats 7]
+  python benchmarks/run.py notebook_vs_torch [--quick] [...]
 
-Needs the ``bench`` extra (torch). Everything runs on the CPU.
+Needs the ``bench`` extra (torch); without it, mfjax's side alone (the reason
+printed). Everything runs on the CPU. Writes benchmarks/results/notebook_vs_torch/
+(harness.Record).
 """
 
 from __future__ import annotations
@@ -21,25 +24,26 @@ import argparse
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import harness
 import jax
 import numpy as np
-import torch
 
 import mfjax
 from mfjax import notebook
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import torch_notebook  # noqa: E402
-
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "ml-100k"
+try:
+  import torch
+  import torch_notebook
+except ImportError as error:
+  torch = torch_notebook = None
+  NO_TORCH = f"torch not importable ({error!r})"
 
 
 def _dense_movielens(data_dir: Path) -> np.ndarray:
@@ -71,21 +75,6 @@ def _mfjax_runner(matrix: np.ndarray):
   return lambda params: run(params, matrix)
 
 
-def _time(fn, repeats: int, inner: int) -> list[float]:
-  """Seconds per call of ``fn``: ``repeats`` samples, each a mean over ``inner``."""
-  samples = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(inner):
-      fn()
-    samples.append((time.perf_counter() - start) / inner)
-  return samples
-
-
-def _stats(samples: list[float]) -> tuple[float, float]:
-  return statistics.median(samples), min(samples)
-
-
 def _ms(seconds: float) -> str:
   return f"{seconds * 1e3:9.3f} ms"
 
@@ -104,37 +93,42 @@ def compare_loops(name: str, matrix: np.ndarray, repeats: int, inner: int) -> di
   )
   run = _mfjax_runner(matrix)
 
-  start = time.perf_counter()
-  torch_loss = _torch_run(matrix, init)
-  torch_first = time.perf_counter() - start
-  start = time.perf_counter()
-  jax_loss = float(run(params))
-  jax_first = time.perf_counter() - start
-
-  torch_warm = _time(lambda: _torch_run(matrix, init), repeats, max(1, inner // 20))
-  jax_warm = _time(lambda: run(params).block_until_ready(), repeats, inner)
-  t_med, t_min = _stats(torch_warm)
-  j_med, j_min = _stats(jax_warm)
+  # "first call": the first run in this process (torch's lazy set-up; JAX's
+  # tracing and compiling); warm: each sample a mean over ``inner`` runs.
+  torch_t = None
+  if torch is not None:
+    torch_t = harness.time_calls(
+      lambda: _torch_run(matrix, init), repeats, inner=max(1, inner // 20)
+    )
+  jax_t = harness.time_calls(lambda: run(params), repeats, inner=inner)
+  jax_loss = float(jax_t.result)
   print(f"\n== {name}: 100 notebook steps ({n_users}x{n_items}) ==")
+  if torch_t is None:
+    print(f"  best loss        mfjax {jax_loss:.6f}")
+    print(f"  first call       mfjax {_ms(jax_t.cold)}")
+    for label, j in (("warm median", jax_t.median), ("warm min", jax_t.min)):
+      print(f"  {label:<16} mfjax {_ms(j)}")
+    return dict(mfjax=jax_t, mfjax_loss=jax_loss)
+  torch_loss = torch_t.result
   print(f"  best loss        torch {torch_loss:.6f}   mfjax {jax_loss:.6f}")
-  print(f"  first call       torch {_ms(torch_first)}   mfjax {_ms(jax_first)}")
-  for label, t, j in (("warm median", t_med, j_med), ("warm min", t_min, j_min)):
+  print(f"  first call       torch {_ms(torch_t.cold)}   mfjax {_ms(jax_t.cold)}")
+  for label, t, j in (
+    ("warm median", torch_t.median, jax_t.median),
+    ("warm min", torch_t.min, jax_t.min),
+  ):
     print(f"  {label:<16} torch {_ms(t)}   mfjax {_ms(j)}   ratio {t / j:7.1f}x")
-  return dict(torch=(t_med, t_min), mfjax=(j_med, j_min))
+  return dict(torch=torch_t, mfjax=jax_t, torch_loss=torch_loss, mfjax_loss=jax_loss)
 
 
-def _process_seconds(argv: list[str], env: dict, repeats: int, fresh_cache=None):
-  samples = []
-  for _ in range(repeats):
-    if fresh_cache is not None:
-      shutil.rmtree(fresh_cache, ignore_errors=True)
-    start = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, capture_output=True)
-    samples.append(time.perf_counter() - start)
-  return samples
+def _process_seconds(argv: list[str], env: dict, fresh_cache=None) -> float:
+  if fresh_cache is not None:
+    shutil.rmtree(fresh_cache, ignore_errors=True)
+  start = time.perf_counter()
+  subprocess.run(argv, env=env, check=True, capture_output=True)
+  return time.perf_counter() - start
 
 
-def compare_processes(repeats: int) -> None:
+def compare_processes(repeats: int) -> dict:
   demo = [sys.executable, "-m", "mfjax", "demo"]
   script = [sys.executable, str(HERE / "torch_notebook.py")]
   with tempfile.TemporaryDirectory() as tmp:
@@ -145,39 +139,66 @@ def compare_processes(repeats: int) -> None:
     subprocess.run(demo, env=warm_env, check=True, capture_output=True)  # Fill it.
     cold, cached, torch_times = [], [], []
     for _ in range(repeats):  # Interleaved, so machine noise hits all three alike.
-      cold += _process_seconds(demo, cold_env, 1, cold_env["MFJAX_COMPILATION_CACHE"])
-      cached += _process_seconds(demo, warm_env, 1)
-      torch_times += _process_seconds(script, dict(os.environ), 1)
-  t_med, t_min = _stats(torch_times)
+      cold.append(_process_seconds(demo, cold_env, cold_env["MFJAX_COMPILATION_CACHE"]))
+      cached.append(_process_seconds(demo, warm_env))
+      if torch is not None:
+        torch_times.append(_process_seconds(script, dict(os.environ)))
+  t = harness.summary(torch_times)
   print("\n== whole process: `mfjax demo` against `python torch_notebook.py` ==")
-  print(f"  torch script                 median {t_med:6.3f} s   min {t_min:6.3f} s")
-  for label, samples in (("empty cache", cold), ("filled cache", cached)):
-    med, low = _stats(samples)
+  if torch is None:
+    print(f"  torch script: skipped: {NO_TORCH}")
+  else:
     print(
-      f"  mfjax demo, {label:<14}   median {med:6.3f} s   min {low:6.3f} s   "
-      f"torch/mfjax {t_med / med:4.2f}x (median)"
+      f"  torch script                 median {t['median']:6.3f} s   "
+      f"min {t['min']:6.3f} s"
     )
+  for label, samples in (("empty cache", cold), ("filled cache", cached)):
+    m = harness.summary(samples)
+    ratio = f"torch/mfjax {t['median'] / m['median']:4.2f}x (median)" if t["n"] else ""
+    print(
+      f"  mfjax demo, {label:<14}   median {m['median']:6.3f} s   "
+      f"min {m['min']:6.3f} s   {ratio}".rstrip()
+    )
+  return {"torch script": torch_times, "demo empty cache": cold,
+          "demo filled cache": cached}  # fmt: skip
 
 
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+  parser.add_argument("--data", type=Path, default=None)
   parser.add_argument("--repeats", type=int, default=7)
   args = parser.parse_args()
+  try:
+    data, missing = harness.data_dir(args.data), None
+  except FileNotFoundError as error:  # The dense case is skipped.
+    data, missing = None, str(error)
+  record = harness.Record("notebook_vs_torch", vars(args) | {"data": data}, ["torch"])
+  out = record.results
 
+  torch_line = "torch: skipped: " + NO_TORCH
+  if torch is not None:
+    torch_line = f"torch {torch.__version__}"
+    out["torch_threads"] = torch.get_num_threads()
   print(
     f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}\n"
     f"python {platform.python_version()}, jax {jax.__version__} "
-    f"({jax.default_backend()}), torch {torch.__version__}, "
+    f"({jax.default_backend()}), {torch_line}, "
     f"numpy {np.__version__}, mfjax {mfjax.__version__}\n"
-    f"torch threads {torch.get_num_threads()}; {args.repeats} repeats"
+    + (f"torch threads {torch.get_num_threads()}; " if torch is not None else "")
+    + f"{args.repeats} repeats"
   )
-  compare_loops("notebook 4x6", notebook.MATRIX, args.repeats, inner=200)
-  if (args.data / "u.data").exists():
-    compare_loops("ML-100k dense", _dense_movielens(args.data), args.repeats, inner=3)
+  out["notebook 4x6"] = compare_loops(
+    "notebook 4x6", notebook.MATRIX, args.repeats, inner=200
+  )
+  if data is not None and (data / "u.data").exists():
+    out["ML-100k dense"] = compare_loops(
+      "ML-100k dense", _dense_movielens(data), args.repeats, inner=3
+    )
   else:
-    print(f"\n(skipping the 943x1682 case: no {args.data / 'u.data'})")
-  compare_processes(args.repeats)
+    why = missing or f"no {data / 'u.data'}"
+    print(f"\n(skipping the 943x1682 case: {why})")
+  out["whole process"] = compare_processes(args.repeats)
+  record.write()
   return 0
 
 

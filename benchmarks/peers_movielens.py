@@ -36,9 +36,11 @@ Usage:
   python benchmarks/peers_movielens.py [--files ml100k,synthetic1m]
       [--folds 1,2,3,4,5] [--repeats 3] [--mfjax KEY=VALUE ...] [--seed 0]
       [--spark] [--json PATH] [--data DIR]
+  python benchmarks/run.py peers_movielens [--quick] [...]
 The data folder: --data, else $MFJAX_DATA, else ../shared/data/ml-100k beside
-the repository. Needs the bench extra (libmf, cornac, scikit-surprise; pyspark
-for --spark).
+the repository (harness.data_dir). The JSON record goes to --json, else to
+benchmarks/results/peers_movielens/ (harness.Record). Needs the bench extra
+(libmf, cornac, scikit-surprise; pyspark for --spark).
 """
 
 from __future__ import annotations
@@ -46,25 +48,22 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
-import datetime
-import importlib.metadata
 import io
 import itertools
-import json
 import os
-import platform
-import statistics
 import sys
 import time
 from collections import OrderedDict, defaultdict
 from pathlib import Path
 from typing import NamedTuple
 
+import harness
 import numpy as np
+from harness import Train, Unavailable
 
 SCALE = (1.0, 5.0)
-REPO = Path(__file__).resolve().parent.parent
 LIBMF_THREADS = 2
+PEERS = ("libmf", "cornac", "scikit-surprise", "pyspark")
 
 # The tuned settings: the winners of `python benchmarks/peers_movielens.py --tune`
 # (lowest RMSE on a 90/10 validation split of u1.base, numpy seed 0; no test
@@ -110,6 +109,13 @@ class Split(NamedTuple):
   @property
   def known(self) -> np.ndarray:
     return (self.test_users >= 0) & (self.test_items >= 0)
+
+  @property
+  def train(self) -> Train:
+    """The training part, as every system (harness.System) is fitted on."""
+    return Train(
+      self.train_users, self.train_items, self.train_values, self.n_users, self.n_items
+    )
 
 
 def _index(raw_train, raw_test):
@@ -179,14 +185,10 @@ def synthetic1m_split() -> Split:
 
 
 # --- Systems -------------------------------------------------------------------
-# Each system: prepare(split) -> its own container of the training arrays
-# (outside the clock), fit(data) -> a model (timed), predict(model, users, items)
-# -> raw float64 predictions of known pairs (clipping and unseen pairs are
-# handled once for all, in score()).
-
-
-class Unavailable(Exception):
-  """A peer that cannot run here; the message says why."""
+# Each system follows harness.System: prepare(train) -> its own container of the
+# training arrays (outside the clock), fit(data) -> a model (timed),
+# predict(model, users, items) -> raw float64 predictions of known pairs
+# (clipping and unseen pairs are handled once for all, in score()).
 
 
 class MfjaxSystem:
@@ -198,7 +200,7 @@ class MfjaxSystem:
     import mfjax
 
     self.jax, self.mfjax = jax, mfjax
-    self.label = "mfjax"
+    self.name = "mfjax"
     self.settings = dict(settings)
     self.key = jax.random.key(seed)
     self.compiled_shapes = set()
@@ -214,23 +216,27 @@ class MfjaxSystem:
     merged.update({k: v for k, v in self.settings.items() if k not in merged})
     return merged
 
-  def prepare(self, split):
+  def prepare(self, train):
     jnp = self.jax.numpy
     return self.mfjax.Ratings(
-      jnp.asarray(split.train_users),
-      jnp.asarray(split.train_items),
-      jnp.asarray(split.train_values),
-      split.n_users,
-      split.n_items,
+      jnp.asarray(train.users),
+      jnp.asarray(train.items),
+      jnp.asarray(train.values),
+      train.n_users,
+      train.n_items,
     )
 
-  def first_fit_compiles(self, split):
+  def first_fit_compiles(self, train):
     # fit pads to buckets: files of nearby sizes share one program.
-    bucket = self.mfjax.ensemble.bucket
+    try:  # Where the 0.3 layout puts it, else where 0.3's first stage did.
+      from mfjax.fitting.buckets import bucket
+    except ImportError:
+      from mfjax.fitting.ensemble import bucket
+
     shape = (
-      bucket(len(split.train_users)),
-      bucket(split.n_users, per_octave=4),
-      bucket(split.n_items, per_octave=4),
+      bucket(len(train.users)),
+      bucket(train.n_users, per_octave=4),
+      bucket(train.n_items, per_octave=4),
     )
     new = shape not in self.compiled_shapes
     self.compiled_shapes.add(shape)
@@ -256,7 +262,7 @@ class LibmfSystem:
     except Exception as error:  # noqa: BLE001 - any failure means: skip the peer
       raise Unavailable(f"libmf not importable ({error!r})") from None
     self.mf = mf
-    self.label = f"libmf {variant}"
+    self.name = f"libmf {variant}"
     if variant == "defaults":
       # The binding's defaults (k 8, 20 iterations, eta 0.1, L1 0.04 on P and Q,
       # no L2), with 2 threads instead of 12, and quiet.
@@ -278,10 +284,10 @@ class LibmfSystem:
     merged.update(self.options)
     return merged
 
-  def prepare(self, split):
+  def prepare(self, train):
     # fit() reads its (n, 3) array row by row (row-major): C order.
     return np.ascontiguousarray(
-      np.column_stack([split.train_users, split.train_items, split.train_values]),
+      np.column_stack([train.users, train.items, train.values]),
       dtype=np.float32,
     )
 
@@ -316,7 +322,7 @@ def check_libmf():
   split = make_split(
     "check", (users, items, values), (users[:1], items[:1], values[:1])
   )
-  fitted = system.fit(system.prepare(split))
+  fitted = system.fit(system.prepare(split.train))
   p, q, model = fitted
   assert p.shape == (n_users, 4) and q.shape == (n_items, 4), (p.shape, q.shape)
   pairs = np.stack([rng.integers(0, n_users, 50), rng.integers(0, n_items, 50)], 1)
@@ -341,7 +347,7 @@ class CornacSystem:
     except Exception as error:  # noqa: BLE001
       raise Unavailable(f"cornac not importable ({error!r})") from None
     self.Dataset, self.MF = Dataset, MF
-    self.label = f"cornac {variant}"
+    self.name = f"cornac {variant}"
     # Defaults: k 10, 20 epochs of SGD, learning rate 0.01, lambda 0.02, biases.
     self.options = {} if variant == "defaults" else dict(tuned)
 
@@ -350,18 +356,18 @@ class CornacSystem:
     names = ("k", "max_iter", "learning_rate", "lambda_reg", "use_bias")
     return {**{n: getattr(model, n) for n in names}, "threads": model.num_threads}
 
-  def prepare(self, split):
+  def prepare(self, train):
     # The Dataset itself, built on our indices (Dataset.build would drop repeated
     # pairs and renumber): identity id maps.
     return self.Dataset(
-      num_users=split.n_users,
-      num_items=split.n_items,
-      uid_map=OrderedDict((u, u) for u in range(split.n_users)),
-      iid_map=OrderedDict((i, i) for i in range(split.n_items)),
+      num_users=train.n_users,
+      num_items=train.n_items,
+      uid_map=OrderedDict((u, u) for u in range(train.n_users)),
+      iid_map=OrderedDict((i, i) for i in range(train.n_items)),
       uir_tuple=(
-        split.train_users.astype(np.int64),
-        split.train_items.astype(np.int64),
-        split.train_values.astype(np.float64),
+        train.users.astype(np.int64),
+        train.items.astype(np.int64),
+        train.values.astype(np.float64),
       ),
     )
 
@@ -388,7 +394,7 @@ class SurpriseSystem:
     except Exception as error:  # noqa: BLE001
       raise Unavailable(f"scikit-surprise not importable ({error!r})") from None
     self.surprise = surprise
-    self.label = f"surprise {variant}"
+    self.name = f"surprise {variant}"
     # Defaults: 100 factors, 20 epochs, learning rate 0.005, reg 0.02, biases.
     self.options = {} if variant == "defaults" else dict(tuned)
     self.seed = seed
@@ -398,25 +404,22 @@ class SurpriseSystem:
     names = ("n_factors", "n_epochs", "lr_bu", "reg_bu", "reg_pu", "biased")
     return {n: getattr(algo, n) for n in names}
 
-  def prepare(self, split):
+  def prepare(self, train):
     ur, ir = defaultdict(list), defaultdict(list)
     for u, i, r in zip(
-      split.train_users.tolist(),
-      split.train_items.tolist(),
-      split.train_values.tolist(),
-      strict=True,
+      train.users.tolist(), train.items.tolist(), train.values.tolist(), strict=True
     ):
       ur[u].append((i, r))
       ir[i].append((u, r))
     return self.surprise.Trainset(
       ur,
       ir,
-      split.n_users,
-      split.n_items,
-      len(split.train_values),
+      train.n_users,
+      train.n_items,
+      len(train.values),
       SCALE,
-      {u: u for u in range(split.n_users)},
-      {i: i for i in range(split.n_items)},
+      {u: u for u in range(train.n_users)},
+      {i: i for i in range(train.n_items)},
     )
 
   def fit(self, trainset):
@@ -451,7 +454,7 @@ class SparkSystem:
     except Exception as error:  # noqa: BLE001 - e.g. no Java
       raise Unavailable(f"no Spark session ({error!r})") from None
     self.ALS = ALS
-    self.label = "spark-als defaults"
+    self.name = "spark-als defaults"
     self.seed = seed
 
   def describe(self):
@@ -459,17 +462,14 @@ class SparkSystem:
     names = ("rank", "maxIter", "regParam", "implicitPrefs", "nonnegative")
     return {n: als.getOrDefault(n) for n in names}
 
-  def prepare(self, split):
+  def prepare(self, train):
     rows = zip(
-      split.train_users.tolist(),
-      split.train_items.tolist(),
-      split.train_values.tolist(),
-      strict=True,
+      train.users.tolist(), train.items.tolist(), train.values.tolist(), strict=True
     )
     frame = self.spark.createDataFrame(list(rows), ["user", "item", "rating"])
     frame = frame.cache()
     frame.count()
-    return frame, split.n_users, split.n_items
+    return frame, train.n_users, train.n_items
 
   def fit(self, data):
     frame, n_users, n_items = data
@@ -514,24 +514,28 @@ def timed_fit(system, data):
 
 def run_split(systems, split, repeats):
   """Interleaved fits of every system on ``split``; one result dict per system."""
-  prepared = {s.label: s.prepare(split) for s in systems}
-  results = {s.label: {"warm": []} for s in systems}
-  models = {}
-  for round_ in range(repeats + 1):
-    for s in systems:
-      if round_ == 0 and isinstance(s, MfjaxSystem):
-        results[s.label]["compiled"] = s.first_fit_compiles(split)
-      models[s.label], seconds = timed_fit(s, prepared[s.label])
-      if round_ == 0:
-        results[s.label]["cold"] = seconds
-      else:
-        results[s.label]["warm"].append(seconds)
-    print(f"  round {round_} of {repeats} done", file=sys.stderr, flush=True)
+  prepared = {s.name: s.prepare(split.train) for s in systems}
+  compiled = {
+    s.name: s.first_fit_compiles(split.train)
+    for s in systems
+    if isinstance(s, MfjaxSystem)
+  }
+  timings = harness.time_interleaved(
+    {s.name: (lambda s=s: s.fit(prepared[s.name])) for s in systems},
+    repeats,
+    after_round=lambda r: print(
+      f"  round {r} of {repeats} done", file=sys.stderr, flush=True
+    ),
+  )
+  results = {}
   for s in systems:
-    r = results[s.label]
-    r["rmse"], r["mae"] = score(s, models[s.label], split)
-    r["warm_median"] = statistics.median(r["warm"]) if r["warm"] else r["cold"]
-    r["warm_min"] = min(r["warm"]) if r["warm"] else r["cold"]
+    t = timings[s.name]
+    r = results[s.name] = {"warm": t.warm}
+    if s.name in compiled:
+      r["compiled"] = compiled[s.name]
+    r["cold"] = t.cold
+    r["rmse"], r["mae"] = score(s, t.result, split)
+    r["warm_median"], r["warm_min"], r["warm_max"] = t.median, t.min, t.max
   base = results["mfjax"]["warm_median"] if "mfjax" in results else None
   for r in results.values():
     r["ratio_to_mfjax"] = r["warm_median"] / base if base else None
@@ -568,8 +572,8 @@ def print_split_header(split):
 def print_table(results):
   """The header, a row per system, and the mfjax/LibMF ratio line."""
   print(HEADER)
-  for label, r in results.items():
-    print_row(label, r)
+  for name, r in results.items():
+    print_row(name, r)
   libmf_ratio_line(results)
 
 
@@ -622,7 +626,7 @@ def tune(data_dir, seed, mfjax_settings):
       except Unavailable as why:
         print(f"{family}: skipped: {why}")
         break
-      model, seconds = timed_fit(system, system.prepare(split))
+      model, seconds = timed_fit(system, system.prepare(split.train))
       rmse, mae = score(system, model, split)
       rows.append((rmse, mae, seconds, settings))
       print(
@@ -634,7 +638,7 @@ def tune(data_dir, seed, mfjax_settings):
       winners[family] = best[3]
       print(f"{family} winner: {best[3]} (validation RMSE {best[0]:.4f})\n")
   system = MfjaxSystem(mfjax_settings, seed)
-  model, seconds = timed_fit(system, system.prepare(split))
+  model, seconds = timed_fit(system, system.prepare(split.train))
   rmse, mae = score(system, model, split)
   print(f"(mfjax {system.describe()}: validation RMSE {rmse:.4f}, MAE {mae:.4f})")
   print(f"\nTUNED = {winners!r}")
@@ -657,35 +661,6 @@ def parse_mfjax(pairs):
   return settings
 
 
-def environment():
-  names = [
-    "mfjax", "jax", "jaxlib", "numpy", "libmf", "cornac", "scikit-surprise",
-    "pyspark",
-  ]  # fmt: skip
-  versions = {}
-  for name in names:
-    try:
-      versions[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      versions[name] = None
-  import mfjax
-
-  return {
-    "mfjax_path": str(Path(mfjax.__file__).parent),
-    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    "python": platform.python_version(),
-    "machine": platform.machine(),
-    "cpu_count": os.cpu_count(),
-    "versions": versions,
-  }
-
-
-def default_data_dir():
-  if os.environ.get("MFJAX_DATA"):
-    return Path(os.environ["MFJAX_DATA"])
-  return REPO.parent / "shared/data/ml-100k"
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--data", type=Path, default=None)
@@ -698,7 +673,7 @@ def main():
   parser.add_argument("--spark", action="store_true", help="add Spark ALS")
   parser.add_argument("--json", type=Path, default=None)
   args = parser.parse_args()
-  data_dir = args.data or default_data_dir()
+  data_dir = harness.data_dir(args.data)
   mfjax_settings = parse_mfjax(args.mfjax)
   files = [f for f in args.files.split(",") if f]
   for f in files:
@@ -706,16 +681,16 @@ def main():
       raise SystemExit(f"--files: unknown file {f!r}")
   folds = [int(f) for f in args.folds.split(",") if f]
 
-  env = environment()
-  env["loadavg_before"] = os.getloadavg()
+  import mfjax  # noqa: F401 - its version and path go into the environment
+
+  record = harness.Record("peers_movielens", vars(args) | {"data": data_dir}, PEERS)
+  env, out = record.data["environment"], record.results
   print(
     f"{env['date']}; {env['machine']}, {env['cpu_count']} CPUs, Python "
     f"{env['python']}; load average {env['loadavg_before']}"
   )
   print("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
   print(f"mfjax imported from {env['mfjax_path']}")
-  out = {"environment": env, "args": vars(args) | {"data": str(data_dir)}}
-  out["args"]["json"] = str(args.json) if args.json else None
 
   if args.tune:
     out["tune"] = tune(data_dir, args.seed, mfjax_settings)
@@ -732,13 +707,13 @@ def main():
     print("\nsettings:")
     out["settings"] = {}
     for s in systems:
-      out["settings"][s.label] = s.describe()
-      print(f"  {s.label:<20} {s.describe()}")
+      out["settings"][s.name] = s.describe()
+      print(f"  {s.name:<20} {s.describe()}")
     print(
       f"\nfit seconds: warm = median / min of {args.repeats} after the cold (first)"
       " fit; c = mfjax compiled in that cold fit; warm/mfjax = warm median ratio"
     )
-    out["results"] = {}
+    out["files"] = {}
     if "ml100k" in files:
       per_fold = []
       for fold in folds:
@@ -747,9 +722,9 @@ def main():
         results = run_split(systems, split, args.repeats)
         print_table(results)
         per_fold.append(results)
-        out["results"][f"ml100k u{fold}"] = results
+        out["files"][f"ml100k u{fold}"] = results
       means = mean_results(per_fold)
-      out["results"]["ml100k mean"] = means
+      out["files"]["ml100k mean"] = means
       print(f"\nml100k mean over folds {folds}:")
       print_table(means)
     if "synthetic1m" in files:
@@ -757,13 +732,10 @@ def main():
       print_split_header(split)
       results = run_split(systems, split, args.repeats)
       print_table(results)
-      out["results"]["synthetic 1M"] = results
+      out["files"]["synthetic 1M"] = results
 
-  env["loadavg_after"] = os.getloadavg()
-  print(f"\nload average before {env['loadavg_before']}, after {env['loadavg_after']}")
-  if args.json:
-    args.json.write_text(json.dumps(out, indent=1, default=str))
-    print(f"wrote {args.json}")
+  print(f"\nload average before {env['loadavg_before']}, after {os.getloadavg()}")
+  record.write(args.json)
 
 
 def _libmf_available():
@@ -776,8 +748,8 @@ def _libmf_available():
 
 
 def make_systems(args, mfjax_settings):
-  systems = [MfjaxSystem(mfjax_settings, args.seed)]
   makers = [
+    lambda: MfjaxSystem(mfjax_settings, args.seed),
     lambda: LibmfSystem("defaults", None),
     lambda: LibmfSystem("tuned", TUNED["libmf"]),
     lambda: CornacSystem("defaults", None),
@@ -787,15 +759,7 @@ def make_systems(args, mfjax_settings):
   ]
   if args.spark:
     makers.append(lambda: SparkSystem(args.seed))
-  skipped = set()
-  for make in makers:
-    try:
-      systems.append(make())
-    except Unavailable as why:
-      if str(why) not in skipped:
-        print(f"skipped: {why}")
-        skipped.add(str(why))
-  return systems
+  return harness.available(makers)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ to the single process's.
 Usage:
   python benchmarks/processes.py [--equality] [--memory] [--n 10000000]
       [--data ../shared/data/ml-100k] [--workdir /tmp/mfjax-processes]
+  python benchmarks/run.py processes [--quick] [...]
+Writes benchmarks/results/processes/ (harness.Record).
 """
 
 import argparse
@@ -33,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+import harness
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -134,13 +137,14 @@ def train_runs(train: Path, workdir: Path, processes: int, devices: int, **optio
   return [dict(np.load(name)) for name in names]
 
 
-def equality(data: Path, workdir: Path) -> None:
+def equality(data: Path, workdir: Path) -> list:
   files = {"ML-100k u1": (data / "u1.base", data / "u1.test")}
   files["synthetic 1M"] = synthetic_1m(workdir)
   print(
     "| data | run | test RMSE | - 1 x 1 | max abs params - 1 x 1 | fit s | wall s |"
   )
   print("|---|---|---|---|---|---|---|")
+  rows = []
   for name, (train, test) in files.items():
     reports, params = {}, {}
     for run, launcher in RUNS.items():
@@ -154,6 +158,7 @@ def equality(data: Path, workdir: Path) -> None:
         float(np.max(np.abs(a - b)))
         for a, b in zip(params[run], params["1 x 1"], strict=True)
       )
+      rows.append(dict(data=name, run=run, report=report, wall=wall, gap=gap))
       print(
         f"| {name} | {run} | {report['test_rmse']:.6f} | "
         f"{report['test_rmse'] - alone:+.1e} | {gap:.1e} | "
@@ -164,11 +169,17 @@ def equality(data: Path, workdir: Path) -> None:
     gap = max(
       float(np.max(np.abs(one[k] - two[k]))) for k in one if k.startswith("params_")
     )
+    rows.append(dict(
+      data=name, run="train full-batch 2 x 2", best_loss=two["best_loss"],
+      max_loss_difference=np.max(np.abs(one["losses"] - two["losses"])), gap=gap,
+      train_seconds=two["train_seconds"], train_seconds_1x1=one["train_seconds"],
+    ))  # fmt: skip
     print(
       f"| {name} | train full-batch 2 x 2 | loss {two['best_loss']:.6f} | "
       f"max abs losses {np.max(np.abs(one['losses'] - two['losses'])):.1e} | {gap:.1e} "
       f"| {two['train_seconds']:.2f} (1 x 1: {one['train_seconds']:.2f}) | |"
     )
+  return rows
 
 
 def distinct_pairs_file(workdir: Path, n: int) -> Path:
@@ -187,14 +198,14 @@ def distinct_pairs_file(workdir: Path, n: int) -> Path:
   return path
 
 
-def memory(n: int, workdir: Path) -> None:
+def memory(n: int, workdir: Path) -> list:
   train = distinct_pairs_file(workdir, n)
   print(f"{train}: {train.stat().st_size / 2**20:.0f} MiB, {n:,} ratings")
   print("| processes | process | before reading MiB | peak reading MiB "
         "| ratings part MiB | / 1 process | host arrays peak MiB | / 1 process "
         "| read s |")  # fmt: skip
   print("|---|---|---|---|---|---|---|---|---|")
-  alone = None
+  alone, rows = None, []
   for processes in (1, 2):
     reports = train_runs(train, workdir, processes, 1, steps=1)
     traced = train_runs(train, workdir, processes, 1, steps=1, trace="")
@@ -202,11 +213,18 @@ def memory(n: int, workdir: Path) -> None:
       part = (report["read_peak_rss"] - report["base_rss"]) / 2**20
       arrays = trace["read_peak_arrays"] / 2**20
       alone = (part, arrays) if alone is None else alone
+      keys = ("base_rss", "read_peak_rss", "read_seconds")
+      rows.append(
+        {"processes": processes, "process": index}
+        | {key: report[key] for key in keys}
+        | {"read_peak_arrays": trace["read_peak_arrays"]}
+      )
       print(
         f"| {processes} | {index} | {report['base_rss'] / 2**20:.0f} | "
         f"{report['read_peak_rss'] / 2**20:.0f} | {part:.0f} | {part / alone[0]:.2f} "
         f"| {arrays:.0f} | {arrays / alone[1]:.2f} | {report['read_seconds']:.1f} |"
       )
+  return rows
 
 
 def main() -> None:
@@ -214,18 +232,19 @@ def main() -> None:
   parser.add_argument("--equality", action="store_true")
   parser.add_argument("--memory", action="store_true")
   parser.add_argument("--n", type=int, default=10_000_000)
-  parser.add_argument(
-    "--data", type=Path, default=HERE.parent.parent / "shared/data/ml-100k"
-  )
+  parser.add_argument("--data", type=Path, default=None)
   parser.add_argument("--workdir", type=Path, default=Path("/tmp/mfjax-processes"))
   args = parser.parse_args()
   args.workdir.mkdir(parents=True, exist_ok=True)
+  record = harness.Record("processes", args)
   print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
   if args.equality or not args.memory:
-    equality(args.data, args.workdir)
+    data = harness.data_dir(args.data)
+    record.results["equality"] = equality(data, args.workdir)
   if args.memory or not args.equality:
-    memory(args.n, args.workdir)
+    record.results["memory"] = memory(args.n, args.workdir)
   print(f"load average {os.getloadavg()[0]:.2f}")
+  record.write()
 
 
 if __name__ == "__main__":

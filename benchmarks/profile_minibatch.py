@@ -18,25 +18,25 @@ that ``fit`` takes there (43,690, ``ensemble.batch_size_for``) and as many steps
 as its 10 epochs make (210).
 
 Usage: python benchmarks/profile_minibatch.py [--data ../shared/data/ml-100k]
-                                              [--synthetic]
+                                              [--synthetic] [--repeats 7]
+                                              [--models 1,8]
+       python benchmarks/run.py profile_minibatch [--quick] [...]
+Writes benchmarks/results/profile_minibatch/ (harness.Record).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from pathlib import Path
 
+import harness
 import jax
 import jax.numpy as jnp
 import optax
 
 import mfjax
 from mfjax.core import objectives
-
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
 
 
 def programs(ratings, batch_size, steps):
@@ -77,30 +77,27 @@ def programs(ratings, batch_size, steps):
 
 
 def timed(fn, args, repeats):
+  """Timing of the compiled ``fn``: one untimed (cold) run, then ``repeats``."""
   compiled = jax.jit(fn).lower(*args).compile()
-  jax.block_until_ready(compiled(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times), min(times)
+  return harness.time_calls(lambda: compiled(*args), repeats)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+  parser.add_argument("--data", type=Path, default=None)
   parser.add_argument("--repeats", type=int, default=7)
   parser.add_argument("--batch-size", type=int, default=None)
   parser.add_argument("--synthetic", action="store_true")
+  parser.add_argument("--models", default="1,8", help="1: one model; 8: vmapped")
   args = parser.parse_args()
+  record = harness.Record("profile_minibatch", args)
   if args.synthetic:
     full, _ = mfjax.synthetic_ratings(jax.random.key(0), 20000, 5000, 1000000, 8)
     ratings, _ = mfjax.train_test_split(full, test_fraction=0.1, seed=0)
     args.batch_size = args.batch_size or 43690
     steps = 10 * -(-len(ratings) // args.batch_size)
   else:
-    ratings, _ = mfjax.load_ratings(args.data / "u1.base")
+    ratings, _ = mfjax.load_ratings(harness.data_dir(args.data) / "u1.base")
     args.batch_size = args.batch_size or 4096
     steps = 200
   params = mfjax.init_params(jax.random.key(0), ratings.n_users, ratings.n_items, 12)
@@ -109,12 +106,17 @@ def main():
   )(jax.random.split(jax.random.key(0), 8))
   print(f"load {os.getloadavg()}; {steps} steps of {args.batch_size} ratings, rank 12")
   previous = {}
+  which = args.models.split(",")
   for models, start in (("1 model", params), ("8 models (vmap)", stacked)):
+    if models[0] not in which:
+      continue
     for name, fn in programs(ratings, args.batch_size, steps).items():
       run = (
         fn if models == "1 model" else (lambda f: lambda p: jax.vmap(f)(p).sum())(fn)
       )
-      median, low = timed(run, (start,), args.repeats)
+      t = timed(run, (start,), args.repeats)
+      median, low = t.median, t.min
+      record.results[f"{models}, {name}"] = t
       extra = median - previous.get(models, 0.0)
       previous[models] = median
       per = 1e9 * extra / (steps * args.batch_size * (8 if "8" in models else 1))
@@ -123,6 +125,7 @@ def main():
         f"{extra:.3f} s, {per:.1f} ns per rating and model"
       )
   print(f"load {os.getloadavg()}")
+  record.write()
 
 
 if __name__ == "__main__":

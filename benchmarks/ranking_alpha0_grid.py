@@ -10,6 +10,10 @@ test split is never scored. It is the evidence for how ``alpha0`` should scale
 with the data (benchmarks/RESULTS.md, "Ranking defaults on other data").
 
 Usage: python benchmarks/ranking_alpha0_grid.py [--files ml,3x-items,10x-items]
+                                                [--grid full|quick]
+       python benchmarks/run.py ranking_alpha0_grid [--quick] [...]
+--grid quick: two alpha0 values and one l2 (a smoke test). Writes
+benchmarks/results/ranking_alpha0_grid/ (harness.Record).
 """
 
 import argparse
@@ -20,6 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import harness  # noqa: E402
 import ranking_other_data as rod  # noqa: E402
 
 import mfjax  # noqa: E402
@@ -39,7 +44,10 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--files", default="ml,3x-items,10x-items,10x-users,10x-both")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--grid", choices=("full", "quick"), default="full")
   args = parser.parse_args()
+  record = harness.Record("ranking_alpha0_grid", args)
+  alpha0s, l2s = (ALPHA0S[2:4], L2S[1:2]) if args.grid == "quick" else (ALPHA0S, L2S)
   print(f"# mfjax {mfjax.__version__}; load average {os.getloadavg()}")
   for name in args.files.split(","):
     start = time.perf_counter()
@@ -48,7 +56,7 @@ def main():
     n = sub.users.shape[0]
     density = n / (sub.n_users * sub.n_items)
     ndcg = {}
-    for alpha0, l2 in itertools.product(ALPHA0S, L2S):
+    for alpha0, l2 in itertools.product(alpha0s, l2s):
       params, _ = rod.fit_mfjax(sub, alpha0=alpha0, l2=l2)
       ndcg[alpha0, l2] = rod.score(params, sub, valid)["ndcg"]
     best = max(ndcg, key=ndcg.get)
@@ -59,9 +67,14 @@ def main():
       f"({time.perf_counter() - start:.0f} s, load {os.getloadavg()[0]:.1f})",
       flush=True,
     )
-    for l2 in L2S:
-      cells = " ".join(f"{a:g}:{ndcg[a, l2]:.4f}" for a in ALPHA0S)
+    for l2 in l2s:
+      cells = " ".join(f"{a:g}:{ndcg[a, l2]:.4f}" for a in alpha0s)
       print(f"  l2 {l2}: {cells}", flush=True)
+    record.results[name] = dict(
+      n_users=sub.n_users, n_items=sub.n_items, n=n, density=density, best=best,
+      ndcg=[{"alpha0": a, "l2": x, "ndcg": v} for (a, x), v in ndcg.items()],
+    )  # fmt: skip
+  record.write()
 
 
 if __name__ == "__main__":

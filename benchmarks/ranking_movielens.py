@@ -1,8 +1,8 @@
 """Top-10 ranking quality of mfjax's default fit on MovieLens 100k u1-u5.
 
 For each fold N the model is trained on uN.base exactly as ``mfjax fit`` trains it
-(``mfjax.fitting.ensemble.fit_program`` with ``FitSettings()``, seed 0). Every user with a
-rating in uN.test gets a top-10 list from ``mfjax.recommend`` that leaves
+(``mfjax.fitting.ensemble.fit_program`` with ``FitSettings()``, seed 0). Every user
+with a rating in uN.test gets a top-10 list from ``mfjax.recommend`` that leaves
 out the items the user rated in uN.base, and ``mfjax.core.metrics.ranking_metrics``
 scores the lists against uN.test (relevant = rated >= 4). Next to it:
 
@@ -30,10 +30,14 @@ No test file is read before all of them are fixed.
 Also reported: catalogue coverage (distinct items recommended / n_items) and fit
 seconds of the ranking peers at their tuned settings: cold (first
 fit on the fold, compilation included; mfjax's caches are cleared first) and warm
-(median of 3 more fits; the fit call only, blocked until ready).
+(median of --repeats more fits; the fit call only, blocked until ready).
+Without implicit (or scipy) installed, its rows are skipped, the reason printed.
 
 Usage: python benchmarks/ranking_movielens.py [--data ../shared/data/ml-100k]
                                               [--folds 1,2,3,4,5] [--k 10] [--quick]
+                                              [--recorded-settings] [--repeats 3]
+       python benchmarks/run.py ranking_movielens [--quick] [...]
+Writes benchmarks/results/ranking_movielens/ (harness.Record).
 """
 
 import os
@@ -45,26 +49,33 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import itertools  # noqa: E402
 import platform  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import implicit  # noqa: E402
+import harness  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-import scipy.sparse  # noqa: E402
-from implicit.als import AlternatingLeastSquares  # noqa: E402
-from implicit.bpr import BayesianPersonalizedRanking  # noqa: E402
 
 import mfjax  # noqa: E402
 from mfjax import recommend  # noqa: E402
-from mfjax.fitting import ensemble
-from mfjax.core import metrics
+from mfjax.core import metrics  # noqa: E402
+from mfjax.fitting import ensemble  # noqa: E402
 from mfjax.fitting.ensemble import FitSettings, RankingSettings, fit_program  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
+try:
+  import implicit
+  import scipy.sparse
+  from implicit.als import AlternatingLeastSquares
+  from implicit.bpr import BayesianPersonalizedRanking
+
+  NO_IMPLICIT = None
+except ImportError as error:
+  implicit = None
+  NO_IMPLICIT = f"implicit not importable ({error!r})"
+
+PEERS = ("implicit", "scipy")
 NAMES = ("precision", "recall", "ndcg", "map", "hit_rate")
 ALPHAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 MIN_COUNTS = (0, 10, 20, 50, 100, 150, 200, 250, 300, 400)
@@ -205,20 +216,26 @@ FITTERS = {
   "implicit ALS": fit_als,
   "implicit BPR": fit_bpr,
 }
+if NO_IMPLICIT:
+  del FITTERS["implicit ALS"], FITTERS["implicit BPR"]
 
 
 def clear_mfjax_caches():
-  ensemble._cached_ranking_program.cache_clear()
+  # Its name in the 0.3 layout, else in 0.3's first stage.
+  cached = getattr(ensemble, "cached_ranking_program", None)
+  (cached or ensemble._cached_ranking_program).cache_clear()
   jax.clear_caches()
 
 
 def fit_seconds(name, train, settings, repeats=3):
-  """(params, cold s, warm median s, warm min s) of FITTERS[name] on train."""
+  """(params, cold s, warm median s, warm min s) of FITTERS[name] on train.
+
+  The fitters time the fit call alone (not building implicit's matrix)."""
   if name == "mfjax ranking":
     clear_mfjax_caches()
   params, cold = FITTERS[name](train, **settings)
-  warm = [FITTERS[name](train, **settings)[1] for _ in range(repeats)]
-  return params, cold, statistics.median(warm), min(warm)
+  warm = harness.summary(FITTERS[name](train, **settings)[1] for _ in range(repeats))
+  return params, cold, warm["median"], warm["min"]
 
 
 def tune(name, grid, splits, k, threshold):
@@ -306,7 +323,7 @@ RECORDED = {
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+  parser.add_argument("--data", type=Path, default=None)
   parser.add_argument("--folds", default="1,2,3,4,5")
   parser.add_argument("--k", type=int, default=10)
   parser.add_argument("--threshold", type=float, default=4.0)
@@ -319,18 +336,29 @@ def main():
     help="no tuning of the ranking peers: implicit's settings chosen in the "
     "recorded run (RECORDED), mfjax at its defaults",
   )
+  parser.add_argument("--repeats", type=int, default=3, help="warm fits per fold")
   args = parser.parse_args()
+  data = harness.data_dir(args.data)
+  record = harness.Record("ranking_movielens", vars(args) | {"data": data}, PEERS)
+  out = record.results
   k, threshold = args.k, args.threshold
-  grids = {name: grid[1 if args.quick else 0] for name, grid in GRIDS.items()}
+  grids = {
+    name: grid[1 if args.quick else 0]
+    for name, grid in GRIDS.items()
+    if name in FITTERS
+  }
   wall = time.perf_counter()
   print(
     f"# {datetime.datetime.now().isoformat(timespec='seconds')}  "
     f"python {platform.python_version()}, jax {jax.__version__} "
     f"({jax.default_backend()}), optax {optax.__version__}, numpy {np.__version__}, "
-    f"implicit {implicit.__version__}, mfjax {mfjax.__version__}; "
+    f"implicit {implicit.__version__ if implicit else None}, "
+    f"mfjax {mfjax.__version__}; "
     f"{os.cpu_count()} cpus, OPENBLAS_NUM_THREADS="
     f"{os.environ.get('OPENBLAS_NUM_THREADS')}"
   )
+  if NO_IMPLICIT:
+    print(f"# implicit ALS and BPR: skipped: {NO_IMPLICIT}")
   print(f"# load average at start: {os.getloadavg()}")
   print(f"# {FitSettings()}; {RankingSettings()}")
   print(
@@ -340,7 +368,7 @@ def main():
 
   # 1. alpha and m on a validation split of u1.base; no test file is read here.
   start = time.perf_counter()
-  base, maps = mfjax.load_ratings(args.data / "u1.base")
+  base, maps = mfjax.load_ratings(data / "u1.base")
   train, valid = mfjax.train_test_split(base, test_fraction=0.1, seed=1)
   params = fit(train, maps.scale)
   counts = counts_of(train)
@@ -361,6 +389,13 @@ def main():
   print(
     f"chosen: alpha = {alpha:g}, min count = {m}  ({time.perf_counter() - start:.0f} s)"
   )
+  out["validation"] = dict(
+    alpha={a: s["ndcg"] for a, s in by_alpha.items()},
+    min_count={c: s["ndcg"] for c, s in by_m.items()},
+    popularity=popular["ndcg"],
+    chosen_alpha=alpha,
+    chosen_min_count=m,
+  )
 
   # 2. The ranking peers, tuned by NDCG@k averaged over splits of u1.base.
   splits = [
@@ -372,6 +407,7 @@ def main():
   tuned = {}
   if args.recorded_settings:
     tuned = dict(RECORDED, **{"mfjax ranking": DEFAULTS["mfjax ranking"]})
+    tuned = {name: tuned[name] for name in FITTERS}
     grids = {}
     print(f"not tuned: recorded settings {tuned}")
   for name, grid in grids.items():
@@ -402,8 +438,8 @@ def main():
   seconds = {label: {"cold": [], "warm": [], "fastest": []} for label in models}
   folds = args.folds.split(",")
   for fold in map(int, folds):
-    train, maps = mfjax.load_ratings(args.data / f"u{fold}.base")
-    test, _ = mfjax.load_ratings(args.data / f"u{fold}.test", id_maps=maps)
+    train, maps = mfjax.load_ratings(data / f"u{fold}.base")
+    test, _ = mfjax.load_ratings(data / f"u{fold}.test", id_maps=maps)
     params = fit(train, maps.scale)
     counts = counts_of(train)
     rmse = float(mfjax.rmse(params, test, scale=maps.scale))
@@ -416,7 +452,9 @@ def main():
     for name in FITTERS:
       for which, settings in (("defaults", DEFAULTS[name]), ("tuned", tuned[name])):
         label = f"{name} ({which})"
-        fitted[label], cold, warm, fastest = fit_seconds(name, train, settings)
+        fitted[label], cold, warm, fastest = fit_seconds(
+          name, train, settings, args.repeats
+        )
         seconds[label]["cold"].append(cold)
         seconds[label]["warm"].append(warm)
         seconds[label]["fastest"].append(fastest)
@@ -446,8 +484,9 @@ def main():
   for name, settings in tuned.items():
     print(f"{name}: {settings}  (defaults {DEFAULTS[name]})")
 
-  als = [f["ndcg"] for f in models["implicit ALS (tuned)"]]
-  for which in ("defaults", "tuned"):
+  out.update(models=models, fit_seconds=seconds, tuned=tuned, folds=folds)
+  als = [f["ndcg"] for f in models.get("implicit ALS (tuned)", [])]
+  for which in ("defaults", "tuned") if als else ():
     ours = [f["ndcg"] for f in models[f"mfjax ranking ({which})"]]
     print(f"\n## NDCG@{k}: mfjax ranking ({which}) vs implicit ALS (tuned)")
     print("| fold | mfjax ranking | implicit ALS | difference |\n|---|---|---|---|")
@@ -460,7 +499,9 @@ def main():
     )
 
   print("\n## fit seconds (cold: first fit on the fold, compilation included after")
-  print("## clearing mfjax's caches; warm: median and minimum of 3 more fits)")
+  print(
+    f"## clearing mfjax's caches; warm: median and minimum of {args.repeats} more fits)"
+  )
   print("| model | cold s, median of folds | warm s, median of folds | warm s, min |")
   print("|---|---|---|---|")
   for label, times in seconds.items():
@@ -469,8 +510,8 @@ def main():
         f"| {label} | {np.median(times['cold']):.3f} | "
         f"{np.median(times['warm']):.3f} | {np.min(times['fastest']):.3f} |"
       )
-  als_warm = np.median(seconds["implicit ALS (tuned)"]["warm"])
-  for which in ("defaults", "tuned"):
+  als_warm = np.median(seconds.get("implicit ALS (tuned)", {}).get("warm", [np.nan]))
+  for which in ("defaults", "tuned") if als else ():
     ratio = np.median(seconds[f"mfjax ranking ({which})"]["warm"]) / als_warm
     print(
       f"warm fit time ratio mfjax ranking ({which}) / implicit ALS (tuned), "
@@ -478,6 +519,7 @@ def main():
     )
   print(f"\n# load average at end: {os.getloadavg()}")
   print(f"# total {time.perf_counter() - wall:.0f} s")
+  record.write()
 
 
 if __name__ == "__main__":

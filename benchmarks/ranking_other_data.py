@@ -32,6 +32,11 @@ rating >= 4. Lists of 10 leave out training items; metrics and lists come from
 
 Usage: python benchmarks/ranking_other_data.py [--files half-star,10x-items]
                                                [--seed 0] [--als 64,30,1.0,ratings]
+                                               [--grid full|quick]
+       python benchmarks/run.py ranking_other_data [--quick] [...]
+--grid quick: the validation grids shrink to mfjax's default cell and one ALS
+setting (a smoke test). Without implicit (or scipy), its rows are skipped, the
+reason printed. Writes benchmarks/results/ranking_other_data/ (harness.Record).
 """
 
 import os
@@ -44,16 +49,24 @@ import itertools  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 
-import implicit  # noqa: E402
+import harness  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import scipy.sparse  # noqa: E402
-from implicit.als import AlternatingLeastSquares  # noqa: E402
 
 import mfjax  # noqa: E402
 from mfjax.core import metrics  # noqa: E402
 from mfjax.fitting.ensemble import RankingSettings  # noqa: E402
+
+try:
+  import implicit
+  import scipy.sparse
+  from implicit.als import AlternatingLeastSquares
+
+  NO_IMPLICIT = None
+except ImportError as error:
+  implicit = None
+  NO_IMPLICIT = f"implicit not importable ({error!r})"
 
 NAMES = ("precision", "recall", "ndcg", "map", "hit_rate")
 FILES = {
@@ -151,7 +164,14 @@ def row(label, m, seconds=None):
   return f"| {label} | {cells} | {m['coverage']:.3f} | {timing} |"
 
 
-def run_file(name, seed, als_tuned):
+def run_file(name, seed, als_tuned, quick=False):
+  """Prints the file's validation line and test table; returns them."""
+  default = RankingSettings()
+  als_grid = (
+    {key: values[:1] for key, values in ALS_GRID.items()} if quick else ALS_GRID
+  )
+  alpha0s, l2s = ((default.alpha0,), (default.l2,)) if quick else (ALPHA0S, L2S)
+  out = {"test": {}}
   start = time.perf_counter()
   train, test = draw(name, seed)
   sub, valid = mfjax.train_test_split(train, test_fraction=0.1, seed=1)
@@ -164,44 +184,60 @@ def run_file(name, seed, als_tuned):
   )
   # Validation: ALS retuned; mfjax's alpha0 and l2 around the default, shown only.
   als_scores = {}
-  for combo in itertools.product(*ALS_GRID.values()):
-    settings = dict(zip(ALS_GRID, combo, strict=True))
+  for combo in itertools.product(*als_grid.values()) if implicit else ():
+    settings = dict(zip(als_grid, combo, strict=True))
     als_scores[combo] = score(fit_als(sub, **settings)[0], sub, valid)["ndcg"]
-  als_best = dict(zip(ALS_GRID, max(als_scores, key=als_scores.get), strict=True))
+  if als_scores:
+    als_best = dict(zip(als_grid, max(als_scores, key=als_scores.get), strict=True))
+    als_line = f"{max(als_scores.values()):.4f} at {als_best}"
+  else:
+    als_best, als_line = None, f"skipped: {NO_IMPLICIT}"
   ours = {}
-  for alpha0, l2 in itertools.product(ALPHA0S, L2S):
+  for alpha0, l2 in itertools.product(alpha0s, l2s):
     ours[alpha0, l2] = score(fit_mfjax(sub, alpha0=alpha0, l2=l2)[0], sub, valid)[
       "ndcg"
     ]
-  default = RankingSettings()
   print(
     f"validation NDCG@10 (90/10 split of the training part): mfjax default "
     f"{ours[default.alpha0, default.l2]:.4f}; best of mfjax's alpha0 x l2 grid "
     f"{max(ours.values()):.4f} at {max(ours, key=ours.get)}; implicit ALS retuned "
-    f"{max(als_scores.values()):.4f} at {als_best}"
+    f"{als_line}"
   )
   print(
     "mfjax alpha0 \\ l2: "
     + "; ".join(
-      f"{a:g}: " + ", ".join(f"{ours[a, x]:.4f}" for x in L2S) for a in ALPHA0S
+      f"{a:g}: " + ", ".join(f"{ours[a, x]:.4f}" for x in l2s) for a in alpha0s
     )
   )
+  out["validation"] = {
+    "mfjax": [{"alpha0": a, "l2": x, "ndcg": v} for (a, x), v in ours.items()],
+    "als": [
+      dict(zip(als_grid, c, strict=True)) | {"ndcg": v} for c, v in als_scores.items()
+    ],
+    "als_best": als_best,
+  }
   header = "| model | " + " | ".join(f"{n}@10" for n in NAMES)
   print(f"\n{header} | coverage | warm fit s |\n" + "|---" * 8 + "|")
-  print(row("popularity", score(metrics.popularity_params(train), train, test)))
+  popular = out["test"]["popularity"] = score(
+    metrics.popularity_params(train), train, test
+  )
+  print(row("popularity", popular))
   fit_mfjax(train)  # compile
   params, seconds = fit_mfjax(train)
-  print(
-    row("mfjax ranking, defaults (not retuned)", score(params, train, test), seconds)
-  )
-  for label, settings in (
+  label = "mfjax ranking, defaults (not retuned)"
+  out["test"][label] = score(params, train, test) | {"fit_s": seconds}
+  print(row(label, score(params, train, test), seconds))
+  peers = (
     ("implicit ALS, defaults", {}),
     (f"implicit ALS, tuned on MovieLens {als_tuned}", als_tuned),
     (f"implicit ALS, retuned on this file {als_best}", als_best),
-  ):
+  )
+  for label, settings in peers if implicit else ():
     params, seconds = fit_als(train, **settings)
+    out["test"][label] = score(params, train, test) | {"fit_s": seconds}
     print(row(label, score(params, train, test), seconds))
   print(f"({time.perf_counter() - start:.0f} s; load average {os.getloadavg()})")
+  return out
 
 
 def main():
@@ -213,7 +249,9 @@ def main():
     default="64,30,1.0,ratings",
     help="factors,regularization,alpha,values of implicit's ALS tuned on MovieLens",
   )
+  parser.add_argument("--grid", choices=("full", "quick"), default="full")
   args = parser.parse_args()
+  record = harness.Record("ranking_other_data", args, ("implicit", "scipy"))
   factors, reg, alpha, values = args.als.split(",")
   als_tuned = dict(
     factors=int(factors), regularization=float(reg), alpha=float(alpha), values=values
@@ -221,12 +259,17 @@ def main():
   print(
     f"# {datetime.datetime.now().isoformat(timespec='seconds')}  python "
     f"{platform.python_version()}, jax {jax.__version__}, numpy {np.__version__}, "
-    f"implicit {implicit.__version__}, mfjax {mfjax.__version__}; "
+    f"implicit {implicit.__version__ if implicit else None}, "
+    f"mfjax {mfjax.__version__}; "
     f"{os.cpu_count()} cpus; load average {os.getloadavg()}"
   )
   print(f"# {RankingSettings()}; seed {args.seed}")
+  if NO_IMPLICIT:
+    print(f"# implicit ALS: skipped: {NO_IMPLICIT}")
   for name in args.files.split(","):
-    run_file(name, args.seed, als_tuned)
+    quick = args.grid == "quick"
+    record.results[name] = run_file(name, args.seed, als_tuned, quick)
+  record.write()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ bytes for that matrix alone.
 
 Usage: python benchmarks/recommend_memory.py [--users 100000] [--items 20000]
          [--ratings 5000000] [--rank 32] [--k 10] [--block-size 1024] [--repeats 3]
+       python benchmarks/run.py recommend_memory [--quick] [...]
+Writes benchmarks/results/recommend_memory/ (harness.Record).
 """
 
 import argparse
@@ -23,9 +25,9 @@ import multiprocessing
 import os
 import platform
 import resource
-import statistics
 import time
 
+import harness
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,6 +65,7 @@ def main():
   parser.add_argument("--block-size", type=int, default=1024)
   parser.add_argument("--repeats", type=int, default=3)
   args = parser.parse_args()
+  record = harness.Record("recommend_memory", args)
   print(
     f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} "
     f"({jax.default_backend()}, {jax.devices()[0].device_kind}), "
@@ -101,11 +104,8 @@ def main():
   start = time.perf_counter()
   items, scores = jax.block_until_ready(compiled(params, users, exclude))
   cold = compile_s + time.perf_counter() - start
-  warm = []
-  for _ in range(args.repeats):
-    start = time.perf_counter()
-    items, scores = jax.block_until_ready(compiled(params, users, exclude))
-    warm.append(time.perf_counter() - start)
+  t = harness.time_calls(lambda: compiled(params, users, exclude), args.repeats, 0)
+  items, scores = t.result
   peak = _rss_peak()
 
   # Sanity: the answer is right for a few users, against a full row each.
@@ -121,7 +121,12 @@ def main():
   tile = args.block_size * args.items * 4
   analysis = compiled.memory_analysis()
   temp = getattr(analysis, "temp_size_in_bytes", None) if analysis else None
-  med, low = statistics.median(warm), min(warm)
+  med, low = t.median, t.min
+  record.results.update(
+    compile_s=compile_s, cold_s=cold, warm_s=t.warm, rss_setup=rss_setup,
+    peak_setup=peak_setup, rss_compiled=rss_compiled, peak_compiled=peak_compiled,
+    peak=peak, xla_temp_bytes=temp, naive_bytes=naive, tile_bytes=tile,
+  )  # fmt: skip
   n_scored = args.users * args.items
   print(f"cold (compile {compile_s:.2f} s + first run): {cold:8.2f} s")
   print(
@@ -160,6 +165,7 @@ def main():
     f"checked 3 users against a full-row argsort; {n_excluded_users:,} users have "
     f"excluded pairs; {int((np.asarray(items) < 0).sum())} slots padded with -1"
   )
+  record.write()
 
 
 if __name__ == "__main__":

@@ -17,14 +17,16 @@ Usage: python benchmarks/throughput.py [--sizes 100000,1000000,10000000]
                                        [--ranks 32,128] [--steps 5] [--repeats 3]
                                        [--mode auto|full|chunk] [--chunk-size N]
                                        [--memory-gb G]
+       python benchmarks/run.py throughput [--quick] [...]
+Writes benchmarks/results/throughput/ (harness.Record).
 """
 
 import argparse
+import functools
 import os
 import platform
-import statistics
-import time
 
+import harness
 import jax
 import optax
 
@@ -66,6 +68,8 @@ def main():
   parser.add_argument("--chunk-size", type=int, default=None)
   parser.add_argument("--memory-gb", type=float, default=None)
   args = parser.parse_args()
+  record = harness.Record("throughput", args)
+  record.results["cases"] = cases = []
   device = jax.devices()[0]
   print(
     f"{platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} "
@@ -89,15 +93,16 @@ def main():
           ).best_loss
         )
       )
-      start = time.perf_counter()
-      run(params, ratings).block_until_ready()
-      cold = time.perf_counter() - start
-      samples = []
-      for _ in range(args.repeats):
-        start = time.perf_counter()
-        run(params, ratings).block_until_ready()
-        samples.append((time.perf_counter() - start) / args.steps)
-      med, low = statistics.median(samples), min(samples)
+      timing = harness.time_calls(functools.partial(run, params, ratings), args.repeats)
+      cold = timing.cold
+      med, low = timing.median / args.steps, timing.min / args.steps
+      cases.append(
+        dict(
+          n=n, n_users=n_users, n_items=n_items, rank=rank, mode=mode,
+          estimate_bytes=estimate, limit_bytes=limit, fit=timing,
+          epoch_median=med, epoch_min=low, ratings_per_s=n / med,
+        )
+      )  # fmt: skip
       print(
         f"  {n:>11,} ratings  {n_users:>7,} users  {n_items:>6,} items  rank {rank:<4}"
         f"  epoch {med * 1e3:9.1f} ms (min {low * 1e3:9.1f})  "
@@ -106,6 +111,7 @@ def main():
         flush=True,
       )
       del params, run
+  record.write()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ script prints the mean validation RMSE over the folds. uN.test is never read.
 
 Usage: python benchmarks/tune_movielens.py [--data ../shared/data/ml-100k]
                                           [--folds 1,2] [--grid small]
+       python benchmarks/run.py tune_movielens [--quick] [...]
+Writes benchmarks/results/tune_movielens/ (harness.Record).
 """
 
 import argparse
@@ -13,13 +15,12 @@ import itertools
 import time
 from pathlib import Path
 
+import harness
 import jax
 import numpy as np
 import optax
 
 import mfjax
-
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared/data/ml-100k"
 
 GRIDS = {
   "low_rank": dict(
@@ -75,15 +76,18 @@ GRIDS = {
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+  parser.add_argument("--data", type=Path, default=None)
   parser.add_argument("--folds", default="1,2")
   parser.add_argument("--grid", default="small", choices=sorted(GRIDS))
   parser.add_argument("--steps", "--epochs", type=int, default=40)
   args = parser.parse_args()
+  data = harness.data_dir(args.data)
+  record = harness.Record("tune_movielens", vars(args) | {"data": data})
+  record.results["settings"] = rows = []
   grid = GRIDS[args.grid]
   splits = []
   for fold in map(int, args.folds.split(",")):
-    base, maps = mfjax.load_ratings(args.data / f"u{fold}.base")
+    base, maps = mfjax.load_ratings(data / f"u{fold}.base")
     train, valid = mfjax.train_test_split(base, test_fraction=0.1, seed=fold)
     splits.append((train, valid, maps.scale))
 
@@ -121,11 +125,13 @@ def main():
       seconds.append(time.perf_counter() - start)
       scores.append(float(np.sqrt(np.mean((pred - np.asarray(valid.values)) ** 2))))
       epochs.append(int(np.nanargmin(np.asarray(result.validation_rmse), axis=1).max()))
+    rows.append(dict(settings=s, rmse=scores, best_epochs=epochs, cold=seconds))
     print(
       f"{s}  val rmse {np.mean(scores):.4f} {np.round(scores, 4)}  best epoch <= "
       f"{max(epochs)}  {np.mean(seconds):.1f}s/fold (cold)",
       flush=True,
     )
+  record.write()
 
 
 if __name__ == "__main__":
