@@ -655,7 +655,7 @@ def test_an_os_error_without_a_file_name_is_not_none_none(capsys, monkeypatch):
   def broken(args):
     raise OSError("the disk went away")
 
-  monkeypatch.setattr(cli, "_similar", broken)
+  monkeypatch.setattr(cli.similar, "run", broken)
   assert cli.main(["similar", "m.npz", "--item", "1"]) == 2
   err = capsys.readouterr().err.strip()
   assert err == "mfjax similar: error: the disk went away" and "None" not in err

@@ -1,0 +1,240 @@
+"""What several commands share: reading ratings, models and item titles,
+checking an output path, printing a report or JSON, and judging a fit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+__all__ = [
+  "load_ratings",
+  "load_model",
+  "raw_id",
+  "titles_of",
+  "check_output_path",
+  "emit_json",
+  "print_report",
+  "check_objective_options",
+  "TrainingFailed",
+  "check_training",
+  "ranking_report",
+  "note_unranked",
+]
+
+
+def load_ratings(
+  path: str, *, show_columns: bool = False, parts: bool = False, **options
+):
+  """``mfjax.load_ratings``, its warnings (a rating far off the others) on one
+  line each on stderr, and, for a file with a header, which column is which.
+  With ``parts``, every process reads its own part
+  (:func:`mfjax.distributed.read_ratings`)."""
+  import warnings
+
+  import mfjax
+  from mfjax.data.loaders import ScaleWarning
+
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", ScaleWarning)
+    if parts:  # Each process its own part, assembled into one sharded array.
+      from mfjax.distributed import runtime as distributed
+
+      ratings, maps = distributed.read_ratings(path, **options)
+    else:
+      ratings, maps = mfjax.load_ratings(path, **options)
+  for warning in caught:
+    if issubclass(warning.category, ScaleWarning):
+      print(f"mfjax: warning: {warning.message} (--scale LO,HI)", file=sys.stderr)
+    else:  # Not ours to word: shown as Python shows it.
+      warnings.warn_explicit(
+        warning.message, warning.category, warning.filename, warning.lineno
+      )
+  if show_columns and maps.header:
+    named = zip(maps.columns, maps.header, strict=False)
+    print(f"{path}: columns " + ", ".join(f"{r}={n}" for r, n in named if r))
+  return ratings, maps
+
+
+def load_model(path: str):
+  """A saved :class:`mfjax.Model` with id maps, or a one-line error."""
+  import mfjax
+
+  model = mfjax.load(path)
+  if not isinstance(model, mfjax.Model) or model.id_maps is None:
+    raise ValueError(
+      f"{path} holds bare parameters without id maps; save a model with "
+      "`mfjax fit --save` (or mfjax.Model(params, id_maps=...))."
+    )
+  return model
+
+
+def raw_id(ids, text: str):
+  """``text`` as an id of the kind in ``ids`` (int64 or str)."""
+  import numpy as np
+
+  if np.issubdtype(ids.dtype, np.integer):
+    try:
+      return int(text)
+    except ValueError:
+      return None  # Not an integer, so not one of these ids.
+  return text
+
+
+def titles_of(path, raw_items):
+  """Titles of ``raw_items`` from the item file at ``path`` (None: no file)."""
+  if path is None:
+    return None
+  titles = _item_titles(path)
+  missing = [i for i in raw_items if str(i) not in titles]
+  if missing:
+    raise ValueError(
+      f"{path} has no title for item {missing[0]!r} of the model; is it "
+      "the item file of the same data set?"
+    )
+  return titles
+
+
+def _item_titles(path: str) -> dict[str, str]:
+  """Raw item id (as text) to title, from MovieLens u.item or movies.csv."""
+  import csv
+
+  from mfjax.data.loaders import RatingsFileError
+
+  try:
+    with open(path, "rb") as file:
+      raw = file.read()
+  except OSError as e:
+    raise ValueError(f"{path}: cannot read the item file ({e.strerror}).") from None
+  try:  # movies.csv (ml-latest) is UTF-8; MovieLens 100k's u.item is Latin-1.
+    text = raw.decode("utf-8-sig")
+  except UnicodeDecodeError:
+    text = raw.decode("latin-1")
+  lines = text.splitlines()
+  if not lines:
+    raise RatingsFileError(f"{path}: the item file is empty.")
+  sep = "|" if "|" in lines[0] else ","
+  rows = csv.reader(lines, delimiter=sep)
+  titles = {}
+  for number, row in enumerate(rows, 1):
+    if number == 1 and sep == "," and row[:2] == ["movieId", "title"]:
+      continue  # The movies.csv header.
+    if len(row) < 2 or not row[0].strip():
+      raise RatingsFileError(
+        f"{path}:{number}: expected 'id{sep}title{sep}...'; got {lines[number - 1]!r}"
+      )
+    titles[row[0].strip()] = row[1]
+  return titles
+
+
+def check_output_path(flag: str, path: str | None) -> None:
+  """Refuses, before any work, an output path that cannot be written."""
+  if path is None:
+    return
+  directory = os.path.dirname(os.path.abspath(path))
+  if os.path.isdir(path):
+    raise ValueError(f"{flag} {path}: is a directory.")
+  if not os.path.isdir(directory):
+    raise ValueError(f"{flag} {path}: the directory {directory} does not exist.")
+  if not os.access(directory, os.W_OK):
+    raise ValueError(f"{flag} {path}: the directory {directory} is not writable.")
+
+
+def emit_json(args, report: dict) -> None:
+  """``report`` as the one JSON document on the real stdout (``main`` sends the
+  human text to stderr under ``--json``); NaN and inf become null."""
+  import json
+
+  print(json.dumps(_json_safe(report), allow_nan=False), file=args.stdout)
+
+
+def _json_safe(value):
+  """``value`` with every non-finite float as None and NumPy scalars as Python's."""
+  if isinstance(value, dict):
+    return {str(k): _json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_json_safe(v) for v in value]
+  if hasattr(value, "item") and getattr(value, "shape", None) == ():
+    value = value.item()  # A NumPy or JAX scalar.
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
+def print_report(report: dict) -> None:
+  """``report`` as aligned ``name  value`` lines, the None values left out."""
+  report = {name: value for name, value in report.items() if value is not None}
+  width = max(map(len, report))
+  for name, value in report.items():
+    shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+    print(f"{name:<{width}}  {shown}")
+
+
+# Options of the rating fit that the ranking fit refuses.
+_RATING_ONLY = {
+  "--lr": "learning_rate",
+  "--l2-bias": "l2_bias",
+  "--batch-size": "batch_size",
+  "--ensemble": "ensemble",
+}
+
+
+_RANKING_ONLY = {"--alpha0": "alpha0", "--confidence": "confidence"}
+
+
+def check_objective_options(args) -> None:
+  """Refuses (``fit``, ``cv``) a setting that the chosen objective does not take."""
+  if args.objective == "ranking":
+    refused, why = _RATING_ONLY, "does not apply to --objective ranking"
+  else:
+    refused, why = _RANKING_ONLY, "applies to --objective ranking only"
+  for flag, name in refused.items():
+    if getattr(args, name) is not None:
+      raise ValueError(f"{flag} {why}.")
+
+
+class TrainingFailed(Exception):
+  """A fit that diverged or made no progress (exit 1, unless --allow-divergence)."""
+
+
+def check_training(args, failure: str | None) -> None:
+  """Fails the command on a diverged fit, unless ``--allow-divergence``."""
+  if failure is None:
+    return
+  rating = args.objective == "rating"
+  if "no progress" in failure:
+    advice = "another --lr or more --steps" if rating else "more --steps"
+  else:
+    advice = "a smaller --lr or a larger --l2" if rating else "a larger --l2"
+  if args.command == "cv":
+    anyway, kept = "score the folds anyway", "the folds were scored as they are"
+  else:
+    anyway, kept = "keep the best parameters anyway", "the best parameters were kept"
+  if not args.allow_divergence:
+    saved = f"{args.save} was not written; " if getattr(args, "save", None) else ""
+    raise TrainingFailed(
+      f"{failure}; {saved}try {advice}, or pass --allow-divergence to {anyway}."
+    )
+  print(f"warning: {failure}; {kept} (--allow-divergence).")
+
+
+def ranking_report(params, train, test, threshold, k=10, prefix="test_"):
+  """Top-``k`` metrics of ``params`` on ``test``, training items left out."""
+  from mfjax.fitting import crossval
+
+  scores = crossval.ranking_scores(params, train, test, k=k, threshold=threshold)
+  n_users = scores.pop("n_users")
+  report = {f"{prefix}{name}_at_{k}": value for name, value in scores.items()}
+  return report | {"n_users_ranked": n_users}
+
+
+def note_unranked(report: dict, threshold: float) -> None:
+  """Says why the ranking metrics are NaN when no test user could be ranked."""
+  if report.get("n_users_ranked", 1):
+    return
+  if report.get("n_unknown_test") == report.get("n_test"):
+    why = "none of the test ratings is of a user and an item in the model"
+  else:
+    why = f"no test user in the model has a rating >= {threshold:g} (relevant)"
+  print(f"note: {why}, so the ranking metrics are undefined (nan; null in --json).")

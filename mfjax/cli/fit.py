@@ -1,0 +1,313 @@
+"""``mfjax fit``: train on a ratings file, score a test set, save the model.
+
+One process, or several joined together (:mod:`mfjax.cli.launch`): then every
+process computes the fit and only process 0 prints its report and saves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+from mfjax.cli import common, launch, options
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub) -> None:
+  """Registers ``mfjax fit``."""
+  from mfjax.settings import FitSettings
+
+  d = FitSettings()
+  fit = sub.add_parser(
+    "fit",
+    help="train on a ratings file and score a test set",
+    description=(
+      "Train a biased matrix factorisation on TRAIN (MovieLens u.data/ratings.dat/"
+      "ratings.csv or any user,item,rating[,timestamp] file) and report RMSE and "
+      "MAE on a test file or a held-out fraction."
+    ),
+  )
+  fit.add_argument("train", metavar="TRAIN", help="the training ratings file")
+  held_out = fit.add_mutually_exclusive_group()
+  held_out.add_argument("--test", metavar="TEST", help="a test ratings file")
+  held_out.add_argument(
+    "--test-fraction",
+    type=options.fraction,
+    metavar="F",
+    help="hold out this fraction of TRAIN (in (0, 1)) as the test set",
+  )
+  fit.add_argument(
+    "--objective",
+    choices=("rating", "ranking"),
+    default="rating",
+    help="rating: predict ratings (RMSE); ranking: top-N lists by the iALS loss "
+    "and alternating least squares (default rating)",
+  )
+  options.add_scale(fit)
+  options.add_settings(fit, d)
+  options.add_ranking_settings(fit)
+  fit.add_argument(
+    "--threshold",
+    type=options.finite_float,
+    default=4.0,
+    help="ranking: a test rating >= this is relevant (default 4)",
+  )
+  fit.add_argument(
+    "--seed", type=options.seed, default=0, help="random seed (default 0)"
+  )
+  fit.add_argument("--progress", action="store_true", help="show a progress bar")
+  fit.add_argument(
+    "--save", metavar="MODEL", help="save the trained model to this .npz file"
+  )
+  fit.add_argument(
+    "--no-rated",
+    action="store_true",
+    help="with --save: leave the training pairs out of the model file (they "
+    "cost 8 bytes per rating; recommend then needs --rated to leave out rated "
+    "items)",
+  )
+  options.add_allow_divergence(fit)
+  fit.add_argument(
+    "--json", action="store_true", help="print only one JSON object on stdout"
+  )
+  options.add_distributed(fit)
+
+
+def run(args) -> int:
+  """``fit``, after joining the other processes if asked: only process 0
+  prints its report and saves the model; every process computes it."""
+  if not launch.join(args):
+    return _fit_here(args)
+  import jax
+
+  from mfjax.distributed import runtime as distributed
+
+  try:
+    exchange = distributed.ProcessExchange()
+    launch.check_same_command(args, exchange)
+    first = jax.process_index() == 0
+    distributed.first_failure(
+      lambda: common.check_output_path("--save", args.save if first else None), exchange
+    )
+    if first:
+      return _fit_here(args)
+    args.save = None
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+      args.stdout = quiet
+      return _fit_here(args)
+  except jax.errors.JaxRuntimeError as e:
+    # A peer died or hung (its heartbeat stopped): one line, and out at once,
+    # before JAX's shutdown barrier waits for the missing process and aborts.
+    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    if args.progress:  # After the bar's line, not on it.
+      print(file=sys.stderr)
+    print(
+      f"mfjax fit: error: process {jax.process_index()} stopped: another process "
+      f"failed or stopped answering ({first})",
+      file=sys.stderr,
+      flush=True,
+    )
+    sys.stdout.flush()
+    os._exit(1)
+
+
+def _fit_here(args) -> int:
+  import numpy as np
+
+  import mfjax
+  from mfjax.core import training
+  from mfjax.serving import rawids
+
+  common.check_output_path("--save", args.save)
+  ranking = args.objective == "ranking"
+  common.check_objective_options(args)
+  parts = _reads_parts(args)
+  train, test, maps, n_unknown = _fit_data(args, parts)
+  n_train, n_test = (len(r) - r.n_padding for r in (train, test))
+  settings, program, inputs, trim = (_ranking_fit if ranking else _rating_fit)(
+    args, train, maps
+  )
+  results, params, compile_seconds, fit_seconds = _timed(program, inputs, trim)
+  report = {"objective": args.objective}
+  if ranking:
+    report.update(common.ranking_report(params, train, test, args.threshold))
+  else:
+    report.update(
+      train_rmse=float(mfjax.rmse(params, train, scale=maps.scale)),
+      test_rmse=float(mfjax.rmse(params, test, scale=maps.scale)),
+      test_mae=float(mfjax.mae(params, test, scale=maps.scale)),
+    )
+  report.update(
+    fit_seconds=fit_seconds,
+    compile_seconds=compile_seconds,
+    n_train=n_train,
+    n_test=n_test,
+    n_unknown_test=int(n_unknown),
+    n_users=train.n_users,
+    n_items=train.n_items,
+    n_duplicates=maps.n_duplicates,
+    **{name: settings[name] for name in ("rank", "l2", "steps")},
+    **{
+      n: settings[n]
+      for n in ("l2_bias", "batch_size", "ensemble", "alpha0", "confidence")
+      if n in settings
+    },
+    diverged=bool(np.any(np.asarray(results.diverged_step) >= 0)),
+  )
+  failure = training.failure(results)
+  report["failure"] = failure
+  if args.save and (failure is None or args.allow_divergence):
+    saved = dict(settings, n_train=n_train, seed=args.seed)
+    saved["train"] = os.path.basename(args.train)
+    # Several processes: no process holds the training pairs to save.
+    rated = None if args.no_rated or parts else rawids.rated_pairs(train)
+    model = mfjax.Model(
+      params, id_maps=maps, settings=saved, objective=args.objective, rated=rated
+    )
+    try:
+      mfjax.save(args.save, model)
+    except (OSError, ValueError):  # Still show what the training found.
+      common.print_report(report)
+      if args.json:
+        common.emit_json(args, report)
+      raise
+    report["saved"] = args.save
+    report["saved_rank"] = int(params.user_factors.shape[1])
+    report["saved_bytes"] = os.path.getsize(args.save)
+  common.print_report(report)
+  common.note_unranked(report, args.threshold)
+  if args.json:
+    common.emit_json(args, report)
+  common.check_training(args, failure)
+  return 0
+
+
+def _fit_data(args, parts: bool):
+  """``(train, test, maps, n_unknown)`` of ``fit``: the files, or a split."""
+  import mfjax
+
+  train, maps = common.load_ratings(
+    args.train, scale=args.scale, columns=args.columns, show_columns=True, parts=parts
+  )
+  if args.test:
+    test, test_maps = common.load_ratings(
+      args.test, id_maps=maps, columns=args.columns, parts=parts
+    )
+    n_unknown = test_maps.n_unknown
+  else:
+    train, test = mfjax.train_test_split(
+      train, test_fraction=args.test_fraction or 0.2, seed=args.seed
+    )
+    n_unknown = 0
+  if len(train) == train.n_padding or len(test) == test.n_padding:
+    raise ValueError("the training or test set is empty.")
+  return train, test, maps, n_unknown
+
+
+def _reads_parts(args) -> bool:
+  """Whether each process reads its own part of the files: a rating fit over
+  several processes' devices (the ranking fit, sharded too, and ``--one-device``
+  read the whole files in each process)."""
+  if getattr(args, "num_processes", None) is None and not getattr(
+    args, "distributed", None
+  ):
+    return False
+  import jax
+
+  if jax.process_count() == 1 or args.objective == "ranking" or args.one_device:
+    return False
+  if not args.test:
+    raise ValueError(
+      "a fit over several processes needs --test FILE: a random split would need "
+      "every rating in one process."
+    )
+  return True
+
+
+def _rating_fit(args, train, maps):
+  """``(settings, program, inputs)`` of the tuned rating fit."""
+  import jax
+  import numpy as np
+
+  from mfjax.fitting import ensemble
+
+  d = ensemble.FitSettings()
+  settings = d._replace(
+    **{
+      name: getattr(args, name) for name in d._fields if getattr(args, name) is not None
+    }
+  )
+  # Read in parts by several processes: padded and sharded already.
+  parts = isinstance(train.users, jax.Array) and not train.users.is_fully_addressable
+  padded = _as_bucketed(train) if parts else ensemble.pad_to_buckets(train)
+  if args.batch_size is None:  # fit's default: about 24 batches an epoch.
+    size = ensemble.batch_size_for(len(padded.ratings), minimum=settings.batch_size)
+    settings = settings._replace(batch_size=size)
+  program = ensemble.fit_program(settings, progress=args.progress)
+  key = jax.random.key(args.seed)
+  inputs = (
+    key, padded.ratings, np.float32(settings.l2), np.float32(settings.l2_bias),
+    None, maps.scale, padded.sizes,
+  )  # fmt: skip
+  # Every device of every process: the ratings sharded (each process's part
+  # already is), the model replicated.
+  program, inputs = ensemble.spread(program, inputs, one_device=args.one_device)
+  trim = lambda outputs: ensemble.trim(outputs, padded)
+  return settings._asdict(), program, inputs, trim
+
+
+def _as_bucketed(train):
+  """An ``ensemble.Bucketed`` of ratings that :func:`distributed.read_ratings`
+  padded and sharded already: only the tables are padded to their buckets."""
+  import dataclasses
+
+  import numpy as np
+
+  from mfjax.fitting import ensemble
+
+  n_users, n_items = train.n_users, train.n_items
+  ratings = dataclasses.replace(
+    train,
+    n_users=ensemble.bucket(n_users, per_octave=4),
+    n_items=ensemble.bucket(n_items, per_octave=4),
+    n_padding=0,
+  )
+  sizes = np.array([len(train) - train.n_padding, n_users, n_items], np.int32)
+  return ensemble.Bucketed(ratings, None, sizes, n_users, n_items)
+
+
+def _ranking_fit(args, train, maps):
+  """``(settings, program, inputs)`` of the tuned ranking fit (iALS)."""
+  import jax
+  import numpy as np
+
+  from mfjax.fitting import ensemble
+
+  d = ensemble.RankingSettings()
+  given = {n: getattr(args, n) for n in ("rank", "steps", "l2", "alpha0", "confidence")}
+  settings = d._replace(**{n: v for n, v in given.items() if v is not None})
+  program = ensemble.ranking_program(settings, progress=args.progress)
+  inputs = (jax.random.key(args.seed), train, np.float32(settings.l2))
+  # Every device of every process (each holding the whole files): the ratings
+  # sharded, the model replicated.
+  program, inputs = ensemble.spread(program, inputs, one_device=args.one_device)
+  return settings._asdict(), program, inputs, lambda outputs: outputs
+
+
+def _timed(program, inputs, trim):
+  """``(results, params, compile seconds, fit seconds)`` of a jitted fit whose
+  outputs ``trim`` cuts to the data's size."""
+  import time
+
+  import jax
+
+  from mfjax.fitting import ensemble
+
+  start = time.perf_counter()
+  compiled = ensemble.compile_program(program, inputs)
+  compile_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  params, results = trim(jax.block_until_ready(compiled(*inputs))[::-1])
+  return results, params, compile_seconds, time.perf_counter() - start

@@ -1,0 +1,195 @@
+"""``mfjax recommend``: a user's top items from a saved model, or with ``--all``
+every user's, written to a CSV file.
+"""
+
+from __future__ import annotations
+
+from mfjax.cli import common, options
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub) -> None:
+  """Registers ``mfjax recommend``."""
+  rec = sub.add_parser(
+    "recommend",
+    help="a user's top items from a saved model",
+    description=(
+      "List the N items with the highest predicted rating for one user of a model "
+      "saved by `mfjax fit --save`, in raw ids, with titles when an item file is "
+      "given."
+    ),
+  )
+  rec.add_argument("model", metavar="MODEL", help="a model file from fit --save")
+  who = rec.add_mutually_exclusive_group(required=True)
+  who.add_argument("--user", metavar="RAW_ID", help="the user's id")
+  who.add_argument(
+    "--all",
+    action="store_true",
+    help="every user of the model: write user,item,rank,score rows to --output",
+  )
+  rec.add_argument(
+    "--output",
+    metavar="FILE",
+    help="with --all: the CSV file to write (replaced atomically when complete)",
+  )
+  rec.add_argument(
+    "-n",
+    type=options.positive,
+    default=None,
+    help="how many items (default 10, or all when the model has fewer)",
+  )
+  rec.add_argument(
+    "--items",
+    metavar="FILE",
+    help="item titles: MovieLens u.item or movies.csv",
+  )
+  rec.add_argument(
+    "--rated",
+    metavar="FILE",
+    help="a ratings file (usually the training file); the user's items in it "
+    "are left out, instead of the training pairs saved in the model",
+  )
+  rec.add_argument(
+    "--ratings",
+    metavar="FILE",
+    help="ratings of new users (user,item,rating): folded into the model "
+    "(no retraining) before --user's list is made",
+  )
+  rec.add_argument(
+    "--fallback",
+    choices=("popularity", "none"),
+    default="popularity",
+    help="a user not in the model gets the most-rated items (popularity, the "
+    "default) or an error (none)",
+  )
+  rec.add_argument(
+    "--json", action="store_true", help="print only one JSON object on stdout"
+  )
+
+
+def run(args) -> int:
+  """``mfjax recommend``: one user's top items, or every user's with ``--all``."""
+  if args.all:
+    return _recommend_all(args)
+  if args.output:
+    raise ValueError("--output goes with --all; one user's list is printed.")
+  model = _serving_model(args)
+  maps = model.id_maps
+  raw = common.raw_id(maps.users, args.user)
+  known = raw is not None and int(maps.user_index([raw])[0]) >= 0
+  if not known and args.fallback == "none":
+    raise ValueError(
+      f"user {args.user!r} is not in the model {args.model} "
+      f"({len(maps.users)} users, ids {maps.users[0]}..{maps.users[-1]}; "
+      "--fallback none)."
+    )
+  if not known and model.rated is None:
+    raise ValueError(
+      f"user {args.user!r} is not in the model, and the popularity fallback needs "
+      "the training pairs: pass --rated TRAIN (the model was saved --no-rated)."
+    )
+  n_items = len(maps.items)
+  if args.n is None:
+    args.n = min(10, n_items)
+  if args.n > n_items:
+    raise ValueError(f"-n must be at most the model's {n_items} items; got {args.n}.")
+  items, scores = model.recommend(raw if raw is not None else args.user, args.n)
+  raw_items = [i.item() for i in items]
+  scores = [float(v) for v in scores]
+  titles = common.titles_of(args.items, raw_items)
+  width = max([len(str(i)) for i in raw_items] + [4])
+  if known:
+    print(f"top {len(raw_items)} items for user {args.user} ({args.model})")
+  else:
+    print(
+      f"user {args.user} is not in the model: the {len(raw_items)} most-rated "
+      "items instead (score = training ratings; --fallback none refuses)"
+    )
+  print(f"{'rank':>4}  {'item':>{width}}  score  {'title' if titles else ''}".rstrip())
+  for rank, (item, score) in enumerate(zip(raw_items, scores, strict=True), 1):
+    title = titles[str(item)] if titles else ""
+    print(f"{rank:>4}  {item!s:>{width}}  {score:5.2f}  {title}".rstrip())
+  if args.json:
+    report = {"user": raw if known else args.user, "items": raw_items}
+    report |= {"scores": scores, "fallback": not known}
+    if titles:
+      report["titles"] = [titles[str(i)] for i in raw_items]
+    common.emit_json(args, report)
+  return 0
+
+
+# Users per block of `recommend --all`: memory is bounded by one block's
+# [block, n_items] scores, whatever the number of users.
+_ALL_BLOCK = 1024
+
+
+def _recommend_all(args) -> int:
+  import csv
+
+  import numpy as np
+
+  import mfjax
+  from mfjax.io import checkpoint
+  from mfjax.serving import rawids
+
+  if not args.output:
+    raise ValueError("--all needs --output FILE (the CSV of every user's list).")
+  if args.items or args.json:
+    raise ValueError(
+      "--all writes raw ids to --output; --items and --json do not apply."
+    )
+  common.check_output_path("--output", args.output)
+  model = _serving_model(args)  # --rated replaces the saved pairs; --ratings adds.
+  maps = model.id_maps
+  n_users, n_items = len(maps.users), len(maps.items)
+  n = min(10, n_items) if args.n is None else args.n
+  if n > n_items:
+    raise ValueError(f"-n must be at most the model's {n_items} items; got {n}.")
+  rated_users = rated = None
+  if model.rated is not None:
+    pairs = model.rated[np.argsort(model.rated[:, 0], kind="stable")]
+    rated = rawids.pairs_as_ratings(pairs, n_users, n_items)
+    rated_users = pairs[:, 0]
+  rows = 0
+  with checkpoint.atomic_write(args.output, text=True) as file:
+    writer = csv.writer(file)
+    writer.writerow(["user", "item", "rank", "score"])
+    for start in range(0, n_users, _ALL_BLOCK):
+      users = np.arange(start, min(start + _ALL_BLOCK, n_users), dtype=np.int32)
+      exclude = None
+      if rated is not None:
+        lo, hi = np.searchsorted(rated_users, [users[0], users[-1] + 1])
+        exclude = rated.subset(np.arange(lo, hi))
+      items, scores = mfjax.recommend(model.params, users, n, exclude=exclude)
+      items, scores = np.asarray(items), np.asarray(scores)
+      for row, user in enumerate(users):
+        raw_user = maps.users[user].item()
+        for rank in range(n):
+          if items[row, rank] < 0:
+            break  # Fewer items left than n after the exclusion.
+          item = maps.items[items[row, rank]].item()
+          writer.writerow([raw_user, item, rank + 1, f"{scores[row, rank]:.6g}"])
+          rows += 1
+  print(f"wrote {rows} rows ({n_users} users, top {n}) to {args.output}")
+  return 0
+
+
+def _serving_model(args):
+  """The model of ``recommend``: its rated pairs from --rated if given, and the
+  users of --ratings folded in."""
+  import numpy as np
+
+  from mfjax.serving import rawids
+
+  model = common.load_model(args.model)
+  maps = model.id_maps
+  if args.rated:
+    rated, _ = common.load_ratings(args.rated, id_maps=maps)
+    model = model._replace(rated=rawids.rated_pairs(rated))
+  if args.ratings:
+    new, new_maps = common.load_ratings(args.ratings)
+    users = new_maps.users[np.asarray(new.users)]
+    items = new_maps.items[np.asarray(new.items)]
+    model = model.fold_in(users, items, np.asarray(new.values))
+  return model
