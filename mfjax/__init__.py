@@ -37,8 +37,8 @@ from mfjax.data.splits import (
 )
 from mfjax.data.textparse import RatingsFileError
 from mfjax.fitting.crossval import cross_validate
-from mfjax.fitting.ensemble import FitResult, fit
 from mfjax.fitting.grid import train_grid
+from mfjax.fitting.plan import FitResult, fit
 from mfjax.io.checkpoint import load, save
 from mfjax.io.npzread import ModelFileError
 from mfjax.notebook import reproduce_notebook

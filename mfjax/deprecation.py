@@ -40,7 +40,12 @@ MOVED_MODULES = {
   "mfjax.memory": "mfjax.core.memory",
   "mfjax.sharding": "mfjax.core.sharding",
   "mfjax.progress": "mfjax.core.progress",
-  "mfjax.ensemble": "mfjax.fitting.ensemble",
+  "mfjax.ensemble": (
+    "mfjax.fitting.plan",
+    "mfjax.fitting.ensemble",
+    "mfjax.fitting.buckets",
+    "mfjax.settings",
+  ),
   "mfjax.grid": "mfjax.fitting.grid",
   "mfjax.crossval": "mfjax.fitting.crossval",
   "mfjax.loaders": (

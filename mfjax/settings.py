@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["OBJECTIVES", "FitSettings", "RankingSettings"]
+__all__ = ["OBJECTIVES", "FitSettings", "RankingSettings", "REFUSED", "refused"]
 
 OBJECTIVES = ("rating", "ranking")
 """What :func:`fit` can learn: ratings (RMSE) or top-N lists (ranking)."""
@@ -29,7 +29,7 @@ class FitSettings(NamedTuple):
     l2: L2 weight of the factors.
     l2_bias: L2 weight of the biases.
     batch_size: ratings per mini-batch. :func:`mfjax.fit` given no
-      ``batch_size`` takes ``mfjax.fitting.ensemble.batch_size_for(n,
+      ``batch_size`` takes ``mfjax.fitting.buckets.batch_size_for(n,
       minimum=batch_size)``: this one up to ``24·batch_size`` (padded)
       ratings, as on MovieLens 100k, and 1/24 of the padded ratings beyond.
     ensemble: models averaged; the fitted model has rank ``ensemble·rank``.
@@ -71,3 +71,31 @@ class RankingSettings(NamedTuple):
   nu: float = 1.0
   confidence: float = 1.0
   cg_steps: int = 3
+
+
+REFUSED = {
+  "ranking": (
+    "learning_rate",
+    "l2_bias",
+    "batch_size",
+    "ensemble",
+    "validation_data",
+    "patience",
+  ),
+  "rating": ("alpha0", "confidence"),
+}
+"""The settings each objective does not take: given, they are an error."""
+
+
+def refused(objective: str, given: dict) -> str | None:
+  """The first name of :data:`REFUSED` ``[objective]`` given (not None) in
+  ``given``, or None: what :func:`mfjax.fitting.plan.plan` refuses and the
+  command line names as a flag.
+
+  Examples:
+    >>> refused("ranking", {"rank": 8, "batch_size": 512})
+    'batch_size'
+    >>> refused("rating", {"rank": 8}) is None
+    True
+  """
+  return next((n for n in REFUSED[objective] if given.get(n) is not None), None)

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -340,7 +341,11 @@ def test_recommend_and_evaluate_bad_input_exit_2(capsys, tmp_path):
   params = random_params(0, 3, 3, 2)
   users, items = np.array([1, 2, 3], np.int64), np.array([10, 11, 12], np.int64)
   model_path = str(tmp_path / "m.npz")
-  mfjax.save(model_path, mfjax.Model(params, mfjax.IdMaps(users, items, (1.0, 5.0))))
+  rated = np.array([[0, 0], [0, 1], [1, 0], [1, 2], [2, 1]], np.int32)  # r.csv's.
+  maps = mfjax.IdMaps(users, items, (1.0, 5.0))
+  mfjax.save(model_path, mfjax.Model(params, maps, rated=rated))
+  no_pairs = str(tmp_path / "no_pairs.npz")  # As `fit --save --no-rated` writes.
+  mfjax.save(no_pairs, mfjax.Model(params, maps))
   params_only = str(tmp_path / "p.npz")
   mfjax.save(params_only, params)
   not_a_model = tmp_path / "x.npz"
@@ -352,8 +357,8 @@ def test_recommend_and_evaluate_bad_input_exit_2(capsys, tmp_path):
   bad_items = tmp_path / "bad.item"
   bad_items.write_text("10|Ten|\n11\n")
   cases = [
-    (["recommend", model_path, "--user", "9"], "user '9' is not in the model"),
-    (["recommend", model_path, "--user", "x"], "user 'x' is not in the model"),
+    (["recommend", no_pairs, "--user", "9"], "user '9' is not in the model, and"),
+    (["recommend", model_path, "--user", "x", "--fallback", "none"], "user 'x' is not"),
     (["recommend", model_path, "--user", "1", "-n", "0"], "must be an int >= 1"),
     (["recommend", model_path, "--user", "1", "-n", "4"], "at most the model's 3"),
     (["recommend", model_path, "--user", "3", "--items", str(items)], "no title"),
@@ -376,11 +381,13 @@ def test_recommend_and_evaluate_bad_input_exit_2(capsys, tmp_path):
 
 
 def _model_file(tmp_path, name, items):
-  """A saved model of one user (id 1) and the given int item ids."""
+  """A saved model of one user (id 1), who rated none of the given int item ids
+  in training (its training pairs are saved, as `fit --save` does: none)."""
   params = random_params(0, 1, len(items), 2)
   maps = mfjax.IdMaps(np.array([1], np.int64), np.array(items, np.int64), (1, 5))
   path = tmp_path / name
-  mfjax.save(path, mfjax.Model(params, id_maps=maps))
+  rated = np.zeros((0, 2), np.int32)
+  mfjax.save(path, mfjax.Model(params, id_maps=maps, rated=rated))
   return str(path), np.asarray(mfjax.predict(params))[0]
 
 
@@ -509,7 +516,7 @@ def test_saved_pairs_fallback_fold_in_and_similar(capsys, tmp_path):
   assert report["saved_bytes"] == os.path.getsize(model_path)
   model = mfjax.load(model_path)
   ratings, maps = mfjax.load_ratings(str(train))
-  np.testing.assert_array_equal(model.rated, mfjax.serving.rawids.rated_pairs(ratings))
+  np.testing.assert_array_equal(model.rated, mfjax.serving.model.rated_pairs(ratings))
   # The saved pairs leave out the rated items as --rated TRAIN does.
   user = str(maps.users[0])
   lists = []
@@ -750,3 +757,78 @@ def test_a_rating_far_off_the_others_is_one_warning_line(capsys, tmp_path):
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 2 and err[0].startswith(f"mfjax: warning: {path}:14: rating 44")
   assert err[0].endswith("(--scale LO,HI)") and "missing.csv" in err[1]
+
+
+# A child `mfjax fit --save` that stops in the middle of writing the model.
+_INTERRUPTED_FIT = """
+import sys, time
+import numpy as np
+from mfjax.cli import main
+
+calls = []
+real = np.lib.format.write_array
+
+
+def write_array(fp, array, *args, **kwargs):
+  calls.append(array)
+  if len(calls) == 6:  # After the header entries and a parameter.
+    fp.write(b"half an array")
+    print("writing", file=sys.__stderr__, flush=True)
+    time.sleep(120)
+  return real(fp, array, *args, **kwargs)
+
+
+np.lib.format.write_array = write_array
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_mid_save_removes_the_temp_file_and_keeps_the_old_model(tmp_path):
+  # The library installs no signal handler; the command turns SIGTERM into an
+  # exception while it runs, so the save cleans up, then dies of the signal.
+  data = _ratings_csv(tmp_path)
+  path = tmp_path / "model.npz"
+  fit = ["fit", str(data), "--steps", "1", "--ensemble", "1", "--rank", "2"]
+  assert cli.main([*fit, "--save", str(path)]) == 0
+  old = path.read_bytes()
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"}
+  env["MFJAX_COMPILATION_CACHE"] = "0"
+  child = subprocess.Popen(
+    [sys.executable, "-c", _INTERRUPTED_FIT, *fit, "--save", str(path)],
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    env=env,
+    cwd=tmp_path,
+  )
+  try:
+    line = child.stderr.readline()
+    while line and line != b"writing\n":
+      line = child.stderr.readline()
+    assert line == b"writing\n"
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(60) == -signal.SIGTERM
+  finally:
+    child.kill()
+    child.wait()
+    child.stderr.close()
+  assert path.read_bytes() == old  # Never a half-written model.
+  assert sorted(os.listdir(tmp_path)) == ["model.npz", "r.csv"]  # No temp file.
+
+
+def test_recommend_with_a_model_saved_without_pairs_says_rated_items_stay(
+  capsys, tmp_path
+):
+  data = _ratings_csv(tmp_path)
+  path = tmp_path / "m.npz"
+  fit = ["fit", str(data), "--steps", "1", "--ensemble", "1", "--rank", "2"]
+  assert cli.main([*fit, "--save", str(path), "--no-rated"]) == 0
+  capsys.readouterr()
+  assert cli.main(["recommend", str(path), "--user", "u3", "-n", "40"]) == 0
+  out, err = capsys.readouterr()
+  assert "items the user rated are not left out; pass --rated TRAIN" in err
+  assert len(re.findall(r"^\s+\d+\s+i\d+", out, re.M)) == 40  # All 40 items.
+  assert cli.main(["recommend", str(path), "--user", "u3", "--rated", str(data)]) == 0
+  out, err = capsys.readouterr()
+  assert "not left out" not in err

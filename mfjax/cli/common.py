@@ -100,7 +100,7 @@ def _item_titles(path: str) -> dict[str, str]:
   """Raw item id (as text) to title, from MovieLens u.item or movies.csv."""
   import csv
 
-  from mfjax.data.loaders import RatingsFileError
+  from mfjax.data.textparse import RatingsFileError
 
   try:
     with open(path, "rb") as file:
@@ -171,27 +171,28 @@ def print_report(report: dict) -> None:
     print(f"{name:<{width}}  {shown}")
 
 
-# Options of the rating fit that the ranking fit refuses.
-_RATING_ONLY = {
-  "--lr": "learning_rate",
-  "--l2-bias": "l2_bias",
-  "--batch-size": "batch_size",
-  "--ensemble": "ensemble",
+# The flags of the settings that one objective refuses (mfjax.settings.REFUSED).
+_FLAGS = {
+  "learning_rate": "--lr",
+  "l2_bias": "--l2-bias",
+  "batch_size": "--batch-size",
+  "ensemble": "--ensemble",
+  "alpha0": "--alpha0",
+  "confidence": "--confidence",
 }
 
 
-_RANKING_ONLY = {"--alpha0": "alpha0", "--confidence": "confidence"}
-
-
 def check_objective_options(args) -> None:
-  """Refuses (``fit``, ``cv``) a setting that the chosen objective does not take."""
+  """Refuses (``fit``, ``cv``) a setting that the chosen objective does not
+  take, by its flag: the settings ``mfjax.fit`` refuses."""
+  from mfjax.settings import refused
+
+  name = refused(args.objective, vars(args))
+  if name is None:
+    return
   if args.objective == "ranking":
-    refused, why = _RATING_ONLY, "does not apply to --objective ranking"
-  else:
-    refused, why = _RANKING_ONLY, "applies to --objective ranking only"
-  for flag, name in refused.items():
-    if getattr(args, name) is not None:
-      raise ValueError(f"{flag} {why}.")
+    raise ValueError(f"{_FLAGS[name]} does not apply to --objective ranking.")
+  raise ValueError(f"{_FLAGS[name]} applies to --objective ranking only.")
 
 
 class TrainingFailed(Exception):

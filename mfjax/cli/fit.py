@@ -118,7 +118,6 @@ def _fit_here(args) -> int:
 
   import mfjax
   from mfjax.core import training
-  from mfjax.serving import rawids
 
   common.check_output_path("--save", args.save)
   ranking = args.objective == "ranking"
@@ -126,10 +125,10 @@ def _fit_here(args) -> int:
   parts = _reads_parts(args)
   train, test, maps, n_unknown = _fit_data(args, parts)
   n_train, n_test = (len(r) - r.n_padding for r in (train, test))
-  settings, program, inputs, trim = (_ranking_fit if ranking else _rating_fit)(
-    args, train, maps
-  )
-  results, params, compile_seconds, fit_seconds = _timed(program, inputs, trim)
+  fit_plan = _plan(args, train, maps)
+  settings = fit_plan.settings._asdict()
+  fitted, compile_seconds, fit_seconds = _timed(fit_plan)
+  results, params = fitted.members, fitted.best_params
   report = {"objective": args.objective}
   if ranking:
     report.update(common.ranking_report(params, train, test, args.threshold))
@@ -162,10 +161,12 @@ def _fit_here(args) -> int:
     saved = dict(settings, n_train=n_train, seed=args.seed)
     saved["train"] = os.path.basename(args.train)
     # Several processes: no process holds the training pairs to save.
-    rated = None if args.no_rated or parts else rawids.rated_pairs(train)
-    model = mfjax.Model(
-      params, id_maps=maps, settings=saved, objective=args.objective, rated=rated
-    )
+    if args.no_rated or parts:
+      model = mfjax.Model(
+        params, id_maps=maps, settings=saved, objective=fitted.objective
+      )
+    else:
+      model = fitted.model(train, maps, settings=saved)
     try:
       mfjax.save(args.save, model)
     except (OSError, ValueError):  # Still show what the training found.
@@ -226,79 +227,33 @@ def _reads_parts(args) -> bool:
   return True
 
 
-def _rating_fit(args, train, maps):
-  """``(settings, program, inputs)`` of the tuned rating fit."""
+def _plan(args, train, maps):
+  """The plan of ``mfjax.fit`` for the command's settings
+  (:func:`mfjax.fitting.plan.plan`): the same objectives, defaults, buckets
+  and devices."""
   import jax
-  import numpy as np
 
-  from mfjax.fitting import ensemble
+  from mfjax.fitting import plan
+  from mfjax.settings import FitSettings, RankingSettings
 
-  d = ensemble.FitSettings()
-  settings = d._replace(
-    **{
-      name: getattr(args, name) for name in d._fields if getattr(args, name) is not None
-    }
+  fields = (
+    RankingSettings._fields if args.objective == "ranking" else FitSettings._fields
   )
-  # Read in parts by several processes: padded and sharded already.
-  parts = isinstance(train.users, jax.Array) and not train.users.is_fully_addressable
-  padded = _as_bucketed(train) if parts else ensemble.pad_to_buckets(train)
-  if args.batch_size is None:  # fit's default: about 24 batches an epoch.
-    size = ensemble.batch_size_for(len(padded.ratings), minimum=settings.batch_size)
-    settings = settings._replace(batch_size=size)
-  program = ensemble.fit_program(settings, progress=args.progress)
-  key = jax.random.key(args.seed)
-  inputs = (
-    key, padded.ratings, np.float32(settings.l2), np.float32(settings.l2_bias),
-    None, maps.scale, padded.sizes,
-  )  # fmt: skip
-  # Every device of every process: the ratings sharded (each process's part
-  # already is), the model replicated.
-  program, inputs = ensemble.spread(program, inputs, one_device=args.one_device)
-  trim = lambda outputs: ensemble.trim(outputs, padded)
-  return settings._asdict(), program, inputs, trim
-
-
-def _as_bucketed(train):
-  """An ``ensemble.Bucketed`` of ratings that :func:`distributed.read_ratings`
-  padded and sharded already: only the tables are padded to their buckets."""
-  import dataclasses
-
-  import numpy as np
-
-  from mfjax.fitting import ensemble
-
-  n_users, n_items = train.n_users, train.n_items
-  ratings = dataclasses.replace(
+  # Every process's devices: the ratings sharded (each process's part already
+  # is, when read in parts), the model replicated.
+  return plan.plan(
+    jax.random.key(args.seed),
     train,
-    n_users=ensemble.bucket(n_users, per_octave=4),
-    n_items=ensemble.bucket(n_items, per_octave=4),
-    n_padding=0,
+    objective=args.objective,
+    scale=None if args.objective == "ranking" else maps.scale,
+    progress=args.progress,
+    one_device=args.one_device,
+    **{name: getattr(args, name, None) for name in fields},
   )
-  sizes = np.array([len(train) - train.n_padding, n_users, n_items], np.int32)
-  return ensemble.Bucketed(ratings, None, sizes, n_users, n_items)
 
 
-def _ranking_fit(args, train, maps):
-  """``(settings, program, inputs)`` of the tuned ranking fit (iALS)."""
-  import jax
-  import numpy as np
-
-  from mfjax.fitting import ensemble
-
-  d = ensemble.RankingSettings()
-  given = {n: getattr(args, n) for n in ("rank", "steps", "l2", "alpha0", "confidence")}
-  settings = d._replace(**{n: v for n, v in given.items() if v is not None})
-  program = ensemble.ranking_program(settings, progress=args.progress)
-  inputs = (jax.random.key(args.seed), train, np.float32(settings.l2))
-  # Every device of every process (each holding the whole files): the ratings
-  # sharded, the model replicated.
-  program, inputs = ensemble.spread(program, inputs, one_device=args.one_device)
-  return settings._asdict(), program, inputs, lambda outputs: outputs
-
-
-def _timed(program, inputs, trim):
-  """``(results, params, compile seconds, fit seconds)`` of a jitted fit whose
-  outputs ``trim`` cuts to the data's size."""
+def _timed(fit_plan):
+  """``(FitResult, compile seconds, fit seconds)`` of a plan, compiled apart."""
   import time
 
   import jax
@@ -306,8 +261,9 @@ def _timed(program, inputs, trim):
   from mfjax.fitting import ensemble
 
   start = time.perf_counter()
-  compiled = ensemble.compile_program(program, inputs)
+  compiled = ensemble.compile_program(fit_plan.program, fit_plan.inputs)
   compile_seconds = time.perf_counter() - start
   start = time.perf_counter()
-  params, results = trim(jax.block_until_ready(compiled(*inputs))[::-1])
-  return results, params, compile_seconds, time.perf_counter() - start
+  outputs = jax.block_until_ready(compiled(*fit_plan.inputs))
+  fitted = fit_plan.finish(outputs)
+  return fitted, compile_seconds, time.perf_counter() - start

@@ -91,7 +91,7 @@ def rating_scale(text: str) -> tuple[float, float]:
 
 def column_roles(text: str) -> tuple[str | None, ...]:
   """``--columns``: a role (or None, skipped) for each column, for argparse."""
-  from mfjax.data.loaders import ROLES
+  from mfjax.data.textparse import ROLES
 
   roles = tuple(None if part in ("-", "") else part for part in text.split(","))
   unknown = [r for r in roles if r is not None and r not in ROLES]

@@ -4,6 +4,8 @@ every user's, written to a CSV file.
 
 from __future__ import annotations
 
+import sys
+
 from mfjax.cli import common, options
 
 __all__ = ["add_parser", "run"]
@@ -94,7 +96,15 @@ def run(args) -> int:
     args.n = min(10, n_items)
   if args.n > n_items:
     raise ValueError(f"-n must be at most the model's {n_items} items; got {args.n}.")
-  items, scores = model.recommend(raw if raw is not None else args.user, args.n)
+  if known and model.rated is None:  # Said, not silently skipped.
+    print(
+      "note: the model has no training pairs (saved --no-rated): items the user "
+      "rated are not left out; pass --rated TRAIN to leave them out.",
+      file=sys.stderr,
+    )
+  items, scores = model.recommend(
+    raw if raw is not None else args.user, args.n, exclude_rated=model.rated is not None
+  )
   raw_items = [i.item() for i in items]
   scores = [float(v) for v in scores]
   titles = common.titles_of(args.items, raw_items)
@@ -130,8 +140,8 @@ def _recommend_all(args) -> int:
   import numpy as np
 
   import mfjax
-  from mfjax.io import checkpoint
-  from mfjax.serving import rawids
+  from mfjax.io.atomic import atomic_write
+  from mfjax.serving.model import pairs_as_ratings
 
   if not args.output:
     raise ValueError("--all needs --output FILE (the CSV of every user's list).")
@@ -149,10 +159,10 @@ def _recommend_all(args) -> int:
   rated_users = rated = None
   if model.rated is not None:
     pairs = model.rated[np.argsort(model.rated[:, 0], kind="stable")]
-    rated = rawids.pairs_as_ratings(pairs, n_users, n_items)
+    rated = pairs_as_ratings(pairs, n_users, n_items)
     rated_users = pairs[:, 0]
   rows = 0
-  with checkpoint.atomic_write(args.output, text=True) as file:
+  with atomic_write(args.output, text=True) as file:
     writer = csv.writer(file)
     writer.writerow(["user", "item", "rank", "score"])
     for start in range(0, n_users, _ALL_BLOCK):
@@ -180,13 +190,13 @@ def _serving_model(args):
   users of --ratings folded in."""
   import numpy as np
 
-  from mfjax.serving import rawids
+  from mfjax.serving.model import rated_pairs
 
   model = common.load_model(args.model)
   maps = model.id_maps
   if args.rated:
     rated, _ = common.load_ratings(args.rated, id_maps=maps)
-    model = model._replace(rated=rawids.rated_pairs(rated))
+    model = model._replace(rated=rated_pairs(rated))
   if args.ratings:
     new, new_maps = common.load_ratings(args.ratings)
     users = new_maps.users[np.asarray(new.users)]

@@ -225,7 +225,7 @@ class Ranking(Objective):
       (n_users·n_items)``: the all-pairs term then weighs about ``alpha0`` times
       the number of ratings, and the penalty's ``alpha0·n_items`` is ``alpha0``
       times a user's mean number of ratings, whatever the catalogue size. The
-      tuned defaults (:class:`mfjax.fitting.ensemble.RankingSettings`) use it.
+      tuned defaults (:class:`mfjax.settings.RankingSettings`) use it.
   """
 
   alpha0: float = 0.1

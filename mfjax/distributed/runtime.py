@@ -37,7 +37,7 @@ from jax.sharding import Mesh
 from mfjax import validation
 from mfjax.distributed import parts
 from mfjax.distributed.exchange import Exchange, ProcessExchange, first_failure
-from mfjax.fitting import ensemble
+from mfjax.fitting import buckets
 from mfjax.types import IdMaps, Ratings
 
 __all__ = [
@@ -315,7 +315,7 @@ def read_ratings(
     path: an uncompressed ratings file that every process can read.
     mesh: the devices (default :func:`global_mesh`); each process's devices
       must be consecutive along its first axis.
-    bucket: pad to :func:`mfjax.fitting.ensemble.bucket`'s size (so that files of
+    bucket: pad to :func:`mfjax.fitting.buckets.bucket`'s size (so that files of
       nearby sizes share one compiled fit), else to the next multiple of the
       number of devices.
     exchange: how the processes talk (default a :class:`ProcessExchange`).
@@ -331,7 +331,7 @@ def read_ratings(
   part, maps, offset = parts.load_ratings_part(path, exchange, **options)
   n = maps.n_lines - maps.n_duplicates
   n_devices = mesh.devices.size
-  size = ensemble.bucket(n) if bucket else n
+  size = buckets.bucket(n) if bucket else n
   size = -(-max(size, 1) // n_devices) * n_devices
   # A mesh without this process's devices would leave the others waiting.
   block = first_failure(lambda: _block_of_process(mesh, size), exchange)

@@ -2,7 +2,11 @@
 and cross-validation share, its buckets and compile options, grids of settings,
 and cross-validation.
 
-Owns: :mod:`~mfjax.fitting.ensemble`, :mod:`~mfjax.fitting.grid`,
+Owns: :mod:`~mfjax.fitting.plan` (``fit``, ``FitResult`` and the one plan
+that ``fit``, ``mfjax fit`` and cross-validation share),
+:mod:`~mfjax.fitting.ensemble` (the jitted programs, their compile options and
+placement), :mod:`~mfjax.fitting.buckets` (padding to shared shapes, the
+default mini-batch), :mod:`~mfjax.fitting.grid` and
 :mod:`~mfjax.fitting.crossval`.
 
 May import: :mod:`mfjax.core`, :mod:`mfjax.data` (splits) and
@@ -11,8 +15,8 @@ top-level leaves. Not ``io``, ``distributed`` or ``cli``.
 """
 
 from mfjax.fitting.crossval import cross_validate
-from mfjax.fitting.ensemble import FitResult, fit
 from mfjax.fitting.grid import train_grid
+from mfjax.fitting.plan import FitResult, fit
 from mfjax.settings import FitSettings
 
 __all__ = ["fit", "FitSettings", "FitResult", "train_grid", "cross_validate"]

@@ -1,7 +1,8 @@
 """Cross-validation: the tuned fit on ``k`` folds, with per-fold metrics and times.
 
-:func:`cross_validate` splits the ratings with :func:`mfjax.kfold`, fits
-:func:`mfjax.fit`'s program on each training part and scores the held-out part:
+:func:`cross_validate` splits the ratings with :func:`mfjax.kfold`, runs
+:func:`mfjax.fit`'s plan (:func:`mfjax.fitting.plan.plan`) on each training
+part and scores the held-out part:
 RMSE and MAE for the rating objective, precision, recall, NDCG, MAP, hit rate
 and coverage at ``k`` for the ranking objective. The training parts are padded
 with weight-0 entries to one size, so the program compiles once for all folds
@@ -19,8 +20,9 @@ import numpy as np
 from mfjax import validation
 from mfjax.core import metrics, training
 from mfjax.data import splits as data_splits
-from mfjax.fitting import ensemble
+from mfjax.fitting import buckets, ensemble, plan
 from mfjax.serving import topk
+from mfjax.settings import OBJECTIVES, FitSettings, RankingSettings
 from mfjax.types import Ratings
 
 __all__ = ["CVResult", "cross_validate", "padded", "ranking_scores"]
@@ -70,22 +72,9 @@ class CVResult(NamedTuple):
 def padded(train: Ratings, size: int) -> Ratings:
   """``train`` with weight-0 entries up to ``size`` ratings: the same loss in
   every objective, and one shape for training parts of different sizes
-  (:func:`mfjax.fitting.ensemble.pad_entries`, its arrays then on the default
+  (:func:`mfjax.fitting.buckets.pad_entries`, its arrays then on the default
   device)."""
-  return jax.device_put(ensemble.pad_entries(train, size))
-
-
-def _program(objective: str, settings: dict, scale):
-  """``(jitted program, settings dict, inputs after the ratings)``."""
-  if objective == "rating":
-    given = ensemble.check_settings(ensemble.FitSettings()._replace(**settings))
-    program = ensemble.fit_program(given)
-    rest = (np.float32(given.l2), np.float32(given.l2_bias), None, scale)
-    return program, given._asdict(), rest
-  given = ensemble.check_ranking_settings(
-    ensemble.RankingSettings()._replace(**settings)
-  )
-  return ensemble.ranking_program(given), given._asdict(), (np.float32(given.l2),)
+  return jax.device_put(buckets.pad_entries(train, size))
 
 
 def ranking_scores(params, train, test, *, k: int = 10, threshold: float = 4.0):
@@ -145,16 +134,16 @@ def cross_validate(
     k, threshold: ranking: list length, and the held-out rating that counts as
       relevant; each list leaves out the fold's training items.
     **settings: fit settings (``rank``, ``steps``, ``l2``, ...: the fields of
-      :class:`mfjax.FitSettings` or :class:`mfjax.fitting.ensemble.RankingSettings`);
+      :class:`mfjax.FitSettings` or :class:`mfjax.settings.RankingSettings`);
       the rest take the tuned defaults.
 
   Returns:
     A :class:`CVResult`; ``print(result.table())`` shows it.
   """
-  validation.check_choice("objective", objective, ensemble.OBJECTIVES)
+  validation.check_choice("objective", objective, OBJECTIVES)
   validation.check_ratings("ratings", ratings)
   validation.check_something_to_train("ratings", ratings)
-  fields = ensemble.FitSettings if objective == "rating" else ensemble.RankingSettings
+  fields = FitSettings if objective == "rating" else RankingSettings
   unknown = sorted(set(settings) - set(fields._fields))
   if unknown:
     raise TypeError(
@@ -168,32 +157,28 @@ def cross_validate(
     raise ValueError(f"k must be at most n_items = {ratings.n_items}; got {k}.")
   splits = list(data_splits.kfold(ratings, folds, seed=seed))
   size = max(len(train) for train, _ in splits)
-  if objective == "rating" and settings.get("batch_size") is None:
-    # fit's default: about 24 batches an epoch of the padded folds.
-    default = ensemble.batch_size_for(ensemble.bucket(size))
-    settings = dict(settings, batch_size=default)
-  program, used, rest = _program(objective, settings, scale)
   compiled = None
   rows, fit_s, compile_s, failures = [], [], [], []
   for j, (train, test) in enumerate(splits):
     key = jax.random.fold_in(jax.random.key(seed), j)
-    if objective == "rating":  # Bucketed: the program fit and mfjax fit share.
-      bucketed = ensemble.pad_to_buckets(train, min_entries=size)
-      inputs = (key, bucketed.ratings, *rest, bucketed.sizes)
-      trim = lambda outputs, bucketed=bucketed: ensemble.trim(outputs, bucketed)
-    else:
-      inputs, trim = (key, padded(train, size), *rest), lambda outputs: outputs
+    # The plan mfjax.fit and mfjax fit run, padded to one shape for every fold.
+    fold = plan.plan(
+      key, train, objective=objective, scale=scale, min_entries=size, **settings
+    )
     start = time.perf_counter()
     if compiled is None:
-      compiled = ensemble.compile_program(program, inputs)
+      compiled = ensemble.compile_program(fold.program, fold.inputs)
       compile_s.append(time.perf_counter() - start)
     else:
       compile_s.append(0.0)
     start = time.perf_counter()
-    members, params = trim(jax.block_until_ready(compiled(*inputs)))
+    result = fold.finish(jax.block_until_ready(compiled(*fold.inputs)))
     fit_s.append(time.perf_counter() - start)
-    failures.append(training.failure(members))
-    rows.append(_scores(objective, params, train, test, scale, k, threshold))
+    failures.append(training.failure(result.members))
+    rows.append(
+      _scores(objective, result.best_params, train, test, scale, k, threshold)
+    )
+  used = fold.settings._asdict()
   return CVResult(
     objective=objective,
     metrics={name: np.array([r[name] for r in rows]) for name in rows[0]},

@@ -6,7 +6,7 @@ import pytest
 
 import mfjax
 from mfjax.core import objectives
-from mfjax.fitting import crossval, ensemble
+from mfjax.fitting import buckets, crossval
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_rating_folds_report_rmse_mae_and_a_table(data):
 @pytest.mark.parametrize(
   "kwargs, error, match",
   [
-    (dict(folds=1), ValueError, r"k must lie in \[2"),
+    (dict(folds=1), ValueError, r"folds must lie in \[2"),
     (dict(objective="rating", alpha0=1.0), TypeError, "'alpha0' is not a setting"),
     (dict(objective="ranking", learning_rate=0.1), TypeError, "not a setting"),
     (dict(objective="other"), ValueError, "objective"),
@@ -80,13 +80,13 @@ def test_the_default_batch_size_is_fits_for_the_padded_folds():
   # batch_size_for of the folds' bucket: with one batch an epoch, all of it.
   ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 60, 40, 9000, rank=2)
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(ensemble, "BATCHES_PER_EPOCH", 1)
+    patch.setattr(buckets, "BATCHES_PER_EPOCH", 1)
     result = mfjax.cross_validate(ratings, folds=2, steps=1, ensemble=1, rank=2)
   assert max(result.n_train) == 4500
-  assert result.settings["batch_size"] == ensemble.bucket(4500) == 6144
+  assert result.settings["batch_size"] == buckets.bucket(4500) == 6144
 
 
 def test_settings_default_to_the_tuned_ones(data):
   result = mfjax.cross_validate(data, folds=2, steps=1, ensemble=1)
-  expected = ensemble.FitSettings(steps=1, ensemble=1)
+  expected = mfjax.FitSettings(steps=1, ensemble=1)
   assert result.settings == expected._asdict()

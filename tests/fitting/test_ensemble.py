@@ -12,7 +12,7 @@ import pytest
 
 import mfjax
 from mfjax.core import training
-from mfjax.fitting import ensemble
+from mfjax.fitting import buckets, ensemble
 from mfjax.fitting.ensemble import FitSettings
 from tests.conftest import planted_matrix, random_params
 
@@ -75,14 +75,14 @@ def test_fit_recovers_a_planted_model(split, fitted):
 @pytest.mark.slow
 def test_fit_is_fit_program_the_program_of_the_cli(split, fitted):
   program = ensemble.fit_program(SETTINGS)
-  bucketed = ensemble.pad_to_buckets(split[0])
+  bucketed = buckets.pad_to_buckets(split[0])
   inputs = (
     jax.random.key(1), bucketed.ratings, jnp.float32(0.1), jnp.float32(0.1), None,
     None, bucketed.sizes,
   )  # fmt: skip
   # Compiled as fit and the CLI compile it (ensemble.compiler_options).
   outputs = ensemble.compile_program(program, inputs)(*inputs)
-  members, params = ensemble.trim(outputs, bucketed)
+  members, params = buckets.trim(outputs, bucketed)
   chex.assert_trees_all_equal(fitted.best_params, params)
   chex.assert_trees_all_equal(fitted.members, members)
   # best_params is the merge of the members' best params.
@@ -209,22 +209,22 @@ def test_numpy_scalar_settings_are_taken_as_python_numbers():
 
 @pytest.mark.parametrize("n", [*range(1, 200), 943, 1650, 80000, 90570, 2**20 + 1])
 def test_bucket_is_the_next_of_two_sizes_per_octave(n):
-  size = ensemble.bucket(n)
+  size = buckets.bucket(n)
   assert size >= max(n, 8)
   assert size <= max(1.5 * n, 8)
-  assert ensemble.bucket(size) == size  # A bucket size is its own bucket...
+  assert buckets.bucket(size) == size  # A bucket size is its own bucket...
   if n < 2000:  # ... and no smaller bucket size holds n.
-    assert not any(ensemble.bucket(b) == b for b in range(max(n, 8), size))
-  fine = ensemble.bucket(n, per_octave=4)
+    assert not any(buckets.bucket(b) == b for b in range(max(n, 8), size))
+  fine = buckets.bucket(n, per_octave=4)
   assert max(n, 8) <= fine <= max(1.25 * n, 8) and fine <= size
 
 
 def test_bucket_sizes_of_movielens_files():
   # u1-u5 (80,000 ratings) and ua/ub (90,570) share one program.
-  assert ensemble.bucket(80000) == ensemble.bucket(90570) == 98304
-  assert ensemble.bucket(943, per_octave=4) == 1024
+  assert buckets.bucket(80000) == buckets.bucket(90570) == 98304
+  assert buckets.bucket(943, per_octave=4) == 1024
   assert (
-    ensemble.bucket(1650, per_octave=4) == ensemble.bucket(1680, per_octave=4) == 1792
+    buckets.bucket(1650, per_octave=4) == buckets.bucket(1680, per_octave=4) == 1792
   )
 
 
@@ -245,8 +245,8 @@ def test_two_sizes_in_one_bucket_fit_with_one_program_as_unpadded(split):
   assert len(traces) == 1  # One trace, one compiled program, for both sizes.
   program = ensemble.fit_program(settings)
   for part, fitted in zip(parts, fits, strict=True):
-    bucketed = ensemble.pad_to_buckets(part)
-    assert len(bucketed.ratings) == ensemble.bucket(len(train))
+    bucketed = buckets.pad_to_buckets(part)
+    assert len(bucketed.ratings) == buckets.bucket(len(train))
     assert fitted.best_params.user_factors.shape == (part.n_users, 8)
     unpadded = program(
       jax.random.key(4), part, jnp.float32(0.1), jnp.float32(0.1), None, None
@@ -258,7 +258,7 @@ def test_two_sizes_in_one_bucket_fit_with_one_program_as_unpadded(split):
 
 def test_pad_to_buckets_pads_with_weight_zero_and_keeps_the_data(split):
   train, valid = split
-  bucketed = ensemble.pad_to_buckets(train, valid)
+  bucketed = buckets.pad_to_buckets(train, valid)
   n = len(train)
   np.testing.assert_array_equal(bucketed.sizes, [n, train.n_users, train.n_items])
   padded = bucketed.ratings
@@ -267,7 +267,7 @@ def test_pad_to_buckets_pads_with_weight_zero_and_keeps_the_data(split):
   np.testing.assert_array_equal(padded.values[:n], train.values)
   assert np.all(np.asarray(padded.weights[:n]) == 1)
   assert np.all(np.asarray(padded.weights[n:]) == 0)
-  assert len(bucketed.validation) == ensemble.bucket(len(valid))
+  assert len(bucketed.validation) == buckets.bucket(len(valid))
   assert bucketed.validation.n_users == 128
   # The loss of any params is that of the unpadded ratings.
   params = random_params(0, 128, 80, 3)
@@ -279,12 +279,12 @@ def test_pad_to_buckets_pads_with_weight_zero_and_keeps_the_data(split):
 
 
 def test_the_default_batch_size_keeps_about_twenty_batches_an_epoch():
-  assert ensemble.FitSettings().batch_size == ensemble.MIN_BATCH_SIZE == 4096
-  assert ensemble.batch_size_for(ensemble.bucket(80000)) == 4096  # MovieLens 100k.
-  assert ensemble.batch_size_for(100) == ensemble.MIN_BATCH_SIZE
-  assert ensemble.batch_size_for(100, minimum=64) == 64
-  n = ensemble.bucket(810_000)
-  assert ensemble.batch_size_for(n) == n // ensemble.BATCHES_PER_EPOCH == 43690
+  assert FitSettings().batch_size == buckets.MIN_BATCH_SIZE == 4096
+  assert buckets.batch_size_for(buckets.bucket(80000)) == 4096  # MovieLens 100k.
+  assert buckets.batch_size_for(100) == buckets.MIN_BATCH_SIZE
+  assert buckets.batch_size_for(100, minimum=64) == 64
+  n = buckets.bucket(810_000)
+  assert buckets.batch_size_for(n) == n // buckets.BATCHES_PER_EPOCH == 43690
   # fit, given no batch_size, takes it for the padded length: here 4096.
   ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 30, 20, 300, 2)
   settings = dict(rank=2, steps=2, ensemble=1)
@@ -299,7 +299,7 @@ def test_fit_given_no_batch_size_takes_batch_size_for_the_padded_length():
   ratings, _ = mfjax.synthetic_ratings(jax.random.key(1), 60, 40, 5000, 2)
   settings = dict(rank=2, steps=2, ensemble=1)
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(ensemble, "BATCHES_PER_EPOCH", 1)  # One batch of all 6,144.
+    patch.setattr(buckets, "BATCHES_PER_EPOCH", 1)  # One batch of all 6,144.
     fitted = mfjax.fit(jax.random.key(0), ratings, **settings)
   whole = mfjax.fit(jax.random.key(0), ratings, batch_size=6144, **settings)
   chex.assert_trees_all_equal(fitted, whole)
@@ -330,11 +330,11 @@ def test_fit_works_inside_jit_and_vmap_on_the_data_as_it_is():
 def test_pad_entries_pads_with_weight_zero_and_refuses_shrinking(split):
   train = split[0]
   n = len(train)
-  padded = ensemble.pad_entries(train, n + 5, n_items=90)
+  padded = buckets.pad_entries(train, n + 5, n_items=90)
   assert (len(padded), padded.n_users, padded.n_items) == (n + 5, 120, 90)
   np.testing.assert_array_equal(padded.weights, np.r_[np.ones(n), np.zeros(5)])
   np.testing.assert_array_equal(padded.values[:n], train.values)
   with pytest.raises(ValueError, match=f"at least the {n} entries"):
-    ensemble.pad_entries(train, n - 1)
+    buckets.pad_entries(train, n - 1)
   with pytest.raises(ValueError, match="n_users must be at least the ratings' 120"):
-    ensemble.pad_entries(train, n, n_users=100)
+    buckets.pad_entries(train, n, n_users=100)

@@ -127,7 +127,7 @@ def test_model_round_trip_is_exact(tmp_path, maps, dtype):
   _assert_maps_identical(loaded.id_maps, id_maps)
   assert loaded.settings == settings
   assert loaded.scale == (1.0, 5.0)
-  assert loaded.mfjax_version == mfjax.__version__ == __version__ == "0.2.0"
+  assert loaded.mfjax_version == mfjax.__version__ == __version__ == "0.3.0"
   # Raw ids still find their rows.
   assert loaded.id_maps.user_index(id_maps.users[[3, 1]]).tolist() == [3, 1]
 
