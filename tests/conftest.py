@@ -199,3 +199,27 @@ def write_movielens_like(folder, *, seed=0, n_users=60, n_items=90, n_ratings=40
             range(1, n_items + 1)]  # fmt: skip
   (folder / "u.item").write_bytes("".join(titles).encode("latin-1"))
   return folder
+
+
+# The start of a child script that stops in the middle of writing a model file:
+# the sixth array written (after the header entries and a parameter) writes half
+# of itself, prints "writing" on stderr and waits, for a test to kill it.
+STOP_MID_SAVE = """
+import sys, time
+import numpy as np
+
+calls = []
+real = np.lib.format.write_array
+
+
+def write_array(fp, array, *args, **kwargs):
+  calls.append(array)
+  if len(calls) == 6:
+    fp.write(b"half an array")
+    print("writing", file=sys.__stderr__, flush=True)
+    time.sleep(120)
+  return real(fp, array, *args, **kwargs)
+
+
+np.lib.format.write_array = write_array
+"""

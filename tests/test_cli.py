@@ -20,7 +20,12 @@ import pytest
 
 import mfjax
 from mfjax import cli, notebook
-from tests.conftest import ML100K, random_params, write_movielens_like
+from tests.conftest import (
+  ML100K,
+  STOP_MID_SAVE,
+  random_params,
+  write_movielens_like,
+)
 
 
 @pytest.fixture(scope="module")
@@ -760,27 +765,14 @@ def test_a_rating_far_off_the_others_is_one_warning_line(capsys, tmp_path):
 
 
 # A child `mfjax fit --save` that stops in the middle of writing the model.
-_INTERRUPTED_FIT = """
-import sys, time
-import numpy as np
+_INTERRUPTED_FIT = (
+  STOP_MID_SAVE
+  + """
 from mfjax.cli import main
 
-calls = []
-real = np.lib.format.write_array
-
-
-def write_array(fp, array, *args, **kwargs):
-  calls.append(array)
-  if len(calls) == 6:  # After the header entries and a parameter.
-    fp.write(b"half an array")
-    print("writing", file=sys.__stderr__, flush=True)
-    time.sleep(120)
-  return real(fp, array, *args, **kwargs)
-
-
-np.lib.format.write_array = write_array
 sys.exit(main(sys.argv[1:]))
 """
+)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")

@@ -1,4 +1,4 @@
-"""Writes the golden model files that tests/test_checkpoint.py loads.
+"""Writes the golden model files that tests/io/test_checkpoint.py loads.
 
 Run from the repository root:
 
@@ -10,7 +10,7 @@ can no longer read format-1 files fails the tests. Do not regenerate them: they
 were written by mfjax 0.1.0, whose bare-params file says kind "Params" (mfjax 0.2
 writes every file as kind "Model"), and they must stay as 0.1 wrote them. For a
 new format, add ``*_v2.npz`` files beside them. The same mfjax version gives
-byte-identical files (fixed zip dates); tests/test_checkpoint.py checks that the
+byte-identical files (fixed zip dates); tests/io/test_checkpoint.py checks that the
 running writer still gives these entries.
 
     model_v1.npz            Model, str ids, float32, settings, scale (1, 5)
@@ -46,7 +46,6 @@ def golden_params(dtype):
 def golden_models():
   """The models of the golden files, by file name."""
   import mfjax
-  from mfjax.io import checkpoint
 
   params = golden_params(jnp.float32)
   str_maps = mfjax.IdMaps(
@@ -64,8 +63,8 @@ def golden_models():
     n_lines=11,
   )
   return {
-    "model_v1.npz": model.Model(params, str_maps, SETTINGS, (1.0, 5.0)),
-    "model_int_ids_v1.npz": model.Model(params, int_maps),
+    "model_v1.npz": mfjax.Model(params, str_maps, SETTINGS, (1.0, 5.0)),
+    "model_int_ids_v1.npz": mfjax.Model(params, int_maps),
     "params_bf16_v1.npz": golden_params(jnp.bfloat16),
   }
 
