@@ -20,7 +20,7 @@
 #   BENCH_TIMEOUT  seconds for the throughput benchmark (default 200)
 #   FIT_TIMEOUT    seconds for the fit (default 60)
 #   MP_TIMEOUT     seconds for each fit of the several-processes step (default 120)
-# On this CPU: SIZES=100000 RANKS=32 TESTS=tests/test_sharding.py bash benchmarks/gpu.sh
+# On this CPU: SIZES=100000 RANKS=32 TESTS=tests/core/test_sharding.py bash benchmarks/gpu.sh
 set -u -o pipefail
 
 cd "$(dirname "$0")/.." || exit 1

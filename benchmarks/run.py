@@ -158,7 +158,7 @@ SUITES = {
 HELPERS = {
   "torch_notebook.py": "cold_start, notebook_vs_torch",
   "surprise_fit.py": "cold_start",
-  "train_processes.py": "processes (and tests/test_distributed.py)",
+  "train_processes.py": "processes (and tests/distributed/test_runtime.py)",
 }
 
 

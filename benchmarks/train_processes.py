@@ -11,7 +11,7 @@ the host arrays while reading (``tracemalloc``: NumPy's buffers, not JAX's
 runtime; it slows the reading and adds its own memory), and its peak after
 training;
 process ``i > 0`` writes the same to ``OUT.pI.npz``.
-``benchmarks/processes.py`` and ``tests/test_distributed.py`` compare the runs.
+``benchmarks/processes.py`` and ``tests/distributed/test_runtime.py`` compare the runs.
 
 Usage:
   python benchmarks/train_processes.py FILE --out OUT.npz [--steps 20]
