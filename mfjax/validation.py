@@ -13,6 +13,7 @@ happens to bad values.
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -375,6 +376,27 @@ def check_dense(
   return data, mask
 
 
+def _constructor_hint(x: Any) -> str:
+  """Which constructor makes ``Ratings`` of ``x``, as a sentence, or ""."""
+  module = type(x).__module__ or ""
+  if hasattr(x, "columns") or module.startswith(("pandas", "polars")):
+    return " A data frame: mfjax.ratings_from_frame(frame) gives (Ratings, IdMaps)."
+  if module.startswith("scipy.sparse"):
+    return " A SciPy sparse matrix: mfjax.ratings_from_sparse(matrix) gives Ratings."
+  if isinstance(x, (str, os.PathLike)):
+    return " A file: mfjax.load_ratings(path) gives (Ratings, IdMaps)."
+  if isinstance(x, (tuple, list)) and len(x) == 3:
+    return (
+      " Three columns: mfjax.ratings_from_arrays(users, items, ratings) gives "
+      "(Ratings, IdMaps)."
+    )
+  if isinstance(x, (np.ndarray, jax.Array)) and x.ndim == 2:
+    return (
+      " A dense matrix: mfjax.ratings_from_dense(matrix) gives Ratings (0 = missing)."
+    )
+  return ""
+
+
 def check_ratings(
   name: str,
   ratings: Any,
@@ -388,7 +410,10 @@ def check_ratings(
   ``(n_users, n_items)``, must then be the ratings' too.
   """
   if not isinstance(ratings, Ratings):
-    raise TypeError(f"{name} must be mfjax.Ratings; got {type(ratings).__name__}.")
+    raise TypeError(
+      f"{name} must be mfjax.Ratings; got {type(ratings).__name__}."
+      f"{_constructor_hint(ratings)}"
+    )
   if shape is not None and ratings.shape != tuple(shape):
     hint = " Load test files with the training file's id_maps." if allow_unknown else ""
     raise ValueError(

@@ -824,3 +824,23 @@ def test_recommend_with_a_model_saved_without_pairs_says_rated_items_stay(
   assert cli.main(["recommend", str(path), "--user", "u3", "--rated", str(data)]) == 0
   out, err = capsys.readouterr()
   assert "not left out" not in err
+
+
+def test_a_negative_scale_parses_with_a_space_as_with_an_equals_sign(capsys, tmp_path):
+  rng = np.random.default_rng(0)
+  path = tmp_path / "signed.csv"
+  rows = zip(
+    rng.integers(0, 30, 600),
+    rng.integers(0, 20, 600),
+    rng.integers(-10, 11, 600),
+    strict=True,
+  )
+  path.write_text("".join(f"{u},{i},{r}\n" for u, i, r in rows))
+  fit = ["fit", str(path), "--steps", "1", "--ensemble", "1", "--rank", "2", "--json"]
+  reports = []
+  for scale in (["--scale", "-10,10"], ["--scale=-10,10"]):
+    assert cli.main([*fit, *scale]) == 0
+    reports.append(_json_line(capsys))
+  assert reports[0]["test_rmse"] == reports[1]["test_rmse"]
+  assert cli.main([*fit, "--scale", "-10,-20"]) == 2  # Parsed, then refused: LO < HI.
+  assert "LO < HI" in capsys.readouterr().err

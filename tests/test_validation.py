@@ -325,3 +325,31 @@ def test_concrete_reduce_agrees_with_numpy_on_host_and_device_paths(reduce):
   seen = []
   jax.jit(lambda y: seen.append(validation.host_values(y)) or y)(x)
   assert seen == [None]  # A tracer has no host values.
+
+
+class _FakeFrame:
+  columns = ["userId", "movieId", "rating"]
+
+
+@pytest.mark.parametrize(
+  "given, hint",
+  [
+    (_FakeFrame(), r"mfjax.ratings_from_frame\(frame\)"),
+    ("u.data", r"mfjax.load_ratings\(path\)"),
+    (
+      ([1, 2], [3, 4], [5.0, 4.0]),
+      r"mfjax.ratings_from_arrays\(users, items, ratings\)",
+    ),
+    (np.ones((3, 4)), r"mfjax.ratings_from_dense\(matrix\)"),
+  ],
+  ids=["frame", "path", "columns", "matrix"],
+)
+def test_a_ratings_argument_of_another_type_names_its_constructor(given, hint):
+  with pytest.raises(TypeError, match=r"ratings must be mfjax.Ratings; got .*" + hint):
+    mfjax.fit(jax.random.key(0), given)
+
+
+def test_a_scipy_matrix_names_ratings_from_sparse():
+  sparse = pytest.importorskip("scipy.sparse", reason="SciPy is not installed")
+  with pytest.raises(TypeError, match=r"mfjax.ratings_from_sparse\(matrix\)"):
+    mfjax.fit(jax.random.key(0), sparse.csr_matrix(np.eye(3)))

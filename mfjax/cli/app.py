@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit code."""
+  argv = _negative_values_joined(sys.argv[1:] if argv is None else list(argv))
   try:
     args = _parser().parse_args(argv)
   except _UsageError as e:
@@ -121,6 +123,22 @@ def main(argv: Sequence[str] | None = None) -> int:
       raise
     print(f"mfjax {args.command}: error: {e}", file=sys.stderr)
     return 2
+
+
+# Options whose value may start with "-" (a negative number): argparse would
+# take "--scale -10,10"'s value for an option of its own.
+_SIGNED_VALUES = ("--scale",)
+
+
+def _negative_values_joined(argv: list[str]) -> list[str]:
+  """``--scale -10,10`` as ``--scale=-10,10``, so that argparse parses it."""
+  out = []
+  for arg in argv:
+    if out and out[-1] in _SIGNED_VALUES and re.match(r"-\.?\d", arg):
+      out[-1] = f"{out[-1]}={arg}"
+    else:
+      out.append(arg)
+  return out
 
 
 class _Terminated(BaseException):

@@ -12,7 +12,7 @@ import numpy as np
 
 from mfjax import validation
 from mfjax.data.loaders import check_options, check_values, indexed
-from mfjax.data.textparse import quote
+from mfjax.data.textparse import COLUMN_NAMES, quote
 from mfjax.types import IdMaps, Ratings
 
 __all__ = [
@@ -134,9 +134,9 @@ def ratings_from_arrays(
 def ratings_from_frame(
   frame,
   *,
-  user: str = "user",
-  item: str = "item",
-  rating: str = "rating",
+  user: str | None = None,
+  item: str | None = None,
+  rating: str | None = None,
   id_maps: IdMaps | None = None,
   scale: tuple[float, float] | None = None,
   duplicates: str = "last",
@@ -148,7 +148,11 @@ def ratings_from_frame(
 
   Args:
     frame: the table.
-    user, item, rating: the names of its columns.
+    user, item, rating: the names of its columns. Each left as None is found
+      as :func:`mfjax.load_ratings` finds a header's columns: the one column
+      whose name, in any case, is one of the role's names
+      (:data:`mfjax.data.textparse.COLUMN_NAMES`: ``user``, ``userId``,
+      ``user_id``, ...; ``item``, ``movieId``, ...; ``rating``, ``score``, ...).
     id_maps, scale, duplicates: as in :func:`load_ratings`.
 
   Returns:
@@ -156,28 +160,52 @@ def ratings_from_frame(
     column names.
 
   Raises:
-    ValueError: a column name the frame does not have (the message lists the
-      frame's columns), or what :func:`ratings_from_arrays` raises.
+    ValueError: a column the frame does not have, or none (or several) of a
+      role's names (the message lists the frame's columns), or what
+      :func:`ratings_from_arrays` raises.
+
+  Examples:
+    >>> import mfjax
+    >>> frame = {"userId": [1, 1, 2], "movieId": [10, 20, 10], "rating": [4, 3, 5]}
+    >>> ratings, maps = mfjax.ratings_from_frame(frame)
+    >>> len(ratings), maps.header
+    (3, ('userId', 'movieId', 'rating'))
   """
-  for option, name in (("user", user), ("item", item), ("rating", rating)):
-    if not isinstance(name, str):
+  given = {"user": user, "item": item, "rating": rating}
+  for option, name in given.items():
+    if name is not None and not isinstance(name, str):
       raise TypeError(f"{option} must be a column name; got {name!r}.")
   columns = _columns_of(frame)
-  missing = [name for name in (user, item, rating) if name not in columns]
+  names = {role: name or _column_of_role(columns, role) for role, name in given.items()}
+  missing = [name for name in names.values() if name not in columns]
   if missing:
     raise ValueError(
       f"the frame has no column {missing[0]!r}; its columns are "
       f"{list(columns)}. Name them with user=, item=, rating=."
     )
   ratings, maps = ratings_from_arrays(
-    _column(frame, user),
-    _column(frame, item),
-    _column(frame, rating),
+    _column(frame, names["user"]),
+    _column(frame, names["item"]),
+    _column(frame, names["rating"]),
     id_maps=id_maps,
     scale=scale,
     duplicates=duplicates,
   )
-  return ratings, dataclasses.replace(maps, header=(user, item, rating))
+  header = (names["user"], names["item"], names["rating"])
+  return ratings, dataclasses.replace(maps, header=header)
+
+
+def _column_of_role(columns: list, role: str) -> str:
+  """The one column named as ``load_ratings`` names ``role`` in a header."""
+  found = [c for c in columns if isinstance(c, str) and c.lower() in COLUMN_NAMES[role]]
+  if len(found) != 1:
+    what = "no column" if not found else f"columns {found}"
+    raise ValueError(
+      f"the frame has {what} for the {role}s (names such as "
+      f"{', '.join(COLUMN_NAMES[role][:4])}, in any case); its columns are "
+      f"{list(columns)}. Name it with {role}=."
+    )
+  return found[0]
 
 
 def _columns_of(frame) -> list:

@@ -1240,8 +1240,19 @@ def test_ratings_from_frame_reads_named_columns_of_a_frame():
   np.testing.assert_array_equal(maps.users, [1, 2])
   np.testing.assert_array_equal(maps.items, [10, 20])
   np.testing.assert_array_equal(ratings.to_dense(), [[4.0, 3.0], [5.0, 0.0]])
-  with pytest.raises(ValueError, match=r"no column 'user'.*\['movieId', 'userId'"):
-    mfjax.ratings_from_frame(frame)
+  # Unnamed, the columns are found as load_ratings finds a header's.
+  found, found_maps = mfjax.ratings_from_frame(frame)
+  np.testing.assert_array_equal(found.to_dense(), ratings.to_dense())
+  assert found_maps.header == ("userId", "movieId", "rating")
+  with pytest.raises(ValueError, match=r"no column 'who'.*\['movieId', 'userId'"):
+    mfjax.ratings_from_frame(frame, user="who")
+  other = _Frame(a=[1], USER=[1], Rating=[4.0])
+  with pytest.raises(ValueError, match=r"no column for the items .*\['a', 'USER'"):
+    mfjax.ratings_from_frame(other)
+  assert mfjax.ratings_from_frame(other, item="a")[1].header == ("USER", "a", "Rating")
+  both = _Frame(user=[1], userId=[2], item=[3], rating=[4.0])
+  with pytest.raises(ValueError, match=r"columns \['user', 'userId'\] for the users"):
+    mfjax.ratings_from_frame(both)
   with pytest.raises(TypeError, match="data frame"):
     mfjax.ratings_from_frame([[1, 2, 3.0]])
 
