@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -778,7 +779,7 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 def test_sigterm_mid_save_removes_the_temp_file_and_keeps_the_old_model(tmp_path):
   # The library installs no signal handler; the command turns SIGTERM into an
-  # exception while it runs, so the save cleans up, then dies of the signal.
+  # exception while it writes, so the save cleans up, then dies of the signal.
   data = _ratings_csv(tmp_path)
   path = tmp_path / "model.npz"
   fit = ["fit", str(data), "--steps", "1", "--ensemble", "1", "--rank", "2"]
@@ -844,3 +845,34 @@ def test_a_negative_scale_parses_with_a_space_as_with_an_equals_sign(capsys, tmp
   assert reports[0]["test_rmse"] == reports[1]["test_rmse"]
   assert cli.main([*fit, "--scale", "-10,-20"]) == 2  # Parsed, then refused: LO < HI.
   assert "LO < HI" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_during_a_long_fit_ends_the_process_at_once(tmp_path):
+  # No Python handler is held while the compiled fit runs: one would only run
+  # between bytecodes, so SIGTERM would wait for the whole fit.
+  data = _ratings_csv(tmp_path)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"}
+  fit = [sys.executable, "-m", "mfjax", "fit", str(data), "--steps", "1000000"]
+  child = subprocess.Popen(
+    [*fit, "--ensemble", "1", "--progress", "--save", str(tmp_path / "m.npz")],
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+    env=env,
+  )
+  try:
+    seen = ""
+    while "mfjax train" not in seen and child.poll() is None:
+      seen += child.stderr.read(1)
+    assert child.poll() is None, seen[-2000:]
+    child.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    assert child.wait(30) == -signal.SIGTERM
+    assert time.monotonic() - start < 10
+  finally:
+    child.kill()
+    child.wait()
+    child.stderr.close()
+  assert not (tmp_path / "m.npz").exists()

@@ -19,9 +19,7 @@ import argparse
 import contextlib
 import os
 import re
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 
 from mfjax.cli import common, cv, demo, evaluate, fit, launch, recommend, similar
@@ -101,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args.stdout = sys.stdout  # The JSON's; human text goes to stderr under --json.
   human = sys.stderr if getattr(args, "json", False) else sys.stdout
   try:
-    with _sigterm_as_exception(), contextlib.redirect_stdout(human):
+    with contextlib.redirect_stdout(human):
       code = _COMMANDS[args.command].run(args)
     sys.stdout.flush()  # A closed pipe shows here, not at exit.
     return code
@@ -139,43 +137,6 @@ def _negative_values_joined(argv: list[str]) -> list[str]:
     else:
       out.append(arg)
   return out
-
-
-class _Terminated(BaseException):
-  """SIGTERM while a command runs, raised so that what it is writing (a model
-  file, a list) is cleaned up: the writers remove their temporary files."""
-
-
-@contextlib.contextmanager
-def _sigterm_as_exception():
-  """Turns SIGTERM into :class:`_Terminated` while a command runs, then dies of
-  it as SIGTERM would have killed the process.
-
-  The command line is the program, so it may take the signal; the library
-  (``mfjax.save``, ``atomic_write``) installs no handler. Only where SIGTERM
-  would kill the process outright (its default action) and in the main thread,
-  where Python runs signal handlers.
-  """
-  try:
-    default = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-  except (AttributeError, ValueError):  # No SIGTERM here.
-    default = False
-  if not default or threading.current_thread() is not threading.main_thread():
-    yield
-    return
-
-  def terminate(signum, frame):
-    raise _Terminated
-
-  signal.signal(signal.SIGTERM, terminate)
-  try:
-    yield
-  except _Terminated:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)  # Dies as it would have, files removed.
-    raise
-  finally:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _enable_compilation_cache() -> None:

@@ -4,9 +4,12 @@ checking an output path, printing a report or JSON, and judging a fit.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 
 __all__ = [
   "load_ratings",
@@ -21,6 +24,8 @@ __all__ = [
   "check_training",
   "ranking_report",
   "note_unranked",
+  "Terminated",
+  "sigterm_removes_partial_files",
 ]
 
 
@@ -239,3 +244,43 @@ def note_unranked(report: dict, threshold: float) -> None:
   else:
     why = f"no test user in the model has a rating >= {threshold:g} (relevant)"
   print(f"note: {why}, so the ranking metrics are undefined (nan; null in --json).")
+
+
+class Terminated(BaseException):
+  """SIGTERM while a file is written, raised so that the writer removes its
+  temporary file."""
+
+
+@contextlib.contextmanager
+def sigterm_removes_partial_files():
+  """Turns SIGTERM into :class:`Terminated` while a command writes a file (a
+  saved model, the lists of ``--all``), then dies of it as SIGTERM would have
+  killed the process, the temporary file removed.
+
+  The command line is the program, so it may take the signal; the library
+  (``mfjax.save``, ``atomic_write``) installs no handler. Only around writes:
+  a Python handler runs between bytecodes, so one held during a long compiled
+  fit would delay SIGTERM until the fit ends. Only where SIGTERM would kill the
+  process outright (its default action), and in the main thread, where Python
+  runs signal handlers.
+  """
+  try:
+    default = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+  except (AttributeError, ValueError):  # No SIGTERM here.
+    default = False
+  if not default or threading.current_thread() is not threading.main_thread():
+    yield
+    return
+
+  def terminate(signum, frame):
+    raise Terminated
+
+  signal.signal(signal.SIGTERM, terminate)
+  try:
+    yield
+  except Terminated:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)  # Dies as it would have, files removed.
+    raise
+  finally:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -168,7 +168,8 @@ def _fit_here(args) -> int:
     else:
       model = fitted.model(train, maps, settings=saved)
     try:
-      mfjax.save(args.save, model)
+      with common.sigterm_removes_partial_files():
+        mfjax.save(args.save, model)
     except (OSError, ValueError):  # Still show what the training found.
       common.print_report(report)
       if args.json:

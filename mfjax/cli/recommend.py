@@ -162,7 +162,10 @@ def _recommend_all(args) -> int:
     rated = pairs_as_ratings(pairs, n_users, n_items)
     rated_users = pairs[:, 0]
   rows = 0
-  with atomic_write(args.output, text=True) as file:
+  with (
+    common.sigterm_removes_partial_files(),
+    atomic_write(args.output, text=True) as file,
+  ):
     writer = csv.writer(file)
     writer.writerow(["user", "item", "rank", "score"])
     for start in range(0, n_users, _ALL_BLOCK):
