@@ -32,15 +32,31 @@ from mfjax.core import objectives  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+# One folder for the session's compilation cache, made by the first process
+# (pytest itself, or the controller of the xdist workers, which inherit it).
+_MADE_CACHE = "MFJAX_TEST_JAX_CACHE" not in os.environ
+if _MADE_CACHE:
+  import tempfile
+
+  os.environ["MFJAX_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="mfjax-test-jax-")
+
+
+def pytest_unconfigure(config):
+  if _MADE_CACHE:  # The process that made the folder removes it.
+    import shutil
+
+    shutil.rmtree(os.environ["MFJAX_TEST_JAX_CACHE"], ignore_errors=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _compilation_cache(tmp_path_factory):
+def _compilation_cache():
   """One persistent compilation cache for the whole session (CPU included).
 
-  Programs that several tests (and the CLI's subprocesses, through
-  MFJAX_COMPILATION_CACHE) compile alike are compiled once. The cache starts
-  empty every session, so no result depends on an earlier run.
+  Programs that several tests, both xdist workers and the CLI's subprocesses
+  (through MFJAX_COMPILATION_CACHE) compile alike are compiled once. The cache
+  starts empty every session, so no result depends on an earlier run.
   """
-  path = str(tmp_path_factory.mktemp("jax-cache"))
+  path = os.environ["MFJAX_TEST_JAX_CACHE"]
   jax.config.update("jax_compilation_cache_dir", path)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
