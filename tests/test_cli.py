@@ -876,3 +876,34 @@ def test_sigterm_during_a_long_fit_ends_the_process_at_once(tmp_path):
     child.wait()
     child.stderr.close()
   assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize(
+  "error, code, line",
+  [
+    (MemoryError(), 2, "mfjax similar: error: out of memory on the host; try"),
+    (
+      RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 8 GiB\nmore"),
+      2,
+      "mfjax similar: error: out of memory on the device (RESOURCE_EXHAUSTED: Out",
+    ),
+    (RecursionError("deep"), 2, "mfjax similar: error: an input nested too deeply"),
+    (
+      ZeroDivisionError("division by zero"),
+      1,
+      "mfjax similar: internal error: ZeroDivisionError: division by zero (please",
+    ),
+    (KeyError("x\ny"), 1, "mfjax similar: internal error: KeyError: 'x"),
+  ],
+  ids=["memory", "device-memory", "recursion", "bug", "multi-line"],
+)
+def test_every_exception_class_ends_in_one_line_and_an_exit_code(
+  error, code, line, capsys, monkeypatch
+):
+  def broken(args):
+    raise error
+
+  monkeypatch.setattr(cli.similar, "run", broken)
+  assert cli.main(["similar", "m.npz", "--item", "1"]) == code
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith(line), err

@@ -115,12 +115,27 @@ def main(argv: Sequence[str] | None = None) -> int:
   except OSError as e:  # A model file that is missing or unreadable.
     print(f"mfjax {args.command}: error: {_os_error(e)}", file=sys.stderr)
     return 2
-  except RuntimeError as e:
-    distributed = sys.modules.get("mfjax.distributed")
-    if distributed is None or not isinstance(e, distributed.DistributedError):
-      raise
-    print(f"mfjax {args.command}: error: {e}", file=sys.stderr)
-    return 2
+  except Exception as e:  # Every other class: one line too, never a traceback.
+    code, text = _unforeseen(e)
+    print(f"mfjax {args.command}: {text}", file=sys.stderr)
+    return code
+
+
+def _unforeseen(e: Exception) -> tuple[int, str]:
+  """The exit code and the one line of an exception no command turned into a
+  ValueError, TypeError or OSError: 2 for what the input or the machine's
+  resources caused, 1 for a failure of mfjax itself."""
+  first = (str(e).strip().splitlines() or [""])[0][:300]
+  distributed = sys.modules.get("mfjax.distributed")
+  if distributed is not None and isinstance(e, distributed.DistributedError):
+    return 2, f"error: {first}"
+  if isinstance(e, MemoryError):
+    return 2, "error: out of memory on the host; try a smaller input or option."
+  if "RESOURCE_EXHAUSTED" in first:  # XLA's out-of-memory, on any device.
+    return 2, f"error: out of memory on the device ({first})."
+  if isinstance(e, RecursionError):
+    return 2, "error: an input nested too deeply to read."
+  return 1, f"internal error: {type(e).__name__}: {first} (please report it)"
 
 
 # Options whose value may start with "-" (a negative number): argparse would

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import warnings
+import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -258,8 +259,8 @@ def _read_lines(path: str, stream=None, span: Span | None = None):
   suffix = os.path.splitext(path)[1].lower() if stream is None else ""
   try:
     yield from _blocks_of(path, stream, suffix, span)
-  except (OSError, EOFError, lzma.LZMAError) as e:
-    if not suffix:
+  except (OSError, EOFError, lzma.LZMAError, zlib.error) as e:
+    if not suffix:  # zlib.error: a damaged deflate block of a .gz.
       raise
     raise RatingsFileError(f"{path}: not a readable {suffix} file ({e}).") from None
 

@@ -443,7 +443,7 @@ def _decode_model(path: str, entries: dict, params: Params) -> Model:
   text = _as_str(entries["settings"])
   try:
     settings = json.loads(text) if text is not None else text
-  except ValueError:
+  except (ValueError, RecursionError):  # RecursionError: nested too deep.
     settings = text = None
   if text is None or not (settings is None or isinstance(settings, dict)):
     raise ModelFileError(f"{path}: settings must be JSON text of an object or null.")

@@ -1332,6 +1332,25 @@ def test_compressed_files_load_as_the_plain_file(tmp_path, suffix):
   broken.write_bytes(packed.read_bytes()[: len(packed.read_bytes()) // 2])
   with pytest.raises(mfjax.RatingsFileError, match=f"broken{suffix}: not a readable"):
     mfjax.load_ratings(broken)
+  # A valid header, then a damaged block.
+  data = bytearray(packed.read_bytes())
+  middle = len(data) // 2
+  data[middle : middle + 16] = bytes(16)
+  damaged = tmp_path / f"damaged{suffix}"
+  damaged.write_bytes(bytes(data))
+  with pytest.raises(mfjax.RatingsFileError, match=f"damaged{suffix}: not a readable"):
+    mfjax.load_ratings(damaged)
+
+
+def test_a_gz_whose_deflate_block_is_invalid_is_a_ratings_file_error(tmp_path):
+  import gzip
+
+  data = bytearray(gzip.compress(b"1\t2\t3\n" * 100))  # No name: 10-byte header.
+  data[10] |= 0b110  # The first block's type: 3, reserved. zlib.error, not OSError.
+  path = tmp_path / "bad.tsv.gz"
+  path.write_bytes(bytes(data))
+  with pytest.raises(mfjax.RatingsFileError, match=r"bad.tsv.gz: not a readable .gz"):
+    mfjax.load_ratings(path)
 
 
 def test_open_files_load_as_the_path(tmp_path):

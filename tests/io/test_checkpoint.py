@@ -762,6 +762,10 @@ def test_an_entry_that_is_not_npy_is_corrupted(tmp_path):
     ({"settings": np.array("{rank: 2")}, "settings must be JSON text of an object"),
     ({"settings": np.array("[1, 2]")}, "settings must be JSON text of an object"),
     ({"settings": np.array(["{}"])}, "settings must be JSON text of an object"),
+    (  # Nested deeper than Python's recursion limit: json raises RecursionError.
+      {"settings": np.array("[" * 100_000 + "]" * 100_000)},
+      "settings must be JSON text of an object",
+    ),
   ],
 )
 def test_bad_entries_are_rejected(tmp_path, changes, match):
