@@ -776,6 +776,7 @@ sys.exit(main(sys.argv[1:]))
 )
 
 
+@pytest.mark.slow  # A child process fits and is killed mid-save.
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 def test_sigterm_mid_save_removes_the_temp_file_and_keeps_the_old_model(tmp_path):
   # The library installs no signal handler; the command turns SIGTERM into an
@@ -847,6 +848,7 @@ def test_a_negative_scale_parses_with_a_space_as_with_an_equals_sign(capsys, tmp
   assert "LO < HI" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # A child process compiles a fit and is killed.
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 def test_sigterm_during_a_long_fit_ends_the_process_at_once(tmp_path):
   # No Python handler is held while the compiled fit runs: one would only run
