@@ -172,8 +172,8 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     new = MOVED_MODULES[module.__name__]
     homes = new if isinstance(new, str) else ", ".join(new)
     module.__doc__ = f"Deprecated: {module.__name__} is {homes} since 0.3."
-    module.__all__ = []
     module.__getattr__, module.__dir__ = moved_module(module.__name__, new)
+    module.__all__ = module.__dir__()  # `from mfjax.ensemble import *`, warned.
 
 
 def install() -> None:

@@ -148,7 +148,8 @@ def ratings_from_frame(
 
   Args:
     frame: the table.
-    user, item, rating: the names of its columns. Each left as None is found
+    user, item, rating: the names of its columns. Each left as None is the
+      column named ``user`` (``item``, ``rating``) if there is one, else found
       as :func:`mfjax.load_ratings` finds a header's columns: the one column
       whose name, in any case, is one of the role's names
       (:data:`mfjax.data.textparse.COLUMN_NAMES`: ``user``, ``userId``,
@@ -196,7 +197,10 @@ def ratings_from_frame(
 
 
 def _column_of_role(columns: list, role: str) -> str:
-  """The one column named as ``load_ratings`` names ``role`` in a header."""
+  """The column of ``role``: the one named ``role`` itself (0.2's default),
+  else the one named as ``load_ratings`` names the role in a header."""
+  if role in columns:
+    return role
   found = [c for c in columns if isinstance(c, str) and c.lower() in COLUMN_NAMES[role]]
   if len(found) != 1:
     what = "no column" if not found else f"columns {found}"

@@ -23,8 +23,6 @@ from mfjax.core import model, objectives, solvers, training
 from mfjax.settings import FitSettings, RankingSettings
 from mfjax.types import Params
 
-# OBJECTIVES, FitSettings and RankingSettings live in mfjax.settings since 0.3
-# and are still reachable here.
 __all__ = [
   "fit_program",
   "ranking_program",
@@ -88,10 +86,14 @@ _COMPILED: dict = {}
 
 def compiled(program, inputs):
   """``program`` compiled for ``inputs``' shapes with :func:`compiler_options`,
-  kept per program and shapes (``jax.jit`` takes compiler options only where it
-  is not nested in another jit, so they are given here, when fit compiles)."""
+  kept per program, shapes and placement (``jax.jit`` takes compiler options
+  only where it is not nested in another jit, so they are given here, when fit
+  compiles). Arrays the caller sharded otherwise get another program."""
   leaves, tree = jax.tree.flatten(inputs)
-  shapes = tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves)
+  shapes = tuple(
+    (np.shape(x), str(getattr(x, "dtype", type(x))), getattr(x, "sharding", None))
+    for x in leaves
+  )
   key = (program, tree, shapes)
   if key not in _COMPILED:
     if len(_COMPILED) >= 16:

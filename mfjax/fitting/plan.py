@@ -33,7 +33,13 @@ from mfjax.fitting.ensemble import (
   spread,
 )
 from mfjax.serving.model import Model, rated_pairs
-from mfjax.settings import OBJECTIVES, FitSettings, RankingSettings, refused
+from mfjax.settings import (
+  OBJECTIVES,
+  REFUSED,
+  FitSettings,
+  RankingSettings,
+  refused,
+)
 from mfjax.types import IdMaps, Params, Ratings
 
 __all__ = ["FitResult", "FitPlan", "plan", "fit"]
@@ -58,7 +64,8 @@ class FitResult:
 
   :meth:`model` makes the :class:`mfjax.Model` that answers in raw ids, with
   the objective and the training pairs it needs. ``best_params, members =
-  result`` unpacks as in 0.2.
+  result`` unpacks, and ``result[0]``, ``len(result)`` work, as in 0.2; it is
+  no longer a tuple (no ``_fields`` or ``_asdict``).
   """
 
   best_params: Params
@@ -67,6 +74,12 @@ class FitResult:
 
   def __iter__(self):
     return iter((self.best_params, self.members))
+
+  def __len__(self) -> int:
+    return 2
+
+  def __getitem__(self, index):
+    return (self.best_params, self.members)[index]
 
   def _replace(self, **changes) -> FitResult:
     return dataclasses.replace(self, **changes)
@@ -148,6 +161,8 @@ class FitPlan(NamedTuple):
     inputs: its arguments: the key, the (padded) ratings, the L2 weights, ...
     bucketed: the padding (:func:`mfjax.fitting.buckets.pad_to_buckets`) that
       :meth:`finish` cuts off, or None for ratings trained as they are.
+    gathered: whether :meth:`finish` brings the model back to the default
+      device (the plan spread unpadded ratings over several devices itself).
   """
 
   objective: str
@@ -155,13 +170,16 @@ class FitPlan(NamedTuple):
   program: Any
   inputs: tuple
   bucketed: buckets.Bucketed | None
+  gathered: bool = False
 
   def finish(self, outputs) -> FitResult:
     """The program's outputs ``(members, params)`` as a :class:`FitResult`,
-    cut to the data's users and items."""
+    cut to the data's users and items, on the default device."""
     members, params = outputs
     if self.bucketed is not None:
       params, members = buckets.trim((params, members), self.bucketed)
+    elif self.gathered:  # Replicated over the devices the plan spread over.
+      params, members = jax.device_put((params, members), jax.devices()[0])
     return FitResult(params, members, objective=self.objective)
 
   def run(self) -> FitResult:
@@ -219,10 +237,13 @@ def plan(
   validation.check_choice("objective", objective, OBJECTIVES)
   validation.check_ratings("ratings", ratings)
   validation.check_something_to_train("ratings", ratings)
-  known = set(FitSettings._fields) | set(RankingSettings._fields)
-  unknown = sorted(set(settings) - known)
+  fields = RankingSettings._fields if objective == "ranking" else FitSettings._fields
+  unknown = sorted(set(settings) - set(fields) - set(REFUSED[objective]))
   if unknown:
-    raise TypeError(f"{unknown[0]!r} is not a setting of mfjax.fit.")
+    raise TypeError(
+      f"{unknown[0]!r} is not a setting of objective={objective!r}; they are "
+      f"{', '.join(fields)}."
+    )
   given = dict(settings, validation_data=validation_data, patience=patience)
   name = refused(objective, given)
   if name is not None and objective == "ranking":
@@ -265,6 +286,11 @@ def _rating_plan(
   # caller's program and placement. Else padded to its bucket.
   bucketed = None
   if _is_parts(ratings):
+    if validation_data is not None:
+      raise ValueError(
+        "validation_data is not supported with ratings read in parts by several "
+        "processes; score the held-out ratings after the fit."
+      )
     bucketed = buckets.as_bucketed(ratings)
   elif buckets.bucketable(key, settings.l2, settings.l2_bias, ratings, validation_data):
     bucketed = buckets.pad_to_buckets(ratings, validation_data, min_entries=min_entries)
@@ -291,11 +317,13 @@ def _ranking_plan(key, ratings, given, progress, one_device, min_entries) -> Fit
   inputs = (key, ratings, jnp.asarray(settings.l2, jnp.float32))
   if not all(validation.is_concrete(x) for x in jax.tree.leaves(inputs)):
     return FitPlan("ranking", settings, program, inputs, None)
-  if len(ratings) < min_entries:  # Weight-0 entries: one shape for every fold.
-    ratings = jax.device_put(buckets.pad_entries(ratings, min_entries))
+  if min_entries:  # Weight-0 entries: one shape (and tree) for every fold.
+    size = max(min_entries, len(ratings) - ratings.n_padding)
+    ratings = jax.device_put(buckets.pad_entries(ratings, size))
     inputs = (key, ratings, inputs[2])
-  program, inputs = spread(program, inputs, one_device=bool(one_device))
-  return FitPlan("ranking", settings, program, inputs, None)
+  spread_program, inputs = spread(program, inputs, one_device=bool(one_device))
+  gathered = spread_program is not program
+  return FitPlan("ranking", settings, spread_program, inputs, None, gathered)
 
 
 def fit(

@@ -1250,9 +1250,13 @@ def test_ratings_from_frame_reads_named_columns_of_a_frame():
   with pytest.raises(ValueError, match=r"no column for the items .*\['a', 'USER'"):
     mfjax.ratings_from_frame(other)
   assert mfjax.ratings_from_frame(other, item="a")[1].header == ("USER", "a", "Rating")
-  both = _Frame(user=[1], userId=[2], item=[3], rating=[4.0])
-  with pytest.raises(ValueError, match=r"columns \['user', 'userId'\] for the users"):
+  both = _Frame(userId=[1], user_id=[2], item=[3], rating=[4.0])
+  with pytest.raises(
+    ValueError, match=r"columns \['userId', 'user_id'\] for the users"
+  ):
     mfjax.ratings_from_frame(both)
+  exact = _Frame(user=[1], user_id=[2], item=[3], rating=[4.0])  # 0.2's names win.
+  assert mfjax.ratings_from_frame(exact)[1].header == ("user", "item", "rating")
   with pytest.raises(TypeError, match="data frame"):
     mfjax.ratings_from_frame([[1, 2, 3.0]])
 

@@ -90,3 +90,13 @@ def test_settings_default_to_the_tuned_ones(data):
   result = mfjax.cross_validate(data, folds=2, steps=1, ensemble=1)
   expected = mfjax.FitSettings(steps=1, ensemble=1)
   assert result.settings == expected._asdict()
+
+
+def test_ranking_folds_of_different_sizes_share_one_program(data):
+  # 1199 ratings in 3 folds: training parts of 799 and 800, each padded (with
+  # weights) to one shape, so that the program compiled for the first serves all.
+  odd = data.subset(np.arange(1199))
+  result = mfjax.cross_validate(odd, folds=3, objective="ranking", rank=2, steps=1, k=5)
+  assert sorted(set(result.n_train.tolist())) == [799, 800]
+  assert np.isfinite(result.metrics["ndcg"]).all()
+  assert result.compile_seconds[0] > 0 and not result.compile_seconds[1:].any()

@@ -12,7 +12,7 @@ import pytest
 
 import mfjax
 from mfjax.core import training
-from mfjax.fitting import buckets, ensemble
+from mfjax.fitting import buckets, ensemble, plan
 from mfjax.fitting.ensemble import FitSettings
 from tests.conftest import planted_matrix, random_params
 
@@ -338,3 +338,19 @@ def test_pad_entries_pads_with_weight_zero_and_refuses_shrinking(split):
     buckets.pad_entries(train, n - 1)
   with pytest.raises(ValueError, match="n_users must be at least the ratings' 120"):
     buckets.pad_entries(train, n, n_users=100)
+
+
+def test_a_setting_of_the_other_objective_is_refused_by_name():
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 20, 10, 200, 2)
+  with pytest.raises(TypeError, match="'nu' is not a setting of objective='rating'"):
+    plan.plan(jax.random.key(0), ratings, nu=1.0)
+  with pytest.raises(ValueError, match="alpha0 applies to objective='ranking' only"):
+    mfjax.fit(jax.random.key(0), ratings, alpha0=1.0)
+
+
+def test_fit_result_indexes_as_the_0_2_named_tuple():
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 20, 10, 200, 2)
+  fitted = mfjax.fit(jax.random.key(0), ratings, rank=2, steps=1, ensemble=1)
+  assert len(fitted) == 2
+  assert fitted[0] is fitted.best_params and fitted[1] is fitted.members
+  assert fitted[-1] is fitted.members
