@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from mfjax import validation
@@ -178,8 +179,11 @@ class FitPlan(NamedTuple):
     members, params = outputs
     if self.bucketed is not None:
       params, members = buckets.trim((params, members), self.bucketed)
-    elif self.gathered:  # Replicated over the devices the plan spread over.
-      params, members = jax.device_put((params, members), jax.devices()[0])
+    elif self.gathered:  # Replicated over the devices (and processes) the plan
+      # spread over: this process's copy, on its default device, as trim does.
+      params, members = jax.tree.map(
+        lambda x: jax.device_put(np.asarray(x)), (params, members)
+      )
     return FitResult(params, members, objective=self.objective)
 
   def run(self) -> FitResult:
