@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["OBJECTIVES", "FitSettings", "RankingSettings", "REFUSED", "refused"]
+__all__ = [
+  "OBJECTIVES",
+  "FitSettings",
+  "RankingSettings",
+  "REFUSED",
+  "refused",
+  "check_names",
+]
 
 OBJECTIVES = ("rating", "ranking")
 """What :func:`fit` can learn: ratings (RMSE) or top-N lists (ranking)."""
@@ -99,3 +106,24 @@ def refused(objective: str, given: dict) -> str | None:
     True
   """
   return next((n for n in REFUSED[objective] if given.get(n) is not None), None)
+
+
+def check_names(objective: str, names, *, also=()) -> None:
+  """Raises a ``TypeError`` naming the first of ``names`` that is not a setting
+  of ``objective`` (a field of its settings), nor one of ``also``.
+
+  Examples:
+    >>> check_names("rating", ["rank", "l2"])
+    >>> try:
+    ...   check_names("rating", ["nu"])
+    ... except TypeError as e:
+    ...   print(str(e).split(";")[0])
+    'nu' is not a setting of objective='rating'
+  """
+  fields = (RankingSettings if objective == "ranking" else FitSettings)._fields
+  unknown = sorted(set(names) - set(fields) - set(also))
+  if unknown:
+    raise TypeError(
+      f"{unknown[0]!r} is not a setting of objective={objective!r}; they are "
+      f"{', '.join(fields)}."
+    )

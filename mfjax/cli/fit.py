@@ -246,7 +246,7 @@ def _plan(args, train, maps):
     jax.random.key(args.seed),
     train,
     objective=args.objective,
-    scale=None if args.objective == "ranking" else maps.scale,
+    scale=maps.scale,  # Rating fits only: the ranking plan takes none.
     progress=args.progress,
     one_device=args.one_device,
     **{name: getattr(args, name, None) for name in fields},

@@ -22,7 +22,7 @@ from mfjax.core import metrics, training
 from mfjax.data import splits as data_splits
 from mfjax.fitting import buckets, ensemble, plan
 from mfjax.serving import topk
-from mfjax.settings import OBJECTIVES, FitSettings, RankingSettings
+from mfjax.settings import OBJECTIVES, check_names
 from mfjax.types import Ratings
 
 __all__ = ["CVResult", "cross_validate", "padded", "ranking_scores"]
@@ -143,13 +143,7 @@ def cross_validate(
   validation.check_choice("objective", objective, OBJECTIVES)
   validation.check_ratings("ratings", ratings)
   validation.check_something_to_train("ratings", ratings)
-  fields = FitSettings if objective == "rating" else RankingSettings
-  unknown = sorted(set(settings) - set(fields._fields))
-  if unknown:
-    raise TypeError(
-      f"{unknown[0]!r} is not a setting of objective={objective!r}; "
-      f"they are {', '.join(fields._fields)}."
-    )
+  check_names(objective, settings)  # Before any split or fit.
   if scale is not None:
     scale = validation.check_scale("scale", scale)
   k = validation.check_positive_int("k", k)

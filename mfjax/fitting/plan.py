@@ -39,6 +39,7 @@ from mfjax.settings import (
   REFUSED,
   FitSettings,
   RankingSettings,
+  check_names,
   refused,
 )
 from mfjax.types import IdMaps, Params, Ratings
@@ -241,13 +242,8 @@ def plan(
   validation.check_choice("objective", objective, OBJECTIVES)
   validation.check_ratings("ratings", ratings)
   validation.check_something_to_train("ratings", ratings)
-  fields = RankingSettings._fields if objective == "ranking" else FitSettings._fields
-  unknown = sorted(set(settings) - set(fields) - set(REFUSED[objective]))
-  if unknown:
-    raise TypeError(
-      f"{unknown[0]!r} is not a setting of objective={objective!r}; they are "
-      f"{', '.join(fields)}."
-    )
+  # A name the objective refuses (REFUSED) is a ValueError below, saying why.
+  check_names(objective, settings, also=REFUSED[objective])
   given = dict(settings, validation_data=validation_data, patience=patience)
   name = refused(objective, given)
   if name is not None and objective == "ranking":
