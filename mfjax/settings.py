@@ -1,7 +1,9 @@
 """The settings of the tuned fits and their defaults, in one place.
 
-:class:`FitSettings` (the rating ensemble) and :class:`RankingSettings` (the
-iALS ranking fit) are plain NamedTuples with no code behind them, so that the
+:class:`FitSettings` (the rating ensemble, solver ``"adam"``),
+:class:`GibbsSettings` (the Bayesian rating fit, solver ``"gibbs"``) and
+:class:`RankingSettings` (the iALS ranking fit, solver ``"als"``) are plain
+NamedTuples with no code behind them, so that the
 fit (:mod:`mfjax.fitting`), serving (fold-in regularises as the fit does), the
 model files and the command line read the same defaults without importing one
 another. The defaults were tuned on MovieLens 100k validation splits carved
@@ -15,15 +17,28 @@ from typing import NamedTuple
 
 __all__ = [
   "OBJECTIVES",
+  "SOLVERS",
+  "DEFAULT_SOLVER",
   "FitSettings",
+  "GibbsSettings",
   "RankingSettings",
+  "SETTINGS",
   "REFUSED",
+  "solver_for",
   "refused",
   "check_names",
 ]
 
 OBJECTIVES = ("rating", "ranking")
 """What :func:`fit` can learn: ratings (RMSE) or top-N lists (ranking)."""
+
+SOLVERS = {"rating": ("adam", "gibbs"), "ranking": ("als",)}
+"""How each objective can be fitted: ``"adam"`` an ensemble of mini-batch Adam
+fits, ``"gibbs"`` Bayesian MF by Gibbs sampling, ``"als"`` alternating least
+squares."""
+
+DEFAULT_SOLVER = {"rating": "adam", "ranking": "als"}
+"""The solver of each objective when none is named."""
 
 
 class FitSettings(NamedTuple):
@@ -80,50 +95,110 @@ class RankingSettings(NamedTuple):
   cg_steps: int = 3
 
 
+class GibbsSettings(NamedTuple):
+  """The settings of ``fit(..., solver="gibbs")``: Bayesian MF by Gibbs sampling
+  (:mod:`mfjax.core.gibbs`); no learning rate and no L2 to tune, the priors
+  are sampled.
+
+  Attributes:
+    rank: factors per draw.
+    samples: sweeps averaged into the model, after ``burn_in``.
+    burn_in: sweeps discarded first.
+    max_rank: bound on the saved model's rank: while ``samples·rank`` fits,
+      the draws' factors side by side (exact); beyond, the rank-``max_rank``
+      truncated SVD of the posterior mean, from a sketch
+      (:func:`mfjax.core.gibbs.sample`).
+  """
+
+  rank: int = 10
+  samples: int = 200
+  burn_in: int = 20
+  max_rank: int = 64
+
+
+SETTINGS = {"adam": FitSettings, "gibbs": GibbsSettings, "als": RankingSettings}
+"""The settings (and their defaults) of each solver."""
+
 REFUSED = {
-  "ranking": (
+  "als": (
     "learning_rate",
     "l2_bias",
     "batch_size",
     "ensemble",
     "validation_data",
     "patience",
+    "samples",
+    "burn_in",
+    "max_rank",
   ),
-  "rating": ("alpha0", "confidence"),
+  "adam": ("alpha0", "confidence", "samples", "burn_in", "max_rank"),
+  "gibbs": (
+    "steps",
+    "learning_rate",
+    "l2",
+    "l2_bias",
+    "batch_size",
+    "ensemble",
+    "validation_data",
+    "patience",
+    "alpha0",
+    "confidence",
+  ),
 }
-"""The settings each objective does not take: given, they are an error."""
+"""The settings each solver does not take: given, they are an error."""
 
 
-def refused(objective: str, given: dict) -> str | None:
-  """The first name of :data:`REFUSED` ``[objective]`` given (not None) in
+def solver_for(objective: str, solver: str | None) -> str:
+  """The solver named, or the objective's default; a ValueError for a solver
+  that cannot fit the objective.
+
+  Examples:
+    >>> solver_for("ranking", None), solver_for("rating", "gibbs")
+    ('als', 'gibbs')
+  """
+  if solver is None:
+    return DEFAULT_SOLVER[objective]
+  if solver not in SOLVERS[objective]:
+    every = sorted({s for names in SOLVERS.values() for s in names})
+    if solver not in every:
+      raise ValueError(f"solver must be one of {every}; got {solver!r}.")
+    raise ValueError(
+      f"solver={solver!r} cannot fit objective={objective!r}; it takes "
+      f"{', '.join(map(repr, SOLVERS[objective]))}."
+    )
+  return solver
+
+
+def refused(solver: str, given: dict) -> str | None:
+  """The first name of :data:`REFUSED` ``[solver]`` given (not None) in
   ``given``, or None: what :func:`mfjax.fitting.plan.plan` refuses and the
   command line names as a flag.
 
   Examples:
-    >>> refused("ranking", {"rank": 8, "batch_size": 512})
+    >>> refused("als", {"rank": 8, "batch_size": 512})
     'batch_size'
-    >>> refused("rating", {"rank": 8}) is None
+    >>> refused("adam", {"rank": 8}) is None
     True
   """
-  return next((n for n in REFUSED[objective] if given.get(n) is not None), None)
+  return next((n for n in REFUSED[solver] if given.get(n) is not None), None)
 
 
-def check_names(objective: str, names, *, also=()) -> None:
+def check_names(solver: str, names, *, also=()) -> None:
   """Raises a ``TypeError`` naming the first of ``names`` that is not a setting
-  of ``objective`` (a field of its settings), nor one of ``also``.
+  of ``solver`` (a field of :data:`SETTINGS` ``[solver]``), nor one of ``also``.
 
   Examples:
-    >>> check_names("rating", ["rank", "l2"])
+    >>> check_names("adam", ["rank", "l2"])
     >>> try:
-    ...   check_names("rating", ["nu"])
+    ...   check_names("adam", ["nu"])
     ... except TypeError as e:
     ...   print(str(e).split(";")[0])
-    'nu' is not a setting of objective='rating'
+    'nu' is not a setting of solver='adam'
   """
-  fields = (RankingSettings if objective == "ranking" else FitSettings)._fields
+  fields = SETTINGS[solver]._fields
   unknown = sorted(set(names) - set(fields) - set(also))
   if unknown:
     raise TypeError(
-      f"{unknown[0]!r} is not a setting of objective={objective!r}; they are "
+      f"{unknown[0]!r} is not a setting of solver={solver!r}; they are "
       f"{', '.join(fields)}."
     )

@@ -28,6 +28,7 @@ __all__ = [
   "concrete_reduce",
   "is_concrete",
   "describe",
+  "check_nonnegative_int",
   "as_array",
   "check_ratings",
   "check_weights",
@@ -159,6 +160,17 @@ def check_positive_int(name: str, value: Any) -> int:
     )
   if value < 1:
     raise ValueError(f"{name} must be an int >= 1; got {value}.")
+  return int(value)
+
+
+def check_nonnegative_int(name: str, value: Any) -> int:
+  """Checks that ``value`` is a Python (or NumPy) integer >= 0 and returns it."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise TypeError(
+      f"{name} must be an int >= 0 (a static Python value); got {describe(value)}."
+    )
+  if value < 0:
+    raise ValueError(f"{name} must be an int >= 0; got {value}.")
   return int(value)
 
 

@@ -510,6 +510,50 @@ def test_ranking_and_all_lists_bad_input_exit_2(argv, message, capsys, tmp_path)
   assert not (tmp_path / "x").exists()
 
 
+def test_gibbs_fit_saves_a_model_that_recommends_and_evaluates(capsys, tmp_path):
+  train, test = _ratings_csv(tmp_path), _ratings_csv(tmp_path, "t.csv", 200, 1)
+  model_path = tmp_path / "bayes.npz"
+  fit = ["fit", str(train), "--test", str(test), "--solver", "gibbs", "--rank", "3"]
+  fit += ["--samples", "30", "--burn-in", "5", "--max-rank", "16"]
+  assert cli.main([*fit, "--save", str(model_path), "--json"]) == 0
+  report = _json_line(capsys)
+  assert report["solver"] == "gibbs" and report["samples"] == 30
+  assert report["burn_in"] == 5 and report["max_rank"] == 16
+  assert "l2" not in report and "learning_rate" not in report
+  # 30 draws of rank 3 exceed 16: the posterior mean's rank-16 SVD is saved.
+  assert report["saved_rank"] == 16 and report["failure"] is None
+  model = mfjax.load(model_path)
+  assert model.settings["samples"] == 30
+  assert model.params.user_factors.shape[1] == 16
+  # evaluate scores the saved model as fit did.
+  assert cli.main(["evaluate", str(model_path), str(test), "--json"]) == 0
+  evaluated = _json_line(capsys)
+  assert evaluated["test_rmse"] == pytest.approx(report["test_rmse"], abs=1e-4)
+  assert cli.main(["recommend", str(model_path), "--user", "u1", "-n", "3"]) == 0
+  assert "top 3 items for user u1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    (["--solver", "gibbs", "--lr", "0.1"], "--lr does not apply to --solver gibbs"),
+    (["--solver", "gibbs", "--steps", "3"], "--steps does not apply to --solver gibbs"),
+    (["--samples", "10"], "--samples applies to --solver gibbs only"),
+    (["--objective", "ranking", "--burn-in", "3"], "--burn-in does not apply to"),
+    (["--objective", "ranking", "--solver", "gibbs"], "--solver gibbs cannot fit"),
+    (["--solver", "adam", "--objective", "ranking"], "--solver adam cannot fit"),
+    (["--solver", "gibbs", "--burn-in", "-1"], "argument --burn-in: must be an int"),
+    (["--solver", "mcmc"], "argument --solver: invalid choice"),
+  ],
+)
+def test_solver_options_refused_exit_2(argv, message, capsys, tmp_path):
+  train = _ratings_csv(tmp_path, n=300)
+  for command in ("fit", "cv"):
+    assert cli.main([command, str(train), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
 @pytest.mark.slow  # Compiles fit programs: several seconds.
 def test_saved_pairs_fallback_fold_in_and_similar(capsys, tmp_path):
   train, test = _ratings_csv(tmp_path), _ratings_csv(tmp_path, "t.csv", 200, 1)

@@ -176,8 +176,13 @@ def print_report(report: dict) -> None:
     print(f"{name:<{width}}  {shown}")
 
 
-# The flags of the settings that one objective refuses (mfjax.settings.REFUSED).
+# The flags of the settings that one solver refuses (mfjax.settings.REFUSED).
 _FLAGS = {
+  "steps": "--steps",
+  "l2": "--l2",
+  "samples": "--samples",
+  "burn_in": "--burn-in",
+  "max_rank": "--max-rank",
   "learning_rate": "--lr",
   "l2_bias": "--l2-bias",
   "batch_size": "--batch-size",
@@ -187,16 +192,35 @@ _FLAGS = {
 }
 
 
-def check_objective_options(args) -> None:
-  """Refuses (``fit``, ``cv``) a setting that the chosen objective does not
-  take, by its flag: the settings ``mfjax.fit`` refuses."""
-  from mfjax.settings import refused
+def solver(args) -> str:
+  """The solver of ``fit`` and ``cv``: ``--solver``, or the objective's
+  default (:func:`mfjax.settings.solver_for`; a ValueError for a solver that
+  cannot fit the objective, by its flags)."""
+  from mfjax.settings import SOLVERS, solver_for
 
-  name = refused(args.objective, vars(args))
+  if args.solver is not None and args.solver not in SOLVERS[args.objective]:
+    raise ValueError(
+      f"--solver {args.solver} cannot fit --objective {args.objective}; it "
+      f"takes {', '.join(SOLVERS[args.objective])}."
+    )
+  return solver_for(args.objective, args.solver)
+
+
+def check_objective_options(args) -> None:
+  """Refuses (``fit``, ``cv``) a setting that the chosen objective and
+  solver do not take, by its flag: the settings ``mfjax.fit`` refuses."""
+  from mfjax.settings import GibbsSettings, refused
+
+  chosen = solver(args)
+  name = refused(chosen, vars(args))
   if name is None:
     return
-  if args.objective == "ranking":
+  if chosen == "als":
     raise ValueError(f"{_FLAGS[name]} does not apply to --objective ranking.")
+  if chosen == "gibbs":
+    raise ValueError(f"{_FLAGS[name]} does not apply to --solver gibbs.")
+  if name in GibbsSettings._fields:
+    raise ValueError(f"{_FLAGS[name]} applies to --solver gibbs only.")
   raise ValueError(f"{_FLAGS[name]} applies to --objective ranking only.")
 
 
@@ -209,7 +233,9 @@ def check_training(args, failure: str | None) -> None:
   if failure is None:
     return
   rating = args.objective == "rating"
-  if "no progress" in failure:
+  if solver(args) == "gibbs":
+    advice = "a smaller --rank, or ratings on a smaller scale"
+  elif "no progress" in failure:
     advice = "another --lr or more --steps" if rating else "more --steps"
   else:
     advice = "a smaller --lr or a larger --l2" if rating else "a larger --l2"

@@ -32,7 +32,9 @@ def add_parser(sub) -> None:
     help="rating: RMSE and MAE; ranking: top-10 list metrics (default rating)",
   )
   options.add_scale(cv)
+  options.add_solver(cv)
   options.add_settings(cv, FitSettings())
+  options.add_gibbs_settings(cv)
   options.add_ranking_settings(cv)
   cv.add_argument(
     "--threshold",
@@ -55,6 +57,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
   """``mfjax cv``: the tuned fit, cross-validated on a ratings file."""
   import mfjax
+  from mfjax.settings import SETTINGS
 
   ranking = args.objective == "ranking"
   common.check_objective_options(args)
@@ -67,13 +70,13 @@ def run(args) -> int:
     raise ValueError(
       f"--folds must be at most the {len(ratings)} ratings of {args.train}."
     )
-  names = ("rank", "steps", "l2", "learning_rate", "l2_bias", "batch_size")
-  names += ("ensemble", "alpha0", "confidence")
-  settings = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+  names = SETTINGS[common.solver(args)]._fields
+  settings = {n: getattr(args, n, None) for n in names}
+  settings = {n: v for n, v in settings.items() if v is not None}
   extra = {"threshold": args.threshold} if ranking else {"scale": maps.scale}
   result = mfjax.cross_validate(
     ratings, folds=args.folds, seed=args.seed, objective=args.objective,
-    **extra, **settings,
+    solver=args.solver, **extra, **settings,
   )  # fmt: skip
   print(
     f"{args.folds}-fold cross-validation of the {args.objective} fit on "

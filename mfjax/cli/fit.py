@@ -46,7 +46,9 @@ def add_parser(sub) -> None:
     "and alternating least squares (default rating)",
   )
   options.add_scale(fit)
+  options.add_solver(fit)
   options.add_settings(fit, d)
+  options.add_gibbs_settings(fit)
   options.add_ranking_settings(fit)
   fit.add_argument(
     "--threshold",
@@ -129,7 +131,7 @@ def _fit_here(args) -> int:
   settings = fit_plan.settings._asdict()
   fitted, compile_seconds, fit_seconds = _timed(fit_plan)
   results, params = fitted.members, fitted.best_params
-  report = {"objective": args.objective}
+  report = {"objective": args.objective, "solver": common.solver(args)}
   if ranking:
     report.update(common.ranking_report(params, train, test, args.threshold))
   else:
@@ -147,12 +149,7 @@ def _fit_here(args) -> int:
     n_users=train.n_users,
     n_items=train.n_items,
     n_duplicates=maps.n_duplicates,
-    **{name: settings[name] for name in ("rank", "l2", "steps")},
-    **{
-      n: settings[n]
-      for n in ("l2_bias", "batch_size", "ensemble", "alpha0", "confidence")
-      if n in settings
-    },
+    **settings,
     diverged=bool(np.any(np.asarray(results.diverged_step) >= 0)),
   )
   failure = training.failure(results)
@@ -235,21 +232,20 @@ def _plan(args, train, maps):
   import jax
 
   from mfjax.fitting import plan
-  from mfjax.settings import FitSettings, RankingSettings
+  from mfjax.settings import SETTINGS
 
-  fields = (
-    RankingSettings._fields if args.objective == "ranking" else FitSettings._fields
-  )
+  solver = common.solver(args)
   # Every process's devices: the ratings sharded (each process's part already
   # is, when read in parts), the model replicated.
   return plan.plan(
     jax.random.key(args.seed),
     train,
     objective=args.objective,
+    solver=solver,
     scale=maps.scale,  # Rating fits only: the ranking plan takes none.
     progress=args.progress,
     one_device=args.one_device,
-    **{name: getattr(args, name, None) for name in fields},
+    **{name: getattr(args, name, None) for name in SETTINGS[solver]._fields},
   )
 
 

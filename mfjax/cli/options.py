@@ -51,6 +51,14 @@ def positive(text: str) -> int:
   return value
 
 
+def nonnegative(text: str) -> int:
+  """An int >= 0, for argparse."""
+  value = integer(text)
+  if value < 0:
+    raise argparse.ArgumentTypeError(f"must be an int >= 0; got {value}")
+  return value
+
+
 def finite_float(text: str) -> float:
   """A finite float, for argparse."""
   try:
@@ -162,6 +170,50 @@ def add_settings(fit, d) -> None:
     fit.add_argument(
       *flags, dest=name, type=kind, default=None, help=f"{text} (default {default})"
     )
+
+
+def add_solver(parser) -> None:
+  """``--solver``, of ``fit`` and ``cv``."""
+  from mfjax.settings import DEFAULT_SOLVER, SOLVERS
+
+  parser.add_argument(
+    "--solver",
+    choices=sorted({s for names in SOLVERS.values() for s in names}),
+    default=None,
+    help="how to fit: adam (an ensemble of Adam fits) or gibbs (Bayesian MF by "
+    "Gibbs sampling, no learning rate or L2 to tune) for ratings, als for "
+    f"ranking (default {DEFAULT_SOLVER['rating']}; ranking "
+    f"{DEFAULT_SOLVER['ranking']})",
+  )
+
+
+def add_gibbs_settings(parser) -> None:
+  """The options of ``fit`` and ``cv`` that only ``--solver gibbs`` takes."""
+  from mfjax.settings import GibbsSettings
+
+  d = GibbsSettings()
+  parser.add_argument(
+    "--samples",
+    type=positive,
+    default=None,
+    help=f"gibbs: sweeps averaged into the model (default {d.samples}); "
+    f"--rank defaults to {d.rank}",
+  )
+  parser.add_argument(
+    "--burn-in",
+    dest="burn_in",
+    type=nonnegative,
+    default=None,
+    help=f"gibbs: sweeps discarded first (default {d.burn_in})",
+  )
+  parser.add_argument(
+    "--max-rank",
+    dest="max_rank",
+    type=positive,
+    default=None,
+    help="gibbs: bound on the saved model's rank: the posterior mean's "
+    f"truncated SVD beyond it (default {d.max_rank})",
+  )
 
 
 def add_ranking_settings(parser) -> None:

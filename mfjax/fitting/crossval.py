@@ -22,7 +22,7 @@ from mfjax.core import metrics, training
 from mfjax.data import splits as data_splits
 from mfjax.fitting import buckets, ensemble, plan
 from mfjax.serving import topk
-from mfjax.settings import OBJECTIVES, check_names
+from mfjax.settings import OBJECTIVES, check_names, solver_for
 from mfjax.types import Ratings
 
 __all__ = ["CVResult", "cross_validate", "padded", "ranking_scores"]
@@ -118,6 +118,7 @@ def cross_validate(
   folds: int = 5,
   seed: int = 0,
   objective: str = "rating",
+  solver: str | None = None,
   scale: tuple[float, float] | None = None,
   k: int = 10,
   threshold: float = 4.0,
@@ -130,11 +131,13 @@ def cross_validate(
     folds: how many folds (``>= 2``): each rating is held out once.
     seed: seed of the split (:func:`mfjax.kfold`) and of each fit's key.
     objective: ``"rating"`` (RMSE, MAE) or ``"ranking"`` (ranking metrics).
+    solver: as :func:`mfjax.fit`: None for the objective's default.
     scale: ``(lo, hi)`` predictions are clipped to for RMSE and MAE (rating).
     k, threshold: ranking: list length, and the held-out rating that counts as
       relevant; each list leaves out the fold's training items.
     **settings: fit settings (``rank``, ``steps``, ``l2``, ...: the fields of
-      :class:`mfjax.FitSettings` or :class:`mfjax.settings.RankingSettings`);
+      :class:`mfjax.FitSettings`, :class:`mfjax.settings.GibbsSettings` or
+      :class:`mfjax.settings.RankingSettings`, by the solver);
       the rest take the tuned defaults.
 
   Returns:
@@ -143,7 +146,7 @@ def cross_validate(
   validation.check_choice("objective", objective, OBJECTIVES)
   validation.check_ratings("ratings", ratings)
   validation.check_something_to_train("ratings", ratings)
-  check_names(objective, settings)  # Before any split or fit.
+  check_names(solver_for(objective, solver), settings)  # Before any split or fit.
   if scale is not None:
     scale = validation.check_scale("scale", scale)
   k = validation.check_positive_int("k", k)
@@ -157,7 +160,13 @@ def cross_validate(
     key = jax.random.fold_in(jax.random.key(seed), j)
     # The plan mfjax.fit and mfjax fit run, padded to one shape for every fold.
     fold = plan.plan(
-      key, train, objective=objective, scale=scale, min_entries=size, **settings
+      key,
+      train,
+      objective=objective,
+      solver=solver,
+      scale=scale,
+      min_entries=size,
+      **settings,
     )
     start = time.perf_counter()
     if compiled is None:

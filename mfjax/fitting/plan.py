@@ -33,14 +33,18 @@ from mfjax.fitting.ensemble import (
   compiled,
   spread,
 )
+from mfjax.fitting.sampler import cached_gibbs_program, check_gibbs_settings
 from mfjax.serving.model import Model, rated_pairs
 from mfjax.settings import (
   OBJECTIVES,
   REFUSED,
+  SETTINGS,
   FitSettings,
+  GibbsSettings,
   RankingSettings,
   check_names,
   refused,
+  solver_for,
 )
 from mfjax.types import IdMaps, Params, Ratings
 
@@ -156,9 +160,10 @@ class FitPlan(NamedTuple):
 
   Attributes:
     objective: ``"rating"`` or ``"ranking"``.
-    settings: the :class:`mfjax.FitSettings` or
-      :class:`mfjax.settings.RankingSettings`, defaults and the mini-batch
-      filled in.
+    settings: the :class:`mfjax.FitSettings`,
+      :class:`mfjax.settings.GibbsSettings` or
+      :class:`mfjax.settings.RankingSettings` (by the solver), defaults and
+      the mini-batch filled in.
     program: the jitted fit, over every device unless ``one_device``.
     inputs: its arguments: the key, the (padded) ratings, the L2 weights, ...
     bucketed: the padding (:func:`mfjax.fitting.buckets.pad_to_buckets`) that
@@ -168,7 +173,7 @@ class FitPlan(NamedTuple):
   """
 
   objective: str
-  settings: FitSettings | RankingSettings
+  settings: FitSettings | GibbsSettings | RankingSettings
   program: Any
   inputs: tuple
   bucketed: buckets.Bucketed | None
@@ -211,6 +216,7 @@ def plan(
   ratings: Ratings,
   *,
   objective: str = "rating",
+  solver: str | None = None,
   validation_data: Ratings | None = None,
   patience: int | None = None,
   scale: tuple[float, float] | None = None,
@@ -222,8 +228,8 @@ def plan(
   """The plan of a fit: :func:`fit`'s arguments, checked and decided once.
 
   Args:
-    key, ratings, objective, validation_data, patience, scale, progress,
-      one_device: as :func:`fit`.
+    key, ratings, objective, solver, validation_data, patience, scale,
+      progress, one_device: as :func:`fit`.
     min_entries: pad the ratings to at least this many entries (the largest of
       several training sets that are to share one compiled program, as the
       folds of :func:`mfjax.cross_validate`).
@@ -242,25 +248,54 @@ def plan(
   validation.check_choice("objective", objective, OBJECTIVES)
   validation.check_ratings("ratings", ratings)
   validation.check_something_to_train("ratings", ratings)
-  # A name the objective refuses (REFUSED) is a ValueError below, saying why.
-  check_names(objective, settings, also=REFUSED[objective])
+  solver = solver_for(objective, solver)
+  # A name the solver refuses (REFUSED) is a ValueError below, saying why.
+  check_names(solver, settings, also=REFUSED[solver])
   given = dict(settings, validation_data=validation_data, patience=patience)
-  name = refused(objective, given)
-  if name is not None and objective == "ranking":
-    raise ValueError(
-      f"{name} does not apply to objective='ranking' (one model, solved by "
-      "alternating least squares); leave it out."
-    )
+  name = refused(solver, given)
   if name is not None:
-    raise ValueError(f"{name} applies to objective='ranking' only.")
+    raise ValueError(_refusal(name, solver))
   if patience is not None:
     patience = validation.check_positive_int("patience", patience)
-  if objective == "ranking":
+  if solver == "als":
     return _ranking_plan(key, ratings, settings, progress, one_device, min_entries)
+  if solver == "gibbs":
+    return _gibbs_plan(key, ratings, settings, progress, min_entries)
   return _rating_plan(
     key, ratings, settings, validation_data, patience, scale, progress,
     one_device, min_entries,
   )  # fmt: skip
+
+
+def _refusal(name: str, solver: str) -> str:
+  """Why ``solver`` refuses the setting ``name``, and who takes it."""
+  if solver == "als":
+    return (
+      f"{name} does not apply to objective='ranking' (one model, solved by "
+      "alternating least squares); leave it out."
+    )
+  if solver == "gibbs":
+    return (
+      f"{name} does not apply to solver='gibbs' (Bayesian MF by Gibbs sampling: "
+      "no learning rate, L2 or epochs, the priors are sampled; its settings are "
+      f"{', '.join(GibbsSettings._fields)}); leave it out."
+    )
+  if name in SETTINGS["gibbs"]._fields:
+    return f"{name} applies to solver='gibbs' only."
+  return f"{name} applies to objective='ranking' only."
+
+
+def _gibbs_plan(key, ratings, given, progress, min_entries) -> FitPlan:
+  settings = check_gibbs_settings(
+    GibbsSettings()._replace(**{n: v for n, v in given.items() if v is not None})
+  )
+  program = cached_gibbs_program(settings, bool(progress))
+  if min_entries and all(
+    validation.is_concrete(x) for x in jax.tree.leaves((key, ratings))
+  ):  # Weight-0 entries: one shape (and tree) for every fold.
+    size = max(min_entries, len(ratings) - ratings.n_padding)
+    ratings = jax.device_put(buckets.pad_entries(ratings, size))
+  return FitPlan("rating", settings, program, (key, ratings), None)
 
 
 def _rating_plan(
@@ -331,6 +366,7 @@ def fit(
   ratings: Ratings,
   *,
   objective: str = "rating",
+  solver: str | None = None,
   rank: int | None = None,
   steps: int | None = None,
   learning_rate: float | None = None,
@@ -340,6 +376,9 @@ def fit(
   ensemble: int | None = None,
   alpha0: float | None = None,
   confidence: float | None = None,
+  samples: int | None = None,
+  burn_in: int | None = None,
+  max_rank: int | None = None,
   validation_data: Ratings | None = None,
   patience: int | None = None,
   scale: tuple[float, float] | None = None,
@@ -353,6 +392,13 @@ def fit(
   for ``steps`` shuffled mini-batch epochs, and their best params are averaged
   (:func:`mfjax.fitting.ensemble.ensemble_params`). Defaults:
   :class:`mfjax.FitSettings`.
+
+  ``solver="gibbs"`` fits ratings the Bayesian way instead
+  (:mod:`mfjax.core.gibbs`): one model of rank ``rank`` sampled by
+  ``burn_in + samples`` Gibbs sweeps, with the noise and the priors sampled
+  too (no learning rate, no L2 to tune), and served as the posterior mean of
+  the ``samples`` draws, of rank at most ``max_rank``. Defaults:
+  :class:`mfjax.settings.GibbsSettings`.
 
   ``objective="ranking"`` learns which items each user picks, for top-N lists:
   one model of rank ``rank`` minimises the iALS loss
@@ -383,6 +429,8 @@ def fit(
     key: a PRNG key for the inits and the shuffles.
     ratings: the training :class:`mfjax.Ratings`.
     objective: ``"rating"`` or ``"ranking"`` (:data:`mfjax.settings.OBJECTIVES`).
+    solver: how: ``"adam"`` (rating, the default), ``"gibbs"`` (rating) or
+      ``"als"`` (ranking, its default); :data:`mfjax.settings.SOLVERS`.
     rank, steps, learning_rate, batch_size, ensemble: static settings (see
       :class:`FitSettings`); ``steps`` counts passes over the data.
     l2: L2 weight of the factors, ``>= 0`` (traced: no recompile per value).
@@ -391,6 +439,9 @@ def fit(
       (:class:`RankingSettings`), ``>= 0``.
     confidence: ranking only: an observed pair weighs ``1 + confidence·rating``,
       ``>= 0`` (0: every observed pair alike).
+    samples, burn_in, max_rank: ``solver="gibbs"`` only: sweeps averaged,
+      sweeps discarded first, the saved model's rank bound
+      (:class:`mfjax.settings.GibbsSettings`).
     validation_data: optional ``Ratings``: each model keeps its params of lowest
       validation RMSE, with early stopping after ``patience`` epochs if given.
     scale: ``(lo, hi)``: predictions clipped to it when scoring validation.
@@ -409,13 +460,18 @@ def fit(
     >>> ranker = mfjax.fit(jax.random.key(1), ratings, objective="ranking", rank=4)
     >>> ranker.best_params.user_factors.shape
     (60, 4)
+    >>> bayes = mfjax.fit(jax.random.key(1), ratings, solver="gibbs", rank=4,
+    ...                   samples=5, burn_in=2)
+    >>> bayes.best_params.user_factors.shape, bayes.members.losses.shape
+    ((60, 20), (1, 7))
   """
   settings = dict(
     rank=rank, steps=steps, learning_rate=learning_rate, l2=l2, l2_bias=l2_bias,
     batch_size=batch_size, ensemble=ensemble, alpha0=alpha0, confidence=confidence,
+    samples=samples, burn_in=burn_in, max_rank=max_rank,
   )  # fmt: skip
   return plan(
-    key, ratings, objective=objective, validation_data=validation_data,
+    key, ratings, objective=objective, solver=solver, validation_data=validation_data,
     patience=patience, scale=scale, progress=progress, one_device=one_device,
     **settings,
   ).run()  # fmt: skip

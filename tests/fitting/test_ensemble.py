@@ -342,7 +342,7 @@ def test_pad_entries_pads_with_weight_zero_and_refuses_shrinking(split):
 
 def test_a_setting_of_the_other_objective_is_refused_by_name():
   ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 20, 10, 200, 2)
-  with pytest.raises(TypeError, match="'nu' is not a setting of objective='rating'"):
+  with pytest.raises(TypeError, match="'nu' is not a setting of solver='adam'"):
     plan.plan(jax.random.key(0), ratings, nu=1.0)
   with pytest.raises(ValueError, match="alpha0 applies to objective='ranking' only"):
     mfjax.fit(jax.random.key(0), ratings, alpha0=1.0)
