@@ -107,6 +107,7 @@ class GibbsState(NamedTuple):
   noise: jax.Array  # shape=(), the noise precision
   user_prior: Prior
   item_prior: Prior
+  rmse: jax.Array  # shape=(), the params' weighted training RMSE
 
 
 class Design(NamedTuple):
@@ -193,7 +194,8 @@ def design(ratings: Ratings, *, dense: bool | None = None) -> Design:
 
 def init_state(key: jax.Array, n_users: int, n_items: int, rank: int, mean,
                hyper: Hyper = DEFAULT_HYPER) -> GibbsState:  # fmt: skip
-  """Factors drawn ``N(0, init_scale²)``, biases 0, unit priors and noise."""
+  """Factors drawn ``N(0, init_scale²)``, biases 0, unit priors and noise, and
+  an RMSE of NaN (not yet measured)."""
   factors = hyper.init_scale * jax.random.normal(key, (n_users + n_items, rank))
   params = Params(
     user_factors=factors[:n_users],
@@ -203,7 +205,7 @@ def init_state(key: jax.Array, n_users: int, n_items: int, rank: int, mean,
     mean=jnp.asarray(mean, jnp.float32),
   )
   unit = Prior(jnp.zeros(rank + 1, jnp.float32), jnp.ones(rank + 1, jnp.float32))
-  return GibbsState(params, jnp.float32(1.0), unit, unit)
+  return GibbsState(params, jnp.float32(1.0), unit, unit, jnp.float32(jnp.nan))
 
 
 class Variates:
@@ -313,21 +315,27 @@ def side_statistics(d: Design, side: str, params: Params):
     n, other, offset = params.item_bias.shape[0], params.user_factors, params.user_bias
   z = _with_bias(other)
   k1 = z.shape[1]
+  # The Grams are symmetric: only their upper triangles are summed (66 of 121
+  # entries at rank 10), then mirrored.
+  upper, lower = np.triu_indices(k1)
+  mirror = np.zeros((k1, k1), np.int32)
+  mirror[upper, lower] = mirror[lower, upper] = np.arange(len(upper))
+  t = len(upper)
   if d.weights is not None:
     # One matmul for the Grams and the offsets' share of the right-hand sides:
     # rhs = V z - W ((mean + offset) z), V the weighted values.
-    outer = (z[:, :, None] * z[:, None, :]).reshape(-1, k1 * k1)
+    outer = z[:, upper] * z[:, lower]
     shifted = -(d.mean + offset)[:, None] * z
     w, v = (d.weights, d.values) if side == "user" else (d.weights_t, d.values_t)
     both = w @ jnp.concatenate([outer, shifted], axis=1)
-    return both[:, : k1 * k1].reshape(n, k1, k1), both[:, k1 * k1 :] + v @ z
+    return both[:, mirror], both[:, t:] + v @ z
   users, items, values, weights = d.by_user if side == "user" else d.by_item
   rows, others = (users, items) if side == "user" else (items, users)
   zr = z[others]
   residual = weights * (values - d.mean - offset[others])
-  outer = weights[:, None, None] * zr[:, :, None] * zr[:, None, :]
+  outer = weights[:, None] * zr[:, upper] * zr[:, lower]
   segment = lambda x: jax.ops.segment_sum(x, rows, n, indices_are_sorted=True)
-  return segment(outer), segment(residual[:, None] * zr)
+  return segment(outer)[:, mirror], segment(residual[:, None] * zr)
 
 
 def draw_prior(variates: Variates, rows: jax.Array, hyper: Hyper) -> Prior:
@@ -351,10 +359,10 @@ def _squared_error(d: Design, params: Params):
 
 
 def draw_noise(
-  variates: Variates, d: Design, params: Params, hyper: Hyper
+  variates: Variates, sse: jax.Array, total: jax.Array, hyper: Hyper
 ) -> jax.Array:
-  """The noise precision given the params: ``Gamma(a + Σw/2, b + Σw e²/2)``."""
-  sse, total = _squared_error(d, params)
+  """The noise precision given the params' weighted squared error ``sse`` over
+  ``total`` weight: ``Gamma(a + total/2, b + sse/2)``."""
   shape = hyper.noise_shape + 0.5 * total
   return gamma(variates, shape) / (hyper.noise_rate + 0.5 * sse)
 
@@ -378,8 +386,10 @@ def sweep(key: jax.Array, d: Design, state: GibbsState, hyper: Hyper) -> GibbsSt
   params = params._replace(item_bias=items[:, 0], item_factors=items[:, 1:])
   user_prior = draw_prior(variates, users, hyper)
   item_prior = draw_prior(variates, items, hyper)
-  noise = draw_noise(variates, d, params, hyper)
-  return GibbsState(params, noise, user_prior, item_prior)
+  sse, total = _squared_error(d, params)
+  noise = draw_noise(variates, sse, total, hyper)
+  rmse = jnp.sqrt(sse / jnp.maximum(total, jnp.finfo(jnp.float32).tiny))
+  return GibbsState(params, noise, user_prior, item_prior, rmse)
 
 
 class Sketch(NamedTuple):
@@ -532,11 +542,9 @@ def sample(
     else:
       uf = jnp.where(after, p.user_factors, 0.0)
       factors = sketch_add(factors, uf, p.item_factors)
-    sse, weight = _squared_error(d, p)
-    rmse = jnp.sqrt(sse / jnp.maximum(weight, 1e-30))
     if progress is not None:
-      jax.debug.callback(progress, t, rmse)
-    return (state, sums, factors), (state.noise, rmse)
+      jax.debug.callback(progress, t, state.rmse)
+    return (state, sums, factors), (state.noise, state.rmse)
 
   total = burn_in + samples
   steps = (jnp.arange(total), jax.random.split(k_sweeps, total))
