@@ -98,7 +98,11 @@ class RankingSettings(NamedTuple):
 class GibbsSettings(NamedTuple):
   """The settings of ``fit(..., solver="gibbs")``: Bayesian MF by Gibbs sampling
   (:mod:`mfjax.core.gibbs`); no learning rate and no L2 to tune, the priors
-  are sampled.
+  are sampled. The defaults were chosen on MovieLens 100k validation splits
+  (``benchmarks/tune_gibbs.py``; ``benchmarks/RESULTS.md``, "Gibbs"): rank 6
+  to 8 validated best (10 and 16 worse); the implicit terms are off by default
+  because their size is bounded, though ``implicit="both"`` validated 0.014
+  better at twice the time.
 
   Attributes:
     rank: factors per draw.
@@ -108,12 +112,18 @@ class GibbsSettings(NamedTuple):
       the draws' factors side by side (exact); beyond, the rank-``max_rank``
       truncated SVD of the posterior mean, from a sketch
       (:func:`mfjax.core.gibbs.sample`).
+    implicit: the implicit-feedback terms: ``"none"``, ``"users"`` (SVD++: a
+      user's row plus a factor per item it rated), ``"items"`` (the same for
+      an item over its raters, "flipped") or ``"both"``
+      (:data:`mfjax.core.gibbs.IMPLICIT`; at most
+      :data:`mfjax.core.gibbs.IMPLICIT_MAX` rated rows per term).
   """
 
-  rank: int = 10
+  rank: int = 8
   samples: int = 200
   burn_in: int = 20
   max_rank: int = 64
+  implicit: str = "none"
 
 
 SETTINGS = {"adam": FitSettings, "gibbs": GibbsSettings, "als": RankingSettings}
@@ -130,8 +140,9 @@ REFUSED = {
     "samples",
     "burn_in",
     "max_rank",
+    "implicit",
   ),
-  "adam": ("alpha0", "confidence", "samples", "burn_in", "max_rank"),
+  "adam": ("alpha0", "confidence", "samples", "burn_in", "max_rank", "implicit"),
   "gibbs": (
     "steps",
     "learning_rate",

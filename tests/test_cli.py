@@ -514,11 +514,21 @@ def test_gibbs_fit_saves_a_model_that_recommends_and_evaluates(capsys, tmp_path)
   train, test = _ratings_csv(tmp_path), _ratings_csv(tmp_path, "t.csv", 200, 1)
   model_path = tmp_path / "bayes.npz"
   fit = ["fit", str(train), "--test", str(test), "--solver", "gibbs", "--rank", "3"]
-  fit += ["--samples", "30", "--burn-in", "5", "--max-rank", "16"]
+  fit += [
+    "--samples",
+    "30",
+    "--burn-in",
+    "5",
+    "--max-rank",
+    "16",
+    "--implicit",
+    "users",
+  ]
   assert cli.main([*fit, "--save", str(model_path), "--json"]) == 0
   report = _json_line(capsys)
   assert report["solver"] == "gibbs" and report["samples"] == 30
   assert report["burn_in"] == 5 and report["max_rank"] == 16
+  assert report["implicit"] == "users"
   assert "l2" not in report and "learning_rate" not in report
   # 30 draws of rank 3 exceed 16: the posterior mean's rank-16 SVD is saved.
   assert report["saved_rank"] == 16 and report["failure"] is None
@@ -544,6 +554,8 @@ def test_gibbs_fit_saves_a_model_that_recommends_and_evaluates(capsys, tmp_path)
     (["--solver", "adam", "--objective", "ranking"], "--solver adam cannot fit"),
     (["--solver", "gibbs", "--burn-in", "-1"], "argument --burn-in: must be an int"),
     (["--solver", "mcmc"], "argument --solver: invalid choice"),
+    (["--implicit", "users"], "--implicit applies to --solver gibbs only"),
+    (["--solver", "gibbs", "--implicit", "all"], "argument --implicit: invalid choice"),
   ],
 )
 def test_solver_options_refused_exit_2(argv, message, capsys, tmp_path):

@@ -183,6 +183,7 @@ _FLAGS = {
   "samples": "--samples",
   "burn_in": "--burn-in",
   "max_rank": "--max-rank",
+  "implicit": "--implicit",
   "learning_rate": "--lr",
   "l2_bias": "--l2-bias",
   "batch_size": "--batch-size",

@@ -214,6 +214,16 @@ def add_gibbs_settings(parser) -> None:
     help="gibbs: bound on the saved model's rank: the posterior mean's "
     f"truncated SVD beyond it (default {d.max_rank})",
   )
+  from mfjax.core.gibbs import IMPLICIT
+
+  parser.add_argument(
+    "--implicit",
+    choices=IMPLICIT,
+    default=None,
+    help="gibbs: implicit-feedback terms: users (SVD++: a factor per item a user "
+    "rated), items (per user an item was rated by), both, or none "
+    f"(default {d.implicit})",
+  )
 
 
 def add_ranking_settings(parser) -> None:

@@ -5,8 +5,9 @@ Owns: :mod:`~mfjax.core.model` (``init_params``, ``predict``),
 :mod:`~mfjax.core.kernels`, :mod:`~mfjax.core.objectives`,
 :mod:`~mfjax.core.solvers`, :mod:`~mfjax.core.shuffle`,
 :mod:`~mfjax.core.training`, :mod:`~mfjax.core.metrics`,
-:mod:`~mfjax.core.memory`, :mod:`~mfjax.core.sharding` and
-:mod:`~mfjax.core.progress`.
+:mod:`~mfjax.core.memory`, :mod:`~mfjax.core.sharding`,
+:mod:`~mfjax.core.progress`, :mod:`~mfjax.core.gibbs` (Bayesian MF by Gibbs
+sampling) and :mod:`~mfjax.core.sketch`.
 
 May import: JAX, optax, NumPy and mfjax's top-level leaves (``types``,
 ``settings``, ``validation``). Nothing above it: not ``data``, ``fitting``,

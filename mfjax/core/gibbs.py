@@ -17,6 +17,14 @@ averaged over the draws after burn-in, and the kept draws' factors side by
 side, scaled by ``1/sqrt(K)``, so that its prediction is the mean of the kept
 draws' predictions (:func:`posterior_params`).
 
+Implicit feedback (``implicit=``, :data:`IMPLICIT`): SVD++'s user side adds to
+each user's row the weighted sum ``Σ_j w_uj y_j`` of a factor per item it
+rated, and the "flipped" item side the same over an item's raters (as myFM's
+MovieLens example). The sampler draws the rows with their terms added (what
+the model serves) with that sum as their prior mean, then every ``y_j`` at
+once given the rows (:func:`draw_implicit`): the same posterior as drawing
+``p_u`` and ``y_j`` separately, in closed form.
+
 The per-row Gram matrices ``Σ w z zᵀ`` are the sweep's main cost. Where the
 rating matrix is small and dense enough they are one dense matmul (the weight
 matrix times the other side's outer products); otherwise a sorted
@@ -33,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mfjax.core import kernels
+from mfjax.core.sketch import sketch_add, sketch_factors, sketch_init
 from mfjax.types import Params, Ratings
 
 __all__ = [
@@ -41,6 +50,14 @@ __all__ = [
   "Prior",
   "GibbsState",
   "Design",
+  "Implicit",
+  "Links",
+  "IMPLICIT",
+  "IMPLICIT_MAX",
+  "check_implicit",
+  "links",
+  "implicit_shift",
+  "draw_implicit",
   "SamplerResult",
   "design",
   "init_state",
@@ -55,10 +72,6 @@ __all__ = [
   "sweep_count",
   "sample",
   "posterior_params",
-  "Sketch",
-  "sketch_init",
-  "sketch_add",
-  "sketch_factors",
   "DENSE_CELLS",
   "DENSE_DENSITY",
 ]
@@ -108,6 +121,38 @@ class GibbsState(NamedTuple):
   user_prior: Prior
   item_prior: Prior
   rmse: jax.Array  # shape=(), the params' weighted training RMSE
+  user_implicit: Implicit | None = None
+  item_implicit: Implicit | None = None
+
+
+class Implicit(NamedTuple):
+  """One side's implicit-feedback term: a row ``[b_u, p_u]`` is its own offset
+  plus ``Σ_j w_uj y_j`` over what it rated (SVD++ for users, "flipped" for
+  items), ``y_j ~ N(prior.mean, diag(prior.precision)⁻¹)``."""
+
+  factors: jax.Array  # shape=(n_sources, rank + 1), the y_j (bias first)
+  prior: Prior
+  shift: jax.Array  # shape=(n_rows, rank + 1), W Y: each row's Σ_j w_uj y_j
+
+
+class Links(NamedTuple):
+  """Who rated what, as the weights ``W`` of one side's implicit term: ``W[u,
+  j] = 1/sqrt(|N(u)|)`` for ``j`` in ``N(u)``, the other side's rows that ``u``
+  rated (weight > 0), and the eigendecomposition ``WᵀW = B diag(s) Bᵀ`` that
+  makes the draw of every ``y_j`` at once two matmuls (:func:`draw_implicit`).
+
+  Attributes:
+    rows, sources: ``[nnz]`` indices of the rows and of what they rated.
+    weights: ``[nnz]``, ``W``'s entries (0 for a rating of weight 0).
+    basis: ``[n_sources, n_sources]``, ``B``.
+    spectrum: ``[n_sources]``, ``s`` (clipped at 0).
+  """
+
+  rows: jax.Array
+  sources: jax.Array
+  weights: jax.Array
+  basis: jax.Array
+  spectrum: jax.Array
 
 
 class Design(NamedTuple):
@@ -126,6 +171,8 @@ class Design(NamedTuple):
     pairs: the ratings ``(users, items, values, weights)`` as given, for the
       squared error of the noise draw.
     mean: the weighted mean rating, fixed (``Params.mean``).
+    user_links, item_links: the :class:`Links` of the users' (SVD++) and the
+      items' ("flipped") implicit terms, or None without.
   """
 
   weights: jax.Array | None
@@ -136,6 +183,8 @@ class Design(NamedTuple):
   by_item: tuple | None
   pairs: tuple
   mean: jax.Array
+  user_links: Links | None = None
+  item_links: Links | None = None
 
 
 class SamplerResult(NamedTuple):
@@ -155,19 +204,86 @@ class SamplerResult(NamedTuple):
   rmse: jax.Array
 
 
-def design(ratings: Ratings, *, dense: bool | None = None) -> Design:
+IMPLICIT = ("none", "users", "items", "both")
+"""The implicit-feedback terms: none, the users' (SVD++), the items'
+("flipped"), or both."""
+
+IMPLICIT_MAX = 8192
+"""The most rows on the rated side of an implicit term: its ``WᵀW`` is
+eigendecomposed once per fit (``O(n³)``; 1,682 items take ~1 s on 2 CPU
+cores), and ``B`` is ``n × n`` floats."""
+
+
+LINK_BLOCK = 4096
+"""Rows of ``W`` made dense at a time to sum ``WᵀW`` (:func:`links`)."""
+
+
+def check_implicit(implicit: str, n_users: int, n_items: int) -> str:
+  """``implicit`` if it names terms (:data:`IMPLICIT`) this matrix can have,
+  else a ValueError saying which bound it passes."""
+  if implicit not in IMPLICIT:
+    raise ValueError(
+      f"implicit must be one of {', '.join(map(repr, IMPLICIT))}, got {implicit!r}."
+    )
+  sides = {"users": n_items, "items": n_users}  # a term's size: what is rated
+  for side, n in sides.items():
+    if implicit in (side, "both") and n > IMPLICIT_MAX:
+      other = "items" if side == "users" else "users"
+      raise ValueError(
+        f"implicit={implicit!r}: the {side}' implicit term has a factor per "
+        f"rated one of {n:,} {other}, more than {IMPLICIT_MAX:,} (its n×n "
+        f"eigendecomposition); use implicit='none'"
+        + ("" if implicit != "both" else " or the other side's term")
+        + "."
+      )
+  return implicit
+
+
+def links(rows: jax.Array, sources: jax.Array, weights: jax.Array, n_rows: int,
+          n_sources: int) -> Links:  # fmt: skip
+  """The :class:`Links` of rows that rated ``sources`` (traceable)."""
+  rated = (weights > 0).astype(jnp.float32)
+  count = jax.ops.segment_sum(rated, rows, n_rows)
+  w = rated * jax.lax.rsqrt(jnp.maximum(count, 1.0))[rows]
+  # WᵀW summed over blocks of LINK_BLOCK rows, W never whole in memory.
+  blocks = -(-n_rows // LINK_BLOCK)
+  size = min(n_rows, LINK_BLOCK)
+
+  def add_block(b, total):
+    local = rows - b * size
+    local = jnp.where((local >= 0) & (local < size), local, size)  # else dropped
+    block = jnp.zeros((size, n_sources), jnp.float32)
+    block = block.at[local, sources].add(w, mode="drop")
+    return total + block.T @ block
+
+  zero = jnp.zeros((n_sources, n_sources), jnp.float32)
+  gram = jax.lax.fori_loop(0, blocks, add_block, zero)
+  spectrum, basis = jnp.linalg.eigh(gram)
+  return Links(rows, sources, w, basis, jnp.maximum(spectrum, 0.0))
+
+
+def design(ratings: Ratings, *, dense: bool | None = None,
+           implicit: str = "none") -> Design:  # fmt: skip
   """Lays out ``ratings`` for the sweeps (traceable; ``dense`` None decides by
-  :data:`DENSE_CELLS` and :data:`DENSE_DENSITY` on the static shapes)."""
+  :data:`DENSE_CELLS` and :data:`DENSE_DENSITY` on the static shapes;
+  ``implicit`` adds the :class:`Links` of those terms)."""
   users, items = ratings.users, ratings.items
+  n_users, n_items = ratings.n_users, ratings.n_items
+  implicit = check_implicit(implicit, n_users, n_items)
   values = ratings.values.astype(jnp.float32)
   weights, _ = kernels.rating_weights(ratings, jnp.float32)
   mean = kernels.ratings_mean(ratings, jnp.float32)
-  cells = ratings.n_users * ratings.n_items
+  cells = n_users * n_items
   if dense is None:
     dense = cells <= DENSE_CELLS and len(ratings) >= DENSE_DENSITY * cells
   pairs = (users, items, values, weights)
+  user_links = item_links = None
+  if implicit in ("users", "both"):
+    user_links = links(users, items, weights, n_users, n_items)
+  if implicit in ("items", "both"):
+    item_links = links(items, users, weights, n_items, n_users)
   if dense:
-    shape = (ratings.n_users, ratings.n_items)
+    shape = (n_users, n_items)
     w = jnp.zeros(shape, jnp.float32).at[users, items].add(weights, mode="drop")
     v = (
       jnp.zeros(shape, jnp.float32).at[users, items].add(weights * values, mode="drop")
@@ -175,7 +291,7 @@ def design(ratings: Ratings, *, dense: bool | None = None) -> Design:
     # A cell rated twice holds the weight sum and the weighted value sum; the
     # likelihood of both ratings is that of their weighted mean (up to a
     # constant), which is what the Grams and right-hand sides use.
-    return Design(w, v, w.T, v.T, None, None, pairs, mean)
+    return Design(w, v, w.T, v.T, None, None, pairs, mean, user_links, item_links)
 
   def by(order):
     return tuple(x[order] for x in pairs)
@@ -189,13 +305,16 @@ def design(ratings: Ratings, *, dense: bool | None = None) -> Design:
     by(jnp.argsort(items)),
     pairs,
     mean,
+    user_links,
+    item_links,
   )
 
 
 def init_state(key: jax.Array, n_users: int, n_items: int, rank: int, mean,
-               hyper: Hyper = DEFAULT_HYPER) -> GibbsState:  # fmt: skip
-  """Factors drawn ``N(0, init_scale²)``, biases 0, unit priors and noise, and
-  an RMSE of NaN (not yet measured)."""
+               hyper: Hyper = DEFAULT_HYPER, implicit: str = "none",
+               ) -> GibbsState:  # fmt: skip
+  """Factors drawn ``N(0, init_scale²)``, biases 0, unit priors and noise, an
+  RMSE of NaN (not yet measured), and the ``implicit`` terms' factors 0."""
   factors = hyper.init_scale * jax.random.normal(key, (n_users + n_items, rank))
   params = Params(
     user_factors=factors[:n_users],
@@ -205,7 +324,21 @@ def init_state(key: jax.Array, n_users: int, n_items: int, rank: int, mean,
     mean=jnp.asarray(mean, jnp.float32),
   )
   unit = Prior(jnp.zeros(rank + 1, jnp.float32), jnp.ones(rank + 1, jnp.float32))
-  return GibbsState(params, jnp.float32(1.0), unit, unit, jnp.float32(jnp.nan))
+
+  def term(side, n_sources, n_rows):
+    if implicit not in (side, "both"):
+      return None
+    zeros = jnp.zeros
+    return Implicit(
+      zeros((n_sources, rank + 1), jnp.float32), unit,
+      zeros((n_rows, rank + 1), jnp.float32),
+    )  # fmt: skip
+
+  nan = jnp.float32(jnp.nan)
+  return GibbsState(
+    params, jnp.float32(1.0), unit, unit, nan, term("users", n_items, n_users),
+    term("items", n_users, n_items),
+  )  # fmt: skip
 
 
 class Variates:
@@ -276,12 +409,12 @@ def gamma(variates: Variates, shape: jax.Array, size: tuple = ()) -> jax.Array:
 
 
 def draw_rows(variates: Variates, gram: jax.Array, rhs: jax.Array, noise: jax.Array,
-              prior: Prior) -> jax.Array:  # fmt: skip
+              prior: Prior, shift: jax.Array | None = None) -> jax.Array:  # fmt: skip
   """One draw of every row from its Gaussian conditional.
 
   Row ``j`` has precision ``Λ_j = noise·gram[j] + diag(prior.precision)`` and
-  mean ``Λ_j⁻¹ (noise·rhs[j] + prior.precision·prior.mean)``; with ``Λ_j = L
-  Lᵀ``, the draw is that mean plus ``L⁻ᵀ ε``, ``ε ~ N(0, I)``.
+  mean ``Λ_j⁻¹ (noise·rhs[j] + prior.precision·(prior.mean + shift[j]))``;
+  with ``Λ_j = L Lᵀ``, the draw is that mean plus ``L⁻ᵀ ε``, ``ε ~ N(0, I)``.
 
   Args:
     variates: where ``ε`` comes from (``rhs.size`` normals).
@@ -289,13 +422,16 @@ def draw_rows(variates: Variates, gram: jax.Array, rhs: jax.Array, noise: jax.Ar
     rhs: ``[n, d]``, each row's ``Σ w z (r - offset)``.
     noise: the noise precision.
     prior: the rows' prior.
+    shift: None, or ``[n, d]``: each row's prior mean is ``prior.mean`` plus
+      its row here (an implicit term's ``Σ_j w_uj y_j``).
 
   Returns:
     ``[n, d]``.
   """
   precision = noise * gram + jnp.diag(prior.precision)[None]
   chol = jnp.linalg.cholesky(precision)
-  target = noise * rhs + (prior.precision * prior.mean)[None]
+  centre = prior.mean[None] if shift is None else prior.mean[None] + shift
+  target = noise * rhs + prior.precision[None] * centre
   solve = jax.scipy.linalg.solve_triangular
   half = solve(chol, target[..., None], lower=True)
   eps = variates.normal(rhs.shape + (1,))
@@ -352,6 +488,34 @@ def draw_prior(variates: Variates, rows: jax.Array, hyper: Hyper) -> Prior:
   return Prior(n * average / strength + spread, precision)
 
 
+def implicit_shift(links: Links, factors: jax.Array, n_rows: int) -> jax.Array:
+  """``W Y``: each row's sum of the ``factors`` of what it rated, weighted."""
+  weighted = links.weights[:, None] * factors[links.sources]
+  return jax.ops.segment_sum(weighted, links.rows, n_rows)
+
+
+def draw_implicit(variates: Variates, links: Links, residual: jax.Array,
+                  row_precision: jax.Array, prior: Prior) -> jax.Array:  # fmt: skip
+  """One draw of every ``y_j`` of an implicit term, jointly.
+
+  Given the rows ``X = m + W Y + E``, ``E``'s rows ``N(0, diag(row_precision)⁻¹)``
+  (the rows' own prior) and ``residual = X - m``, each dimension ``f`` of
+  ``Y`` is a Bayesian linear regression: precision ``λ_f WᵀW + τ_f I`` (``τ``
+  the prior's precision), shared by every ``f`` up to its two scalars. With
+  ``WᵀW = B diag(s) Bᵀ`` that precision is ``B diag(λ_f s + τ_f) Bᵀ``, so the
+  draw is ``B (D ⊙ Bᵀ t + √D ⊙ ε)``, ``D = 1/(λ s + τ)`` and ``t = λ ⊙ Wᵀ
+  residual + τ ⊙ prior.mean``: two matmuls for all ``f``, with no Cholesky
+  (``rhs.size`` normals).
+  """
+  n_sources = links.basis.shape[0]
+  weighted = links.weights[:, None] * residual[links.rows]
+  wtr = jax.ops.segment_sum(weighted, links.sources, n_sources)
+  target = row_precision[None] * wtr + (prior.precision * prior.mean)[None]
+  scale = 1.0 / (row_precision[None] * links.spectrum[:, None] + prior.precision[None])
+  eps = variates.normal(target.shape)
+  return links.basis @ (scale * (links.basis.T @ target) + jnp.sqrt(scale) * eps)
+
+
 def _squared_error(d: Design, params: Params):
   users, items, values, weights = d.pairs
   error = values - kernels.predict_pairs(params, users, items)
@@ -367,81 +531,67 @@ def draw_noise(
   return gamma(variates, shape) / (hyper.noise_rate + 0.5 * sse)
 
 
-def sweep_count(n_users: int, n_items: int, rank: int) -> int:
+def sweep_count(n_users: int, n_items: int, rank: int, implicit: str = "none") -> int:
   """How many uniforms one :func:`sweep` cuts."""
   d = rank + 1
-  return (n_users + n_items) * d + 2 * (gamma_count((d,)) + d) + gamma_count()
+  prior = gamma_count((d,)) + d
+  count = (n_users + n_items) * d + 2 * prior + gamma_count()
+  if implicit in ("users", "both"):
+    count += n_items * d + prior
+  if implicit in ("items", "both"):
+    count += n_users * d + prior
+  return count
+
+
+def _draw_side(variates, d, state, side, params, hyper):
+  """One side's rows, then its implicit term's factors, then both priors:
+  ``(rows, prior, implicit)``."""
+  links = d.user_links if side == "user" else d.item_links
+  term = state.user_implicit if side == "user" else state.item_implicit
+  prior = state.user_prior if side == "user" else state.item_prior
+  n = (params.user_bias if side == "user" else params.item_bias).shape[0]
+  gram, rhs = side_statistics(d, side, params)
+  if links is None:
+    rows = draw_rows(variates, gram, rhs, state.noise, prior)
+    return rows, draw_prior(variates, rows, hyper), None
+  rows = draw_rows(variates, gram, rhs, state.noise, prior, term.shift)
+  residual = rows - prior.mean[None]
+  factors = draw_implicit(variates, links, residual, prior.precision, term.prior)
+  shift = implicit_shift(links, factors, n)  # kept for the next sweep's rows
+  implicit = Implicit(factors, draw_prior(variates, factors, hyper), shift)
+  return rows, draw_prior(variates, rows - shift, hyper), implicit
 
 
 def sweep(key: jax.Array, d: Design, state: GibbsState, hyper: Hyper) -> GibbsState:
-  """One Gibbs sweep: users, items, both priors, the noise."""
+  """One Gibbs sweep: users, then their implicit term and priors; items, then
+  theirs; the noise.
+
+  With an implicit term a row's prior mean is ``m + Σ_j w_uj y_j``: drawing
+  the rows themselves (the model's ``[b_u, p_u]``, what it serves) and the
+  ``y_j`` given them is the same joint distribution as SVD++'s ``p_u + Σ_j
+  w_uj y_j`` with ``p_u`` and ``y_j`` Gaussian, blocked differently.
+  """
   params = state.params
   n_users, n_items, rank = *params.user_bias.shape, *params.item_factors.shape
-  variates = Variates(key, sweep_count(n_users, n_items, rank))
-  gram, rhs = side_statistics(d, "user", params)
-  users = draw_rows(variates, gram, rhs, state.noise, state.user_prior)
+  implicit = {
+    (False, False): "none", (True, False): "users", (False, True): "items",
+    (True, True): "both",
+  }[(d.user_links is not None, d.item_links is not None)]  # fmt: skip
+  variates = Variates(key, sweep_count(n_users, n_items, rank, implicit))
+  users, user_prior, user_implicit = _draw_side(
+    variates, d, state, "user", params, hyper
+  )
   params = params._replace(user_bias=users[:, 0], user_factors=users[:, 1:])
-  gram, rhs = side_statistics(d, "item", params)
-  items = draw_rows(variates, gram, rhs, state.noise, state.item_prior)
+  items, item_prior, item_implicit = _draw_side(
+    variates, d, state, "item", params, hyper
+  )
   params = params._replace(item_bias=items[:, 0], item_factors=items[:, 1:])
-  user_prior = draw_prior(variates, users, hyper)
-  item_prior = draw_prior(variates, items, hyper)
   sse, total = _squared_error(d, params)
   noise = draw_noise(variates, sse, total, hyper)
   rmse = jnp.sqrt(sse / jnp.maximum(total, jnp.finfo(jnp.float32).tiny))
-  return GibbsState(params, noise, user_prior, item_prior, rmse)
-
-
-class Sketch(NamedTuple):
-  """A randomized sketch of the sum of the draws' ``P Qᵀ`` (Tropp, Yurtsever,
-  Udell and Cevher, "Practical sketching algorithms for low-rank matrix
-  approximation", 2017): ``range = Σ P (Qᵀ Ω)`` and ``co_range = Σ (Ψ P) Qᵀ``,
-  added to after each draw in ``O((n_users + n_items)·rank·width)``, never the
-  ``n_users × n_items`` matrix itself."""
-
-  omega: jax.Array  # shape=(n_items, width)
-  psi: jax.Array  # shape=(2·width + 1, n_users), at most n_users rows
-  range: jax.Array  # shape=(n_users, width)
-  co_range: jax.Array  # shape=(2·width + 1, n_items)
-
-
-def sketch_init(key: jax.Array, n_users: int, n_items: int, width: int) -> Sketch:
-  """An empty sketch of ``width`` columns (cut to the matrix's size)."""
-  width = min(width, n_users, n_items)
-  co_width = min(2 * width + 1, n_users)
-  both = jax.random.normal(key, (n_items * width + co_width * n_users,))
-  omega = both[: n_items * width].reshape(n_items, width)
-  psi = both[n_items * width :].reshape(co_width, n_users)
-  zeros = jnp.zeros
-  return Sketch(
-    omega,
-    psi,
-    zeros((n_users, width), jnp.float32),
-    zeros((co_width, n_items), jnp.float32),
+  return GibbsState(
+    params, noise, user_prior, item_prior, rmse, user_implicit, item_implicit
   )
-
-
-def sketch_add(
-  sketch: Sketch, user_factors: jax.Array, item_factors: jax.Array
-) -> Sketch:
-  """The sketch with one more draw's ``user_factors @ item_factors.T`` added."""
-  return sketch._replace(
-    range=sketch.range + user_factors @ (item_factors.T @ sketch.omega),
-    co_range=sketch.co_range + (sketch.psi @ user_factors) @ item_factors.T,
-  )
-
-
-def sketch_factors(sketch: Sketch, count, rank: int) -> tuple[jax.Array, jax.Array]:
-  """``(U, V)`` of rank ``min(rank, width)`` with ``U Vᵀ`` the best rank-``rank``
-  approximation (up to the sketch's error) of the sketched sum over ``count``:
-  ``Q = qr(range)``, ``X = (Ψ Q)⁺ co_range``, then an SVD of ``X``, its
-  singular values split evenly between the two sides."""
-  basis, _ = jnp.linalg.qr(sketch.range)
-  core, *_ = jnp.linalg.lstsq(sketch.psi @ basis, sketch.co_range / count)
-  left, values, right = jnp.linalg.svd(core, full_matrices=False)
-  rank = min(rank, values.shape[0])
-  root = jnp.sqrt(values[:rank])
-  return (basis @ left[:, :rank]) * root[None], right[:rank].T * root[None]
 
 
 def posterior_params(
@@ -481,6 +631,7 @@ def sample(
   max_rank: int,
   hyper: Hyper = DEFAULT_HYPER,
   dense: bool | None = None,
+  implicit: str = "none",
   progress: Callable | None = None,
 ) -> SamplerResult:
   """Runs ``burn_in + samples`` sweeps in one ``lax.scan`` (traceable).
@@ -503,6 +654,12 @@ def sample(
     max_rank: bound on the served model's rank.
     hyper: the prior's constants.
     dense: the Gram layout (:func:`design`); None decides by size.
+    implicit: the implicit-feedback terms (:data:`IMPLICIT`): ``"users"``
+      (SVD++: a user's row is its own plus the weighted sum of a factor per
+      item it rated), ``"items"`` (the same for items over their raters,
+      "flipped"), ``"both"``, or ``"none"``. The served model holds the rows
+      with their terms added, so it predicts like any other; a user folded in
+      later gets no term.
     progress: None, or ``(sweep, rmse) -> None`` called through
       ``jax.debug.callback`` after each sweep.
 
@@ -510,9 +667,9 @@ def sample(
     A :class:`SamplerResult`.
   """
   n_users, n_items = ratings.n_users, ratings.n_items
-  d = design(ratings, dense=dense)
+  d = design(ratings, dense=dense, implicit=implicit)
   k_init, k_sweeps, k_sketch = jax.random.split(key, 3)
-  state = init_state(k_init, n_users, n_items, rank, d.mean, hyper)
+  state = init_state(k_init, n_users, n_items, rank, d.mean, hyper, implicit)
   exact = samples * rank <= max_rank
   if exact:
     factors = (

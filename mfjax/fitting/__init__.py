@@ -5,7 +5,8 @@ and cross-validation.
 Owns: :mod:`~mfjax.fitting.plan` (``fit``, ``FitResult`` and the one plan
 that ``fit``, ``mfjax fit`` and cross-validation share),
 :mod:`~mfjax.fitting.ensemble` (the jitted programs, their compile options and
-placement), :mod:`~mfjax.fitting.buckets` (padding to shared shapes, the
+placement), :mod:`~mfjax.fitting.sampler` (the jitted Gibbs fit),
+:mod:`~mfjax.fitting.buckets` (padding to shared shapes, the
 default mini-batch), :mod:`~mfjax.fitting.grid` and
 :mod:`~mfjax.fitting.crossval`.
 

@@ -23,6 +23,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from mfjax import validation
+from mfjax.core import gibbs
 from mfjax.core.training import TrainResult
 from mfjax.fitting import buckets
 from mfjax.fitting.ensemble import (
@@ -289,6 +290,7 @@ def _gibbs_plan(key, ratings, given, progress, min_entries) -> FitPlan:
   settings = check_gibbs_settings(
     GibbsSettings()._replace(**{n: v for n, v in given.items() if v is not None})
   )
+  gibbs.check_implicit(settings.implicit, ratings.n_users, ratings.n_items)
   program = cached_gibbs_program(settings, bool(progress))
   if min_entries and all(
     validation.is_concrete(x) for x in jax.tree.leaves((key, ratings))
@@ -379,6 +381,7 @@ def fit(
   samples: int | None = None,
   burn_in: int | None = None,
   max_rank: int | None = None,
+  implicit: str | None = None,
   validation_data: Ratings | None = None,
   patience: int | None = None,
   scale: tuple[float, float] | None = None,
@@ -439,9 +442,9 @@ def fit(
       (:class:`RankingSettings`), ``>= 0``.
     confidence: ranking only: an observed pair weighs ``1 + confidence·rating``,
       ``>= 0`` (0: every observed pair alike).
-    samples, burn_in, max_rank: ``solver="gibbs"`` only: sweeps averaged,
-      sweeps discarded first, the saved model's rank bound
-      (:class:`mfjax.settings.GibbsSettings`).
+    samples, burn_in, max_rank, implicit: ``solver="gibbs"`` only: sweeps
+      averaged, sweeps discarded first, the saved model's rank bound, the
+      implicit-feedback terms (:class:`mfjax.settings.GibbsSettings`).
     validation_data: optional ``Ratings``: each model keeps its params of lowest
       validation RMSE, with early stopping after ``patience`` epochs if given.
     scale: ``(lo, hi)``: predictions clipped to it when scoring validation.
@@ -468,7 +471,7 @@ def fit(
   settings = dict(
     rank=rank, steps=steps, learning_rate=learning_rate, l2=l2, l2_bias=l2_bias,
     batch_size=batch_size, ensemble=ensemble, alpha0=alpha0, confidence=confidence,
-    samples=samples, burn_in=burn_in, max_rank=max_rank,
+    samples=samples, burn_in=burn_in, max_rank=max_rank, implicit=implicit,
   )  # fmt: skip
   return plan(
     key, ratings, objective=objective, solver=solver, validation_data=validation_data,

@@ -40,6 +40,12 @@ def check_gibbs_settings(settings: GibbsSettings) -> GibbsSettings:
     for name in ("rank", "samples", "max_rank")
   }
   burn_in = validation.check_nonnegative_int("burn_in", settings.burn_in)
+  if not isinstance(settings.implicit, str):
+    raise TypeError(
+      f"implicit must be a str, one of {', '.join(map(repr, gibbs.IMPLICIT))}; "
+      f"got {type(settings.implicit).__name__}."
+    )
+  gibbs.check_implicit(settings.implicit, 0, 0)  # The name; sizes by the plan.
   return settings._replace(burn_in=burn_in, **ints)
 
 
@@ -68,6 +74,7 @@ def gibbs_program(settings: GibbsSettings = _DEFAULTS, *, progress: bool = False
       samples=settings.samples,
       burn_in=settings.burn_in,
       max_rank=settings.max_rank,
+      implicit=settings.implicit,
       progress=None if bar is None else bar.update,
     )
     losses = jnp.square(result.rmse)

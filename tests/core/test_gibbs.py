@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import mfjax
-from mfjax.core import gibbs
+from mfjax.core import gibbs, sketch
 from tests.conftest import planted_matrix, random_params, random_ratings
 
 
@@ -144,6 +144,159 @@ def test_gibbs_chain_averages_to_the_exact_posterior_of_a_conjugate_model():
   np.testing.assert_allclose(chain.var(0), np.diag(cov), rtol=0.1)
 
 
+def _links_of(ratings, side):
+  users, items, weights = ratings.users, ratings.items, ratings.weights
+  if side == "user":
+    return gibbs.links(users, items, weights, ratings.n_users, ratings.n_items)
+  return gibbs.links(items, users, weights, ratings.n_items, ratings.n_users)
+
+
+def _numpy_links(ratings):
+  """W[u, j] = 1/sqrt(|N(u)|) over the items u rated, by a loop."""
+  w = np.zeros((ratings.n_users, ratings.n_items))
+  for u, i in zip(np.asarray(ratings.users), np.asarray(ratings.items), strict=True):
+    w[u, i] += 1.0
+  count = np.bincount(np.asarray(ratings.users), minlength=ratings.n_users)
+  return w / np.sqrt(np.maximum(count, 1))[:, None]
+
+
+@pytest.mark.parametrize("block", [2, 4096])  # WᵀW summed over 3 blocks, or 1.
+def test_links_weigh_each_rated_item_by_one_over_the_root_of_the_count(
+  block, monkeypatch
+):
+  monkeypatch.setattr(gibbs, "LINK_BLOCK", block)
+  ratings = random_ratings(11, n_users=5, n_items=4, n=12)
+  ratings = mfjax.Ratings(ratings.users, ratings.items, ratings.values, 5, 4,
+                          weights=jnp.ones(12))  # fmt: skip
+  links = _links_of(ratings, "user")
+  w = _numpy_links(ratings)
+  factors = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+  np.testing.assert_allclose(
+    gibbs.implicit_shift(links, jnp.asarray(factors), 5), w @ factors, rtol=1e-5,
+    atol=1e-6,
+  )  # fmt: skip
+  basis, spectrum = np.asarray(links.basis), np.asarray(links.spectrum)
+  np.testing.assert_allclose(basis * spectrum @ basis.T, w.T @ w, atol=1e-5)
+
+
+def test_one_implicit_draw_has_the_closed_form_mean_and_covariance():
+  ratings = random_ratings(12, n_users=5, n_items=3, n=9)
+  ratings = mfjax.Ratings(ratings.users, ratings.items, ratings.values, 5, 3,
+                          weights=jnp.ones(9))  # fmt: skip
+  links = _links_of(ratings, "user")
+  w = _numpy_links(ratings)
+  residual = np.random.default_rng(1).normal(size=(5, 2)).astype(np.float32)
+  row_precision = jnp.asarray([2.0, 0.5])
+  prior = gibbs.Prior(jnp.asarray([0.4, -0.3]), jnp.asarray([1.5, 3.0]))
+
+  def one(key):
+    variates = gibbs.Variates(key, 3 * 2)
+    return gibbs.draw_implicit(variates, links, residual, row_precision, prior)
+
+  m = 40000
+  draws = np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(3), m)))
+  for f in range(2):
+    lam, tau = float(row_precision[f]), float(prior.precision[f])
+    cov = np.linalg.inv(lam * w.T @ w + tau * np.eye(3))
+    mean = cov @ (lam * w.T @ residual[:, f] + tau * float(prior.mean[f]))
+    se = np.sqrt(np.diag(cov) / m)
+    assert np.all(np.abs(draws[:, :, f].mean(0) - mean) < 5 * se), (f, mean)
+    atol = float(0.04 * np.diag(cov).max())
+    np.testing.assert_allclose(np.cov(draws[:, :, f].T), cov, atol=atol)
+
+
+def test_an_implicit_chain_averages_to_the_exact_posterior():
+  # Rank 0, noise and priors fixed, the users' implicit term on: a user's bias
+  # is b_u = a_u + Σ_j W_uj y_j, so r - mean = a_u + W_u y + c_i is linear in
+  # (a, c, y), Gaussian in closed form. The sampler draws b (not a) given y,
+  # then y given b: its averages of b and c must be the exact posterior's.
+  n_users, n_items, n = 4, 3, 12
+  ratings = random_ratings(13, n_users=n_users, n_items=n_items, n=n)
+  ratings = mfjax.Ratings(ratings.users, ratings.items, ratings.values, n_users,
+                          n_items, weights=jnp.ones(n))  # fmt: skip
+  d = gibbs.design(ratings, dense=False, implicit="users")
+  noise = jnp.float32(4.0)
+  users_prior = gibbs.Prior(jnp.asarray([0.3]), jnp.asarray([2.0]))
+  items_prior = gibbs.Prior(jnp.asarray([-0.2]), jnp.asarray([1.0]))
+  y_prior = gibbs.Prior(jnp.asarray([0.1]), jnp.asarray([1.5]))
+  empty = jnp.zeros((n_users, 0)), jnp.zeros((n_items, 0))
+  params = mfjax.Params(*empty, jnp.zeros(n_users), jnp.zeros(n_items), d.mean)
+  links = d.user_links
+
+  def step(carry, key):
+    params, y = carry
+    k_user, k_y, k_item = jax.random.split(key, 3)
+    gram, rhs = gibbs.side_statistics(d, "user", params)
+    shift = gibbs.implicit_shift(links, y, n_users)
+    users = gibbs.draw_rows(gibbs.Variates(k_user, n_users), gram, rhs, noise,
+                            users_prior, shift)  # fmt: skip
+    residual = users - users_prior.mean[None]
+    y = gibbs.draw_implicit(gibbs.Variates(k_y, n_items), links, residual,
+                            users_prior.precision, y_prior)  # fmt: skip
+    params = params._replace(user_bias=users[:, 0])
+    gram, rhs = gibbs.side_statistics(d, "item", params)
+    items = gibbs.draw_rows(gibbs.Variates(k_item, n_items), gram, rhs, noise,
+                            items_prior)  # fmt: skip
+    params = params._replace(item_bias=items[:, 0])
+    return (params, y), jnp.concatenate([params.user_bias, params.item_bias])
+
+  keys = jax.random.split(jax.random.key(8), 40000)
+  start = (params, jnp.zeros((n_items, 1)))
+  _, chain = jax.jit(lambda k: jax.lax.scan(step, start, k))(keys)
+  chain = np.asarray(chain)[500:]
+  users, items = np.asarray(ratings.users), np.asarray(ratings.items)
+  w = _numpy_links(ratings)
+  # θ = [a (users), c (items), y (items)]; a rating's row [e_u | e_i | W_u].
+  x = np.zeros((n, n_users + 2 * n_items))
+  x[np.arange(n), users] = 1
+  x[np.arange(n), n_users + items] = 1
+  x[:, n_users + n_items :] = w[users]
+  y_values = np.asarray(ratings.values) - float(d.mean)
+  lam = np.r_[np.full(n_users, 2.0), np.full(n_items, 1.0), np.full(n_items, 1.5)]
+  prior_mean = np.r_[np.full(n_users, 0.3), np.full(n_items, -0.2),
+                     np.full(n_items, 0.1)]  # fmt: skip
+  cov = np.linalg.inv(4.0 * x.T @ x + np.diag(lam))
+  theta = cov @ (4.0 * x.T @ y_values + lam * prior_mean)
+  # (b, c) = T θ: b = a + W y, c = c.
+  t = np.zeros((n_users + n_items, n_users + 2 * n_items))
+  t[:n_users, :n_users] = np.eye(n_users)
+  t[:n_users, n_users + n_items :] = w
+  t[n_users:, n_users : n_users + n_items] = np.eye(n_items)
+  mean, var = t @ theta, np.diag(t @ cov @ t.T)
+  batches = chain[: len(chain) // 20 * 20].reshape(20, -1, chain.shape[1]).mean(1)
+  se = batches.std(0, ddof=1) / np.sqrt(20)
+  assert np.all(np.abs(chain.mean(0) - mean) < 5 * se + 1e-3), (chain.mean(0), mean)
+  np.testing.assert_allclose(chain.var(0), var, rtol=0.1)
+
+
+@pytest.mark.parametrize("implicit", ["users", "items", "both"])
+def test_the_sampler_with_implicit_terms_recovers_a_planted_model(implicit):
+  full, matrix, observed = planted_matrix(0, 80, 60, 3, 0.5, noise=0.1)
+  ratings = mfjax.ratings_from_dense(matrix)
+  kw = dict(rank=5, samples=60, burn_in=20, max_rank=32, implicit=implicit)
+  result = jax.jit(lambda k: gibbs.sample(k, ratings, **kw))(jax.random.key(0))
+  predicted = np.asarray(mfjax.predict(result.params))
+  error = np.sqrt(np.mean((predicted[~observed] - full[~observed]) ** 2))
+  assert error < 0.2, error
+  term = (
+    result.state.user_implicit if implicit != "items" else result.state.item_implicit
+  )
+  assert term is not None and np.all(np.isfinite(term.factors))
+
+
+@pytest.mark.parametrize(
+  ("implicit", "shape", "match"),
+  [
+    ("all", (5, 5), "implicit must be one of 'none', 'users'"),
+    ("users", (3, gibbs.IMPLICIT_MAX + 1), "users' implicit term .* 8,193 items"),
+    ("both", (gibbs.IMPLICIT_MAX + 1, 3), "items' implicit term .* 8,193 users"),
+  ],
+)
+def test_implicit_terms_refuse_what_they_cannot_hold(implicit, shape, match):
+  with pytest.raises(ValueError, match=match):
+    gibbs.check_implicit(implicit, *shape)
+
+
 def test_posterior_params_predict_the_mean_of_the_draws_predictions():
   rng = np.random.default_rng(4)
   s, n_users, n_items, k = 5, 6, 7, 3
@@ -164,15 +317,15 @@ def test_sketch_recovers_the_best_low_rank_approximation():
   n_users, n_items, k, s = 60, 45, 4, 30
   # Draws around a rank-3 matrix: their mean has a fast-falling spectrum.
   base_u, base_i = rng.normal(size=(n_users, 3)), rng.normal(size=(n_items, 3))
-  sketch = gibbs.sketch_init(jax.random.key(0), n_users, n_items, 2 * 8)
+  state = sketch.sketch_init(jax.random.key(0), n_users, n_items, 2 * 8)
   total = np.zeros((n_users, n_items))
   for _ in range(s):
     u = np.c_[base_u, 0.3 * rng.normal(size=(n_users, k - 3))].astype(np.float32)
     i = np.c_[base_i, 0.3 * rng.normal(size=(n_items, k - 3))].astype(np.float32)
-    sketch = gibbs.sketch_add(sketch, jnp.asarray(u), jnp.asarray(i))
+    state = sketch.sketch_add(state, jnp.asarray(u), jnp.asarray(i))
     total += u.astype(np.float64) @ i.T
   mean = total / s
-  left, right = gibbs.sketch_factors(sketch, jnp.float32(s), 8)
+  left, right = sketch.sketch_factors(state, jnp.float32(s), 8)
   assert left.shape == (n_users, 8) and right.shape == (n_items, 8)
   approx = np.asarray(left) @ np.asarray(right).T
   u_, values, vt = np.linalg.svd(mean)
