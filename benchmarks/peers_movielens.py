@@ -1,10 +1,13 @@
 """mfjax against its rating-prediction peers, side by side and interleaved, in one run.
 
 Peers: LibMF (the ``libmf`` Python binding), cornac's ``MF``, Surprise's ``SVD``,
-and with --spark Spark's ALS (skipped, with the reason printed, when pyspark or
-Java is missing; likewise any peer whose package is not installed). Each peer
-runs twice: "defaults" (its own defaults) and "tuned" (the winners of a small
-grid on a 90/10 validation split of u1.base: never on a test file). mfjax runs
+with --spark Spark's ALS (skipped, with the reason printed, when pyspark or Java
+is missing; likewise any peer whose package is not installed), and with --myfm
+the Bayesian factorisation machine of myFM (Gibbs sampling, 200 samples: rank 10
+and 32 on user and item ids, and rank 10 with its MovieLens example's implicit
+features; no tuning, its own priors; see MyfmSystem). Each other peer runs
+twice: "defaults" (its own defaults) and "tuned" (the winners of a small grid on
+a 90/10 validation split of u1.base: never on a test file). mfjax runs
 ``mfjax.fit`` with its defaults plus whatever --mfjax passes.
 
 Data: MovieLens 100k u1-u5 (uN.base to train, uN.test to score), and a 1M-rating
@@ -27,20 +30,20 @@ mean row averages the folds; its ratio is mean warm / mean mfjax warm. Scores
 come from the last fit of each system.
 
 Threads: mfjax (XLA) and cornac use every core; LibMF runs 2 threads (its
-binding's default is 12); Surprise is single-threaded; Spark runs local[N], N =
-the cores, defaults only (no grid), and its fit time includes collecting the
-factors to the driver.
+binding's default is 12); Surprise and myFM are single-threaded; Spark runs
+local[N], N = the cores, defaults only (no grid), and its fit time includes
+collecting the factors to the driver.
 
 Usage:
   python benchmarks/peers_movielens.py --tune     # the grids; prints the winners
   python benchmarks/peers_movielens.py [--files ml100k,synthetic1m]
       [--folds 1,2,3,4,5] [--repeats 3] [--mfjax KEY=VALUE ...] [--seed 0]
-      [--spark] [--json PATH] [--data DIR]
+      [--spark] [--myfm] [--json PATH] [--data DIR]
   python benchmarks/run.py peers_movielens [--quick] [...]
 The data folder: --data, else $MFJAX_DATA, else ../shared/data/ml-100k beside
 the repository (harness.data_dir). The JSON record goes to --json, else to
 benchmarks/results/peers_movielens/ (harness.Record). Needs the bench extra
-(libmf, cornac, scikit-surprise; pyspark for --spark).
+(libmf, cornac, scikit-surprise; pyspark for --spark, myfm for --myfm).
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ from harness import Train, Unavailable
 
 SCALE = (1.0, 5.0)
 LIBMF_THREADS = 2
-PEERS = ("libmf", "cornac", "scikit-surprise", "pyspark")
+PEERS = ("libmf", "cornac", "scikit-surprise", "pyspark", "myfm")
+MYFM_SAMPLES = 200  # myFM's Gibbs iterations with --myfm (its MovieLens tutorial's)
 
 # The tuned settings: the winners of `python benchmarks/peers_movielens.py --tune`
 # (lowest RMSE on a 90/10 validation split of u1.base, numpy seed 0; no test
@@ -206,13 +210,18 @@ class MfjaxSystem:
     self.compiled_shapes = set()
 
   def describe(self):
-    from mfjax.fitting.ensemble import FitSettings
+    try:  # The solver's defaults (0.3 has several solvers).
+      from mfjax.settings import SETTINGS
 
-    merged = (
-      FitSettings()
-      ._replace(**{k: v for k, v in self.settings.items() if k in FitSettings._fields})
-      ._asdict()
-    )
+      defaults = SETTINGS[self.settings.get("solver", "adam")]()
+    except ImportError:
+      from mfjax.fitting.ensemble import FitSettings
+
+      defaults = FitSettings()
+    fields = type(defaults)._fields
+    merged = defaults._replace(
+      **{k: v for k, v in self.settings.items() if k in fields}
+    )._asdict()
     merged.update({k: v for k, v in self.settings.items() if k not in merged})
     return merged
 
@@ -492,6 +501,136 @@ def _spark_factors(frame, n):
   return out
 
 
+class MyfmSystem:
+  """myFM's Bayesian factorisation machine (``MyFMRegressor``: Gibbs sampling,
+  single-threaded C++), its priors and initialisation at myFM's defaults.
+
+  ``n_iter`` is the number of Gibbs iterations ("samples"); a prediction is the
+  mean over the kept samples. Two feature sets:
+
+  - ids (``implicit=False``): one-hot user and one-hot item columns in one sparse
+    matrix, fitted as ``MyFMRegressor(rank=R).fit(X, y, n_iter=N)`` (myFM's
+    "pure matrix factorization" tutorial): one prior group, and myFM's default
+    of keeping the last ``N - 5`` samples;
+  - implicit (``implicit=True``): myFM's examples/ml-100k-regression.py with its
+    feature set "svdpp" plus the "flipped" item features, without its dates:
+    each user's row is its one-hot id and the items it rated (weights
+    1/sqrt(its rating count)), each item's row its one-hot id and the users who
+    rated it (1/sqrt(the item's count)), passed as two RelationBlocks with the
+    example's four prior groups (user ids, user implicit, item ids, item
+    implicit) and every sample kept (``n_kept_samples=n_iter``). As in the
+    example's default ("stricter") protocol, the implicit features come from the
+    training ratings only.
+
+  Building the sparse matrices and blocks is ``prepare`` (outside the clock).
+  """
+
+  family = "myfm"
+
+  def __init__(self, rank, n_iter, implicit=False, seed=None):
+    try:
+      import myfm
+      from scipy import sparse
+    except Exception as error:  # noqa: BLE001
+      raise Unavailable(f"myfm not importable ({error!r})") from None
+    self.myfm, self.sparse = myfm, sparse
+    self.rank, self.samples, self.implicit = rank, n_iter, implicit
+    self.name = f"myfm r{rank} {'implicit ' if implicit else ''}{n_iter}"
+    self.seed = seed  # None: myFM's default random_seed (42)
+    # None: myFM's default, which keeps min(max(n_iter - 5, 5), n_iter) samples.
+    self.n_kept_samples = n_iter if implicit else None
+    self.kept = n_iter if implicit else min(max(n_iter - 5, 5), n_iter)
+
+  def _regressor(self):
+    seed = {} if self.seed is None else {"random_seed": self.seed}
+    return self.myfm.MyFMRegressor(rank=self.rank, **seed)
+
+  def describe(self):
+    fm = self._regressor()
+    names = ("rank", "init_stdev", "random_seed", "alpha_0", "beta_0", "gamma_0")
+    out = {n: getattr(fm, n) for n in (*names, "mu_0", "reg_0")}
+    out.update(
+      features="ids + implicit (svd++ flipped)" if self.implicit else "ids",
+      n_iter=self.samples,
+      n_kept_samples=self.kept,
+      groups=4 if self.implicit else 1,
+      version=getattr(self.myfm, "__version__", None),
+    )
+    return out
+
+  def _one_hot(self, users, items, n_users, n_items):
+    n = len(users)
+    columns = np.column_stack([users, n_users + np.asarray(items)]).ravel()
+    return self.sparse.csr_matrix(
+      (np.ones(2 * n), columns, np.arange(0, 2 * n + 1, 2)),
+      shape=(n, n_users + n_items),
+    )
+
+  def _implicit_features(self, train):
+    """(user rows, item rows, grouping) as in myFM's ml-100k-regression.py."""
+    sp, n_users, n_items = self.sparse, train.n_users, train.n_items
+    rated = sp.csr_matrix(  # a repeated pair counts twice, as in the example
+      (np.ones(len(train.users)), (train.users, train.items)), (n_users, n_items)
+    )
+    by_user = 1 / np.sqrt(np.maximum(np.bincount(train.users, minlength=n_users), 1))
+    by_item = 1 / np.sqrt(np.maximum(np.bincount(train.items, minlength=n_items), 1))
+    user_rows = sp.hstack(
+      [sp.identity(n_users, format="csr"), sp.diags(by_user) @ rated], format="csr"
+    )
+    item_rows = sp.hstack(
+      [sp.identity(n_items, format="csr"), sp.diags(by_item) @ rated.T.tocsr()],
+      format="csr",
+    )
+    sizes = (n_users, n_items, n_items, n_users)  # uid, user implicit, iid, ...
+    grouping = [g for g, size in enumerate(sizes) for _ in range(size)]
+    return user_rows, item_rows, grouping
+
+  def prepare(self, train):
+    y = np.asarray(train.values, np.float64)
+    if not self.implicit:
+      x = self._one_hot(train.users, train.items, train.n_users, train.n_items)
+      return {"X": x, "y": y, "shape": (train.n_users, train.n_items)}
+    user_rows, item_rows, grouping = self._implicit_features(train)
+    blocks = [
+      self.myfm.RelationBlock(train.users, user_rows),
+      self.myfm.RelationBlock(train.items, item_rows),
+    ]
+    return {
+      "y": y,
+      "blocks": blocks,
+      "grouping": grouping,
+      "rows": (user_rows, item_rows),
+    }
+
+  def fit(self, data):
+    fm = self._regressor()
+    with contextlib.redirect_stderr(io.StringIO()):  # its tqdm progress bar
+      if self.implicit:
+        fm.fit(
+          None,
+          data["y"],
+          X_rel=data["blocks"],
+          grouping=data["grouping"],
+          n_iter=self.samples,
+          n_kept_samples=self.n_kept_samples,
+        )
+      else:
+        fm.fit(data["X"], data["y"], n_iter=self.samples)
+    return fm, data
+
+  def predict(self, fitted, users, items):
+    fm, data = fitted
+    if not self.implicit:
+      x = self._one_hot(users, items, *data["shape"])
+      return np.asarray(fm.predict(x), np.float64)
+    user_rows, item_rows = data["rows"]
+    blocks = [
+      self.myfm.RelationBlock(users, user_rows),
+      self.myfm.RelationBlock(items, item_rows),
+    ]
+    return np.asarray(fm.predict(None, X_rel=blocks), np.float64)
+
+
 # --- Scoring and timing --------------------------------------------------------
 
 
@@ -543,7 +682,7 @@ def run_split(systems, split, repeats):
 
 
 HEADER = (
-  f"{'system':<20} {'RMSE':>7} {'MAE':>7} {'warm med':>9} {'warm min':>9} "
+  f"{'system':<22} {'RMSE':>7} {'MAE':>7} {'warm med':>9} {'warm min':>9} "
   f"{'cold':>9} {'warm/mfjax':>10}"
 )
 
@@ -552,7 +691,7 @@ def print_row(label, r):
   mark = " c" if r.get("compiled") else ""
   ratio = "" if r["ratio_to_mfjax"] is None else f"{r['ratio_to_mfjax']:.2f}"
   print(
-    f"{label:<20} {r['rmse']:>7.4f} {r['mae']:>7.4f} {r['warm_median']:>8.3f}s "
+    f"{label:<22} {r['rmse']:>7.4f} {r['mae']:>7.4f} {r['warm_median']:>8.3f}s "
     f"{r['warm_min']:>8.3f}s {r['cold']:>8.3f}s{mark:<2} {ratio:>8}",
     flush=True,
   )
@@ -671,6 +810,7 @@ def main():
   parser.add_argument("--mfjax", action="append", default=[], metavar="KEY=VALUE")
   parser.add_argument("--tune", action="store_true", help="run the grids only")
   parser.add_argument("--spark", action="store_true", help="add Spark ALS")
+  parser.add_argument("--myfm", action="store_true", help="add myFM (Gibbs)")
   parser.add_argument("--json", type=Path, default=None)
   args = parser.parse_args()
   data_dir = harness.data_dir(args.data)
@@ -708,7 +848,7 @@ def main():
     out["settings"] = {}
     for s in systems:
       out["settings"][s.name] = s.describe()
-      print(f"  {s.name:<20} {s.describe()}")
+      print(f"  {s.name:<22} {s.describe()}")
     print(
       f"\nfit seconds: warm = median / min of {args.repeats} after the cold (first)"
       " fit; c = mfjax compiled in that cold fit; warm/mfjax = warm median ratio"
@@ -759,6 +899,12 @@ def make_systems(args, mfjax_settings):
   ]
   if args.spark:
     makers.append(lambda: SparkSystem(args.seed))
+  if args.myfm:
+    makers += [
+      lambda: MyfmSystem(10, MYFM_SAMPLES, seed=args.seed),
+      lambda: MyfmSystem(32, MYFM_SAMPLES, seed=args.seed),
+      lambda: MyfmSystem(10, MYFM_SAMPLES, implicit=True, seed=args.seed),
+    ]
   return harness.available(makers)
 
 

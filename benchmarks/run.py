@@ -50,6 +50,7 @@ SUITES = {
     "mfjax against LibMF, cornac, Surprise (and Spark): RMSE and fit time",
     ("--files", "ml100k", "--folds", "1", "--repeats", "1"),
   ),
+  "bayesian_movielens": Suite("bayesian_movielens.py", "Gibbs: RMSE vs fit seconds"),
   "ranking_movielens": Suite(
     "ranking_movielens.py",
     "top-10 ranking on ML-100k u1-u5 against popularity and implicit",
@@ -99,6 +100,12 @@ SUITES = {
     "tune_movielens.py",
     "the sparse defaults' validation grid on ML-100k",
     ("--grid", "fast", "--folds", "1", "--steps", "5"),
+  ),
+  "profile_gibbs": Suite(
+    "profile_gibbs.py", "where a Gibbs sweep's time goes (ML-100k)", ("--quick",)
+  ),
+  "tune_gibbs": Suite(
+    "tune_gibbs.py", "the Gibbs defaults' validation grid on ML-100k", ("--quick",)
   ),
   "grid_vs_sequential": Suite(
     "grid_vs_sequential.py",
