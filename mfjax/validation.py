@@ -483,6 +483,27 @@ def check_something_to_train(name: str, data: Any, mask: Any = None) -> None:
     raise ValueError(f"{name}: its {what}; there is nothing to train on.")
 
 
+def check_ratings_vary(name: str, ratings: Ratings) -> None:
+  """Refuses ratings whose weighted entries all hold one value: a rating model
+  can only learn to predict it (every "rating" 1 is implicit feedback, for the
+  ranking objective). Checked only when the values and weights are concrete
+  and on the host (:func:`host_values`)."""
+  values = host_values(ratings.values)
+  weights = None if ratings.weights is None else host_values(ratings.weights)
+  if values is None or (ratings.weights is not None and weights is None):
+    return
+  if weights is not None:
+    values = values[weights > 0]
+  elif ratings.n_padding:
+    values = values[: len(values) - ratings.n_padding]
+  if values.size and values.min() == values.max():
+    raise ValueError(
+      f"{name}: every rating is {values[0]:g}, so a rating model can only "
+      "predict that value. For lists from implicit feedback (clicks, plays, "
+      "check-ins), fit objective='ranking' (mfjax fit --objective ranking)."
+    )
+
+
 def check_weights(name: str, ratings: Ratings, n: int) -> None:
   """Checks ``weights`` (length, finite, >= 0) and ``n_padding`` (static, weight 0)."""
   weights = ratings.weights

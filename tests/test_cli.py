@@ -433,6 +433,18 @@ def _ratings_csv(tmp_path, name="r.csv", n=2000, seed=0):
   return path
 
 
+def test_fit_of_one_rating_value_exits_2_suggesting_the_ranking_objective(
+  capsys, tmp_path
+):
+  path = tmp_path / "checkins.csv"
+  path.write_text("".join(f"u{u % 7},i{u % 5},1\n" for u in range(40)))
+  assert cli.main(["fit", str(path), "--save", str(tmp_path / "m.npz")]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "every rating is 1" in err[0], err
+  assert "--objective ranking" in err[0]
+  assert not (tmp_path / "m.npz").exists()
+
+
 @pytest.mark.slow  # Several seconds of compiling on 2 CPU cores.
 def test_ranking_fit_saves_its_objective_and_lists_every_user(capsys, tmp_path):
   train = _ratings_csv(tmp_path)

@@ -249,6 +249,8 @@ def plan(
   validation.check_choice("objective", objective, OBJECTIVES)
   validation.check_ratings("ratings", ratings)
   validation.check_something_to_train("ratings", ratings)
+  if objective == "rating":
+    validation.check_ratings_vary("ratings", ratings)
   solver = solver_for(objective, solver)
   # A name the solver refuses (REFUSED) is a ValueError below, saying why.
   check_names(solver, settings, also=REFUSED[solver])

@@ -354,3 +354,23 @@ def test_fit_result_indexes_as_the_0_2_named_tuple():
   assert len(fitted) == 2
   assert fitted[0] is fitted.best_params and fitted[1] is fitted.members
   assert fitted[-1] is fitted.members
+
+
+def test_a_rating_fit_of_one_rating_value_is_refused_with_the_ranking_advice():
+  # Every "rating" 1 (check-ins, clicks): a rating model could only predict 1.
+  users, items = jnp.array([0, 1, 2, 2]), jnp.array([0, 1, 0, 2])
+  ones = mfjax.Ratings(users, items, jnp.ones(4), 3, 3)
+  with pytest.raises(ValueError, match="every rating is 1, .* objective='ranking'"):
+    mfjax.fit(jax.random.key(0), ones)
+  with pytest.raises(ValueError, match="every rating is 1"):
+    mfjax.fit(jax.random.key(0), ones, solver="gibbs")
+  # The weighted entries count: a weight-0 rating of another value changes nothing.
+  padded = mfjax.Ratings(users, items, jnp.array([1.0, 1.0, 1.0, 5.0]), 3, 3,
+                         weights=jnp.array([1.0, 1.0, 1.0, 0.0]))  # fmt: skip
+  with pytest.raises(ValueError, match="every rating is 1"):
+    mfjax.fit(jax.random.key(0), padded)
+  # Two values train; the ranking objective takes one value.
+  two = mfjax.Ratings(users, items, jnp.array([1.0, 1.0, 1.0, 2.0]), 3, 3)
+  assert mfjax.fit(jax.random.key(0), two, rank=2, steps=1, ensemble=1).members
+  ranked = mfjax.fit(jax.random.key(0), ones, objective="ranking", rank=2, steps=1)
+  assert np.all(np.isfinite(np.asarray(ranked.best_params.user_factors)))
