@@ -21,6 +21,7 @@ import pytest
 
 import mfjax
 from mfjax import cli, notebook
+from mfjax.cli import common
 from tests.conftest import (
   ML100K,
   STOP_MID_SAVE,
@@ -395,6 +396,50 @@ def _model_file(tmp_path, name, items):
   rated = np.zeros((0, 2), np.int32)
   mfjax.save(path, mfjax.Model(params, id_maps=maps, rated=rated))
   return str(path), np.asarray(mfjax.predict(params))[0]
+
+
+def test_evaluate_leaves_out_the_saved_training_pairs_as_recommend_does(
+  capsys, tmp_path
+):
+  # One user, three items; the model's saved training pair is (user 1, item 7).
+  params = random_params(0, 1, 3, 2)
+  maps = mfjax.IdMaps(np.array([1], np.int64), np.array([7, 8, 9], np.int64), (1, 5))
+  path = str(tmp_path / "m.npz")
+  mfjax.save(
+    path, mfjax.Model(params, id_maps=maps, rated=np.array([[0, 0]], np.int32))
+  )
+  test = tmp_path / "t.csv"
+  test.write_text("1,8,5\n")
+  assert cli.main(["evaluate", path, str(test), "-k", "1", "--json"]) == 0
+  report = _json_line(capsys)
+  assert report["train_excluded"] and report["train_source"] == "model"
+  # Item 7 left out, the list of one is item 8 or 9: a hit exactly when the
+  # model scores 8 above 9, as recommend would list it.
+  top = mfjax.load(path).recommend(1, 1)[0][0]
+  assert report["hit_rate_at_1"] == (1.0 if top == 8 else 0.0)
+  # A model saved --no-rated: nothing to leave out, and the report says so.
+  bare = str(tmp_path / "bare.npz")
+  mfjax.save(bare, mfjax.Model(params, id_maps=maps))
+  assert cli.main(["evaluate", bare, str(test), "-k", "1"]) == 0
+  captured = capsys.readouterr()
+  assert "training items are not left out" in captured.out + captured.err
+
+
+@pytest.mark.parametrize(
+  ("lines", "given", "expected"),
+  [
+    ("u1,i1,1\nu2,i2,1\n", None, 1.0),  # One value: relevant means rated.
+    ("u1,i1,1\nu2,i2,5\n", None, 4.0),
+    ("u1,i1,1\nu2,i2,1\n", 3.0, 3.0),
+  ],
+)
+def test_relevance_threshold_defaults_to_the_one_value_of_implicit_data(
+  tmp_path, lines, given, expected
+):
+  path = tmp_path / "r.csv"
+  path.write_text(lines)
+  ratings, _ = mfjax.load_ratings(path)
+  assert common.relevance_threshold(given, ratings) == expected
 
 
 def test_item_titles_from_movies_csv_in_utf8_and_u_item_in_latin1(capsys, tmp_path):

@@ -262,6 +262,23 @@ def ranking_report(params, train, test, threshold, k=10, prefix="test_"):
   return report | {"n_users_ranked": n_users}
 
 
+def relevance_threshold(given: float | None, ratings) -> float:
+  """``--threshold``: as given, else 4, or the one value every (weighted)
+  rating of ``ratings`` holds (implicit feedback: every "rating" 1), so that
+  relevant means rated."""
+  import numpy as np
+
+  if given is not None:
+    return given
+  values = np.asarray(ratings.values)[: len(ratings) - ratings.n_padding]
+  if ratings.weights is not None:
+    weights = np.asarray(ratings.weights)[: len(values)]
+    values = values[weights > 0]
+  if values.size and values.min() == values.max():
+    return float(values[0])
+  return 4.0
+
+
 def note_unranked(report: dict, threshold: float) -> None:
   """Says why the ranking metrics are NaN when no test user could be ranked."""
   if report.get("n_users_ranked", 1):

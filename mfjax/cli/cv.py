@@ -39,8 +39,9 @@ def add_parser(sub) -> None:
   cv.add_argument(
     "--threshold",
     type=options.finite_float,
-    default=4.0,
-    help="ranking: a held-out rating >= this is relevant (default 4)",
+    default=None,
+    help="ranking: a held-out rating >= this is relevant (default 4, or the "
+    "one value when every rating holds it)",
   )
   cv.add_argument(
     "--seed",
@@ -73,7 +74,8 @@ def run(args) -> int:
   names = SETTINGS[common.solver(args)]._fields
   settings = {n: getattr(args, n, None) for n in names}
   settings = {n: v for n, v in settings.items() if v is not None}
-  extra = {"threshold": args.threshold} if ranking else {"scale": maps.scale}
+  threshold = common.relevance_threshold(args.threshold, ratings)
+  extra = {"threshold": threshold} if ranking else {"scale": maps.scale}
   result = mfjax.cross_validate(
     ratings, folds=args.folds, seed=args.seed, objective=args.objective,
     solver=args.solver, **extra, **settings,

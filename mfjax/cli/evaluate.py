@@ -17,8 +17,9 @@ def add_parser(sub) -> None:
     description=(
       "RMSE and MAE of a saved model's predictions on TEST, and precision, recall, "
       "NDCG, MAP and hit rate of its top-k lists (an item is relevant when its "
-      "test rating is >= --threshold), next to a most-popular baseline when "
-      "--train is given."
+      "test rating is >= --threshold), next to a most-popular baseline. Each "
+      "user's training items are left out of its list: those of --train, else "
+      "the training pairs saved in the model, as recommend leaves them out."
     ),
   )
   ev.add_argument("model", metavar="MODEL", help="a model file from fit --save")
@@ -27,7 +28,8 @@ def add_parser(sub) -> None:
     "--train",
     metavar="FILE",
     help="the training file: its items are left out of each user's list, and "
-    "it gives the most-popular baseline",
+    "it gives the most-popular baseline (default: the model's saved training "
+    "pairs, if it has them)",
   )
   ev.add_argument(
     "-k", type=options.positive, default=10, help="list length (default 10)"
@@ -35,8 +37,9 @@ def add_parser(sub) -> None:
   ev.add_argument(
     "--threshold",
     type=options.finite_float,
-    default=4.0,
-    help="a test rating >= this is relevant (default 4)",
+    default=None,
+    help="a test rating >= this is relevant (default 4, or the one value when "
+    "every test rating holds it)",
   )
   ev.add_argument(
     "--json", action="store_true", help="print only one JSON object on stdout"
@@ -55,7 +58,16 @@ def run(args) -> int:
     raise ValueError(f"{args.test} has no ratings to score.")
   if args.k > len(maps.items):
     raise ValueError(f"-k must be at most the model's {len(maps.items)} items.")
-  train = common.load_ratings(args.train, id_maps=maps)[0] if args.train else None
+  if args.train:
+    train, source = common.load_ratings(args.train, id_maps=maps)[0], args.train
+  elif model.rated is not None:  # As recommend: the saved training pairs.
+    from mfjax.serving.model import pairs_as_ratings
+
+    n_users, n_items = len(maps.users), len(maps.items)
+    train, source = pairs_as_ratings(model.rated, n_users, n_items), "model"
+  else:
+    train = source = None
+  threshold = common.relevance_threshold(args.threshold, test)
   report = {"objective": model.objective}
   if model.objective == "rating":
     report.update(
@@ -67,12 +79,17 @@ def run(args) -> int:
   if train is not None:
     models["popularity_"] = mfjax.popularity_params(train)
   for prefix, params in models.items():
-    report.update(
-      common.ranking_report(params, train, test, args.threshold, args.k, prefix)
-    )
+    report.update(common.ranking_report(params, train, test, threshold, args.k, prefix))
+  report["threshold"] = threshold
   report["train_excluded"] = train is not None
+  report["train_source"] = source
   common.print_report(report)
-  common.note_unranked(report, args.threshold)
+  if train is None:
+    print(
+      "note: the model has no training pairs (saved --no-rated) and no --train "
+      "was given, so users' training items are not left out of their lists."
+    )
+  common.note_unranked(report, threshold)
   if model.objective == "ranking":
     print(
       "RMSE and MAE do not apply: a ranking model's scores order items, they "

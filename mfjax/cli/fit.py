@@ -53,8 +53,9 @@ def add_parser(sub) -> None:
   fit.add_argument(
     "--threshold",
     type=options.finite_float,
-    default=4.0,
-    help="ranking: a test rating >= this is relevant (default 4)",
+    default=None,
+    help="ranking: a test rating >= this is relevant (default 4, or the one "
+    "value when every training rating holds it)",
   )
   fit.add_argument(
     "--seed", type=options.seed, default=0, help="random seed (default 0)"
@@ -132,8 +133,10 @@ def _fit_here(args) -> int:
   fitted, compile_seconds, fit_seconds = _timed(fit_plan)
   results, params = fitted.members, fitted.best_params
   report = {"objective": args.objective, "solver": common.solver(args)}
+  threshold = common.relevance_threshold(args.threshold, train)
   if ranking:
-    report.update(common.ranking_report(params, train, test, args.threshold))
+    report.update(common.ranking_report(params, train, test, threshold))
+    report["threshold"] = threshold
   else:
     report.update(
       train_rmse=float(mfjax.rmse(params, train, scale=maps.scale)),
@@ -176,7 +179,7 @@ def _fit_here(args) -> int:
     report["saved_rank"] = int(params.user_factors.shape[1])
     report["saved_bytes"] = os.path.getsize(args.save)
   common.print_report(report)
-  common.note_unranked(report, args.threshold)
+  common.note_unranked(report, threshold)
   if args.json:
     common.emit_json(args, report)
   common.check_training(args, failure)
