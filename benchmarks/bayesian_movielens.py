@@ -34,7 +34,7 @@ sampler is single-threaded; LibMF runs 2 threads; mfjax (XLA) every core.
 Usage:
   python benchmarks/bayesian_movielens.py [--folds 1,2,3,4,5] [--repeats 1]
       [--samples 10,25,50,100,200,400] [--implicit-samples 200]
-      [--implicit both] [--seed 42]
+      [--implicit both] [--implicit-ranks 10] [--seed 42]
       [--ensemble] [--gibbs-defaults] [--synthetic1m 10,25,50]
       [--quick] [--json PATH] [--data DIR]
 --folds '' runs no MovieLens fold (with --synthetic1m: that file alone).
@@ -83,20 +83,21 @@ class MfjaxGibbsSystem(MfjaxSystem):
   """``mfjax.fit(key, ratings, solver="gibbs", rank=RANK, samples=N)``: N kept
   draws after the default burn-in (20 sweeps), served as their posterior mean."""
 
-  def __init__(self, samples, seed, implicit="none"):
-    settings = {"solver": "gibbs", "rank": RANK, "samples": samples}
+  def __init__(self, samples, seed, implicit="none", rank=RANK):
+    settings = {"solver": "gibbs", "rank": rank, "samples": samples}
     if implicit != "none":
       settings["implicit"] = implicit
     super().__init__(settings, seed)
     term = "" if implicit == "none" else f"{implicit} "
-    self.name = f"mfjax gibbs r{RANK} {term}{samples}"
+    self.name = f"mfjax gibbs r{rank} {term}{samples}"
+    self.rank = rank
     self.samples = samples
     self.implicit = implicit
 
   def describe(self):
     from mfjax.settings import SETTINGS
 
-    gibbs = SETTINGS["gibbs"](rank=RANK, samples=self.samples)
+    gibbs = SETTINGS["gibbs"](rank=self.rank, samples=self.samples)
     if self.implicit != "none":
       gibbs = gibbs._replace(implicit=self.implicit)
     return gibbs._asdict() | {"solver": "gibbs"}
@@ -133,8 +134,9 @@ def mfjax_gibbs_systems(args):
   systems = [MfjaxGibbsSystem(n, args.seed) for n in args.samples]
   if "implicit" in mfjax.settings.SETTINGS["gibbs"]._fields:
     systems += [
-      MfjaxGibbsSystem(args.implicit_samples, args.seed, implicit)
+      MfjaxGibbsSystem(args.implicit_samples, args.seed, implicit, rank)
       for implicit in args.implicit
+      for rank in args.implicit_ranks
     ]
   return systems
 
@@ -142,9 +144,10 @@ def mfjax_gibbs_systems(args):
 def make_systems(args):
   makers = [lambda n=n: MyfmSystem(RANK, n, seed=args.seed) for n in args.samples]
   makers += [
-    lambda: MyfmSystem(RANK, args.implicit_samples, implicit=True, seed=args.seed),
-    lambda: LibmfSystem("tuned", TUNED["libmf"]),
+    lambda r=r: MyfmSystem(r, args.implicit_samples, implicit=True, seed=args.seed)
+    for r in args.implicit_ranks
   ]
+  makers.append(lambda: LibmfSystem("tuned", TUNED["libmf"]))
   if args.ensemble:
     makers.append(lambda: MfjaxSystem({}, args.seed))
   if args.gibbs_defaults:
@@ -211,6 +214,11 @@ def main():
     help="mfjax's implicit terms run at --implicit-samples, comma-separated "
     "(users, items, both; '' for none)",
   )
+  parser.add_argument(
+    "--implicit-ranks",
+    default=str(RANK),
+    help="ranks of the implicit-feature rows, mfjax's and myFM's (default 10)",
+  )
   parser.add_argument("--seed", type=int, default=42, help="myFM's own default")
   parser.add_argument("--ensemble", action="store_true", help="add mfjax defaults")
   parser.add_argument(
@@ -232,6 +240,7 @@ def main():
   args.samples = parse_ints(args.samples) if args.samples else defaults["samples"]
   args.implicit_samples = args.implicit_samples or defaults["implicit_samples"]
   args.implicit = tuple(x for x in args.implicit.split(",") if x)
+  args.implicit_ranks = parse_ints(args.implicit_ranks)
   data_dir = harness.data_dir(args.data)
 
   record = harness.Record(SUITE, vars(args) | {"data": data_dir}, PEERS)

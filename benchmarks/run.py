@@ -104,6 +104,9 @@ SUITES = {
   "profile_gibbs": Suite(
     "profile_gibbs.py", "where a Gibbs sweep's time goes (ML-100k)", ("--quick",)
   ),
+  "gibbs_other_scales": Suite(
+    "gibbs_other_scales.py", "Gibbs on half-star and -10..10 files", ("--quick",)
+  ),
   "tune_gibbs": Suite(
     "tune_gibbs.py", "the Gibbs defaults' validation grid on ML-100k", ("--quick",)
   ),

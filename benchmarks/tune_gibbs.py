@@ -8,7 +8,7 @@ validation RMSE over the folds and its warm fit seconds (one warm fit after the
 cold one, per fold).
 
 Usage: python benchmarks/tune_gibbs.py [--data DIR] [--folds 1,2]
-                                       [--grid rank|rank_low|burn_in|implicit]
+                                       [--grid NAME]  (NAME: a key of GRIDS)
        python benchmarks/run.py tune_gibbs [--quick] [...]
 Writes benchmarks/results/tune_gibbs/ (harness.Record).
 """
@@ -30,6 +30,10 @@ GRIDS = {
   "rank": dict(rank=[6, 10, 16, 24], samples=[200], burn_in=[20], implicit=["none"]),
   # Below the best of "rank" (6).
   "rank_low": dict(rank=[3, 4, 8], samples=[200], burn_in=[20], implicit=["none"]),
+  # The implicit terms' sweeps (myFM keeps every sample of its implicit run).
+  "implicit_sweeps": dict(
+    rank=[8, 10], samples=[200, 400], burn_in=[5, 20], implicit=["both"]
+  ),
   # How many sweeps to discard and to keep.
   "burn_in": dict(
     rank=[10], samples=[100, 200], burn_in=[5, 20, 50], implicit=["none"]
