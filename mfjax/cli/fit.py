@@ -55,7 +55,7 @@ def add_parser(sub) -> None:
     type=options.finite_float,
     default=None,
     help="ranking: a test rating >= this is relevant (default 4, or the one "
-    "value when every training rating holds it)",
+    "value when every test rating holds it)",
   )
   fit.add_argument(
     "--seed", type=options.seed, default=0, help="random seed (default 0)"
@@ -133,8 +133,9 @@ def _fit_here(args) -> int:
   fitted, compile_seconds, fit_seconds = _timed(fit_plan)
   results, params = fitted.members, fitted.best_params
   report = {"objective": args.objective, "solver": common.solver(args)}
-  threshold = common.relevance_threshold(args.threshold, train)
+  threshold = args.threshold
   if ranking:
+    threshold = common.relevance_threshold(args.threshold, test)
     report.update(common.ranking_report(params, train, test, threshold))
     report["threshold"] = threshold
   else:

@@ -127,7 +127,7 @@ def add_scale(parser) -> None:
     metavar="LO,HI",
     help="the rating scale: a rating outside it is an error naming its line "
     "(default: the lowest and highest ratings of the training file; a negative "
-    "LO needs the = form, --scale=-10,10)",
+    "LO as --scale -10,10 or --scale=-10,10)",
   )
   parser.add_argument(
     "--columns",
