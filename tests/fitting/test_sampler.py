@@ -137,6 +137,20 @@ def test_cross_validate_runs_the_gibbs_plan_once_compiled():
   assert result.failures == (None, None, None)
 
 
+def test_cross_validate_with_implicit_terms_pads_the_folds_without_counting_the_pads():
+  # Folds padded with weight-0 entries to one shape: the pads must not enter
+  # the implicit terms' W (they would shift every padded row's prior mean).
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 40, 30, 600, 2)
+  result = mfjax.cross_validate(ratings, folds=3, implicit="both", **SMALL)
+  assert result.failures == (None, None, None)
+  padded = plan.plan(jax.random.key(0), ratings, min_entries=700, implicit="both",
+                     **SMALL).run()  # fmt: skip
+  alone = mfjax.fit(jax.random.key(0), ratings, implicit="both", **SMALL)
+  np.testing.assert_allclose(
+    mfjax.predict(padded.best_params), mfjax.predict(alone.best_params), atol=2e-4
+  )
+
+
 def test_gibbs_program_is_cached_per_settings():
   a = sampler.cached_gibbs_program(GibbsSettings(samples=3), False)
   assert sampler.cached_gibbs_program(GibbsSettings(samples=3), False) is a
