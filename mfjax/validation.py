@@ -483,22 +483,31 @@ def check_something_to_train(name: str, data: Any, mask: Any = None) -> None:
     raise ValueError(f"{name}: its {what}; there is nothing to train on.")
 
 
-def check_ratings_vary(name: str, ratings: Ratings) -> None:
-  """Refuses ratings whose weighted entries all hold one value: a rating model
-  can only learn to predict it (every "rating" 1 is implicit feedback, for the
-  ranking objective). Checked only when the values and weights are concrete
-  and on the host (:func:`host_values`)."""
+def single_value(ratings: Ratings) -> float | None:
+  """The one value every rating of ``ratings`` holds (padding and weight-0
+  entries left out), or None: they hold several, none, or they are not
+  readable on the host (:func:`host_values`: tracers, arrays over several
+  processes)."""
   values = host_values(ratings.values)
   weights = None if ratings.weights is None else host_values(ratings.weights)
   if values is None or (ratings.weights is not None and weights is None):
-    return
+    return None
+  values = values[: len(values) - ratings.n_padding]
   if weights is not None:
-    values = values[weights > 0]
-  elif ratings.n_padding:
-    values = values[: len(values) - ratings.n_padding]
+    values = values[weights[: len(values)] > 0]
   if values.size and values.min() == values.max():
+    return float(values[0])
+  return None
+
+
+def check_ratings_vary(name: str, ratings: Ratings) -> None:
+  """Refuses ratings whose weighted entries all hold one value
+  (:func:`single_value`): a rating model can only learn to predict it (every
+  "rating" 1 is implicit feedback, for the ranking objective)."""
+  value = single_value(ratings)
+  if value is not None:
     raise ValueError(
-      f"{name}: every rating is {values[0]:g}, so a rating model can only "
+      f"{name}: every rating is {value:g}, so a rating model can only "
       "predict that value. For lists from implicit feedback (clicks, plays, "
       "check-ins), fit objective='ranking' (mfjax fit --objective ranking)."
     )

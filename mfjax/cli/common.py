@@ -266,21 +266,13 @@ def relevance_threshold(given: float | None, ratings) -> float:
   """``--threshold``: as given, else 4, or the one value every (weighted)
   rating of ``ratings`` holds (implicit feedback: every "rating" 1), so that
   relevant means rated. Ratings this process holds only a part of (several
-  processes) give 4."""
+  processes) give 4 (:func:`mfjax.validation.single_value`)."""
   from mfjax import validation
 
   if given is not None:
     return given
-  values = validation.host_values(ratings.values)
-  weights = None if ratings.weights is None else validation.host_values(ratings.weights)
-  if values is None or (ratings.weights is not None and weights is None):
-    return 4.0
-  values = values[: len(ratings) - ratings.n_padding]
-  if weights is not None:
-    values = values[weights[: len(values)] > 0]
-  if values.size and values.min() == values.max():
-    return float(values[0])
-  return 4.0
+  value = validation.single_value(ratings)
+  return 4.0 if value is None else value
 
 
 def note_unranked(report: dict, threshold: float) -> None:
