@@ -206,7 +206,14 @@ class SamplerResult(NamedTuple):
 
 IMPLICIT = ("none", "users", "items", "both")
 """The implicit-feedback terms: none, the users' (SVD++), the items'
-("flipped"), or both."""
+("flipped"), or both; in this order, the index is ``users + 2·items``."""
+
+
+def _has_term(implicit: str, side: str) -> bool:
+  """Whether ``implicit`` (:data:`IMPLICIT`) has ``side``'s (``"users"`` or
+  ``"items"``) term."""
+  return implicit in (side, "both")
+
 
 IMPLICIT_MAX = 8192
 """The most rows on the rated side of an implicit term: its ``WᵀW`` is
@@ -227,7 +234,7 @@ def check_implicit(implicit: str, n_users: int, n_items: int) -> str:
     )
   sides = {"users": n_items, "items": n_users}  # a term's size: what is rated
   for side, n in sides.items():
-    if implicit in (side, "both") and n > IMPLICIT_MAX:
+    if _has_term(implicit, side) and n > IMPLICIT_MAX:
       other = "items" if side == "users" else "users"
       raise ValueError(
         f"implicit={implicit!r}: the {side}' implicit term has a factor per "
@@ -278,9 +285,9 @@ def design(ratings: Ratings, *, dense: bool | None = None,
     dense = cells <= DENSE_CELLS and len(ratings) >= DENSE_DENSITY * cells
   pairs = (users, items, values, weights)
   user_links = item_links = None
-  if implicit in ("users", "both"):
+  if _has_term(implicit, "users"):
     user_links = links(users, items, weights, n_users, n_items)
-  if implicit in ("items", "both"):
+  if _has_term(implicit, "items"):
     item_links = links(items, users, weights, n_items, n_users)
   if dense:
     shape = (n_users, n_items)
@@ -326,7 +333,7 @@ def init_state(key: jax.Array, n_users: int, n_items: int, rank: int, mean,
   unit = Prior(jnp.zeros(rank + 1, jnp.float32), jnp.ones(rank + 1, jnp.float32))
 
   def term(side, n_sources, n_rows):
-    if implicit not in (side, "both"):
+    if not _has_term(implicit, side):
       return None
     zeros = jnp.zeros
     return Implicit(
@@ -536,9 +543,9 @@ def sweep_count(n_users: int, n_items: int, rank: int, implicit: str = "none") -
   d = rank + 1
   prior = gamma_count((d,)) + d
   count = (n_users + n_items) * d + 2 * prior + gamma_count()
-  if implicit in ("users", "both"):
+  if _has_term(implicit, "users"):
     count += n_items * d + prior
-  if implicit in ("items", "both"):
+  if _has_term(implicit, "items"):
     count += n_users * d + prior
   return count
 
@@ -573,10 +580,7 @@ def sweep(key: jax.Array, d: Design, state: GibbsState, hyper: Hyper) -> GibbsSt
   """
   params = state.params
   n_users, n_items, rank = *params.user_bias.shape, *params.item_factors.shape
-  implicit = {
-    (False, False): "none", (True, False): "users", (False, True): "items",
-    (True, True): "both",
-  }[(d.user_links is not None, d.item_links is not None)]  # fmt: skip
+  implicit = IMPLICIT[(d.user_links is not None) + 2 * (d.item_links is not None)]
   variates = Variates(key, sweep_count(n_users, n_items, rank, implicit))
   users, user_prior, user_implicit = _draw_side(
     variates, d, state, "user", params, hyper

@@ -23,7 +23,6 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from mfjax import validation
-from mfjax.core import gibbs
 from mfjax.core.training import TrainResult
 from mfjax.fitting import buckets
 from mfjax.fitting.ensemble import (
@@ -290,9 +289,10 @@ def _refusal(name: str, solver: str) -> str:
 
 def _gibbs_plan(key, ratings, given, progress, min_entries) -> FitPlan:
   settings = check_gibbs_settings(
-    GibbsSettings()._replace(**{n: v for n, v in given.items() if v is not None})
+    GibbsSettings()._replace(**{n: v for n, v in given.items() if v is not None}),
+    ratings.n_users,
+    ratings.n_items,
   )
-  gibbs.check_implicit(settings.implicit, ratings.n_users, ratings.n_items)
   program = cached_gibbs_program(settings, bool(progress))
   if min_entries and all(
     validation.is_concrete(x) for x in jax.tree.leaves((key, ratings))

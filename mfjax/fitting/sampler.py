@@ -33,8 +33,12 @@ __all__ = [
 _DEFAULTS = GibbsSettings()
 
 
-def check_gibbs_settings(settings: GibbsSettings) -> GibbsSettings:
-  """Host checks of :class:`GibbsSettings`."""
+def check_gibbs_settings(
+  settings: GibbsSettings, n_users: int, n_items: int
+) -> GibbsSettings:
+  """Host checks of :class:`GibbsSettings` for a ratings matrix of ``n_users``
+  × ``n_items`` (the implicit terms' size bound,
+  :func:`mfjax.core.gibbs.check_implicit`)."""
   ints = {
     name: validation.check_positive_int(name, getattr(settings, name))
     for name in ("rank", "samples", "max_rank")
@@ -45,7 +49,7 @@ def check_gibbs_settings(settings: GibbsSettings) -> GibbsSettings:
       f"implicit must be a str, one of {', '.join(map(repr, gibbs.IMPLICIT))}; "
       f"got {type(settings.implicit).__name__}."
     )
-  gibbs.check_implicit(settings.implicit, 0, 0)  # The name; sizes by the plan.
+  gibbs.check_implicit(settings.implicit, n_users, n_items)
   return settings._replace(burn_in=burn_in, **ints)
 
 
