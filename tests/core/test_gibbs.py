@@ -23,6 +23,14 @@ def _weighted_ratings():
   )
 
 
+def _unit_weighted(seed, *, n_users, n_items, n):
+  """random_ratings with explicit weights of 1 (the weighted code paths)."""
+  r = random_ratings(seed, n_users=n_users, n_items=n_items, n=n)
+  return mfjax.Ratings(
+    r.users, r.items, r.values, n_users, n_items, weights=jnp.ones(n)
+  )
+
+
 def _numpy_statistics(ratings, params, side):
   """Each row's Σ w z zᵀ and Σ w z (r - mean - offset), by a Python loop."""
   users, items, values = (np.asarray(x) for x in (ratings.users, ratings.items,
@@ -103,9 +111,7 @@ def test_gibbs_chain_averages_to_the_exact_posterior_of_a_conjugate_model():
   # Rank 0 with the noise and the priors held fixed: the model is linear in the
   # biases, r = mean + b_u + c_i + e, and its posterior is Gaussian in closed
   # form. Alternating the two sides' draws (draw_rows) must average to its mean.
-  ratings = random_ratings(5, n_users=4, n_items=3, n=14)
-  ratings = mfjax.Ratings(*(ratings.users, ratings.items, ratings.values), 4, 3,
-                          weights=jnp.ones(14))  # fmt: skip
+  ratings = _unit_weighted(5, n_users=4, n_items=3, n=14)
   d = gibbs.design(ratings, dense=False)
   noise = jnp.float32(4.0)
   users_prior = gibbs.Prior(jnp.asarray([0.3]), jnp.asarray([2.0]))
@@ -165,9 +171,7 @@ def test_links_weigh_each_rated_item_by_one_over_the_root_of_the_count(
   block, monkeypatch
 ):
   monkeypatch.setattr(gibbs, "LINK_BLOCK", block)
-  ratings = random_ratings(11, n_users=5, n_items=4, n=12)
-  ratings = mfjax.Ratings(ratings.users, ratings.items, ratings.values, 5, 4,
-                          weights=jnp.ones(12))  # fmt: skip
+  ratings = _unit_weighted(11, n_users=5, n_items=4, n=12)
   links = _links_of(ratings, "user")
   w = _numpy_links(ratings)
   factors = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
@@ -180,9 +184,7 @@ def test_links_weigh_each_rated_item_by_one_over_the_root_of_the_count(
 
 
 def test_one_implicit_draw_has_the_closed_form_mean_and_covariance():
-  ratings = random_ratings(12, n_users=5, n_items=3, n=9)
-  ratings = mfjax.Ratings(ratings.users, ratings.items, ratings.values, 5, 3,
-                          weights=jnp.ones(9))  # fmt: skip
+  ratings = _unit_weighted(12, n_users=5, n_items=3, n=9)
   links = _links_of(ratings, "user")
   w = _numpy_links(ratings)
   residual = np.random.default_rng(1).normal(size=(5, 2)).astype(np.float32)
@@ -211,9 +213,7 @@ def test_an_implicit_chain_averages_to_the_exact_posterior():
   # (a, c, y), Gaussian in closed form. The sampler draws b (not a) given y,
   # then y given b: its averages of b and c must be the exact posterior's.
   n_users, n_items, n = 4, 3, 12
-  ratings = random_ratings(13, n_users=n_users, n_items=n_items, n=n)
-  ratings = mfjax.Ratings(ratings.users, ratings.items, ratings.values, n_users,
-                          n_items, weights=jnp.ones(n))  # fmt: skip
+  ratings = _unit_weighted(13, n_users=n_users, n_items=n_items, n=n)
   d = gibbs.design(ratings, dense=False, implicit="users")
   noise = jnp.float32(4.0)
   users_prior = gibbs.Prior(jnp.asarray([0.3]), jnp.asarray([2.0]))
