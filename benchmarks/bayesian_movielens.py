@@ -64,6 +64,7 @@ from peers_movielens import (  # noqa: E402
   ml100k_split,
   print_split_header,
   print_table,
+  record_settings,
   run_split,
   synthetic1m_split,
 )
@@ -260,11 +261,7 @@ def main():
   systems = make_systems(args) if args.folds else []
   if args.folds and not systems:
     raise SystemExit("no system to run: install myfm and/or libmf")
-  print("\nsettings:")
-  out["settings"] = {}
-  for s in systems:
-    out["settings"][s.name] = s.describe()
-    print(f"  {s.name:<22} {s.describe()}")
+  record_settings(systems, out)
   print(
     f"\nfit seconds: warm = median / min of {args.repeats} after the cold (first)"
     " fit, rows interleaved"
@@ -293,8 +290,7 @@ def main():
     if args.ensemble:
       makers.append(lambda: MfjaxSystem({}, args.seed))
     big_systems = [*mfjax_gibbs_systems(big), *harness.available(makers)]
-    for s in big_systems:
-      out["settings"].setdefault(s.name, s.describe())
+    record_settings(big_systems, out)
     split = synthetic1m_split()
     print_split_header(split)
     out["synthetic 1M"] = run_split(big_systems, split, args.repeats)

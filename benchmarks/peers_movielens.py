@@ -645,6 +645,15 @@ def score(system, model, split):
   return float(np.sqrt(np.mean(errors**2))), float(np.mean(np.abs(errors)))
 
 
+def record_settings(systems, out):
+  """Prints each system's settings and records them in ``out["settings"]``."""
+  print("\nsettings:")
+  recorded = out.setdefault("settings", {})
+  for s in systems:
+    recorded[s.name] = s.describe()
+    print(f"  {s.name:<22} {recorded[s.name]}")
+
+
 def timed_fit(system, data):
   start = time.perf_counter()
   model = system.fit(data)
@@ -844,11 +853,7 @@ def main():
       )
     out["libmf_c_order_max_error"] = c_error
     systems = make_systems(args, mfjax_settings)
-    print("\nsettings:")
-    out["settings"] = {}
-    for s in systems:
-      out["settings"][s.name] = s.describe()
-      print(f"  {s.name:<22} {s.describe()}")
+    record_settings(systems, out)
     print(
       f"\nfit seconds: warm = median / min of {args.repeats} after the cold (first)"
       " fit; c = mfjax compiled in that cold fit; warm/mfjax = warm median ratio"
