@@ -7,7 +7,8 @@ Owns: :mod:`~mfjax.core.model` (``init_params``, ``predict``),
 :mod:`~mfjax.core.training`, :mod:`~mfjax.core.metrics`,
 :mod:`~mfjax.core.memory`, :mod:`~mfjax.core.sharding`,
 :mod:`~mfjax.core.progress`, :mod:`~mfjax.core.gibbs` (Bayesian MF by Gibbs
-sampling) and :mod:`~mfjax.core.sketch`.
+sampling), :mod:`~mfjax.core.sketch` and :mod:`~mfjax.core.eager` (one
+program for an eager call).
 
 May import: JAX, optax, NumPy and mfjax's top-level leaves (``types``,
 ``settings``, ``validation``). Nothing above it: not ``data``, ``fitting``,

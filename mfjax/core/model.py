@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from mfjax import validation
-from mfjax.core import kernels
+from mfjax.core import eager, kernels
 from mfjax.types import Params
 
 __all__ = ["init_params", "predict", "INITS"]
@@ -64,6 +64,12 @@ def init_params(
   if not jnp.issubdtype(dtype, jnp.floating):
     raise TypeError(f"dtype must be a floating dtype; got {dtype!r}.")
 
+  return eager.call(_draw, (n_users, n_items, rank, init, init_scale, dtype), key)
+
+
+def _draw(settings, key) -> Params:
+  """:func:`init_params` after its host checks."""
+  n_users, n_items, rank, init, init_scale, dtype = settings
   k_user, k_item, k_ubias, k_ibias = jax.random.split(key, 4)
   if init == "normal":
     draw = lambda k, shape: init_scale * jax.random.normal(k, shape, dtype)
@@ -137,6 +143,11 @@ def predict(
       f"{users.shape[0]} users and {items.shape[0]} items."
     )
 
+  return eager.call(_predict, None, params, users, items, scale)
+
+
+def _predict(_, params: Params, users, items, scale) -> jax.Array:
+  """:func:`predict` after its host checks."""
   if users is not None and items is not None:
     out = kernels.predict_pairs(params, users, items)
   else:

@@ -20,7 +20,7 @@ import optax
 from jax.typing import ArrayLike
 
 from mfjax import validation
-from mfjax.core import kernels, memory, objectives, sharding, solvers
+from mfjax.core import eager, kernels, memory, objectives, sharding, solvers
 from mfjax.core.objectives import Objective
 from mfjax.core.progress import ProgressBar
 from mfjax.core.solvers import Solver
@@ -237,6 +237,43 @@ def train(
     params, data, optimizer=optimizer, batch_size=batch_size, chunk_size=chunk_size
   )
 
+  settings = _Settings(
+    objective, optimizer, steps, batch_size, chunk_size, solver, patience, scale
+  )
+  args = (params, data, mask, penalty, key, validation_data)
+  if progress:  # The bar is this call's: no program kept across calls.
+    bar = ProgressBar(steps, "mfjax train")
+    return _train(settings, *args, bar=bar)
+  return eager.call(_train, settings, *args)
+
+
+class _Settings(NamedTuple):
+  """What one compiled ``train`` program is specialised on (checked)."""
+
+  objective: Objective
+  optimizer: optax.GradientTransformation | None
+  steps: int
+  batch_size: int | None
+  chunk_size: int | None
+  solver: Any
+  patience: int | None
+  scale: tuple[float, float] | None
+
+
+def _train(
+  settings: _Settings,
+  params: Params,
+  data,
+  mask,
+  penalty,
+  key,
+  validation_data: Ratings | None,
+  bar: ProgressBar | None = None,
+) -> TrainResult:
+  """:func:`train` after its host checks: traceable, the settings static."""
+  objective, optimizer, steps, batch_size, chunk_size, solver, patience, scale = (
+    settings
+  )
   dtype = params.user_factors.dtype
   batch = objectives.batch_of(data, mask, dtype)
   if isinstance(data, Ratings):
@@ -271,7 +308,6 @@ def train(
       validation_data,
       scale,
     )
-  bar = ProgressBar(steps, "mfjax train") if progress else None
   params = objective.start(params._replace(mean=mean))
   return run(solver, params, keys, score=score, patience=patience, bar=bar)
 
