@@ -130,7 +130,7 @@ def _fit_here(args) -> int:
   n_train, n_test = (len(r) - r.n_padding for r in (train, test))
   fit_plan = _plan(args, train, maps)
   settings = fit_plan.settings._asdict()
-  fitted, compile_seconds, fit_seconds = _timed(fit_plan)
+  fitted, compile_seconds, fit_seconds = _timed(fit_plan, args.progress)
   results, params = fitted.members, fitted.best_params
   report = {"objective": args.objective, "solver": common.solver(args)}
   threshold = args.threshold
@@ -253,16 +253,23 @@ def _plan(args, train, maps):
   )
 
 
-def _timed(fit_plan):
-  """``(FitResult, compile seconds, fit seconds)`` of a plan, compiled apart."""
+def _timed(fit_plan, progress: bool):
+  """``(FitResult, compile seconds, fit seconds)`` of a plan, compiled apart
+  (or read back compiled: :mod:`mfjax.cli.programs`)."""
   import time
 
   import jax
 
+  from mfjax.cli import programs
   from mfjax.fitting import ensemble
 
   start = time.perf_counter()
-  compiled = ensemble.compile_program(fit_plan.program, fit_plan.inputs)
+  if progress:  # Its host callbacks are this run's: nothing kept.
+    compiled = ensemble.compile_program(fit_plan.program, fit_plan.inputs)
+  else:
+    recipe = (type(fit_plan.settings).__name__, tuple(fit_plan.settings))
+    recipe += (fit_plan.objective,)
+    compiled = programs.compile_or_load(fit_plan.program, fit_plan.inputs, recipe)
   compile_seconds = time.perf_counter() - start
   start = time.perf_counter()
   outputs = jax.block_until_ready(compiled(*fit_plan.inputs))
