@@ -9,9 +9,12 @@ scoring):
    ``python benchmarks/surprise_fit.py DATA u1`` (Surprise SVD defaults);
 2. ``mfjax fit ua.base --test ua.test`` after ``mfjax fit u1.base`` filled the
    cache (a file of another size), against the Surprise script on ua;
-3. ``mfjax demo`` with an empty cache against ``python
-   benchmarks/torch_notebook.py``;
-4. ``mfjax demo`` with the cache filled by an earlier demo, against the same.
+3. ``mfjax demo`` (the generated film catalogue) with an empty cache against
+   ``python benchmarks/torch_notebook.py``;
+4. ``mfjax demo`` with the cache filled by an earlier demo, against the same;
+5. and 6. the same two for ``mfjax demo --notebook`` (the seed notebook's replay);
+7. the README Quickstart's first Python block as a fresh script, empty cache
+   (no peer: its target is 5 s).
 
 Prints each command's median and minimum and the ratio of the medians, with
 the load average before and after.
@@ -79,6 +82,14 @@ def pair(name, mfjax_cmd, peer_cmd, repeats, prepare=None):
   return {"mfjax": ours, "mfjax summary": o, "peer": theirs, "peer summary": t}
 
 
+def quickstart() -> str:
+  """The README Quickstart's first Python block."""
+  import re
+
+  readme = (HERE.parent / "README.md").read_text(encoding="utf-8")
+  return re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+
+
 def peer(module: str, command: list[str]):
   """``command``, or None (the reason printed) where ``module`` is missing."""
   if importlib.util.find_spec(module) is None:
@@ -130,6 +141,29 @@ def main():
     args.repeats,
     prepare=demo,
   )
+  notebook = [*MFJAX, "demo", "--notebook"]
+  out["demo --notebook, empty cache vs torch script"] = pair(
+    "demo --notebook, empty cache vs torch script",
+    notebook,
+    torch_script,
+    args.repeats,
+  )
+  out["demo --notebook, cache filled vs torch script"] = pair(
+    "demo --notebook, cache filled vs torch script",
+    notebook,
+    torch_script,
+    args.repeats,
+    prepare=notebook,
+  )
+  with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
+    script.write(quickstart())
+  try:
+    out["README Quickstart's first block"] = pair(
+      "README Quickstart's first block", [sys.executable, script.name], None,
+      args.repeats,
+    )  # fmt: skip
+  finally:
+    os.unlink(script.name)
   print(f"load after {os.getloadavg()}")
   record.write()
 

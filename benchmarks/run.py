@@ -71,6 +71,9 @@ SUITES = {
     "whole first processes: mfjax fit / demo against Surprise and torch scripts",
     ("--repeats", "1"),
   ),
+  "tune_demo": Suite(
+    "tune_demo.py", "the demo's rank, L2 and steps on validation splits"
+  ),
   "compile_once": Suite(
     "compile_once.py",
     "XLA options, one program for nearby sizes, the padding's cost",

@@ -150,3 +150,17 @@ def test_mfjax_fit_twice_reports_the_same_model(tmp_path, cache):
   assert len(list(cache.iterdir())) == 1
   for name in ("train_rmse", "test_rmse", "test_mae"):
     assert reports[0][name] == reports[1][name]
+
+
+def test_a_kept_program_that_loads_but_fails_to_run_is_compiled_over(cache):
+  """A program for other shapes planted under this plan's name loads, fails on
+  its first run, and is replaced: the fit's numbers stay right."""
+  small, big = _plan(), _plan(n=20000)
+  programs.compile_or_load(small.program, small.inputs, _recipe(small))
+  (planted,) = cache.iterdir()
+  name = programs.key(big.program, big.inputs, _recipe(big))
+  planted.rename(cache / f"{name}{planted.suffix}")
+  expected = _run(ensemble.compile_program(big.program, big.inputs), big)
+  again = programs.compile_or_load(big.program, big.inputs, _recipe(big))
+  np.testing.assert_array_equal(_run(again, big).user_factors, expected.user_factors)
+  assert not (cache / f"{name}{planted.suffix}").exists()  # Removed, not rewritten.

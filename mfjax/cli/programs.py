@@ -10,8 +10,8 @@ serialize_executable``), under a key that names everything the program depends
 on: the plan's settings and the inputs' shapes, dtypes and tree, the source
 of mfjax, the versions of jax and jaxlib, the backend and its devices, the
 processor, the compiler options and the JAX settings that change a trace. Any
-file that does not load (another version, a damaged or foreign file) is
-ignored and the program compiled as before.
+file that does not load (another version, a damaged or foreign file), or
+whose first run fails, is ignored and the program compiled as before.
 
 Only one-process, one-device fits are kept (spread programs name their
 devices) and never one with a progress bar (host callbacks do not serialise).
@@ -24,6 +24,7 @@ private as the user's own site-packages.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -38,32 +39,62 @@ MAX_FILES = 32  # About 1.6 MB each for MovieLens 100k's default fit.
 _SUFFIX = ".mfjax-program"
 
 
-def compile_or_load(program, inputs: tuple, recipe: tuple):
+def compile_or_load(program, inputs: tuple, recipe: tuple, *, compile=None):
   """``program`` compiled for ``inputs`` (``ensemble.compile_program``), or
   the same executable read back from an earlier run.
 
   Args:
     program: the plan's jitted fit.
     inputs: its arguments.
-    recipe: hashable, printable settings that fix what ``program`` is apart
-      from its inputs' shapes (e.g. the plan's settings and progress flag).
+    recipe: printable settings that fix what ``program`` is apart from its
+      inputs' shapes (e.g. the plan's settings), and the compile options of
+      ``compile`` where it has its own.
+    compile: ``(program, inputs) -> compiled``; default
+      ``ensemble.compile_program`` (the fit's compiler options).
 
   Returns:
     A callable compiled program: ``compiled(*inputs)``.
   """
   from mfjax.fitting import ensemble
 
+  compile = compile or ensemble.compile_program
   where = folder()
   name = None if where is None else key(program, inputs, recipe)
   if name is None:
-    return ensemble.compile_program(program, inputs)
+    return compile(program, inputs)
   path = where / f"{name}{_SUFFIX}"
   loaded = load(path)
   if loaded is not None:
-    return loaded
-  compiled = ensemble.compile_program(program, inputs)
+    return _Checked(loaded, path, lambda: compile(program, inputs))
+  compiled = compile(program, inputs)
   _store(path, compiled)
   return compiled
+
+
+class _Checked:
+  """A program read back from disk, run once under watch: if its first run
+  fails (an executable that loads but does not run here, as one compiled
+  without XLA's fusion emitters), the file is removed and the program
+  compiled and run instead. Runs have no side effects, so the retry is safe."""
+
+  def __init__(self, loaded, path: Path, compile):
+    self._program, self._path, self._compile = loaded, path, compile
+    self._checked = False
+
+  def __call__(self, *args):
+    if self._checked:
+      return self._program(*args)
+    import jax
+
+    try:
+      out = jax.block_until_ready(self._program(*args))
+    except Exception:
+      with contextlib.suppress(OSError):
+        self._path.unlink()
+      self._program = self._compile()
+      out = self._program(*args)
+    self._checked = True
+    return out
 
 
 def folder() -> Path | None:
