@@ -151,10 +151,12 @@ def train(
   none) and warns with :class:`mfjax.core.memory.MemoryWarning` when it would not
   fit; ``chunk_size`` or ``batch_size`` then bound the memory.
 
-  ``train`` is not jitted; wrap it in ``jax.jit`` with ``steps``, ``optimizer``,
-  ``objective``, ``solver``, ``batch_size``, ``chunk_size``, ``patience`` and
-  ``progress`` static. It traces once
-  per shape and settings. It also runs under ``jax.vmap`` over the params (an
+  Called outside ``jit``, ``train`` runs its array work (after the host checks)
+  as one compiled program per shape and settings, kept for the next call
+  (:mod:`mfjax.core.eager`; with ``progress`` or settings that hold arrays, op
+  by op). Inside your ``jax.jit``, with ``steps``, ``optimizer``, ``objective``,
+  ``solver``, ``batch_size``, ``chunk_size``, ``patience`` and ``progress``
+  static, it traces once per shape and settings. It also runs under ``jax.vmap`` over the params (an
   ensemble of seeds), over ``l2`` or over the key.
 
   Args:
