@@ -16,12 +16,14 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import mfjax
 from mfjax import cli, notebook
 from mfjax.cli import common
+from mfjax.core import objectives
 from tests.conftest import (
   ML100K,
   STOP_MID_SAVE,
@@ -681,6 +683,43 @@ def test_saved_pairs_fallback_fold_in_and_similar(capsys, tmp_path):
   assert mfjax.load(model_path).rated is None
   assert cli.main(["recommend", str(model_path), "--user", "nobody"]) == 2
   assert "pass --rated TRAIN" in capsys.readouterr().err
+
+
+def test_a_ranking_models_recommend_ratings_folds_in_with_its_saved_settings(
+  capsys, tmp_path
+):
+  train, test = _ratings_csv(tmp_path), _ratings_csv(tmp_path, "t.csv", 200, 1)
+  model_path = tmp_path / "ranker.npz"
+  fit = ["fit", str(train), "--test", str(test), "--objective", "ranking"]
+  fit += ["--rank", "3", "--steps", "2", "--alpha0", "30", "--l2", "0.05"]
+  assert cli.main([*fit, "--save", str(model_path), "--json"]) == 0
+  capsys.readouterr()
+  model = mfjax.load(model_path)
+  _, maps = mfjax.load_ratings(str(train))
+  new = tmp_path / "new.csv"
+  items = maps.items[:4].tolist()
+  new.write_text("".join(f"newcomer,{i},{r}\n" for i, r in zip(items, [5, 4, 5, 3])))
+  argv = ["recommend", str(model_path), "--user", "newcomer", "--ratings", str(new)]
+  assert cli.main([*argv, "-n", "4", "--json"]) == 0
+  listed = _json_line(capsys)["items"]
+  # The fold-in the model's settings give: alpha0 30 at the training density.
+  n_users, n_items = model.params.user_factors.shape[0], len(maps.items)
+  folded = mfjax.fold_in(
+    model.params,
+    mfjax.Ratings(
+      jnp.zeros(4, jnp.int32),
+      jnp.asarray(maps.item_index(np.asarray(items))),
+      jnp.asarray([5.0, 4.0, 5.0, 3.0]),
+      n_users=1,
+      n_items=n_items,
+    ),
+    l2=0.05,
+    objective=objectives.Ranking(alpha0=30.0, confidence=1.0, per_density=True),
+    density=model.settings["n_train"] / (n_users * n_items),
+  )
+  scores = np.array(folded.user_factors[0] @ folded.item_factors.T)
+  scores[np.asarray(maps.item_index(np.asarray(items)))] = -np.inf
+  assert listed == maps.items[np.argsort(-scores, kind="stable")[:4]].tolist()
 
 
 @pytest.mark.slow  # Compiles fit programs: several seconds.

@@ -156,8 +156,8 @@ def train(
   (:mod:`mfjax.core.eager`; with ``progress`` or settings that hold arrays, op
   by op). Inside your ``jax.jit``, with ``steps``, ``optimizer``, ``objective``,
   ``solver``, ``batch_size``, ``chunk_size``, ``patience`` and ``progress``
-  static, it traces once per shape and settings. It also runs under ``jax.vmap`` over the params (an
-  ensemble of seeds), over ``l2`` or over the key.
+  static, it traces once per shape and settings. It also runs under
+  ``jax.vmap`` over the params (an ensemble of seeds), over ``l2`` or over the key.
 
   Args:
     params: initial parameters (see :func:`mfjax.init_params`); their ``mean`` is

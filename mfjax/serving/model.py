@@ -17,9 +17,10 @@ import numpy as np
 
 from mfjax import validation
 from mfjax.core import model as model_lib
+from mfjax.core import objectives
 from mfjax.deprecation import renamed, renamed_argument
 from mfjax.serving import topk
-from mfjax.settings import FitSettings
+from mfjax.settings import FitSettings, RankingSettings
 from mfjax.types import UNKNOWN, IdMaps, Params, Ratings
 
 __all__ = [
@@ -37,6 +38,7 @@ FALLBACKS = ("popularity", None)
 """What :meth:`Model.recommend` gives a user it does not know."""
 
 _FIT = FitSettings()  # fold_in regularises as the default fit does.
+_RANKING = RankingSettings()
 
 
 class Model(NamedTuple):
@@ -184,14 +186,17 @@ class Model(NamedTuple):
 
     ``users``, ``items`` and ``ratings`` are 1-D and of one length: raw ids of
     users not in the model, raw ids of items in it, and the ratings. Each new user
-    gets the closed-form ridge solve of :func:`mfjax.fold_in`, with ``l2`` and
-    ``l2_bias`` the model's training settings when it has them (else the fit
-    defaults). Returns a model with the users merged in, in sorted id order.
+    gets the closed-form solve of :func:`mfjax.fold_in`: for a rating model the
+    ridge regression, with ``l2`` and ``l2_bias`` the model's training settings
+    when it has them (else the fit defaults); for a ranking model the user's row
+    of the iALS loss, with ``l2``, ``alpha0``, ``nu`` and ``confidence`` from
+    its settings (else :class:`mfjax.settings.RankingSettings`' defaults) and the
+    all-pairs weight scaled by the training density, ``n_train`` in its settings
+    or its number of training pairs, as the fit scaled it. Returns a model with
+    the users merged in, in sorted id order.
     """
-    if self.objective != "rating":
-      raise ValueError(
-        f"fold_in solves the rating objective; this is a {self.objective} model."
-      )
+    if self.objective == "ranking" and l2_bias is not None:
+      raise ValueError("a ranking model has no biases: leave out l2_bias.")
     maps = _maps(self)
     user_ids, _ = _ids("users", users)
     item_ids, _ = _ids("items", items)
@@ -225,8 +230,6 @@ class Model(NamedTuple):
     user_ids = user_ids.astype(np.int64 if maps.users.dtype.kind == "i" else str)
     new_ids, new_index = np.unique(user_ids, return_inverse=True)
     settings = self.settings or {}
-    l2 = settings.get("l2", _FIT.l2) if l2 is None else l2
-    l2_bias = settings.get("l2_bias", _FIT.l2_bias) if l2_bias is None else l2_bias
     new = Ratings(
       jnp.asarray(new_index.astype(np.int32)),
       jnp.asarray(item_index),
@@ -234,9 +237,41 @@ class Model(NamedTuple):
       len(new_ids),
       self.params.item_factors.shape[0],
     )
-    folded = topk.fold_in(self.params, new, l2=l2, l2_bias=l2_bias)
+    if self.objective == "ranking":
+      folded = _ranking_fold_in(self, new, settings, l2)
+    else:
+      l2 = settings.get("l2", _FIT.l2) if l2 is None else l2
+      l2_bias = settings.get("l2_bias", _FIT.l2_bias) if l2_bias is None else l2_bias
+      folded = topk.fold_in(self.params, new, l2=l2, l2_bias=l2_bias)
     params, id_maps, rated = _merged(self, maps, new_ids, folded, new_index, item_index)
     return self._replace(params=params, id_maps=id_maps, rated=rated)
+
+
+def _ranking_fold_in(m: Model, new: Ratings, settings: dict, l2) -> Params:
+  """:func:`mfjax.fold_in` of new users into a ranking model, with the fit's
+  objective and density read from the model."""
+  n_train = settings.get("n_train")
+  if n_train is None and m.rated is not None:
+    n_train = len(m.rated)
+  if not n_train:
+    raise ValueError(
+      "fold_in into a ranking model needs its training density: save the model "
+      "with its training pairs (fitted.model(train, ...)) or settings['n_train']."
+    )
+  n_users, n_items = m.params.user_factors.shape[0], m.params.item_factors.shape[0]
+  objective = objectives.Ranking(
+    alpha0=float(settings.get("alpha0", _RANKING.alpha0)),
+    nu=float(settings.get("nu", _RANKING.nu)),
+    confidence=float(settings.get("confidence", _RANKING.confidence)),
+    per_density=True,
+  )
+  return topk.fold_in(
+    m.params,
+    new,
+    l2=settings.get("l2", _RANKING.l2) if l2 is None else l2,
+    objective=objective,
+    density=min(1.0, n_train / (n_users * n_items)),
+  )
 
 
 def rated_pairs(ratings: Ratings) -> np.ndarray:

@@ -16,13 +16,14 @@ from jax.scipy.linalg import cho_solve
 from jax.typing import ArrayLike
 
 from mfjax import validation
-from mfjax.core import kernels
-from mfjax.settings import FitSettings
+from mfjax.core import kernels, objectives
+from mfjax.settings import FitSettings, RankingSettings
 from mfjax.types import UNKNOWN, Params, Ratings
 
 __all__ = ["recommend", "fold_in"]
 
 _FIT = FitSettings()  # fold_in regularises as the default fit does.
+_RANKING = RankingSettings()
 
 # Excluded pairs are scattered into a block's score tile this many at a time: a
 # fixed-size chunk keeps the work buffers bounded however many pairs a block has.
@@ -250,31 +251,96 @@ def _positive(weight) -> bool:
 
 
 def _fold_in(params: Params, ratings: Ratings, l2, l2_bias) -> Params:
-  """:func:`fold_in` without the host checks."""
+  """:func:`fold_in` of a rating model, without the host checks."""
   dtype = params.item_factors.dtype
   rank = params.item_factors.shape[1]
-  n_new = ratings.n_users
   n = ratings.values.shape[0]
-  width = rank + 1
-  users = jnp.asarray(ratings.users, jnp.int32)
   items = jnp.asarray(ratings.items, jnp.int32)
   # Each rating is a row [q_i, 1] of the user's least-squares problem, with target
   # r - mean - b_i and unknowns [p_u, b_u].
-  weight = (items != UNKNOWN).astype(dtype)
-  if ratings.weights is not None:  # Weighted least squares: rows scaled by √w.
-    weight = weight * jnp.sqrt(jnp.asarray(ratings.weights, dtype))
+  weight = _pair_weights(ratings, dtype)
+  root = jnp.sqrt(weight)  # Weighted least squares: rows scaled by √w.
   design = (
     jnp.concatenate(
       [kernels.gather(params.item_factors, items), jnp.ones((n, 1), dtype)], axis=1
     )
-    * weight[:, None]
+    * root[:, None]
   )
   target = (
     jnp.asarray(ratings.values, dtype)
     - params.mean
     - kernels.gather(params.item_bias, items)
-  ) * weight
+  ) * root
+  gram, rhs, counts = _normal_equations(design, target, weight, ratings)
+  penalty = jnp.concatenate(
+    [
+      jnp.full((rank,), jnp.asarray(l2, dtype)),
+      jnp.full((1,), jnp.asarray(l2_bias, dtype)),
+    ]
+  )
+  gram = gram + jnp.diag(penalty)[None]
+  solution = _solve(gram, rhs, counts == 0, _positive(l2) and _positive(l2_bias))
+  return Params(
+    user_factors=solution[:, :rank],
+    item_factors=params.item_factors,
+    user_bias=solution[:, rank],
+    item_bias=params.item_bias,
+    mean=params.mean,
+  )
 
+
+def _fold_in_ranking(params: Params, ratings: Ratings, l2, objective, alpha) -> Params:
+  """:func:`fold_in` of a ranking model (no biases), without the host checks:
+  each new user's row of the iALS loss with the items fixed, in closed form::
+
+    (Σ_i c_ui q_i q_iᵀ + α QᵀQ + l2 (n_u + α n_items)^nu I) p_u = Σ_i c_ui q_i
+
+  (:class:`mfjax.core.objectives.Ranking`; ``α`` the effective all-pairs weight,
+  ``c_ui = w (1 + confidence r_ui)``, ``n_u`` the user's number of ratings).
+  """
+  dtype = params.item_factors.dtype
+  n_items = params.item_factors.shape[0]
+  items = jnp.asarray(ratings.items, jnp.int32)
+  weight = _pair_weights(ratings, dtype)
+  confidence = jnp.asarray(objective.confidence, dtype)
+  values = jnp.asarray(ratings.values, dtype)
+  root = jnp.sqrt(weight * (1 + confidence * values))
+  design = kernels.gather(params.item_factors, items) * root[:, None]
+  gram, rhs, counts = _normal_equations(
+    design, root, (weight > 0).astype(dtype), ratings
+  )
+  alpha = jnp.asarray(alpha, dtype)
+  items_gram = params.item_factors.T @ params.item_factors
+  scale = (counts + alpha * n_items) ** jnp.asarray(objective.nu, dtype)
+  eye = jnp.eye(design.shape[1], dtype=dtype)
+  ridge = (jnp.asarray(l2, dtype) * scale)[:, None, None] * eye[None]
+  gram = gram + (alpha * items_gram)[None] + ridge
+  solution = _solve(gram, rhs, counts == 0, _positive(l2))
+  return Params(
+    user_factors=solution,
+    item_factors=params.item_factors,
+    user_bias=jnp.zeros((ratings.n_users,), dtype),
+    item_bias=params.item_bias,
+    mean=params.mean,
+  )
+
+
+def _pair_weights(ratings: Ratings, dtype) -> jax.Array:
+  """Each pair's weight: 0 for an unknown item (-1), else its weight (or 1)."""
+  weight = (jnp.asarray(ratings.items) != UNKNOWN).astype(dtype)
+  if ratings.weights is not None:
+    weight = weight * jnp.asarray(ratings.weights, dtype)
+  return weight
+
+
+def _normal_equations(design, target, counted, ratings: Ratings):
+  """``(gram, rhs, counts)`` per new user: ``Σ rowsᵀrows``, ``Σ rows·target``
+  and ``Σ counted`` over each user's rows, the outer products accumulated in
+  chunks of bounded size."""
+  n_new = ratings.n_users
+  n, width = design.shape
+  dtype = design.dtype
+  users = jnp.asarray(ratings.users, jnp.int32)
   chunk = max(1, min(n, _GRAM_CHUNK_ELEMENTS // (width * width)))
   n_chunks = -(-n // chunk)
   pad = n_chunks * chunk - n
@@ -296,19 +362,17 @@ def _fold_in(params: Params, ratings: Ratings, l2, l2_bias) -> Params:
     ),
   )
   rhs = jax.ops.segment_sum(design * target[:, None], users, n_new)
-  counts = jax.ops.segment_sum(weight, users, n_new)
-  penalty = jnp.concatenate(
-    [
-      jnp.full((rank,), jnp.asarray(l2, dtype)),
-      jnp.full((1,), jnp.asarray(l2_bias, dtype)),
-    ]
-  )
-  gram = gram + jnp.diag(penalty)[None]
-  empty = counts == 0
+  return gram, rhs, jax.ops.segment_sum(counted, users, n_new)
+
+
+def _solve(gram, rhs, empty, definite: bool) -> jax.Array:
+  """Each user's ``gram x = rhs``; 0 for a user without ratings (``empty``)."""
+  dtype = gram.dtype
+  width = gram.shape[-1]
   # A user without ratings solves I x = 0: zero factors and bias even with l2 = 0.
   gram = jnp.where(empty[:, None, None], jnp.eye(width, dtype=dtype)[None], gram)
   smallest = lambda: (jnp.linalg.pinv(gram, hermitian=True) @ rhs[:, :, None])[..., 0]
-  if _positive(l2) and _positive(l2_bias):
+  if definite:
     # Positive definite: Cholesky, half the work of LU. In float32 it can still
     # fail (NaN) for a user whose ratings determine little next to a large Gram
     # and a small l2: those users get the smallest least-squares solution.
@@ -323,22 +387,17 @@ def _fold_in(params: Params, ratings: Ratings, l2, l2_bias) -> Params:
     )
   else:  # l2 = 0 (or traced): maybe singular; the smallest solution.
     solution = smallest()
-  solution = jnp.where(empty[:, None], jnp.zeros((), dtype), solution)
-  return Params(
-    user_factors=solution[:, :rank],
-    item_factors=params.item_factors,
-    user_bias=solution[:, rank],
-    item_bias=params.item_bias,
-    mean=params.mean,
-  )
+  return jnp.where(empty[:, None], jnp.zeros((), dtype), solution)
 
 
 def fold_in(
   params: Params,
   ratings: Ratings,
   *,
-  l2: ArrayLike = _FIT.l2,
-  l2_bias: ArrayLike = _FIT.l2_bias,
+  l2: ArrayLike | None = None,
+  l2_bias: ArrayLike | None = None,
+  objective: objectives.Ranking | None = None,
+  density: float | None = None,
 ) -> Params:
   """Factors and biases of new users from their ratings, with the items fixed.
 
@@ -361,6 +420,17 @@ def fold_in(
   inverse did worse
   (``benchmarks/fold_in_movielens.py``).
 
+  With ``objective`` a :class:`mfjax.core.objectives.Ranking` (a model of
+  ``fit(objective="ranking")``), each new user gets instead the exact minimiser
+  of that user's part of the iALS loss with the items fixed (the closed-form
+  solve that implicit's ``recalculate_user`` makes)::
+
+      Σ_i c_ui (p_u·q_i − 1)² + α Σ_all j (p_u·q_j)² + l2 (n_u + α n_items)^nu ‖p_u‖²
+
+  ``c_ui = 1 + confidence·r_ui``, ``n_u`` the user's number of ratings, ``α``
+  the objective's ``alpha0`` (times ``density`` with ``per_density``, as the
+  fit weighs it); the all-items sum is ``α·QᵀQ``, formed once.
+
   ``fold_in`` is not jitted; it works under ``jax.jit`` (``ratings.n_users`` is
   static) and traces once per shape.
 
@@ -369,8 +439,15 @@ def fold_in(
     ratings: the new users' ratings, a :class:`mfjax.Ratings` whose ``n_users`` is
       the number of new users (indices ``0 .. n_new - 1``) and whose ``n_items`` is
       that of ``params``. Items must be known (no -1).
-    l2: L2 weight of the user factors, ``>= 0``; may be traced.
-    l2_bias: L2 weight of the user bias, ``>= 0``; may be traced.
+    l2: L2 weight of the user factors, ``>= 0``; may be traced. None: the
+      default fit's (:class:`mfjax.FitSettings`, or with a ranking ``objective``
+      :class:`mfjax.settings.RankingSettings`).
+    l2_bias: L2 weight of the user bias, ``>= 0``; may be traced. None: the
+      default fit's. A ranking model has no biases: leave it out.
+    objective: None for a rating model, or the ``Ranking`` objective the model
+      was fitted with (without biases).
+    density: with a ``per_density`` ranking objective, the training data's
+      ``n_ratings / (n_users · n_items)`` (in ``(0, 1]``); else leave it out.
 
   Returns:
     :class:`mfjax.Params` whose ``user_factors`` ``[n_new, rank]`` and
@@ -406,6 +483,44 @@ def fold_in(
       f"ratings.n_items must be n_items = {n_items} to match params; got "
       f"{ratings.n_items}. ratings.n_users is the number of new users."
     )
+  if objective is not None:
+    alpha = _check_ranking_fold_in(objective, l2_bias, density)
+    l2 = _RANKING.l2 if l2 is None else l2
+    validation.check_nonnegative("l2", l2)
+    return _fold_in_ranking(params, ratings, l2, objective, alpha)
+  if density is not None:
+    raise ValueError("density applies to a per_density ranking objective only.")
+  l2 = _FIT.l2 if l2 is None else l2
+  l2_bias = _FIT.l2_bias if l2_bias is None else l2_bias
   validation.check_nonnegative("l2", l2)
   validation.check_nonnegative("l2_bias", l2_bias)
   return _fold_in(params, ratings, l2, l2_bias)
+
+
+def _check_ranking_fold_in(objective, l2_bias, density) -> float:
+  """Host checks of a ranking fold-in; returns the effective all-pairs weight."""
+  if not isinstance(objective, objectives.Ranking):
+    raise TypeError(
+      "objective must be None (a rating model) or mfjax.core.objectives.Ranking; "
+      f"got {validation.describe(objective)}."
+    )
+  if objective.biases:
+    raise ValueError(
+      "fold_in solves ranking models without biases (as fit(objective='ranking') "
+      "trains them); this objective has biases=True."
+    )
+  if l2_bias is not None:
+    raise ValueError("a ranking model has no biases: leave out l2_bias.")
+  if not objective.per_density:
+    if density is not None:
+      raise ValueError("density applies to a per_density ranking objective only.")
+    return objective.alpha0
+  if density is None:
+    raise ValueError(
+      "a per_density ranking objective needs density= (the training data's "
+      "n_ratings / (n_users * n_items))."
+    )
+  density = validation.check_positive_float("density", density)
+  if density > 1:
+    raise ValueError(f"density must be in (0, 1]; got {density}.")
+  return objective.alpha0 * density

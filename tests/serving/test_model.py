@@ -145,8 +145,8 @@ def test_ranking_models_and_models_without_maps_say_what_applies():
   ranking = _model(objective="ranking")
   with pytest.raises(ValueError, match="ranking model: its scores order items"):
     ranking.predict("ann", 10)
-  with pytest.raises(ValueError, match="fold_in solves the rating objective"):
-    ranking.fold_in(["new"], [10], [3.0])
+  with pytest.raises(ValueError, match="ranking model has no biases"):
+    ranking.fold_in(["new"], [10], [3.0], l2_bias=1.0)
   assert len(ranking.recommend("ann", 2)[0]) == 2  # Lists are what it is for.
   bare = mfjax.Model(random_params(0, 5, 7, 3))
   with pytest.raises(ValueError, match="no raw-id maps"):

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import mfjax
+from mfjax.core import objectives
 from mfjax.serving.topk import fold_in, recommend
+from mfjax.settings import RankingSettings
 from tests.conftest import ML100K, hypothesis_settings, random_params
 
 FIT = mfjax.FitSettings()  # fold_in's defaults are the fit defaults.
@@ -563,3 +565,108 @@ def test_fold_in_where_float32_cholesky_fails_falls_back_to_least_squares():
   # 11 unknowns, 10 distinct items: the ratings are fitted (almost) exactly.
   predicted = np.asarray(mfjax.predict(folded, users=[0]))[0]
   np.testing.assert_allclose(predicted, target, atol=0.05)
+
+
+# --- fold-in of ranking models (the iALS row solve) ------------------------------
+
+
+def _row_gradient(params, ratings, l2, objective):
+  """The gradient of the ranking loss over the users' rows (items fixed)."""
+  grad = jax.grad(lambda p: mfjax.loss(p, ratings, l2=l2, objective=objective))
+  return jax.jit(grad)(params).user_factors
+
+
+@pytest.mark.parametrize("confidence", [0.0, 0.7])
+def test_ranking_fold_in_is_the_minimum_of_the_ials_loss_over_the_user(confidence):
+  params = _params(40, 10, 30, 4)
+  ratings = _new_ratings(41, 6, 30, 60)
+  objective = objectives.Ranking(alpha0=0.4, nu=1.0, confidence=confidence)
+  folded = fold_in(params, ratings, l2=0.05, objective=objective)
+  assert folded.user_factors.shape == (6, 4)
+  np.testing.assert_array_equal(folded.user_bias, 0)
+  gradient = _row_gradient(folded, ratings, 0.05, objective)
+  np.testing.assert_allclose(gradient, 0, atol=2e-5)
+  # Not a trivial zero: the rows differ from the items' mean direction.
+  assert np.abs(np.asarray(folded.user_factors)).max() > 0.05
+
+
+def test_ranking_fold_in_per_density_weighs_the_all_pairs_term_by_it():
+  params = _params(42, 10, 30, 4)
+  ratings = _new_ratings(43, 5, 30, 50)
+  per_density = objectives.Ranking(alpha0=20.0, confidence=1.0, per_density=True)
+  folded = fold_in(params, ratings, objective=per_density, density=0.02)
+  same = objectives.Ranking(alpha0=20.0 * 0.02, confidence=1.0)
+  gradient = _row_gradient(folded, ratings, RankingSettings().l2, same)
+  np.testing.assert_allclose(gradient, 0, atol=2e-5)
+
+
+def test_a_ranking_models_fold_in_is_within_1e3_of_solving_the_user_in_a_refit():
+  """The issue's target: scores of a folded-in user against that user's row
+  solved in the training loss of a refit that includes it, the items fixed."""
+  full, _ = mfjax.synthetic_ratings(jax.random.key(0), 120, 80, 3000, 4)
+  users = np.asarray(full.users)
+  new = users == 7
+  train = mfjax.Ratings(
+    jnp.asarray(np.where(users > 7, users - 1, users)[~new]),
+    full.items[~new],
+    full.values[~new],
+    n_users=119,
+    n_items=80,
+  )
+  fitted = mfjax.fit(jax.random.key(1), train, objective="ranking", rank=8, steps=4)
+  maps = mfjax.IdMaps(users=np.arange(119), items=np.arange(80), scale=(1.0, 5.0))
+  model = fitted.model(train, maps)
+  items = np.asarray(full.items)[new]
+  values = np.asarray(full.values)[new]
+  folded = model.fold_in([1000] * len(items), items, values)
+  scores = folded.params.user_factors[-1] @ folded.params.item_factors.T
+
+  # The refit's loss: every training pair and the new user's, its density.
+  settings = RankingSettings()
+  objective = objectives.Ranking(
+    alpha0=settings.alpha0, nu=settings.nu, confidence=settings.confidence,
+    per_density=True,
+  )  # fmt: skip
+  both = mfjax.Ratings(
+    jnp.concatenate([train.users, jnp.full(len(items), 119)]),
+    jnp.concatenate([train.items, jnp.asarray(items)]),
+    jnp.concatenate([train.values, jnp.asarray(values)]),
+    n_users=120,
+    n_items=80,
+  )
+  base = fitted.best_params
+  grown = base._replace(
+    user_factors=jnp.concatenate([base.user_factors, jnp.zeros((1, 8))]),
+    user_bias=jnp.zeros(120),
+  )
+
+  def row_loss(row):
+    params = grown._replace(user_factors=grown.user_factors.at[119].set(row))
+    return mfjax.loss(params, both, l2=settings.l2, objective=objective)
+
+  zero = jnp.zeros(8)
+  hessian = jax.hessian(row_loss)(zero)
+  row = -np.linalg.solve(np.asarray(hessian, np.float64), jax.grad(row_loss)(zero))
+  expected = row @ np.asarray(base.item_factors).T
+  np.testing.assert_allclose(scores, expected, atol=1e-3)
+  assert np.abs(expected).max() > 0.1
+
+
+@pytest.mark.parametrize(
+  "kwargs, error, match",
+  [
+    (dict(objective=objectives.Ranking(biases=True)), ValueError, "biases=True"),
+    (dict(objective=objectives.Ranking(), l2_bias=1.0), ValueError, "no biases"),
+    (dict(objective=objectives.Ranking(per_density=True)), ValueError, "density="),
+    (
+      dict(objective=objectives.Ranking(per_density=True), density=1.5),
+      ValueError,
+      r"density must be in \(0, 1\]",
+    ),
+    (dict(density=0.1), ValueError, "density applies to a per_density"),
+    (dict(objective="ranking"), TypeError, "objective must be None"),
+  ],
+)
+def test_ranking_fold_in_refuses_what_does_not_apply(kwargs, error, match):
+  with pytest.raises(error, match=match):
+    fold_in(_params(44, 4, 6, 2), _ratings([0, 1], [1, 2], 2, 6), **kwargs)
