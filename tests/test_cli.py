@@ -698,7 +698,10 @@ def test_a_ranking_models_recommend_ratings_folds_in_with_its_saved_settings(
   _, maps = mfjax.load_ratings(str(train))
   new = tmp_path / "new.csv"
   items = maps.items[:4].tolist()
-  new.write_text("".join(f"newcomer,{i},{r}\n" for i, r in zip(items, [5, 4, 5, 3])))
+  stars = [5, 4, 5, 3]
+  new.write_text(
+    "".join(f"newcomer,{i},{r}\n" for i, r in zip(items, stars, strict=True))
+  )
   argv = ["recommend", str(model_path), "--user", "newcomer", "--ratings", str(new)]
   assert cli.main([*argv, "-n", "4", "--json"]) == 0
   listed = _json_line(capsys)["items"]
