@@ -29,7 +29,7 @@ import functools
 import hashlib
 import os
 import pickle
-import platform
+import re
 import stat
 from pathlib import Path
 
@@ -88,7 +88,11 @@ class _Checked:
 
     try:
       out = jax.block_until_ready(self._program(*args))
-    except Exception:
+    except (jax.errors.JaxRuntimeError, TypeError) as e:
+      # A program that does not run here, or not on these arguments; but
+      # running out of memory is the run's own failure: no retry.
+      if "RESOURCE_EXHAUSTED" in str(e):
+        raise
       with contextlib.suppress(OSError):
         self._path.unlink()
       self._program = self._compile()
@@ -138,6 +142,9 @@ def key(program, inputs: tuple, recipe: tuple) -> str | None:
     (tuple(getattr(x, "shape", ())), str(getattr(x, "dtype", type(x).__name__)))
     for x in leaves
   ]
+  processor = _processor()
+  if processor is None:  # No instruction sets to key on: nothing kept.
+    return None
   device = jax.devices()[0]
   parts = [
     repr(recipe),
@@ -150,7 +157,9 @@ def key(program, inputs: tuple, recipe: tuple) -> str | None:
     device.platform,
     device.device_kind,
     device.client.platform_version,
-    _processor(),
+    processor,
+    _versions(),
+    _trace_context(),
     repr(ensemble.compiler_options()),
     repr(
       [
@@ -184,9 +193,10 @@ def _jaxlib_version() -> str:
 
 
 @functools.cache
-def _processor() -> str:
+def _processor() -> str | None:
   """The processor's model and instruction sets (an executable built for one
-  set of vector instructions may not run on another)."""
+  set of vector instructions may not run on another), or None where the system
+  does not say (then no program is kept: a wrong one could crash every run)."""
   try:
     with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
       wanted = [
@@ -194,9 +204,35 @@ def _processor() -> str:
         for line in info
         if line.startswith(("model name", "flags", "Features", "CPU part"))
       ]
-    return "\n".join(sorted(set(wanted)))
   except OSError:
-    return f"{platform.machine()} {platform.processor()}"
+    return None
+  return "\n".join(sorted(set(wanted))) or None
+
+
+@functools.cache
+def _versions() -> str:
+  """The versions of the packages whose code is traced into the programs."""
+  from importlib import metadata
+
+  found = []
+  for name in ("jax", "jaxlib", "optax", "numpy", "ml_dtypes"):
+    try:
+      found.append(f"{name} {metadata.version(name)}")
+    except metadata.PackageNotFoundError:
+      found.append(f"{name} -")
+  return ", ".join(found)
+
+
+def _trace_context() -> str:
+  """Every JAX setting that changes a trace (what ``jax.jit`` keys its own
+  cache on), where this JAX exposes it."""
+  try:
+    from jax._src import config
+
+    # Objects' addresses change from run to run; what they hold is the rest.
+    return re.sub(r"0x[0-9a-fA-F]+", "?", repr(config.trace_context()))
+  except Exception:  # Another JAX: the explicit settings in the key remain.
+    return ""
 
 
 def load(path: Path):

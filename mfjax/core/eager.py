@@ -22,7 +22,7 @@ from mfjax import validation
 __all__ = ["call"]
 
 
-def call(fn: Callable, settings: Hashable, *args: Any) -> Any:
+def call(fn: Callable, settings: Hashable, *args: Any, keep: bool = True) -> Any:
   """``fn(settings, *args)``, compiled as one program where that is possible.
 
   Args:
@@ -32,6 +32,9 @@ def call(fn: Callable, settings: Hashable, *args: Any) -> Any:
       an array. Unhashable settings (a setting that holds an array or a tracer)
       run ``fn`` as before, op by op.
     *args: pytrees of arrays (or None); Python numbers become traced scalars.
+    keep: keep the program for later calls. False for settings that are new at
+      each call (a fresh ``optax.adam(lr)`` hashes by identity): one program
+      for this call, not one more kept each time.
 
   Returns:
     What ``fn`` returns.
@@ -39,6 +42,8 @@ def call(fn: Callable, settings: Hashable, *args: Any) -> Any:
   leaves = jax.tree.leaves((settings, args))
   if not all(validation.is_concrete(x) for x in leaves):
     return fn(settings, *args)  # Inside a transformation: trace in place.
+  if not keep:
+    return jax.jit(functools.partial(fn, settings))(*args)
   try:
     program = _program(fn, settings)
   except TypeError:  # Unhashable settings.
@@ -46,6 +51,6 @@ def call(fn: Callable, settings: Hashable, *args: Any) -> Any:
   return program(*args)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=32)
 def _program(fn: Callable, settings: Hashable) -> Callable:
   return jax.jit(functools.partial(fn, settings))

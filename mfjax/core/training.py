@@ -246,7 +246,8 @@ def train(
   if progress:  # The bar is this call's: no program kept across calls.
     bar = ProgressBar(steps, "mfjax train")
     return _train(settings, *args, bar=bar)
-  return eager.call(_train, settings, *args)
+  # A given optimizer is usually made anew for each call: no program kept.
+  return eager.call(_train, settings, *args, keep=optimizer is None)
 
 
 class _Settings(NamedTuple):

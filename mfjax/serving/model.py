@@ -29,6 +29,7 @@ __all__ = [
   "FALLBACKS",
   "rated_pairs",
   "pairs_as_ratings",
+  "training_density",
 ]
 
 OBJECTIVES = ("rating", "ranking")
@@ -238,18 +239,31 @@ class Model(NamedTuple):
       self.params.item_factors.shape[0],
     )
     if self.objective == "ranking":
-      folded = _ranking_fold_in(self, new, settings, l2)
+      density = training_density(self)
+      folded = _ranking_fold_in(self, new, settings, l2, density)
+      # Later fold-ins weigh as the fit did, not by the grown model's shape.
+      kept = dict(settings, density=density)
     else:
       l2 = settings.get("l2", _FIT.l2) if l2 is None else l2
       l2_bias = settings.get("l2_bias", _FIT.l2_bias) if l2_bias is None else l2_bias
       folded = topk.fold_in(self.params, new, l2=l2, l2_bias=l2_bias)
     params, id_maps, rated = _merged(self, maps, new_ids, folded, new_index, item_index)
-    return self._replace(params=params, id_maps=id_maps, rated=rated)
+    return self._replace(
+      params=params,
+      id_maps=id_maps,
+      rated=rated,
+      settings=kept if self.objective == "ranking" else self.settings,
+    )
 
 
-def _ranking_fold_in(m: Model, new: Ratings, settings: dict, l2) -> Params:
-  """:func:`mfjax.fold_in` of new users into a ranking model, with the fit's
-  objective and density read from the model."""
+def training_density(m: Model) -> float:
+  """A ranking model's training density, ``n_ratings / (n_users · n_items)``
+  of the data it was fitted on, which scales its all-pairs weight: its
+  settings' ``density`` (kept by a fold-in), else ``n_train`` (or its training
+  pairs) over its users and items."""
+  settings = m.settings or {}
+  if settings.get("density") is not None:
+    return float(settings["density"])
   n_train = settings.get("n_train")
   if n_train is None and m.rated is not None:
     n_train = len(m.rated)
@@ -259,6 +273,12 @@ def _ranking_fold_in(m: Model, new: Ratings, settings: dict, l2) -> Params:
       "with its training pairs (fitted.model(train, ...)) or settings['n_train']."
     )
   n_users, n_items = m.params.user_factors.shape[0], m.params.item_factors.shape[0]
+  return min(1.0, n_train / (n_users * n_items))
+
+
+def _ranking_fold_in(m: Model, new: Ratings, settings: dict, l2, density) -> Params:
+  """:func:`mfjax.fold_in` of new users into a ranking model, with the fit's
+  objective and density."""
   objective = objectives.Ranking(
     alpha0=float(settings.get("alpha0", _RANKING.alpha0)),
     nu=float(settings.get("nu", _RANKING.nu)),
@@ -270,7 +290,7 @@ def _ranking_fold_in(m: Model, new: Ratings, settings: dict, l2) -> Params:
     new,
     l2=settings.get("l2", _RANKING.l2) if l2 is None else l2,
     objective=objective,
-    density=min(1.0, n_train / (n_users * n_items)),
+    density=density,
   )
 
 

@@ -485,6 +485,7 @@ def fold_in(
     )
   if objective is not None:
     alpha = _check_ranking_fold_in(objective, l2_bias, density)
+    _check_confidence_weights(ratings, objective.confidence)
     l2 = _RANKING.l2 if l2 is None else l2
     validation.check_nonnegative("l2", l2)
     return _fold_in_ranking(params, ratings, l2, objective, alpha)
@@ -495,6 +496,21 @@ def fold_in(
   validation.check_nonnegative("l2", l2)
   validation.check_nonnegative("l2_bias", l2_bias)
   return _fold_in(params, ratings, l2, l2_bias)
+
+
+def _check_confidence_weights(ratings: Ratings, confidence: float) -> None:
+  """Each pair's ``1 + confidence·r`` must be >= 0 (checked where the values
+  are on the host): a negative weight has no minimiser to solve for."""
+  values = validation.host_values(ratings.values)
+  if values is None or not confidence or not len(values):
+    return
+  lowest = float(np.min(values))
+  if 1 + confidence * lowest < 0:
+    raise ValueError(
+      f"a rating of {lowest:g} with confidence {confidence:g} gives the pair a "
+      "negative weight (1 + confidence·r < 0); fold in ratings >= "
+      f"{-1 / confidence:g}, or a model fitted with confidence 0."
+    )
 
 
 def _check_ranking_fold_in(objective, l2_bias, density) -> float:

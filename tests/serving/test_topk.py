@@ -670,3 +670,30 @@ def test_a_ranking_models_fold_in_is_within_1e3_of_solving_the_user_in_a_refit()
 def test_ranking_fold_in_refuses_what_does_not_apply(kwargs, error, match):
   with pytest.raises(error, match=match):
     fold_in(_params(44, 4, 6, 2), _ratings([0, 1], [1, 2], 2, 6), **kwargs)
+
+
+def test_ranking_fold_in_refuses_ratings_that_weigh_below_zero():
+  objective = objectives.Ranking(confidence=1.0)
+  with pytest.raises(ValueError, match="negative weight"):
+    fold_in(
+      _params(45, 4, 6, 2), _ratings([0, 1], [1, 2], 2, 6, [-3.0, 2.0]),
+      objective=objective,
+    )  # fmt: skip
+
+
+def test_a_ranking_model_folds_in_later_users_at_the_fits_density():
+  """Folding in two users one after the other gives the second the same row as
+  folding both in at once: the density stays the fit's, not the grown model's."""
+  train, maps = mfjax.ratings_from_arrays(
+    np.repeat(np.arange(30), 4), np.tile(np.arange(12), 10), np.ones(120)
+  )
+  fitted = mfjax.fit(jax.random.key(0), train, objective="ranking", rank=3, steps=2)
+  model = fitted.model(train, maps)
+  users, items = [100, 100, 101, 101, 101], [0, 3, 1, 2, 5]
+  at_once = model.fold_in(users, items, np.ones(5))
+  first = model.fold_in(users[:2], items[:2], np.ones(2))
+  second = first.fold_in(users[2:], items[2:], np.ones(3))
+  assert second.settings["density"] == pytest.approx(120 / (30 * 12))
+  np.testing.assert_allclose(
+    second.params.user_factors[-1], at_once.params.user_factors[-1], rtol=1e-5
+  )
