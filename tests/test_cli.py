@@ -1063,3 +1063,28 @@ def test_every_exception_class_ends_in_one_line_and_an_exit_code(
   assert cli.main(["similar", "m.npz", "--item", "1"]) == code
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith(line), err
+
+
+def test_recommend_shows_ratings_on_the_scale_and_labels_ranking_scores(
+  capsys, tmp_path
+):
+  """A rating model's list shows predicted ratings clipped to its scale (as
+  Model.predict), a ranking model's its raw scores, said to be no ratings."""
+  params = random_params(0, 3, 5, 2)._replace(mean=jnp.float32(6.0))  # Above 5.
+  maps = mfjax.IdMaps(users=np.array([1, 2, 3]), items=np.arange(5), scale=(1.0, 5.0))
+  path = tmp_path / "m.npz"
+  mfjax.save(path, mfjax.Model(params, id_maps=maps))
+  assert cli.main(["recommend", str(path), "--user", "2", "-n", "3", "--json"]) == 0
+  captured = capsys.readouterr()
+  report = json.loads(captured.out)
+  model = mfjax.load(path)
+  expected = model.predict(np.full(3, 2), np.asarray(report["items"]))
+  np.testing.assert_allclose(report["ratings"], expected, rtol=1e-6)
+  assert max(report["scores"]) > 5 and max(report["ratings"]) == 5.0
+  assert "rating" in captured.err.splitlines()[1]
+  ranking = tmp_path / "r.npz"
+  mfjax.save(ranking, mfjax.Model(params, id_maps=maps, objective="ranking"))
+  assert cli.main(["recommend", str(ranking), "--user", "2", "-n", "3", "--json"]) == 0
+  captured = capsys.readouterr()
+  assert "ratings" not in json.loads(captured.out)
+  assert "they are not ratings" in captured.err

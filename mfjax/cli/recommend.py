@@ -109,20 +109,33 @@ def run(args) -> int:
   scores = [float(v) for v in scores]
   titles = common.titles_of(args.items, raw_items)
   width = max([len(str(i)) for i in raw_items] + [4])
+  # A rating model's list shows predicted ratings on the model's scale, as
+  # predict gives them (the raw score of a list's first item can pass the top
+  # of the scale); a ranking model's scores only order items: said so.
+  shown, column = scores, "score"
+  scale = model.scale or (model.id_maps.scale if model.id_maps else None)
+  if known and model.objective == "rating" and scale is not None:
+    shown = [min(max(v, scale[0]), scale[1]) for v in scores]
+    column = "rating"
   if known:
     print(f"top {len(raw_items)} items for user {args.user} ({args.model})")
+    if model.objective == "ranking":
+      print("(a ranking model: its raw scores order the items; they are not ratings)")
   else:
     print(
       f"user {args.user} is not in the model: the {len(raw_items)} most-rated "
       "items instead (score = training ratings; --fallback none refuses)"
     )
-  print(f"{'rank':>4}  {'item':>{width}}  score  {'title' if titles else ''}".rstrip())
-  for rank, (item, score) in enumerate(zip(raw_items, scores, strict=True), 1):
+  header = f"{'rank':>4}  {'item':>{width}}  {column:>6}  {'title' if titles else ''}"
+  print(header.rstrip())
+  for rank, (item, value) in enumerate(zip(raw_items, shown, strict=True), 1):
     title = titles[str(item)] if titles else ""
-    print(f"{rank:>4}  {item!s:>{width}}  {score:5.2f}  {title}".rstrip())
+    print(f"{rank:>4}  {item!s:>{width}}  {value:6.2f}  {title}".rstrip())
   if args.json:
     report = {"user": raw if known else args.user, "items": raw_items}
     report |= {"scores": scores, "fallback": not known}
+    if column == "rating":
+      report["ratings"] = shown
     if titles:
       report["titles"] = [titles[str(i)] for i in raw_items]
     common.emit_json(args, report)
