@@ -133,9 +133,10 @@ def _print_films(seed, data, train, test, params, predicted, rmse, seconds) -> N
     "the data to the predictions."
   )
   seen = test != 0
-  counts = np.maximum((train != 0).sum(0), 1)
-  film_mean = np.where((train != 0).sum(0) > 0, train.sum(0) / counts, 0)
-  film_mean = np.where(film_mean > 0, film_mean, train[train != 0].mean())
+  n_rated = (train != 0).sum(0)  # A film nobody rated: the overall mean.
+  film_mean = np.where(
+    n_rated > 0, train.sum(0) / np.maximum(n_rated, 1), train[train != 0].mean()
+  )
   baseline = np.sqrt(np.mean((film_mean[None, :] - test)[seen] ** 2))
   print(
     f"\ntest RMSE {rmse:.3f} on the held-out ratings (predicting each film's mean "

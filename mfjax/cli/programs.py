@@ -152,8 +152,6 @@ def key(program, inputs: tuple, recipe: tuple) -> str | None:
     repr(shapes),
     getattr(program, "__qualname__", type(program).__name__),
     source_digest(),
-    jax.__version__,
-    _jaxlib_version(),
     device.platform,
     device.device_kind,
     device.client.platform_version,
@@ -184,12 +182,6 @@ def source_digest() -> str:
     digest.update(str(path.relative_to(root)).encode() + b"\0")
     digest.update(path.read_bytes())
   return digest.hexdigest()
-
-
-def _jaxlib_version() -> str:
-  import jaxlib
-
-  return getattr(jaxlib, "__version__", "")
 
 
 @functools.cache

@@ -113,9 +113,9 @@ def run(args) -> int:
   # predict gives them (the raw score of a list's first item can pass the top
   # of the scale); a ranking model's scores only order items: said so.
   shown, column = scores, "score"
-  scale = model.scale or (model.id_maps.scale if model.id_maps else None)
-  if known and model.objective == "rating" and scale is not None:
-    shown = [min(max(v, scale[0]), scale[1]) for v in scores]
+  if known and model.objective == "rating":  # Model.predict's scale.
+    lo, hi = model.scale if model.scale is not None else model.id_maps.scale
+    shown = [min(max(v, lo), hi) for v in scores]
     column = "rating"
   if known:
     print(f"top {len(raw_items)} items for user {args.user} ({args.model})")

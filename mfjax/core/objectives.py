@@ -23,6 +23,7 @@ from jax.typing import ArrayLike
 
 from mfjax import validation
 from mfjax.core import kernels
+from mfjax.settings import RankingSettings
 from mfjax.types import Params, Ratings
 
 __all__ = [
@@ -328,6 +329,18 @@ DENSE_CELLS_PER_RATING = 32
 
 RANKING = Ranking()
 """The ranking objective at its defaults (see :class:`Ranking`)."""
+
+
+def fitted_ranking(settings: RankingSettings) -> Ranking:
+  """The objective ``fit(objective="ranking")`` trains with ``settings``: its
+  ``alpha0`` per unit of density (``per_density``), no biases. Fold-in of a
+  ranking model solves the same one."""
+  return Ranking(
+    alpha0=settings.alpha0,
+    nu=settings.nu,
+    confidence=settings.confidence,
+    per_density=True,
+  )
 
 
 def check_objective(objective: Any) -> Objective:

@@ -151,12 +151,7 @@ def ranking_program(settings: RankingSettings = _RANKING, *, progress: bool = Fa
   Returns ``(members, best_params)`` as :func:`fit_program` does, ``members``
   with a leading axis of one model.
   """
-  objective = objectives.Ranking(
-    alpha0=settings.alpha0,
-    nu=settings.nu,
-    confidence=settings.confidence,
-    per_density=True,
-  )
+  objective = objectives.fitted_ranking(settings)
   solver = solvers.Alternating(settings.cg_steps)
 
   def run(key, ratings, l2):

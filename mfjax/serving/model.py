@@ -231,6 +231,7 @@ class Model(NamedTuple):
     user_ids = user_ids.astype(np.int64 if maps.users.dtype.kind == "i" else str)
     new_ids, new_index = np.unique(user_ids, return_inverse=True)
     settings = self.settings or {}
+    kept = self.settings
     new = Ratings(
       jnp.asarray(new_index.astype(np.int32)),
       jnp.asarray(item_index),
@@ -248,12 +249,7 @@ class Model(NamedTuple):
       l2_bias = settings.get("l2_bias", _FIT.l2_bias) if l2_bias is None else l2_bias
       folded = topk.fold_in(self.params, new, l2=l2, l2_bias=l2_bias)
     params, id_maps, rated = _merged(self, maps, new_ids, folded, new_index, item_index)
-    return self._replace(
-      params=params,
-      id_maps=id_maps,
-      rated=rated,
-      settings=kept if self.objective == "ranking" else self.settings,
-    )
+    return self._replace(params=params, id_maps=id_maps, rated=rated, settings=kept)
 
 
 def training_density(m: Model) -> float:
@@ -279,17 +275,18 @@ def training_density(m: Model) -> float:
 def _ranking_fold_in(m: Model, new: Ratings, settings: dict, l2, density) -> Params:
   """:func:`mfjax.fold_in` of new users into a ranking model, with the fit's
   objective and density."""
-  objective = objectives.Ranking(
-    alpha0=float(settings.get("alpha0", _RANKING.alpha0)),
-    nu=float(settings.get("nu", _RANKING.nu)),
-    confidence=float(settings.get("confidence", _RANKING.confidence)),
-    per_density=True,
+  fitted = _RANKING._replace(
+    **{
+      name: float(settings[name])
+      for name in ("l2", "alpha0", "nu", "confidence")
+      if name in settings
+    }
   )
   return topk.fold_in(
     m.params,
     new,
-    l2=settings.get("l2", _RANKING.l2) if l2 is None else l2,
-    objective=objective,
+    l2=fitted.l2 if l2 is None else l2,
+    objective=objectives.fitted_ranking(fitted),
     density=density,
   )
 
