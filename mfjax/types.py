@@ -230,6 +230,8 @@ def _lookup(sorted_ids: np.ndarray, raw: ArrayLike) -> np.ndarray:
       return _lookup_one_by_one(sorted_ids, raw)  # the others may be known.
   elif sorted_ids.dtype.kind == "U":
     raw = raw.astype(str)
+  if len(sorted_ids) == 0:  # A map of no ids (a model of no users) knows none.
+    return np.full(raw.shape, UNKNOWN, np.int32)
   pos = np.searchsorted(sorted_ids, raw)
   pos = np.minimum(pos, len(sorted_ids) - 1)
   found = sorted_ids[pos] == raw

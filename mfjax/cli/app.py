@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     args = _parser().parse_args(argv)
   except _UsageError as e:
-    print(f"mfjax: error: {e}", file=sys.stderr)
+    print(f"mfjax: error: {common.shown(e)}", file=sys.stderr)
     return 2
   _enable_compilation_cache()
   args.stdout = sys.stdout  # The JSON's; human text goes to stderr under --json.
@@ -107,17 +107,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     _stdout_to_devnull()
     return 141  # 128 + SIGPIPE: what a shell shows for `cat big | head`.
   except (ValueError, TypeError) as e:  # RatingsFileError is a ValueError.
-    print(f"mfjax {args.command}: error: {e}", file=sys.stderr)
+    print(f"mfjax {args.command}: error: {common.shown(e)}", file=sys.stderr)
     return 2
   except common.TrainingFailed as e:
-    print(f"mfjax {args.command}: error: {e}", file=sys.stderr)
+    print(f"mfjax {args.command}: error: {common.shown(e)}", file=sys.stderr)
     return 1
   except OSError as e:  # A model file that is missing or unreadable.
-    print(f"mfjax {args.command}: error: {_os_error(e)}", file=sys.stderr)
+    print(f"mfjax {args.command}: error: {common.shown(_os_error(e))}", file=sys.stderr)
     return 2
+  except KeyboardInterrupt:  # Ctrl-C: files being written were removed whole.
+    print(
+      f"mfjax {args.command}: interrupted; a file being written was left as it was.",
+      file=sys.stderr,
+    )
+    return 130  # 128 + SIGINT, as a shell shows it.
   except Exception as e:  # Every other class: one line too, never a traceback.
     code, text = _unforeseen(e)
-    print(f"mfjax {args.command}: {text}", file=sys.stderr)
+    print(f"mfjax {args.command}: {common.shown(text)}", file=sys.stderr)
     return code
 
 

@@ -5,8 +5,10 @@ checking an output path, printing a report or JSON, and judging a fit.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -15,6 +17,7 @@ __all__ = [
   "load_ratings",
   "load_model",
   "raw_id",
+  "shown",
   "titles_of",
   "check_output_path",
   "emit_json",
@@ -51,14 +54,16 @@ def load_ratings(
       ratings, maps = mfjax.load_ratings(path, **options)
   for warning in caught:
     if issubclass(warning.category, ScaleWarning):
-      print(f"mfjax: warning: {warning.message} (--scale LO,HI)", file=sys.stderr)
+      print(
+        f"mfjax: warning: {shown(warning.message)} (--scale LO,HI)", file=sys.stderr
+      )
     else:  # Not ours to word: shown as Python shows it.
       warnings.warn_explicit(
         warning.message, warning.category, warning.filename, warning.lineno
       )
   if show_columns and maps.header:
     named = zip(maps.columns, maps.header, strict=False)
-    print(f"{path}: columns " + ", ".join(f"{r}={n}" for r, n in named if r))
+    print(shown(f"{path}: columns " + ", ".join(f"{r}={n}" for r, n in named if r)))
   return ratings, maps
 
 
@@ -87,6 +92,24 @@ def raw_id(ids, text: str):
   return text
 
 
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph
+# separators: in an id, a title, a path or an error's text they could start a
+# new line (a forged "mfjax ...: error:" line) or steer the terminal (ANSI
+# escapes), so they are shown escaped.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(value) -> str:
+  """``str(value)`` for a terminal: control characters escaped (``\\n``,
+  ``\\x1b``), so that text from a file (an id, a title) or a path stays on
+  its line and cannot steer the terminal."""
+  return _UNPRINTABLE.sub(_escaped, str(value))
+
+
+def _escaped(match) -> str:
+  return match.group().encode("unicode_escape").decode("ascii")
+
+
 def titles_of(path, raw_items):
   """Titles of ``raw_items`` from the item file at ``path`` (None: no file)."""
   if path is None:
@@ -108,42 +131,85 @@ def _item_titles(path: str) -> dict[str, str]:
   from mfjax.data.textparse import RatingsFileError
 
   try:
-    with open(path, "rb") as file:
-      raw = file.read()
+    raw = _read_regular(path)
   except OSError as e:
     raise ValueError(f"{path}: cannot read the item file ({e.strerror}).") from None
+  if b"\0" in raw[:65536]:
+    raise RatingsFileError(f"{path}: looks like a binary file (NUL bytes), not titles.")
   try:  # movies.csv (ml-latest) is UTF-8; MovieLens 100k's u.item is Latin-1.
     text = raw.decode("utf-8-sig")
   except UnicodeDecodeError:
     text = raw.decode("latin-1")
-  lines = text.splitlines()
-  if not lines:
+  if not text.strip():
     raise RatingsFileError(f"{path}: the item file is empty.")
-  sep = "|" if "|" in lines[0] else ","
-  rows = csv.reader(lines, delimiter=sep)
+  first = text.split("\n", 1)[0]
+  sep = "|" if "|" in first else ","
+  # A csv reader over the text, not over its lines: a quoted title may hold a
+  # line break (movies.csv quotes such fields).
+  rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
   titles = {}
   for number, row in enumerate(rows, 1):
     if number == 1 and sep == "," and row[:2] == ["movieId", "title"]:
       continue  # The movies.csv header.
+    if not row:
+      continue  # A blank line.
     if len(row) < 2 or not row[0].strip():
+      got = sep.join(row)
       raise RatingsFileError(
-        f"{path}:{number}: expected 'id{sep}title{sep}...'; got {lines[number - 1]!r}"
+        f"{path}:{rows.line_num}: expected 'id{sep}title{sep}...'; got {got!r}"
       )
     titles[row[0].strip()] = row[1]
   return titles
 
 
-def check_output_path(flag: str, path: str | None) -> None:
-  """Refuses, before any work, an output path that cannot be written."""
+def _read_regular(path: str) -> bytes:
+  """The bytes of ``path`` if it is a regular file: a FIFO would block the
+  command and a device (``/dev/zero``) feed it endless bytes, so either is
+  refused before it is read (O_NONBLOCK covers a file swapped for a FIFO
+  between the two looks)."""
+  import stat
+
+  flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+  fd = os.open(path, flags)
+  with os.fdopen(fd, "rb") as file:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+      raise ValueError(f"{path}: not a regular file (a FIFO, device or directory).")
+    return file.read()
+
+
+def check_output_path(flag: str, path: str | None, inputs=()) -> None:
+  """Refuses, before any work, an output path that cannot be written whole, or
+  that would destroy what the command reads: one of its ``inputs`` (the same
+  file by inode, under any name or link), a device, a FIFO, a socket or a
+  directory (:func:`mfjax.io.atomic.check_target`)."""
   if path is None:
     return
+  from mfjax.io.atomic import check_target
+
+  try:
+    check_target(path)
+  except (OSError, ValueError) as e:
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    raise ValueError(f"{flag} {path}: {reason}") from None
+  if not os.path.isdir(os.path.dirname(os.path.abspath(path)) or "."):
+    raise ValueError(f"{flag} {path}: its directory does not exist.")
   directory = os.path.dirname(os.path.abspath(path))
-  if os.path.isdir(path):
-    raise ValueError(f"{flag} {path}: is a directory.")
-  if not os.path.isdir(directory):
-    raise ValueError(f"{flag} {path}: the directory {directory} does not exist.")
   if not os.access(directory, os.W_OK):
     raise ValueError(f"{flag} {path}: the directory {directory} is not writable.")
+  for input_flag, input_path in inputs:
+    if input_path is not None and _same_file(path, input_path):
+      raise ValueError(
+        f"{flag} {path} is {input_flag} {input_path}, which this command reads; "
+        "writing there would destroy it. Choose another name."
+      )
+
+
+def _same_file(a: str, b: str) -> bool:
+  """Whether two paths name one existing file (the same inode)."""
+  try:
+    return os.path.samefile(a, b)
+  except (OSError, ValueError):  # One is missing: not the same file.
+    return False
 
 
 def emit_json(args, report: dict) -> None:

@@ -32,7 +32,10 @@ def add_parser(sub) -> None:
     "pairs, if it has them)",
   )
   ev.add_argument(
-    "-k", type=options.positive, default=10, help="list length (default 10)"
+    "-k",
+    type=options.positive,
+    default=None,
+    help="list length (default 10, or all items when the model has fewer)",
   )
   ev.add_argument(
     "--threshold",
@@ -53,9 +56,13 @@ def run(args) -> int:
   model = common.load_model(args.model)
   maps = model.id_maps
   scale = model.scale
+  if len(maps.users) == 0:
+    raise ValueError(f"the model {args.model} has no users, so no rating to score.")
   test, test_maps = common.load_ratings(args.test, id_maps=maps)
   if len(test) == 0:
     raise ValueError(f"{args.test} has no ratings to score.")
+  if args.k is None:
+    args.k = min(10, len(maps.items))
   if args.k > len(maps.items):
     raise ValueError(f"-k must be at most the model's {len(maps.items)} items.")
   if args.train:

@@ -92,7 +92,10 @@ def run(args) -> int:
     launch.check_same_command(args, exchange)
     first = jax.process_index() == 0
     distributed.first_failure(
-      lambda: common.check_output_path("--save", args.save if first else None), exchange
+      lambda: common.check_output_path(
+        "--save", args.save if first else None, _inputs(args)
+      ),
+      exchange,
     )
     if first:
       return _fit_here(args)
@@ -122,7 +125,7 @@ def _fit_here(args) -> int:
   import mfjax
   from mfjax.core import training
 
-  common.check_output_path("--save", args.save)
+  common.check_output_path("--save", args.save, _inputs(args))
   ranking = args.objective == "ranking"
   common.check_objective_options(args)
   parts = _reads_parts(args)
@@ -185,6 +188,11 @@ def _fit_here(args) -> int:
     common.emit_json(args, report)
   common.check_training(args, failure)
   return 0
+
+
+def _inputs(args):
+  """The files ``fit`` reads, by flag: ``--save`` may be none of them."""
+  return (("TRAIN", args.train), ("--test", args.test))
 
 
 def _fit_data(args, parts: bool):

@@ -83,8 +83,7 @@ def run(args) -> int:
   if not known and args.fallback == "none":
     raise ValueError(
       f"user {args.user!r} is not in the model {args.model} "
-      f"({len(maps.users)} users, ids {maps.users[0]}..{maps.users[-1]}; "
-      "--fallback none)."
+      f"({_id_range(maps.users)}; --fallback none)."
     )
   if not known and model.rated is None:
     raise ValueError(
@@ -108,7 +107,7 @@ def run(args) -> int:
   raw_items = [i.item() for i in items]
   scores = [float(v) for v in scores]
   titles = common.titles_of(args.items, raw_items)
-  width = max([len(str(i)) for i in raw_items] + [4])
+  width = max([len(common.shown(i)) for i in raw_items] + [4])
   # A rating model's list shows predicted ratings on the model's scale, as
   # predict gives them (the raw score of a list's first item can pass the top
   # of the scale); a ranking model's scores only order items: said so.
@@ -118,19 +117,24 @@ def run(args) -> int:
     shown = [min(max(v, lo), hi) for v in scores]
     column = "rating"
   if known:
-    print(f"top {len(raw_items)} items for user {args.user} ({args.model})")
+    print(
+      f"top {len(raw_items)} items for user {common.shown(args.user)} "
+      f"({common.shown(args.model)})"
+    )
     if model.objective == "ranking":
       print("(a ranking model: its raw scores order the items; they are not ratings)")
   else:
     print(
-      f"user {args.user} is not in the model: the {len(raw_items)} most-rated "
-      "items instead (score = training ratings; --fallback none refuses)"
+      f"user {common.shown(args.user)} is not in the model: the "
+      f"{len(raw_items)} most-rated items instead (score = training ratings; "
+      "--fallback none refuses)"
     )
   header = f"{'rank':>4}  {'item':>{width}}  {column:>6}  {'title' if titles else ''}"
   print(header.rstrip())
   for rank, (item, value) in enumerate(zip(raw_items, shown, strict=True), 1):
-    title = titles[str(item)] if titles else ""
-    print(f"{rank:>4}  {item!s:>{width}}  {value:6.2f}  {title}".rstrip())
+    title = common.shown(titles[str(item)]) if titles else ""
+    item = common.shown(item)
+    print(f"{rank:>4}  {item:>{width}}  {value:6.2f}  {title}".rstrip())
   if args.json:
     report = {"user": raw if known else args.user, "items": raw_items}
     report |= {"scores": scores, "fallback": not known}
@@ -145,6 +149,23 @@ def run(args) -> int:
 # Users per block of `recommend --all`: memory is bounded by one block's
 # [block, n_items] scores, whatever the number of users.
 _ALL_BLOCK = 1024
+
+
+def _id_range(ids) -> str:
+  """``"943 users, ids 1..943"``, or ``"no users"``."""
+  if len(ids) == 0:
+    return "no users"
+  return f"{len(ids)} users, ids {common.shown(ids[0])}..{common.shown(ids[-1])}"
+
+
+def _inputs(args):
+  """The files ``recommend`` reads, by flag: an output may be none of them."""
+  return (
+    ("MODEL", args.model),
+    ("--rated", args.rated),
+    ("--ratings", args.ratings),
+    ("--items", args.items),
+  )
 
 
 def _recommend_all(args) -> int:
@@ -162,7 +183,7 @@ def _recommend_all(args) -> int:
     raise ValueError(
       "--all writes raw ids to --output; --items and --json do not apply."
     )
-  common.check_output_path("--output", args.output)
+  common.check_output_path("--output", args.output, _inputs(args))
   model = _serving_model(args)  # --rated replaces the saved pairs; --ratings adds.
   maps = model.id_maps
   n_users, n_items = len(maps.users), len(maps.items)

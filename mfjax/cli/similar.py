@@ -21,7 +21,10 @@ def add_parser(sub) -> None:
   sim.add_argument("model", metavar="MODEL", help="a model file from fit --save")
   sim.add_argument("--item", metavar="RAW_ID", required=True, help="the item's id")
   sim.add_argument(
-    "-n", type=options.positive, default=10, help="how many items (default 10)"
+    "-n",
+    type=options.positive,
+    default=None,
+    help="how many items (default 10, or all the others when the model has fewer)",
   )
   sim.add_argument(
     "--items", metavar="FILE", help="item titles: MovieLens u.item or movies.csv"
@@ -37,16 +40,23 @@ def run(args) -> int:
   raw = common.raw_id(model.id_maps.items, args.item)
   if raw is None or int(model.id_maps.item_index([raw])[0]) < 0:
     raise ValueError(f"item {args.item!r} is not in the model {args.model}.")
-  items, cosines = model.similar_items(raw, args.n)
+  n = min(10, len(model.id_maps.items) - 1) if args.n is None else args.n
+  if n < 1:
+    raise ValueError(f"the model {args.model} has no item but {args.item!r}.")
+  items, cosines = model.similar_items(raw, n)
   raw_items = [i.item() for i in items]
   titles = common.titles_of(args.items, [raw, *raw_items])
-  width = max([len(str(i)) for i in raw_items] + [4])
-  about = f" ({titles[str(raw)]})" if titles else ""
-  print(f"the {len(raw_items)} items nearest item {args.item}{about} ({args.model})")
+  width = max([len(common.shown(i)) for i in raw_items] + [4])
+  about = f" ({common.shown(titles[str(raw)])})" if titles else ""
+  print(
+    f"the {len(raw_items)} items nearest item {common.shown(args.item)}{about} "
+    f"({common.shown(args.model)})"
+  )
   print(f"{'rank':>4}  {'item':>{width}}  cosine  {'title' if titles else ''}".rstrip())
   for rank, (item, cosine) in enumerate(zip(raw_items, cosines, strict=True), 1):
-    title = titles[str(item)] if titles else ""
-    print(f"{rank:>4}  {item!s:>{width}}  {cosine:6.3f}  {title}".rstrip())
+    title = common.shown(titles[str(item)]) if titles else ""
+    item = common.shown(item)
+    print(f"{rank:>4}  {item:>{width}}  {cosine:6.3f}  {title}".rstrip())
   if args.json:
     report = {"item": raw, "items": raw_items, "cosines": [float(c) for c in cosines]}
     if titles:

@@ -40,10 +40,13 @@ def gather(table: jax.Array, index: jax.Array) -> jax.Array:
   mean plus whatever is known, as Surprise does. Under jit indices cannot be
   checked; other out-of-range ones read NaN rather than a clamped, plausible row.
   """
-  rows = table.at[index].get(
-    mode="fill", fill_value=jnp.nan, wrap_negative_indices=False
-  )
   unknown = (index == UNKNOWN).reshape(index.shape + (1,) * (table.ndim - 1))
+  if table.shape[0] == 0:  # No rows (a model of no users): every index is unknown
+    rows = jnp.full(index.shape + table.shape[1:], jnp.nan, table.dtype)  # or out.
+  else:
+    rows = table.at[index].get(
+      mode="fill", fill_value=jnp.nan, wrap_negative_indices=False
+    )
   return jnp.where(unknown, jnp.zeros((), table.dtype), rows)
 
 

@@ -19,6 +19,7 @@ import time
 
 __all__ = [
   "atomic_write",
+  "check_target",
 ]
 
 
@@ -108,6 +109,47 @@ def _fsync_directory(directory: str) -> None:
     os.close(fd)
 
 
+def check_target(path: str | os.PathLike) -> None:
+  """Refuses a path :func:`atomic_write` cannot replace whole, before any work.
+
+  Raises:
+    FileNotFoundError: the directory of ``path`` does not exist.
+    ValueError: ``path`` is a directory, ends in a separator, or names
+      something other than a regular file (a device, a FIFO, a socket): a
+      rename onto it would put a regular file in its place.
+    OSError: a name longer than the file system allows.
+  """
+  _checked_target(os.fspath(path))
+
+
+def _checked_target(path: str) -> tuple[str, int | None]:
+  """``(directory, longest name)`` of a path :func:`check_target` accepts."""
+  import stat
+
+  if not path:
+    raise ValueError("path must name a file; it is empty.")
+  if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
+    raise ValueError(f"path must name a file; {path} ends in a separator.")
+  directory = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(errno.ENOENT, f"directory {directory} does not exist", path)
+  if os.path.isdir(path):
+    raise ValueError(f"path must name a file; {path} is a directory.")
+  try:
+    mode = os.stat(path).st_mode
+  except OSError:
+    mode = None  # A new name (or a dangling link, which the rename replaces).
+  if mode is not None and not stat.S_ISREG(mode):
+    raise ValueError(
+      f"{path} is not a regular file (a device, FIFO or socket); mfjax writes "
+      "only regular files, and would replace it by one."
+    )
+  name_max = _name_max(directory)
+  if name_max and len(os.fsencode(os.path.basename(path))) > name_max:
+    raise OSError(errno.ENAMETOOLONG, f"file name longer than {name_max} bytes", path)
+  return directory, name_max
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, *, text: bool = False):
   """A file to write ``path`` through, atomically: what :func:`save` uses.
@@ -123,18 +165,12 @@ def atomic_write(path: str | os.PathLike, *, text: bool = False):
 
   Raises:
     FileNotFoundError: the directory of ``path`` does not exist.
-    ValueError: ``path`` is a directory.
+    ValueError: ``path`` is a directory, ends in a separator, or names
+      something other than a regular file (a device, a FIFO, a socket).
     OSError: a name longer than the file system allows; writing failed.
   """
   path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(errno.ENOENT, f"directory {directory} does not exist", path)
-  if os.path.isdir(path):
-    raise ValueError(f"path must name a file; {path} is a directory.")
-  name_max = _name_max(directory)
-  if name_max and len(os.fsencode(os.path.basename(path))) > name_max:
-    raise OSError(errno.ENAMETOOLONG, f"file name longer than {name_max} bytes", path)
+  directory, name_max = _checked_target(path)
   _remove_stale_temp_files(directory)
   try:
     fd, temp = _temp_file(directory, name_max or _NAME_MAX)

@@ -230,3 +230,23 @@ def test_the_0_2_names_n_and_the_rawids_functions_still_work_with_a_warning():
   np.testing.assert_array_equal(params.user_factors, folded.params.user_factors)
   np.testing.assert_array_equal(maps.users, folded.id_maps.users)
   np.testing.assert_array_equal(rated, folded.rated)
+
+
+def test_a_model_of_no_users_predicts_the_fallback_and_folds_in(tmp_path):
+  # Issue 31: an IndexError (and an XLA gather error) came out of every call.
+  params = random_params(0, 1, 3, 2)
+  params = params._replace(
+    user_factors=params.user_factors[:0], user_bias=params.user_bias[:0]
+  )
+  maps = mfjax.IdMaps(np.array([], np.int64), np.array([10, 11, 12]), (1.0, 5.0))
+  model = mfjax.Model(params, maps, rated=np.zeros((0, 2), np.int32))
+  item_bias = np.asarray(params.item_bias)
+  expected = np.clip(float(params.mean) + item_bias[[0, 2]], 1.0, 5.0)
+  np.testing.assert_allclose(model.predict([7, 8], [10, 12]), expected, rtol=1e-6)
+  assert mfjax.predict(params).shape == (0, 3)
+  with pytest.raises(ValueError, match="not in the model"):
+    model.recommend(7, 2, fallback=None)
+  folded = model.fold_in([5, 5], [10, 11], [4.0, 2.0])
+  assert len(folded.id_maps.users) == 1
+  items, _ = folded.recommend(5, 1)
+  assert items.tolist() == [12]  # The one item user 5 did not rate.
