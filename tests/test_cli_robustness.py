@@ -192,3 +192,20 @@ def test_ctrl_c_mid_write_is_one_line_exit_130_and_the_old_file_stays(
   assert len(err) == 1 and "interrupted" in err[0], err
   assert out.read_text() == "the old lists\n"
   assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+# Cause 4: float32 factors of 1e20 loaded; predictions were NaN and evaluate
+# exited 0 with a finite RMSE; `similar` printed -inf and nan.
+@pytest.mark.parametrize(
+  "command", [["evaluate", "{test}"], ["similar", "--item", "10"]]
+)
+def test_a_model_whose_predictions_would_overflow_is_refused(
+  command, files, tmp_path, capsys
+):
+  params = random_params(0, 3, 3, 2)
+  params = params._replace(item_factors=params.item_factors * 0 + 1e20)
+  maps = mfjax.IdMaps(np.array([1, 2, 3]), np.array([10, 11, 12]), (1.0, 5.0))
+  model = tmp_path / "huge.npz"
+  mfjax.save(model, mfjax.Model(params, maps))
+  argv = [command[0], model, *(a.format(**files) for a in command[1:])]
+  assert "too large to compute with" in _one_line(capsys, argv)

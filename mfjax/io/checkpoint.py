@@ -39,6 +39,7 @@ import os
 import zipfile
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -413,8 +414,61 @@ def _decode_params(path: str, entries: dict) -> Params:
       )
     if not np.isfinite(leaf).all():
       raise ModelFileError(f"{path}: {field} holds NaN or inf values.")
+    # Checked again in the dtype JAX computes in: float64 1e300 is inf in
+    # float32 (without jax_enable_x64).
+    computed = jax.dtypes.canonicalize_dtype(dtype)
+    with np.errstate(over="ignore"):
+      leaf = leaf.astype(computed, copy=False)
+    if not np.isfinite(leaf).all():
+      raise ModelFileError(
+        f"{path}: {field} holds values beyond the range of {computed}, the "
+        "dtype it is computed in."
+      )
     leaves[field] = leaf
-  return Params(**{field: jnp.asarray(leaf) for field, leaf in leaves.items()})
+  params = Params(**{field: jnp.asarray(leaf) for field, leaf in leaves.items()})
+  problem = _overflow(params)
+  if problem:
+    raise ModelFileError(f"{path}: {problem}")
+  return params
+
+
+def _overflow(params: Params) -> str | None:
+  """What would overflow when ``params`` predict, score a list or compare
+  items, or None.
+
+  A prediction is ``mean + b_u + b_i + p_u·q_i``, and ``|p_u·q_i| <= |p_u||q_i|``
+  (Cauchy-Schwarz), so bounding the largest biases and norms bounds every
+  prediction and every partial sum of it; cosines square the norms. The
+  bounds, in float64, must stay below half the computing dtype's largest value
+  (a margin for rounding).
+  """
+  x = {field: np.asarray(leaf, np.float64) for field, leaf in params._asdict().items()}
+
+  def largest(x):
+    return float(np.max(np.abs(x))) if x.size else 0.0
+
+  def norm(x):
+    return float(np.sqrt(np.max(np.sum(x * x, axis=-1)))) if x.size else 0.0
+
+  with np.errstate(over="ignore"):
+    p, q = norm(x["user_factors"]), norm(x["item_factors"])
+    bounds = {
+      "a prediction": largest(x["mean"])
+      + largest(x["user_bias"])
+      + largest(x["item_bias"])
+      + p * q,
+      "a squared norm of the factors": max(p, q) ** 2,
+    }
+  dtype = min((leaf.dtype for leaf in params), key=lambda d: jnp.finfo(d).max)
+  largest_value = float(jnp.finfo(dtype).max)
+  for what, bound in bounds.items():
+    if not bound < largest_value / 2:  # NaN too.
+      return (
+        f"its parameters are too large to compute with in {dtype}: {what} "
+        f"could reach {bound:.3g} (the dtype's largest value is "
+        f"{largest_value:.3g}); the file is damaged or not from a fit."
+      )
+  return None
 
 
 def _decode_scale(path: str, key: str, array: np.ndarray) -> tuple[float, float]:

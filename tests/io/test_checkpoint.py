@@ -755,6 +755,17 @@ def test_an_entry_that_is_not_npy_is_corrupted(tmp_path):
     ({"dtypes": np.array(["float99"] * 5)}, "the file says 'float99'"),
     ({"dtypes": np.array(["float32"] * 4)}, "dtypes must be 5 dtype names"),
     ({"mean": np.float32(np.nan)}, "mean holds NaN or inf"),
+    # Issue 31: finite in float64, inf in the float32 JAX computes in.
+    (
+      {"dtypes": np.array(["float32"] * 4 + ["float64"]), "mean": np.float64(1e300)},
+      "mean holds values beyond the range of float32",
+    ),
+    # Issue 31: finite factors whose products overflow (predict gave NaN).
+    (
+      {"item_factors": np.full((4, 2), 1e20, np.float32)},
+      "too large to compute with in float32: a squared norm of the factors",
+    ),
+    ({"item_bias": np.full(4, 3e38, np.float32)}, r"a prediction could reach 3e\+38"),
     ({"scale": np.array([5.0, 1.0])}, "scale must be finite numbers with lo <= hi"),
     ({"scale": np.array([1.0, np.inf])}, "scale must be finite"),
     ({"id_maps_scale": np.array([1.0])}, r"id_maps_scale must be 2 numbers"),
