@@ -22,6 +22,22 @@ __all__ = [
 ]
 
 
+def _missing(x) -> bool:
+  """Whether ``x`` is a missing value: None, NaN (as pandas marks a missing
+  number), or pandas' NA or NaT (by type name: pandas is not a dependency)."""
+  return (
+    x is None
+    or (isinstance(x, (float, np.floating)) and x != x)
+    or type(x).__name__ in ("NAType", "NaTType")
+  )
+
+
+def _bad_object_id(x) -> bool:
+  """Whether ``x``, an element of an object array of ids, is neither an
+  integer nor a string (booleans are neither)."""
+  return isinstance(x, (bool, np.bool_)) or not isinstance(x, (str, int, np.integer))
+
+
 def _raw_ids(name: str, ids) -> np.ndarray:
   """1-D raw ids as loaded from a file: int64 when every id is an integer, else str."""
   if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
@@ -44,14 +60,32 @@ def _raw_ids(name: str, ids) -> np.ndarray:
         f"{name}[{row}] is {array[row].item()!r}: float ids must be whole numbers "
         "(or pass strings)."
       )
+    # Beyond 2**53 a float is not one integer but the nearest of several (1e19
+    # and 1e19 + 1 are one float), and beyond 2**63 int64 wraps: refused.
+    exact = np.abs(array) <= 2**53
+    if not exact.all():
+      row = int(np.argmin(exact))
+      raise ValueError(
+        f"{name}[{row}] is {array[row].item()!r}: a float id beyond 2**53 does not "
+        "name one integer exactly; pass integers or strings."
+      )
     return array.astype(np.int64)
   if kind == "O":
-    if all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in ids):
-      return np.asarray([int(x) for x in ids], np.int64)
-    bad = next((x for x in ids if x is None or isinstance(x, float)), "ok")
-    if bad != "ok":
-      raise ValueError(f"{name} holds {bad!r}: a missing id.")
-    return np.asarray([str(x) for x in ids], dtype=str)
+    items = array.tolist()
+    missing = [x for x in items if _missing(x)][:1]
+    if missing:
+      raise ValueError(f"{name} holds {missing[0]!r}: a missing id.")
+    bad = [x for x in items if _bad_object_id(x)][:1]
+    if bad:
+      raise TypeError(
+        f"{name} must hold integer or string ids; got {quote(repr(bad[0]), 60)} "
+        f"({type(bad[0]).__name__})."
+      )
+    if not any(isinstance(x, str) for x in items):  # Integers only.
+      if any(not -(2**63) <= int(x) < 2**63 for x in items):
+        raise ValueError(f"{name}: ids beyond int64 do not fit; pass strings.")
+      return np.asarray([int(x) for x in items], np.int64)
+    return np.asarray([str(x) for x in items], dtype=str)
   if kind in "US":
     return array.astype(str)
   raise TypeError(f"{name} must hold integer or string ids; got dtype {array.dtype}.")
@@ -263,6 +297,12 @@ def ratings_from_sparse(
   # row, then column, as a dense matrix's entries are ordered.
   coo.sum_duplicates()
   n_users, n_items = (int(n) for n in coo.shape)
+  if max(n_users, n_items) >= 2**31:  # Indices are int32: 3e9 would wrap negative.
+    raise ValueError(
+      f"matrix has shape {coo.shape}: at most 2**31 - 1 users and items (int32 "
+      "indices). For ids that are sparse labels, pass the stored entries' ids to "
+      "mfjax.ratings_from_arrays, which numbers only the ids that occur."
+    )
   if not n_users or not n_items or not coo.nnz:
     raise ValueError(f"matrix has no ratings (shape {coo.shape}, {coo.nnz} stored).")
   if np.asarray(coo.data).dtype.kind not in "iuf":

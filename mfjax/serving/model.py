@@ -333,7 +333,33 @@ def _ids(name: str, raw: Any) -> tuple[np.ndarray, bool]:
     raise ValueError(f"{name} must be one id or a 1-D sequence of ids; got {raw!r}.")
   if array.dtype.kind == "b":
     raise TypeError(f"{name} must be ids, not booleans.")
+  if array.dtype.kind == "f" and np.isnan(array).any():
+    raise ValueError(f"{name} holds NaN: a missing id.")
+  if array.dtype.kind == "O":  # None, a dict, pandas' NA: not ids.
+    bad = [x for x in array.tolist() if _not_an_id(x)][:1]
+    if bad:
+      raise TypeError(
+        f"{name} must be integer or string ids; got {type(bad[0]).__name__} "
+        f"{_short(bad[0])}."
+      )
+  elif array.dtype.kind not in "iufUS":
+    raise TypeError(f"{name} must be integer or string ids; got dtype {array.dtype}.")
   return array, scalar
+
+
+def _not_an_id(x) -> bool:
+  """Whether ``x`` (an element of an object array) is not an integer, a whole
+  float or a string; booleans are not ids."""
+  if isinstance(x, (bool, np.bool_)):
+    return True
+  if isinstance(x, (float, np.floating)):
+    return x != x  # NaN: a missing id.
+  return not isinstance(x, (str, int, np.integer))
+
+
+def _short(x) -> str:
+  text = repr(x)
+  return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _index_of(maps: IdMaps, axis: str, raw: Any) -> int:

@@ -1261,6 +1261,17 @@ def test_ratings_from_frame_reads_named_columns_of_a_frame():
     mfjax.ratings_from_frame([[1, 2, 3.0]])
 
 
+class NAType:
+  """Stands for pandas' NA (``pandas.NA``), known by its type's name: pandas is
+  not a dependency of the tests."""
+
+  def __repr__(self):
+    return "<NA>"
+
+
+NA_LIKE = NAType()
+
+
 @pytest.mark.parametrize(
   "args, kwargs, error, match",
   [
@@ -1281,6 +1292,20 @@ def test_ratings_from_frame_reads_named_columns_of_a_frame():
     ),
     (([1, None], [1, 2], [3.0, 4.0]), {}, ValueError, "None: a missing id"),
     (([1.5, 2.0], [1, 2], [3.0, 4.0]), {}, ValueError, r"users\[0\] is 1.5"),
+    # Issue 31: 1e19, 2e19 and 3e19 became one user (int64 overflow); a float
+    # beyond 2**53 is not one integer; pandas' NA became a user named '<NA>'.
+    (
+      ([1e19, 2e19, 3e19], [1, 2, 3], [3.0, 4.0, 5.0]),
+      {},
+      ValueError,
+      r"users\[0\] is 1e\+19: a float id beyond 2\*\*53",
+    ),
+    (([2.0**53 + 2, 1.0], [1, 2], [3.0, 4.0]), {}, ValueError, "beyond 2"),
+    (([1, 2**70], [1, 2], [3.0, 4.0]), {}, ValueError, "ids beyond int64"),
+    ((np.array(["a", NA_LIKE], object), [1, 2], [3.0, 4.0]), {}, ValueError, "missing"),
+    ((np.array(["a", np.nan], object), [1, 2], [3.0, 4.0]), {}, ValueError, "missing"),
+    ((np.array(["a", {}], object), [1, 2], [3.0, 4.0]), {}, TypeError, r"got '\{\}'"),
+    ((np.array(["a", True], object), [1, 2], [3.0, 4.0]), {}, TypeError, "True"),
     (([True, False], [1, 2], [3.0, 4.0]), {}, TypeError, "not booleans"),
     (([[1, 2]], [1, 2], [3.0, 4.0]), {}, ValueError, "users must be 1-D"),
     (([1, 2], [1, 2], ["a", "b"]), {}, TypeError, "ratings must be 1-D numbers"),
@@ -1317,6 +1342,10 @@ def test_ratings_from_sparse_keeps_entries_and_shape():
     mfjax.ratings_from_sparse(scipy.sparse.csr_matrix((2, 3)))
   with pytest.raises(TypeError, match="ratings_from_dense"):
     mfjax.ratings_from_sparse(dense)
+  # Issue 31: a row index of 3e9 wrapped to a negative user index (int32).
+  huge = scipy.sparse.coo_matrix(([4.0], ([3 * 10**9], [0])), shape=(3 * 10**9 + 1, 1))
+  with pytest.raises(ValueError, match=r"at most 2\*\*31 - 1 users and items"):
+    mfjax.ratings_from_sparse(huge)
 
 
 @pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])

@@ -250,3 +250,23 @@ def test_a_model_of_no_users_predicts_the_fallback_and_folds_in(tmp_path):
   assert len(folded.id_maps.users) == 1
   items, _ = folded.recommend(5, 1)
   assert items.tolist() == [12]  # The one item user 5 did not rate.
+
+
+@pytest.mark.parametrize(
+  "user, error, match",
+  [
+    (None, TypeError, "got NoneType None"),  # Issue 31: answered 3.885.
+    ({}, TypeError, "got dict"),
+    ([1, None], TypeError, "got NoneType"),
+    (float("nan"), ValueError, "NaN: a missing id"),
+    (np.array([1.0, np.nan]), ValueError, "NaN: a missing id"),
+  ],
+)
+def test_predict_refuses_what_is_not_an_id(user, error, match):
+  params = random_params(0, 2, 2, 2)
+  maps = mfjax.IdMaps(np.array([1, 2]), np.array([10, 11]), (1.0, 5.0))
+  model = mfjax.Model(params, maps)
+  with pytest.raises(error, match=match):
+    model.predict(user, 10)
+  with pytest.raises(error, match=match):
+    model.predict(10 if np.ndim(user) == 0 else [1, 2], user)  # As items too.
