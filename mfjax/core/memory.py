@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 from typing import Any
 
@@ -21,7 +22,14 @@ import optax
 from mfjax import validation
 from mfjax.types import Params, Ratings
 
-__all__ = ["MemoryWarning", "memory_estimate", "device_bytes_limit", "warn_if_too_big"]
+__all__ = [
+  "MemoryWarning",
+  "memory_estimate",
+  "device_bytes_limit",
+  "bytes_limit",
+  "check_room",
+  "warn_if_too_big",
+]
 
 
 class MemoryWarning(UserWarning):
@@ -189,6 +197,53 @@ def device_bytes_limit(device=None) -> int | None:
   if not stats or not stats.get("bytes_limit"):
     return None
   return int(stats["bytes_limit"])
+
+
+def bytes_limit(device=None) -> int | None:
+  """The memory arrays on ``device`` may take: what a GPU reports
+  (:func:`device_bytes_limit`), and for a CPU the host's physical memory, or
+  the process's address-space limit (``ulimit -v``) when lower; None when
+  neither is known."""
+  device = jax.devices()[0] if device is None else device
+  limit = device_bytes_limit(device)
+  if limit is not None or getattr(device, "platform", None) != "cpu":
+    return limit
+  limits = []
+  try:
+    limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+  except (AttributeError, ValueError, OSError):  # Not POSIX.
+    pass
+  try:
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft != resource.RLIM_INFINITY:
+      limits.append(soft)
+  except (ImportError, AttributeError, ValueError, OSError):
+    pass
+  limits = [n for n in limits if n > 0]
+  return min(limits) if limits else None
+
+
+def check_room(need: int, what: str, advice: str, device=None) -> None:
+  """Refuses, before anything is allocated, work whose arrays cannot fit.
+
+  ``need`` is a lower bound of the bytes (arrays the work must hold at once,
+  such as the parameter tables and their copies), so that nothing that fits is
+  refused; :func:`bytes_limit` is the room.
+
+  Raises:
+    ValueError: ``need`` exceeds the room; names ``what``, both sizes and
+      ``advice``.
+  """
+  device = jax.devices()[0] if device is None else device
+  limit = bytes_limit(device)
+  if limit is not None and need > limit:
+    where = "the host" if device.platform == "cpu" else f"the {device.platform} device"
+    raise ValueError(
+      f"{what} needs at least {_human(need)} of memory but {where} has "
+      f"{_human(limit)}; {advice}"
+    )
 
 
 def concrete_arrays(tree) -> list:

@@ -315,12 +315,28 @@ def _long_line_at(block: bytes, cut: int) -> int | None:
   return cut if len(block) - cut > MAX_LINE_BYTES else None
 
 
+def _binary(path, raw: bytes) -> RatingsFileError:
+  """The error of bytes with NUL in them: UTF-16 text (a byte order mark, or
+  every other byte of ASCII text NUL, as Windows tools write), or binary."""
+  head = raw[:4096]
+  even, odd = head[0::2], head[1::2]
+  ascii_pairs = lambda nul, text: (
+    nul.count(0) >= 0.9 * len(nul) and all(9 <= b < 127 or b == 0 for b in text)
+  )
+  if head[:2] in (b"\xff\xfe", b"\xfe\xff") or (
+    len(head) >= 8 and (ascii_pairs(odd, even) or ascii_pairs(even, odd))
+  ):
+    return RatingsFileError(
+      f"{path}: looks like UTF-16 text; save it as UTF-8 (for example "
+      "`iconv -f UTF-16 -t UTF-8`)."
+    )
+  return RatingsFileError(f"{path}: looks like a binary file (NUL bytes), not ratings.")
+
+
 def _long_line(path, number, raw: bytes) -> RatingsFileError:
   head = raw[: MAX_LINE_BYTES + 1]
   if b"\x00" in head:
-    return RatingsFileError(
-      f"{path}: looks like a binary file (NUL bytes), not ratings."
-    )
+    return _binary(path, head)
   hint = ""
   if b"\r" in head:
     hint = " Its lines end in \\r alone (old Mac line ends), which are not read."
@@ -333,9 +349,7 @@ def _long_line(path, number, raw: bytes) -> RatingsFileError:
 
 def _decode(path, number, raw: bytes, last: bool = False) -> str:
   if b"\x00" in raw:
-    raise RatingsFileError(
-      f"{path}: looks like a binary file (NUL bytes), not ratings."
-    )
+    raise _binary(path, raw)
   try:
     # A UTF-8 byte order mark at the start of the file is no part of an id.
     codec = "utf-8-sig" if number == 1 else "utf-8"

@@ -23,6 +23,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from mfjax import validation
+from mfjax.core import memory
 from mfjax.core.training import TrainResult
 from mfjax.fitting import buckets
 from mfjax.fitting.ensemble import (
@@ -269,6 +270,34 @@ def plan(
   )  # fmt: skip
 
 
+# Parameter-sized arrays a fit holds at once, at the least (float32): an Adam
+# member its params, best params, gradient, update and two moments
+# (mfjax.core.memory's table copies); an ALS or Gibbs fit its params, the next
+# ones and an accumulator (the best params; the posterior sums).
+_ADAM_TABLES, _ALS_TABLES, _GIBBS_TABLES = 6, 3, 3
+
+
+def _check_room(ratings, rank, tables, one_device, advice) -> None:
+  """Refuses a fit whose parameter tables and ratings cannot fit the memory of
+  a device (:func:`mfjax.core.memory.check_room`), before anything is
+  allocated: 10**7 users or a rank of 10**4 were an XLA out-of-memory error
+  after minutes. A lower bound: the per-step arrays come on top. Ratings that
+  are traced or read in parts are the caller's to size."""
+  if _is_parts(ratings) or not all(
+    validation.is_concrete(x) for x in jax.tree.leaves(ratings)
+  ):
+    return
+  n = len(ratings) - ratings.n_padding
+  table = ((ratings.n_users + ratings.n_items) * (rank + 1) + 1) * 4
+  devices = 1 if one_device else jax.device_count()
+  need = tables * table + 12 * n // devices  # Two int32 indices and a value.
+  what = (
+    f"this fit ({n} ratings, {ratings.n_users} users, {ratings.n_items} items, "
+    f"rank {rank})"
+  )
+  memory.check_room(need, what, advice)
+
+
 def _refusal(name: str, solver: str) -> str:
   """Why ``solver`` refuses the setting ``name``, and who takes it."""
   if solver == "als":
@@ -293,6 +322,7 @@ def _gibbs_plan(key, ratings, given, progress, min_entries) -> FitPlan:
     ratings.n_users,
     ratings.n_items,
   )
+  _check_room(ratings, settings.rank, _GIBBS_TABLES, True, "try a smaller rank.")
   program = cached_gibbs_program(settings, bool(progress))
   if min_entries and all(
     validation.is_concrete(x) for x in jax.tree.leaves((key, ratings))
@@ -333,10 +363,19 @@ def _rating_plan(
     bucketed = buckets.as_bucketed(ratings)
   elif buckets.bucketable(key, settings.l2, settings.l2_bias, ratings, validation_data):
     bucketed = buckets.pad_to_buckets(ratings, validation_data, min_entries=min_entries)
+  n = len(bucketed.ratings) if bucketed else len(ratings) - ratings.n_padding
   if given.get("batch_size") is None:  # About 24 batches of the padded length.
-    n = len(bucketed.ratings) if bucketed else len(ratings) - ratings.n_padding
     size = buckets.batch_size_for(n, minimum=settings.batch_size)
     settings = settings._replace(batch_size=size)
+  elif settings.batch_size > max(n, buckets.MIN_BATCH_SIZE):
+    # One batch of all the data: no larger one (1e9 asked XLA for 264 GB). Not
+    # below the default's smallest, so that spelling out a default changes
+    # nothing.
+    settings = settings._replace(batch_size=max(n, buckets.MIN_BATCH_SIZE))
+  _check_room(
+    ratings, settings.rank, settings.ensemble * _ADAM_TABLES, one_device,
+    "try a smaller rank or ensemble, or more devices.",
+  )  # fmt: skip
   program = cached_fit_program(
     settings._replace(l2=0.0, l2_bias=0.0), patience, bool(progress)
   )
@@ -352,6 +391,7 @@ def _ranking_plan(key, ratings, given, progress, one_device, min_entries) -> Fit
   settings = check_ranking_settings(
     RankingSettings()._replace(**{n: v for n, v in given.items() if v is not None})
   )
+  _check_room(ratings, settings.rank, _ALS_TABLES, one_device, "try a smaller rank.")
   program = cached_ranking_program(settings._replace(l2=0.0), bool(progress))
   inputs = (key, ratings, jnp.asarray(settings.l2, jnp.float32))
   if not all(validation.is_concrete(x) for x in jax.tree.leaves(inputs)):

@@ -488,14 +488,64 @@ def fold_in(
     _check_confidence_weights(ratings, objective.confidence)
     l2 = _RANKING.l2 if l2 is None else l2
     validation.check_nonnegative("l2", l2)
-    return _fold_in_ranking(params, ratings, l2, objective, alpha)
+    fold = lambda part: _fold_in_ranking(params, part, l2, objective, alpha)
+    return _in_user_blocks(fold, params, ratings, params.user_factors.shape[1])
   if density is not None:
     raise ValueError("density applies to a per_density ranking objective only.")
   l2 = _FIT.l2 if l2 is None else l2
   l2_bias = _FIT.l2_bias if l2_bias is None else l2_bias
   validation.check_nonnegative("l2", l2)
   validation.check_nonnegative("l2_bias", l2_bias)
-  return _fold_in(params, ratings, l2, l2_bias)
+  fold = lambda part: _fold_in(params, part, l2, l2_bias)
+  return _in_user_blocks(fold, params, ratings, params.user_factors.shape[1] + 1)
+
+
+# The new users' normal equations a fold-in holds at once: their Gram matrices,
+# (rank + 1)² numbers each. 10**6 users at rank 32 would take 4.4 GB at once.
+FOLD_IN_BLOCK_BYTES = 1 << 27
+
+
+def _in_user_blocks(fold, params: Params, ratings: Ratings, width: int) -> Params:
+  """``fold(ratings)``, in blocks of users whose Gram matrices take at most
+  ``FOLD_IN_BLOCK_BYTES`` when there are more (concrete ratings only): each
+  user's solve reads only their own ratings, so the blocks give the whole's
+  rows. Every block has one shape (padded with entries of item -1, which
+  weigh 0), so the solve compiles once."""
+  itemsize = np.dtype(params.item_factors.dtype).itemsize
+  per_block = max(1, FOLD_IN_BLOCK_BYTES // (width * width * itemsize))
+  n_new = ratings.n_users
+  users = validation.host_values(ratings.users)
+  if n_new <= per_block or users is None:
+    return fold(ratings)
+  columns = [users, np.asarray(ratings.items), np.asarray(ratings.values)]
+  columns.append(
+    np.ones(len(users), np.float32) if ratings.weights is None
+    else np.asarray(ratings.weights)
+  )  # fmt: skip
+  order = np.argsort(users, kind="stable")
+  columns = [c[order] for c in columns]
+  starts = np.arange(0, n_new, per_block)
+  edges = np.searchsorted(columns[0], np.append(starts, n_new))
+  size = int(np.max(np.diff(edges)))
+  fills = (0, UNKNOWN, 0.0, 0.0)  # Padding: item -1, weight 0.
+  rows = []
+  for start, lo, hi in zip(starts, edges[:-1], edges[1:], strict=True):
+    part = [
+      np.concatenate([c[lo:hi], np.full(size - (hi - lo), fill, c.dtype)])
+      for c, fill in zip(columns, fills, strict=True)
+    ]
+    part[0] = np.where(np.arange(size) < hi - lo, part[0] - start, 0)
+    block = Ratings(
+      jnp.asarray(part[0], jnp.int32), jnp.asarray(part[1], jnp.int32),
+      jnp.asarray(part[2], jnp.float32), n_users=per_block, n_items=ratings.n_items,
+      weights=jnp.asarray(part[3], jnp.float32),
+    )  # fmt: skip
+    folded = fold(block)
+    rows.append((np.asarray(folded.user_factors), np.asarray(folded.user_bias)))
+  return params._replace(
+    user_factors=jnp.asarray(np.concatenate([f for f, _ in rows])[:n_new]),
+    user_bias=jnp.asarray(np.concatenate([b for _, b in rows])[:n_new]),
+  )
 
 
 def _check_confidence_weights(ratings: Ratings, confidence: float) -> None:

@@ -105,3 +105,47 @@ def test_warn_if_too_big_sizes_the_given_settings(monkeypatch):
     )
   with pytest.warns(memory.MemoryWarning, match=r"about \d+\.\d kB"):
     memory.warn_if_too_big(params, ratings, **(settings | {"chunk_size": None}))
+
+
+def test_a_cpu_has_the_hosts_memory_or_the_address_space_limit_as_its_room():
+  import os
+  import resource
+
+  host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+  expected = host if soft == resource.RLIM_INFINITY else min(host, soft)
+  assert memory.bytes_limit(jax.devices("cpu")[0]) == expected
+
+
+def test_check_room_refuses_what_cannot_fit_and_passes_what_can():
+  cpu = jax.devices("cpu")[0]
+  room = memory.bytes_limit(cpu)
+  memory.check_room(room, "this", "advice", cpu)  # Exactly full: allowed.
+  with pytest.raises(
+    ValueError, match=r"this needs at least .* GB .* host has .*; advice"
+  ):
+    memory.check_room(room + 1, "this", "advice", cpu)
+
+
+@pytest.mark.parametrize(
+  "solver, settings",
+  [("adam", {"ensemble": 2}), ("als", {}), ("gibbs", {"samples": 2, "burn_in": 1})],
+)
+def test_a_fit_too_big_for_memory_is_refused_before_anything_is_allocated(
+  solver, settings
+):
+  # Issue 31: 10**7 users, or a rank of 10**4, were an XLA out-of-memory error
+  # after minutes; a 50M-user matrix of 3 ratings ran for 200 s.
+  # 3 float32 tables of rank 63 (64 numbers a row) overflow the room; fewer
+  # users than int32 indices hold, on hosts up to 6 TB.
+  n_users = memory.bytes_limit() // (3 * 4 * 64) + 1
+  ratings = mfjax.Ratings(
+    jnp.array([0, 1, n_users - 1]), jnp.array([0, 1, 2]), jnp.array([1.0, 2.0, 3.0]),
+    n_users=n_users, n_items=3,
+  )  # fmt: skip
+  objective = "ranking" if solver == "als" else "rating"
+  with pytest.raises(ValueError, match=rf"{n_users} users, 3 items, rank 63\) needs"):
+    mfjax.fit(
+      jax.random.key(0), ratings, objective=objective, solver=solver, rank=63,
+      **settings,
+    )  # fmt: skip

@@ -263,6 +263,15 @@ def test_missing_binary_and_non_utf8_files(tmp_path):
     mfjax.load_ratings(tmp_path)
   with pytest.raises(mfjax.RatingsFileError, match="binary file"):
     mfjax.load_ratings(_write(tmp_path, "b.bin", b"\x00\x01\x02abc", "wb"))
+  # Issue 31: UTF-16 text (with or without its byte order mark) was "binary".
+  text = "1,2,3\n4,5,1\n"
+  for name, data in [
+    ("bom.csv", text.encode("utf-16")),
+    ("le.csv", text.encode("utf-16-le")),
+    ("be.csv", text.encode("utf-16-be")),
+  ]:
+    with pytest.raises(mfjax.RatingsFileError, match=f"{name}: looks like UTF-16"):
+      mfjax.load_ratings(_write(tmp_path, name, data, "wb"))
   with pytest.raises(mfjax.RatingsFileError, match=r"latin.csv:2: not UTF-8"):
     mfjax.load_ratings(_write(tmp_path, "latin.csv", b"a,b,1\n\xe9,b,2\n", "wb"))
   assert issubclass(mfjax.RatingsFileError, ValueError)

@@ -374,3 +374,16 @@ def test_a_rating_fit_of_one_rating_value_is_refused_with_the_ranking_advice():
   assert mfjax.fit(jax.random.key(0), two, rank=2, steps=1, ensemble=1).members
   ranked = mfjax.fit(jax.random.key(0), ones, objective="ranking", rank=2, steps=1)
   assert np.all(np.isfinite(np.asarray(ranked.best_params.user_factors)))
+
+
+def test_a_batch_larger_than_the_data_is_one_batch_of_the_data():
+  # Issue 31: --batch-size 1e9 on 80k ratings asked XLA for 264 GB.
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 30, 20, 300, 2)
+  fit_plan = plan.plan(jax.random.key(1), ratings, batch_size=10**9, ensemble=1)
+  one_batch = max(len(fit_plan.inputs[1]), buckets.MIN_BATCH_SIZE)
+  assert fit_plan.settings.batch_size == one_batch
+  whole = plan.plan(jax.random.key(1), ratings, batch_size=one_batch, ensemble=1)
+  assert whole.settings == fit_plan.settings
+  big, _ = mfjax.synthetic_ratings(jax.random.key(0), 300, 200, 9000, 2)
+  fit_plan = plan.plan(jax.random.key(1), big, batch_size=10**9, ensemble=1)
+  assert fit_plan.settings.batch_size == len(fit_plan.inputs[1]) >= 9000

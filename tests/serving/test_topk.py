@@ -697,3 +697,38 @@ def test_a_ranking_model_folds_in_later_users_at_the_fits_density():
   np.testing.assert_allclose(
     second.params.user_factors[-1], at_once.params.user_factors[-1], rtol=1e-5
   )
+
+
+@pytest.mark.parametrize("ranking", [False, True])
+def test_fold_in_of_many_users_in_blocks_gives_the_rows_of_one_solve(
+  ranking, monkeypatch
+):
+  # Issue 31: a fold-in of 10**6 new users formed every user's Gram matrix at
+  # once (an n × (k+1)² array) and ran out of memory. Blocks of users give the
+  # same rows: here blocks of 3 users (block bytes lowered), against one solve.
+  from mfjax.serving import topk
+
+  params = random_params(3, 5, 8, 2)
+  rng = np.random.default_rng(0)
+  n_new, n = 10, 40
+  users = np.sort(rng.integers(0, n_new - 1, n))  # The last user has no rating.
+  new = mfjax.Ratings(
+    jnp.asarray(rng.permutation(users), jnp.int32),
+    jnp.asarray(rng.integers(0, 8, n), jnp.int32),
+    jnp.asarray(rng.integers(1, 6, n), jnp.float32),
+    n_users=n_new, n_items=8,
+    weights=jnp.asarray(rng.uniform(0.5, 2.0, n), jnp.float32),
+  )  # fmt: skip
+  options = (
+    {"objective": objectives.Ranking(alpha0=0.4, confidence=1.0)} if ranking else {}
+  )
+  whole = fold_in(params, new, **options)
+  width = 2 if ranking else 3
+  monkeypatch.setattr(topk, "FOLD_IN_BLOCK_BYTES", 3 * width * width * 4)
+  blocked = fold_in(params, new, **options)
+  for field in ("user_factors", "user_bias"):
+    np.testing.assert_allclose(
+      getattr(blocked, field), getattr(whole, field), rtol=1e-5, atol=1e-6
+    )
+  assert blocked.user_factors.shape == (n_new, 2)
+  np.testing.assert_array_equal(blocked.user_factors[-1], 0.0)  # No ratings.
