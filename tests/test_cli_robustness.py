@@ -203,9 +203,33 @@ def test_a_model_whose_predictions_would_overflow_is_refused(
   command, files, tmp_path, capsys
 ):
   params = random_params(0, 3, 3, 2)
-  params = params._replace(item_factors=params.item_factors * 0 + 1e20)
+  params = params._replace(
+    user_factors=params.user_factors * 0 + 1e20,
+    item_factors=params.item_factors * 0 + 1e20,
+  )
   maps = mfjax.IdMaps(np.array([1, 2, 3]), np.array([10, 11, 12]), (1.0, 5.0))
   model = tmp_path / "huge.npz"
   mfjax.save(model, mfjax.Model(params, maps))
   argv = [command[0], model, *(a.format(**files) for a in command[1:])]
   assert "too large to compute with" in _one_line(capsys, argv)
+
+
+def test_item_titles_that_open_a_quote_are_read_as_written(files, tmp_path, capsys):
+  # u.item is not CSV-quoted: a title starting with '"' must not swallow the
+  # lines after it; an unclosed quote in movies.csv is one line, not a
+  # traceback ("field larger than field limit").
+  items = tmp_path / "quoted.item"
+  items.write_text('10|"Weird Al" Live|\n11|Eleven|\n12|Twelve|\n')
+  assert (
+    cli.main(["recommend", str(files["model"]), "--user", "1", "--items", str(items)])
+    == 0
+  )
+  out = capsys.readouterr().out  # All 3 items, each with its own title.
+  assert all(t in out for t in ('"Weird Al" Live', "Eleven", "Twelve")), out
+  movies = tmp_path / "movies.csv"
+  movies.write_text('movieId,title\n10,"open\n' + "x" * 200_000 + "\n")
+  argv = ["recommend", str(files["model"]), "--user", "1", "--items", str(movies)]
+  assert cli.main(argv) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert "field larger than field limit" in err[-1] and "movies.csv:3" in err[-1]
+  assert all(line.startswith(("note:", "mfjax recommend: error:")) for line in err)

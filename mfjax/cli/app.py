@@ -89,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit code."""
+  try:
+    return _main(argv)
+  except KeyboardInterrupt:  # Ctrl-C before a command ran (importing jax).
+    print("mfjax: interrupted.", file=sys.stderr)
+    return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
   argv = _negative_values_joined(sys.argv[1:] if argv is None else list(argv))
   try:
     args = _parser().parse_args(argv)

@@ -146,7 +146,19 @@ def _item_titles(path: str) -> dict[str, str]:
   sep = "|" if "|" in first else ","
   # A csv reader over the text, not over its lines: a quoted title may hold a
   # line break (movies.csv quotes such fields).
-  rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+  # u.item is not CSV-quoted (a title may start with a quote mark); movies.csv
+  # quotes titles that hold commas or line breaks.
+  quoting = csv.QUOTE_NONE if sep == "|" else csv.QUOTE_MINIMAL
+  rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
+  try:
+    return _titles_of_rows(path, rows, sep)
+  except csv.Error as e:  # An unclosed quote running past the field limit.
+    raise RatingsFileError(f"{path}:{rows.line_num}: {e}.") from None
+
+
+def _titles_of_rows(path, rows, sep) -> dict[str, str]:
+  from mfjax.data.textparse import RatingsFileError
+
   titles = {}
   for number, row in enumerate(rows, 1):
     if number == 1 and sep == "," and row[:2] == ["movieId", "title"]:

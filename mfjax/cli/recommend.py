@@ -218,7 +218,7 @@ def _recommend_all(args) -> int:
           item = maps.items[items[row, rank]].item()
           writer.writerow([raw_user, item, rank + 1, f"{scores[row, rank]:.6g}"])
           rows += 1
-  print(f"wrote {rows} rows ({n_users} users, top {n}) to {args.output}")
+  print(f"wrote {rows} rows ({n_users} users, top {n}) to {common.shown(args.output)}")
   return 0
 
 

@@ -34,6 +34,7 @@ older reader would misread.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
 import zipfile
@@ -425,47 +426,51 @@ def _decode_params(path: str, entries: dict) -> Params:
         "dtype it is computed in."
       )
     leaves[field] = leaf
-  params = Params(**{field: jnp.asarray(leaf) for field, leaf in leaves.items()})
-  problem = _overflow(params)
+  problem = _overflow(leaves)
   if problem:
     raise ModelFileError(f"{path}: {problem}")
-  return params
+  return Params(**{field: jnp.asarray(leaf) for field, leaf in leaves.items()})
 
 
-def _overflow(params: Params) -> str | None:
-  """What would overflow when ``params`` predict, score a list or compare
-  items, or None.
+def _overflow(leaves: dict[str, np.ndarray]) -> str | None:
+  """What would overflow when the parameters ``leaves`` (NumPy, in the dtypes
+  they are computed in) predict or score a list, or None.
 
   A prediction is ``mean + b_u + b_i + p_u·q_i``, and ``|p_u·q_i| <= |p_u||q_i|``
-  (Cauchy-Schwarz), so bounding the largest biases and norms bounds every
-  prediction and every partial sum of it; cosines square the norms. The
-  bounds, in float64, must stay below half the computing dtype's largest value
-  (a margin for rounding).
+  (Cauchy-Schwarz), so the largest biases and norms bound every prediction and
+  every partial sum of it: the dot product is computed in the factors' dtype,
+  the sum in the dtype all five promote to. Each bound, in float64, must stay
+  below half that dtype's largest value (a margin for rounding).
   """
-  x = {field: np.asarray(leaf, np.float64) for field, leaf in params._asdict().items()}
 
   def largest(x):
     return float(np.max(np.abs(x))) if x.size else 0.0
 
-  def norm(x):
-    return float(np.sqrt(np.max(np.sum(x * x, axis=-1)))) if x.size else 0.0
+  def norm(x):  # Row by row in float64, a bounded block at a time.
+    most = 0.0
+    for start in range(0, len(x), 1 << 16):
+      block = x[start : start + (1 << 16)].astype(np.float64)
+      most = max(most, float(np.max(np.einsum("ij,ij->i", block, block))))
+    return math.sqrt(most)
 
+  factors = jnp.result_type(leaves["user_factors"], leaves["item_factors"])
+  promoted = jnp.result_type(*leaves.values())
   with np.errstate(over="ignore"):
-    p, q = norm(x["user_factors"]), norm(x["item_factors"])
-    bounds = {
-      "a prediction": largest(x["mean"])
-      + largest(x["user_bias"])
-      + largest(x["item_bias"])
-      + p * q,
-      "a squared norm of the factors": max(p, q) ** 2,
-    }
-  dtype = min((leaf.dtype for leaf in params), key=lambda d: jnp.finfo(d).max)
-  largest_value = float(jnp.finfo(dtype).max)
-  for what, bound in bounds.items():
+    dot = norm(leaves["user_factors"]) * norm(leaves["item_factors"])
+    bounds = [
+      ("a dot product of the factors", dot, factors),
+      (
+        "a prediction",
+        sum(largest(leaves[f]) for f in ("mean", "user_bias", "item_bias")) + dot,
+        promoted,
+      ),
+    ]
+  for what, bound, dtype in bounds:
+    largest_value = float(jnp.finfo(dtype).max)
     if not bound < largest_value / 2:  # NaN too.
       return (
-        f"its parameters are too large to compute with in {dtype}: {what} "
-        f"could reach {bound:.3g} (the dtype's largest value is "
+        f"its parameters are too large to compute with in {np.dtype(dtype)}: "
+        f"{what} could reach {bound:.3g} (the dtype's largest value is "
         f"{largest_value:.3g}); the file is damaged or not from a fit."
       )
   return None

@@ -511,17 +511,25 @@ def _in_user_blocks(fold, params: Params, ratings: Ratings, width: int) -> Param
   user's solve reads only their own ratings, so the blocks give the whole's
   rows. Every block has one shape (padded with entries of item -1, which
   weigh 0), so the solve compiles once."""
-  itemsize = np.dtype(params.item_factors.dtype).itemsize
-  per_block = max(1, FOLD_IN_BLOCK_BYTES // (width * width * itemsize))
+  dtype = params.item_factors.dtype
+  per_block = max(1, FOLD_IN_BLOCK_BYTES // (width * width * np.dtype(dtype).itemsize))
   n_new = ratings.n_users
-  users = validation.host_values(ratings.users)
-  if n_new <= per_block or users is None:
+  # On the host only: under jit, vmap or grad (a traced column or params) the
+  # caller's program holds the whole solve.
+  columns = [ratings.users, ratings.items, ratings.values, ratings.weights]
+  if n_new <= per_block or not all(
+    validation.is_concrete(x) and getattr(x, "is_fully_addressable", True)
+    for x in jax.tree.leaves((params, columns))
+  ):
     return fold(ratings)
-  columns = [users, np.asarray(ratings.items), np.asarray(ratings.values)]
-  columns.append(
-    np.ones(len(users), np.float32) if ratings.weights is None
-    else np.asarray(ratings.weights)
-  )  # fmt: skip
+  users, items = (np.asarray(c, np.int64) for c in columns[:2])
+  weights = np.ones(len(users)) if ratings.weights is None else ratings.weights
+  columns = [
+    users,
+    items,
+    np.asarray(ratings.values, dtype),
+    np.asarray(weights, dtype),
+  ]
   order = np.argsort(users, kind="stable")
   columns = [c[order] for c in columns]
   starts = np.arange(0, n_new, per_block)
@@ -537,8 +545,8 @@ def _in_user_blocks(fold, params: Params, ratings: Ratings, width: int) -> Param
     part[0] = np.where(np.arange(size) < hi - lo, part[0] - start, 0)
     block = Ratings(
       jnp.asarray(part[0], jnp.int32), jnp.asarray(part[1], jnp.int32),
-      jnp.asarray(part[2], jnp.float32), n_users=per_block, n_items=ratings.n_items,
-      weights=jnp.asarray(part[3], jnp.float32),
+      jnp.asarray(part[2]), n_users=per_block, n_items=ratings.n_items,
+      weights=jnp.asarray(part[3]),
     )  # fmt: skip
     folded = fold(block)
     rows.append((np.asarray(folded.user_factors), np.asarray(folded.user_bias)))

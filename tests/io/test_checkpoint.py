@@ -762,8 +762,11 @@ def test_an_entry_that_is_not_npy_is_corrupted(tmp_path):
     ),
     # Issue 31: finite factors whose products overflow (predict gave NaN).
     (
-      {"item_factors": np.full((4, 2), 1e20, np.float32)},
-      "too large to compute with in float32: a squared norm of the factors",
+      {
+        "user_factors": np.full((5, 2), 1e20, np.float32),
+        "item_factors": np.full((4, 2), 1e20, np.float32),
+      },
+      "too large to compute with in float32: a dot product of the factors",
     ),
     ({"item_bias": np.full(4, 3e38, np.float32)}, r"a prediction could reach 3e\+38"),
     ({"scale": np.array([5.0, 1.0])}, "scale must be finite numbers with lo <= hi"),
@@ -1446,3 +1449,17 @@ def test_save_then_load_is_the_identity(scratch, data):
     assert loaded.scale == expected.id_maps.scale
     assert loaded.settings == expected.settings
     assert loaded.id_maps.n_lines == expected.id_maps.n_lines
+
+
+def test_a_float16_model_with_large_item_norms_but_small_predictions_loads(tmp_path):
+  # The overflow check bounds what is computed in float16 (the dot products),
+  # not each norm: items of norm 300 (300² overflows float16's 65504) with
+  # users of norm 0.01 predict within a rating scale.
+  params = _params()
+  params = params._replace(
+    user_factors=np.full(params.user_factors.shape, 0.005, np.float16),
+    item_factors=np.full(params.item_factors.shape, 212.0, np.float16),
+  )
+  checkpoint.save(tmp_path / "half.npz", params)
+  loaded = checkpoint.load(tmp_path / "half.npz")
+  np.testing.assert_array_equal(loaded.params.item_factors, params.item_factors)

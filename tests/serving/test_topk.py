@@ -2,6 +2,8 @@
 references and planted users; and the recommend property of the robustness
 section."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -732,3 +734,16 @@ def test_fold_in_of_many_users_in_blocks_gives_the_rows_of_one_solve(
     )
   assert blocked.user_factors.shape == (n_new, 2)
   np.testing.assert_array_equal(blocked.user_factors[-1], 0.0)  # No ratings.
+  # Traced params (the caller's jit) solve in one program; unsigned indices
+  # are shifted and padded as signed ones.
+  traced = jax.jit(lambda p: fold_in(p, new, **options))(params)
+  np.testing.assert_allclose(
+    traced.user_factors, whole.user_factors, rtol=1e-5, atol=1e-6
+  )
+  unsigned = dataclasses.replace(
+    new, users=np.asarray(new.users, np.uint32), items=np.asarray(new.items, np.uint32)
+  )
+  np.testing.assert_allclose(
+    fold_in(params, unsigned, **options).user_factors, whole.user_factors,
+    rtol=1e-5, atol=1e-6,
+  )  # fmt: skip
