@@ -50,7 +50,8 @@ def load_ratings(
       from mfjax.distributed import runtime as distributed
 
       ratings, maps = distributed.read_ratings(path, **options)
-    else:
+    else:  # A bar of the bytes read on a terminal, once a read takes 2 s.
+      options.setdefault("progress", _on_a_terminal())
       ratings, maps = mfjax.load_ratings(path, **options)
   for warning in caught:
     if issubclass(warning.category, ScaleWarning):
@@ -65,6 +66,13 @@ def load_ratings(
     named = zip(maps.columns, maps.header, strict=False)
     print(shown(f"{path}: columns " + ", ".join(f"{r}={n}" for r, n in named if r)))
   return ratings, maps
+
+
+def _on_a_terminal() -> bool:
+  try:
+    return sys.stderr.isatty()
+  except (AttributeError, ValueError):  # Replaced or closed.
+    return False
 
 
 def load_model(path: str):

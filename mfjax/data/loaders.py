@@ -14,6 +14,7 @@ of one file, :mod:`mfjax.distributed.parts`.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import warnings
@@ -26,6 +27,7 @@ from mfjax import validation
 from mfjax.data.textparse import (
   FORMATS,
   ROLES,
+  Folded,
   RatingsFileError,
   line_of,
   quote,
@@ -58,6 +60,7 @@ def load_ratings(
   id_maps: IdMaps | None = None,
   scale: tuple[float, float] | None = None,
   duplicates: str = "last",
+  progress: bool = False,
 ) -> tuple[Ratings, IdMaps]:
   """Reads a ratings file into :class:`Ratings` and the raw-id maps.
 
@@ -90,7 +93,14 @@ def load_ratings(
       gives a :class:`ScaleWarning` naming its line.
     duplicates: what to do with a (user, item) pair rated more than once: keep the
       ``"last"`` rating in the file (default), the ``"mean"``, or raise
-      (``"error"``). They are counted in ``n_duplicates`` either way.
+      (``"error"``). They are counted in ``n_duplicates`` either way. With
+      ``"last"`` or ``"mean"`` (and no ``id_maps``) they are folded while the
+      file streams in once it passes
+      :data:`mfjax.data.textparse.FOLD_ENTRIES` lines, so that memory follows
+      the distinct pairs, not the lines (a compressed file of 10⁸ identical
+      lines holds one rating).
+    progress: show a bar of the bytes read on stderr once reading has taken
+      2 s (``mfjax fit`` passes it on a terminal).
 
   Returns:
     ``(ratings, id_maps)``, a :class:`IdMaps`, whose ``columns`` and
@@ -115,14 +125,31 @@ def load_ratings(
   path, stream, sep, columns, scale = check_load_args(
     path, format, sep, columns, id_maps, scale, duplicates
   )
-  raw_users, raw_items, values, layout, names = read_columns(
-    path, stream, format, sep, columns, id_maps
-  )
-  header = names is not None
-  where = lambda row, short=False: (
-    f"line {line_of(row, header)}" if short else f"{path}:{line_of(row, header)}"
-  )
-  return indexed(
+  if not isinstance(progress, bool):
+    raise TypeError(f"progress must be True or False; got {progress!r}.")
+
+  def where_in(header: bool):
+    return lambda row, short=False: (
+      f"line {line_of(row, header)}" if short else f"{path}:{line_of(row, header)}"
+    )
+
+  def check(values, first_row, header):  # A block, before a fold drops lines.
+    at = lambda row, short=False: where_in(header)(first_row + row, short)
+    check_values(at, values, scale, RatingsFileError)
+
+  read = read_columns(
+    path, stream, format, sep, columns, id_maps, duplicates=duplicates,
+    check=check, progress=progress,
+  )  # fmt: skip
+  raw_users, raw_items, values, layout, names = read[:5]
+  where = where_in(names is not None)
+  folded = read if isinstance(read, Folded) else None
+  rows = None if folded is None else folded.rows
+  del read
+  if rows is not None:  # Folded entries: each names its pair's last line.
+    file_where = where
+    where = lambda row, short=False: file_where(int(rows[row]), short)
+  ratings, maps = indexed(
     where,
     raw_users,
     raw_items,
@@ -132,6 +159,12 @@ def load_ratings(
     duplicates,
     RatingsFileError,
     (layout.roles, names or ()),
+  )
+  if folded is None:
+    return ratings, maps
+  n_duplicates = maps.n_duplicates + folded.n_folded
+  return ratings, dataclasses.replace(
+    maps, n_lines=folded.n_lines, n_duplicates=n_duplicates
   )
 
 

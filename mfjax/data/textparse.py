@@ -17,7 +17,7 @@ import os
 import re
 import warnings
 import zlib
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -503,14 +503,30 @@ def _check_float32(path, number, text, sep, layout, values):
     )
 
 
-def read_columns(path, stream, format, sep, columns, id_maps, span=None):
+def read_columns(
+  path, stream, format, sep, columns, id_maps, span=None, *, duplicates=None,
+  check=None, progress=False,
+):  # fmt: skip
   """The raw user ids, item ids and ratings of a file, its layout and header.
 
   The header is the tuple of its names, or None for a file without one. With a
   ``span``, only its lines are read (the layout still comes from the file's
   first lines); a span with no line gives empty columns.
+
+  With ``duplicates`` ``"last"`` or ``"mean"`` (and no ``span`` or ``id_maps``),
+  repeated (user, item) pairs are folded while the file streams in, whenever
+  the lines held reach :data:`FOLD_ENTRIES` and twice what the last fold kept,
+  so that memory follows the distinct pairs (a file of 10⁸ identical lines
+  holds one). The result then has no repeated pair and is a :class:`Folded`
+  (its ``rows``: each kept entry's data row; ``n_lines`` and ``n_folded``);
+  without a fold it is a plain tuple. ``check(values, first_row, header)`` checks
+  each block's ratings as it is read, when folding could drop a line before
+  the caller sees it. ``progress``: a tqdm bar of the bytes
+  read, shown on stderr once the read has taken 2 s.
   """
   blocks = _read_lines(path, stream, span)
+  if progress:
+    blocks = _with_progress(blocks, path, stream, span)
   first_number, first_text = next(blocks, (1, ""))
   head = first_text
   inside = span is not None and span.start > 0  # A part after the header.
@@ -545,6 +561,9 @@ def read_columns(path, stream, format, sep, columns, id_maps, span=None):
   parse = _parse_numeric if numeric else _parse_strings
   parts = ([], [], [])
   at_end = span is None or span.at_end
+  folder = None
+  if duplicates in ("last", "mean") and span is None and id_maps is None:
+    folder = _Folder(duplicates)
   for number, text, last in _with_last(_chain([(first_number, first_text)], blocks)):
     last = last and at_end
     if last:
@@ -554,6 +573,16 @@ def read_columns(path, stream, format, sep, columns, id_maps, span=None):
       parsed = parse(path, number, text, sep, layout)
       for column, part in zip(parts, parsed, strict=True):
         column.append(part)
+      if folder is not None:
+        if check is not None:
+          check(parsed[2], folder.n_lines, names is not None)
+        folder.added(parts, len(parsed[0]))
+  if folder is not None and folder.n_folds:
+    raw_users, raw_items, values, rows = folder.fold(parts)
+    return Folded(
+      raw_users, raw_items, values, layout, names, rows, folder.n_lines,
+      folder.n_folded,
+    )  # fmt: skip
   if not parts[0]:
     if span is not None:  # This part has no lines; the others may.
       empty = np.zeros(0, np.int64 if parse is _parse_numeric else str)
@@ -562,6 +591,107 @@ def read_columns(path, stream, format, sep, columns, id_maps, span=None):
   # One column at a time, so that only one column is ever held twice.
   raw_users, raw_items, values = (concat_and_clear(c) for c in parts)
   return raw_users, raw_items, values, layout, names
+
+
+# Lines held before repeated (user, item) pairs are folded while a file streams
+# in (read_columns with duplicates): 2**25 lines are 400 MB of int32 ids and
+# float32 ratings. Below it nothing is folded, so files of up to 33M lines (all
+# MovieLens sets) read as before, at no cost.
+FOLD_ENTRIES = 1 << 25
+
+
+class Folded(NamedTuple):
+  """:func:`read_columns` of a file whose repeated pairs were folded."""
+
+  raw_users: np.ndarray
+  raw_items: np.ndarray
+  values: np.ndarray
+  layout: Any
+  names: tuple | None
+  rows: np.ndarray  # Each entry's data row (0-based): the pair's last line.
+  n_lines: int  # Data lines read.
+  n_folded: int  # Lines folded into an earlier or later one of their pair.
+
+
+class _Folder:
+  """Folds repeated (user, item) pairs of the parts held so far, in place:
+  ``"last"`` keeps a pair's last rating, ``"mean"`` the mean of its ratings
+  (weighted by the lines each folded entry stands for), each at its last
+  line's row, the rows kept in line order."""
+
+  def __init__(self, policy: str):
+    self.policy, self.n_lines, self.n_folded, self.n_folds = policy, 0, 0, 0
+    self.held, self.threshold = 0, FOLD_ENTRIES
+    self.rows, self.counts = [], []
+
+  def added(self, parts, n: int) -> None:
+    if self.n_folds:  # The new lines' rows and counts, beside their parts.
+      self.rows.append(np.arange(self.n_lines, self.n_lines + n, dtype=np.int64))
+      self.counts.append(np.ones(n))
+    self.n_lines += n
+    self.held += n
+    if self.held >= self.threshold:
+      self.fold(parts)
+
+  def fold(self, parts):
+    """Folds the parts into one part each; returns users, items, values, rows."""
+    users, items, values = (concat_and_clear(part) for part in parts)
+    if self.n_folds:
+      rows, counts = np.concatenate(self.rows), np.concatenate(self.counts)
+    else:
+      rows, counts = np.arange(len(users), dtype=np.int64), np.ones(len(users))
+    self.rows.clear()
+    self.counts.clear()
+    order = np.lexsort((rows, items, users))  # By pair, then line.
+    pair_users, pair_items = users[order], items[order]
+    last = np.ones(len(order), bool)  # The last line of each pair.
+    last[:-1] = (pair_users[1:] != pair_users[:-1]) | (
+      pair_items[1:] != pair_items[:-1]
+    )
+    del pair_users, pair_items
+    kept = order[last]
+    if self.policy == "mean":
+      starts = np.flatnonzero(np.append(True, last[:-1]))
+      weight = counts[order]
+      sums = np.add.reduceat(values[order].astype(np.float64) * weight, starts)
+      counts = np.add.reduceat(weight, starts)
+      values = sums / counts
+    else:
+      values, counts = values[kept], counts[kept]
+    in_line_order = np.argsort(rows[kept], kind="stable")
+    kept = kept[in_line_order]
+    users, items, rows = users[kept], items[kept], rows[kept]
+    values, counts = values[in_line_order], counts[in_line_order]
+    self.n_folded += len(order) - len(kept)
+    self.n_folds += 1
+    self.held = len(kept)
+    self.threshold = max(FOLD_ENTRIES, 2 * len(kept))
+    for part, column in zip(parts, (users, items, values), strict=True):
+      part.append(column)
+    self.rows.append(rows)
+    self.counts.append(counts)
+    return users, items, values.astype(np.float32), rows
+
+
+def _with_progress(blocks, path, stream, span):
+  """``blocks`` with a tqdm bar of the bytes read on stderr, shown only once
+  the read has taken 2 s (its total: a plain file's size)."""
+  import sys
+
+  from tqdm import tqdm
+
+  total = None
+  suffix = os.path.splitext(str(path))[1].lower()
+  if stream is None and span is None and suffix not in COMPRESSED:
+    total = os.path.getsize(path)
+  name = os.path.basename(str(path))
+  with tqdm(
+    total=total, unit="B", unit_scale=True, delay=2, leave=False, file=sys.stderr,
+    desc=f"reading {name}",
+  ) as bar:  # fmt: skip
+    for number, text in blocks:
+      bar.update(len(text))
+      yield number, text
 
 
 def _with_last(blocks):

@@ -1711,3 +1711,87 @@ def test_errors_quote_at_most_80_characters_of_a_line(scratch, content, line):
   # 77 characters of the line at most (the list of recognised header names makes
   # that message longer than the others).
   assert len(message) < 600 and not re.search(r"([nrxc])\1{77}", message), message
+
+
+def _lines_with_repeats(n=6000, seed=0, strings=False):
+  rng = np.random.default_rng(seed)
+  users, items = rng.integers(0, 40, n), rng.integers(0, 25, n)
+  ratings = rng.integers(1, 11, n) / 2
+  name = (lambda x: f"u{x}") if strings else str
+  rows = [f"{name(u)},{i},{r}" for u, i, r in zip(users, items, ratings, strict=True)]
+  return "userId,movieId,rating\n" + "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("duplicates", ["last", "mean"])
+@pytest.mark.parametrize("strings", [False, True])
+def test_folding_repeated_pairs_while_streaming_gives_the_whole_files_result(
+  duplicates, strings, monkeypatch
+):
+  # Issue 31: a compressed file of identical lines held every line (9.5 GB
+  # for 600 MB of them). Folded every 500 lines, the result is the one read
+  # whole: the same pairs, ratings, order, line and duplicate counts.
+  text = _lines_with_repeats(strings=strings)
+  whole, whole_maps = mfjax.load_ratings(io.StringIO(text), duplicates=duplicates)
+  monkeypatch.setattr(textparse, "FOLD_ENTRIES", 500)
+  folded, maps = mfjax.load_ratings(io.StringIO(text), duplicates=duplicates)
+  for field in ("users", "items"):
+    np.testing.assert_array_equal(getattr(folded, field), getattr(whole, field))
+  np.testing.assert_allclose(folded.values, whole.values, rtol=1e-6)
+  assert (maps.n_lines, maps.n_duplicates) == (
+    whole_maps.n_lines,
+    whole_maps.n_duplicates,
+  )
+  assert maps.n_lines == 6000 and maps.n_duplicates == 6000 - len(whole)
+  np.testing.assert_array_equal(maps.users, whole_maps.users)
+
+
+def test_a_bad_rating_on_a_line_a_fold_drops_is_still_named(monkeypatch):
+  monkeypatch.setattr(textparse, "FOLD_ENTRIES", 100)
+  lines = ["1,1,3"] * 150 + ["1,1,9"] + ["1,1,3"] * 150  # Line 151 is outside.
+  with pytest.raises(mfjax.RatingsFileError, match=r":151: rating 9 is outside"):
+    mfjax.load_ratings(io.StringIO("\n".join(lines) + "\n"), scale=(1, 5))
+
+
+def test_a_compressed_file_of_identical_lines_is_read_in_memory_of_its_pairs(
+  tmp_path, monkeypatch
+):
+  import gzip
+
+  n = 300_000
+  path = tmp_path / "same.tsv.gz"
+  path.write_bytes(gzip.compress(b"7\t3\t5\n" * n, compresslevel=1))
+  monkeypatch.setattr(textparse, "FOLD_ENTRIES", 1 << 14)
+  monkeypatch.setattr(textparse, "CHUNK_BYTES", 1 << 16)  # Small parser blocks.
+  tracemalloc.start()
+  try:
+    ratings, maps = mfjax.load_ratings(path)
+    _, peak = tracemalloc.get_traced_memory()
+  finally:
+    tracemalloc.stop()
+  assert (len(ratings), maps.n_lines, maps.n_duplicates) == (1, n, n - 1)
+  # Read whole, the lines' ids and ratings alone take 12 bytes a line, twice
+  # while they are joined (22.8 MB measured); folded, the peak is a fold of
+  # 2**14 lines and the parser's blocks of 64 KiB (1.6 MB measured).
+  assert peak < 12 * n / 2, peak
+
+
+@pytest.mark.slow  # Waits out the bar's 2 s delay.
+def test_a_long_read_shows_a_bar_of_the_bytes_read_and_a_short_one_does_not(
+  capsys, monkeypatch
+):
+  # Issue 31: a 2 GB decompression read for 120 s with no output.
+  import time
+
+  class Slow(io.BytesIO):
+    def read(self, size=-1):
+      time.sleep(0.5)
+      return super().read(size)
+
+  monkeypatch.setattr(textparse, "CHUNK_BYTES", 1 << 10)
+  text = "".join(f"{u},{u % 7},{1 + u % 5}\n" for u in range(600)).encode()
+  ratings, _ = mfjax.load_ratings(Slow(text), progress=True)
+  assert len(ratings) == 600 and "reading" in capsys.readouterr().err
+  mfjax.load_ratings(io.BytesIO(text), progress=True)
+  assert capsys.readouterr().err == ""
+  with pytest.raises(TypeError, match="progress must be True or False"):
+    mfjax.load_ratings(io.BytesIO(text), progress="yes")
