@@ -238,6 +238,7 @@ def emit_json(args, report: dict) -> None:
   import json
 
   print(json.dumps(_json_safe(report), allow_nan=False), file=args.stdout)
+  args.stdout.flush()  # Before any os._exit of a joined process.
 
 
 def _json_safe(value):

@@ -81,6 +81,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
   """``fit``, after joining the other processes if asked: only process 0
   prints its report and saves the model; every process computes it."""
+  if _joins(args) and args.json:
+    _json_on_its_own_stdout(args)
   if not launch.join(args):
     return _fit_here(args)
   import jax
@@ -117,6 +119,26 @@ def run(args) -> int:
     )
     sys.stdout.flush()
     os._exit(1)
+
+
+def _joins(args) -> bool:
+  return any(
+    getattr(args, name, None) is not None
+    for name in ("coordinator", "num_processes", "process_id", "distributed")
+  )
+
+
+def _json_on_its_own_stdout(args) -> None:
+  """Keeps stdout for the JSON document alone: the runtime's C++ code (gloo's
+  "[Gloo] Rank 0 is connected ..." line) writes to file descriptor 1, so that
+  descriptor now goes to stderr and the JSON to a copy of the real stdout."""
+  sys.stdout.flush()
+  try:
+    real = os.dup(1)
+    os.dup2(2, 1)
+  except OSError:  # No descriptors (an embedded interpreter): as it was.
+    return
+  args.stdout = os.fdopen(real, "w", buffering=1)
 
 
 def _fit_here(args) -> int:

@@ -87,7 +87,19 @@ def join(args) -> bool:
     )
   timeout = args.process_timeout or distributed.TIMEOUT_SECONDS
   distributed.initialize(*named, auto=args.distributed == "auto", timeout=timeout)
+  _sigterm_ends_the_process()
   return True
+
+
+def _sigterm_ends_the_process() -> None:
+  """SIGTERM ends ``fit`` again, as it ends any command: JAX's distributed
+  runtime installs a preemption notifier that catches SIGTERM and only logs
+  it, so a fit told to stop ran on (and ``mfjax launch`` could not end it)."""
+  import signal
+  import threading
+
+  if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 # What may differ between the processes of one fit: their place, and the paths

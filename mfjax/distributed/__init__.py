@@ -14,6 +14,9 @@ the top-level leaves. Not ``cli``.
 from mfjax.distributed.exchange import Exchange, ProcessExchange, first_failure
 from mfjax.distributed.parts import load_ratings_part
 from mfjax.distributed.runtime import (
+  JOIN_TOKEN_ENV,
+  RAW_LOG_ENV,
+  STOPPED_SECONDS,
   TIMEOUT_SECONDS,
   DistributedError,
   check_coordinator,
@@ -26,6 +29,9 @@ from mfjax.distributed.runtime import (
 
 __all__ = [
   "TIMEOUT_SECONDS",
+  "JOIN_TOKEN_ENV",
+  "STOPPED_SECONDS",
+  "RAW_LOG_ENV",
   "DistributedError",
   "check_coordinator",
   "initialize",

@@ -7,6 +7,7 @@ the scale and every error, so that the parts together equal
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -39,7 +40,8 @@ _CHECK_BYTES = 1 << 16
 def _my_span(path: str, index: int, count: int) -> tuple[int, int, int, int, bytes]:
   """``(start, stop, newlines, size, ends)`` of part ``index`` of ``count``: the
   lines that start in its share of the bytes; ``ends`` the file's first and
-  last 64 KiB (to compare between processes)."""
+  last 64 KiB and digests of this part and the next one (part 0 after the
+  last), to compare between processes."""
   if os.path.splitext(path)[1].lower() in COMPRESSED:
     raise RatingsFileError(
       f"{path}: a compressed file cannot be split between processes; "
@@ -59,10 +61,28 @@ def _my_span(path: str, index: int, count: int) -> tuple[int, int, int, int, byt
     start, stop = cut(index), cut(index + 1)
     f.seek(start)
     newlines, left = 0, stop - start
+    mine = hashlib.blake2b(digest_size=8)
     while left > 0:
       block = f.read(min(CHUNK_BYTES, left))
+      mine.update(block)
       newlines, left = newlines + block.count(b"\n"), left - len(block)
+    following = (index + 1) % count
+    head += mine.digest() + _digest(f, cut(following), cut(following + 1))
   return start, stop, newlines, size, head
+
+
+def _digest(f, start: int, stop: int) -> bytes:
+  """An 8-byte BLAKE2b digest of bytes ``[start, stop)`` of ``f``."""
+  digest = hashlib.blake2b(digest_size=8)
+  f.seek(start)
+  left = stop - start
+  while left > 0:
+    block = f.read(min(CHUNK_BYTES, left))
+    if not block:
+      break
+    digest.update(block)
+    left -= len(block)
+  return digest.digest()
 
 
 def _data_end(f, size: int) -> int:
@@ -91,18 +111,33 @@ def _line_start(f, at: int, size: int) -> int:
   return size
 
 
-def _same_file(path, exchange: Exchange, size: int, head: bytes) -> None:
-  """Refuses processes that read different files under the name."""
+def _same_file(path, exchange: Exchange, size: int, ends: bytes) -> None:
+  """Refuses processes that read different files under the name: sizes, the
+  first and last 64 KiB, and every byte between. Each process digests its own
+  part and the next one (the last process part 0), so every byte is read by
+  two processes, each from its own copy: the digest of part ``i`` by process
+  ``i`` must be the one process ``i - 1`` computed. (Two processes each read
+  the whole file; with more, each reads two parts.)"""
   import zlib
 
-  mine = np.array([size, zlib.crc32(head)], np.int64)
-  seen = exchange.allgather(mine)
+  head, mine, following = ends[:-16], ends[-16:-8], ends[-8:]
+  as_int = lambda digest: int.from_bytes(digest, "little", signed=True)
+  row = [size, zlib.crc32(head), as_int(mine), as_int(following)]
+  seen = exchange.allgather(np.array(row, np.int64))
   for index, theirs in enumerate(seen):
-    if not np.array_equal(theirs, mine):
+    if not np.array_equal(theirs[:2], seen[exchange.index][:2]):
       raise RatingsFileError(
         f"{path}: processes {exchange.index} and {index} read different files "
         f"({size} and {int(theirs[0])} bytes, or other first or last bytes); give "
         "every process the same file."
+      )
+  for index in range(exchange.count):
+    before = (index - 1) % exchange.count
+    if seen[index][2] != seen[before][3]:
+      raise RatingsFileError(
+        f"{path}: processes {before} and {index} read different files (of one "
+        f"size and the same first and last bytes, but part {index} differs); "
+        "give every process the same file."
       )
 
 

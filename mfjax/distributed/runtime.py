@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -42,6 +44,7 @@ from mfjax.types import IdMaps, Ratings
 
 __all__ = [
   "TIMEOUT_SECONDS",
+  "JOIN_TOKEN_ENV",
   "DistributedError",
   "check_coordinator",
   "initialize",
@@ -51,12 +54,21 @@ __all__ = [
   "read_ratings",
   "free_port",
   "launch",
+  "STOPPED_SECONDS",
+  "RAW_LOG_ENV",
 ]
 
 TIMEOUT_SECONDS = 60
 """How long a process waits for the others to join, and how long a silent peer
 may go unheard before the others fail (``jax.distributed.initialize``'s
 ``initialization_timeout`` and ``heartbeat_timeout_seconds``)."""
+
+
+JOIN_TOKEN_ENV = "MFJAX_JOIN_TOKEN"
+"""An environment variable: a secret that the processes of one run share
+(:func:`launch` sets a random one for its processes). When process 0 has one,
+it accepts only joins that give it; set it alike on every machine of a
+cluster to keep other programs from joining the rendezvous."""
 
 
 class DistributedError(RuntimeError):
@@ -171,18 +183,28 @@ def _rendezvous(coordinator: str, n: int, index: int, timeout: float) -> None:
   if index == 0:
     _gather(_host_port(coordinator)[1], n, timeout)
     return
+  token = os.environ.get(JOIN_TOKEN_ENV, "")
   with _connect(coordinator, timeout) as conn:
-    conn.sendall(f"mfjax {index} {n}\n".encode())
+    conn.sendall(f"mfjax {index} {n} {token}".strip().encode() + b"\n")
     conn.settimeout(timeout + 10)  # Process 0 answers when all have come.
     try:
       reply = _line(conn)
     except OSError:
       reply = ""
-  if reply != "ok":
+  if reply == "ok":
+    return
+  if not reply:
     raise DistributedError(
-      reply.removeprefix("error ")
-      or f"the coordinator {coordinator} stopped answering while the processes joined."
+      f"the coordinator {coordinator} stopped answering while the processes joined."
     )
+  if reply.startswith("error "):  # Process 0's own words.
+    raise DistributedError(reply.removeprefix("error "))
+  # Another service on the port (a web server, a gRPC one): its bytes are not
+  # shown, only that it is not process 0.
+  raise DistributedError(
+    f"the coordinator {coordinator} answered as no mfjax process 0 does: is "
+    "another service listening on that port?"
+  )
 
 
 def _line(conn: socket.socket) -> str:
@@ -246,6 +268,20 @@ def _gather(port: int, n: int, timeout: float) -> None:
     raise DistributedError(problem)
 
 
+def _one_of_ours(words: list[str]) -> bool:
+  """Whether a join line is ``mfjax INDEX COUNT [TOKEN]`` with this process's
+  token (:data:`JOIN_TOKEN_ENV`): a process that does not know it is not one
+  of this run's."""
+  import hmac
+
+  token = os.environ.get(JOIN_TOKEN_ENV, "")
+  if len(words) != 3 + bool(token) or words[0] != "mfjax":
+    return False
+  if not all(word.isascii() and word.isdigit() for word in words[1:3]):
+    return False
+  return not token or hmac.compare_digest(words[3].encode(), token.encode())
+
+
 def _accept_all(server: socket.socket, n: int, timeout: float, joined: dict):
   """Fills ``joined`` (id -> connection) until all came; returns what went
   wrong, or None."""
@@ -264,8 +300,7 @@ def _accept_all(server: socket.socket, n: int, timeout: float, joined: dict):
       words = _line(conn).split()
     except OSError:
       words = []
-    if len(words) != 3 or words[0] != "mfjax" or not "".join(words[1:]).isdigit():
-      # Not one of ours.
+    if not _one_of_ours(words):  # A stray or spoofed connection: ignored.
       conn.close()
       continue
     index, count = int(words[1]), int(words[2])
@@ -448,8 +483,9 @@ def launch(
   if devices is not None:
     flag = f"--xla_force_host_platform_device_count={devices}"
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
+  env[JOIN_TOKEN_ENV] = secrets.token_hex(16)  # Only these processes join.
   lock = threading.Lock()
-  running, threads = [], []
+  running, threads, hidden = [], [], []
   for index in range(processes):
     argv = [
       sys.executable, "-m", "mfjax", *command,
@@ -460,43 +496,170 @@ def launch(
       argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     running.append(child)
-    thread = threading.Thread(target=_forward, args=(child, index, out, lock))
+    hidden.append([])
+    thread = threading.Thread(
+      target=_forward, args=(child, index, out, lock, hidden[index])
+    )
     thread.start()
     threads.append(thread)
-  codes = _wait(running, grace)
+  with _signals_forwarded() as received:
+    codes = _wait(running, grace, received)
   for thread in threads:
     thread.join()
+  for index, (code, lines) in enumerate(zip(codes, hidden, strict=True)):
+    # One line for a process that ended without one of its own: killed by a
+    # signal, or aborted by JAX's runtime (its log held back).
+    fatal = next((x for x in lines if x[:1] == "F"), None)
+    fatal = fatal or next((x for x in lines if x[:1] == "E"), None)
+    if code < 0 or (code != 0 and fatal):
+      said = ""
+      if fatal:
+        said = (
+          f"; JAX's runtime said: {_log_text(fatal)[:160]} ({len(lines)} lines "
+          f"of its log held back; {RAW_LOG_ENV}=1 shows them)"
+        )
+      out.write(
+        f"[{index}] mfjax launch: process {index} ended ({_ending(code)}){said}\n"
+      )
+  out.flush()
+  if received:  # The launcher was told to stop: it says so, as a shell would.
+    return 128 + received[0]
   bad = [c if c >= 0 else 128 - c for c in codes if c != 0]
   return bad[0] if bad else 0
 
 
-def _forward(child: subprocess.Popen, index: int, out: IO[str], lock) -> None:
+@contextlib.contextmanager
+def _signals_forwarded():
+  """Records SIGTERM, SIGINT and SIGHUP (in the main thread, where Python
+  runs handlers) for :func:`_wait` to pass to the processes, which it then
+  reaps: none is left running when the launcher is stopped."""
+  received = []
+  names = ("SIGTERM", "SIGINT", "SIGHUP")
+  kinds = [getattr(signal, name) for name in names if hasattr(signal, name)]
+  if threading.current_thread() is not threading.main_thread():
+    yield received
+    return
+  old = {
+    kind: signal.signal(kind, lambda sig, frame: received.append(sig)) for kind in kinds
+  }
+  try:
+    yield received
+  finally:
+    for kind, handler in old.items():
+      signal.signal(kind, handler)
+
+
+STOPPED_SECONDS = 5
+"""How long :func:`launch` lets a process stay stopped (SIGSTOP, a debugger)
+before it counts as failed: the others cannot go on without it."""
+
+
+def _stopped(child: subprocess.Popen) -> bool:
+  """Whether ``child`` is stopped (Linux's /proc; elsewhere never known)."""
+  try:
+    with open(f"/proc/{child.pid}/stat") as stat:
+      return stat.read().rpartition(") ")[2][:1] in ("T", "t")
+  except OSError:
+    return False
+
+
+RAW_LOG_ENV = "MFJAX_LAUNCH_RAW_LOG"
+"""Set to 1, :func:`launch` forwards the C++ log lines of JAX's runtime (gloo's
+connections, the coordination service's errors, stack traces) as they come;
+by default it holds them back and says in one line why a process ended."""
+
+
+# Lines of JAX's C++ runtime: absl log lines ("E1207 19:00:45.361 17384
+# file.cc:159] ..."), their stack traces and gRPC details, gloo's connections.
+_RUNTIME_LOG = re.compile(
+  r"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]"
+  r"|\*\*\* Check failure stack trace"
+  r"|\s+@\s+0x[0-9a-f]+"
+  r"|Additional GRPC error information"
+  r"|:UNKNOWN:Error received from peer"
+  r"|terminate called after throwing"
+  r"|\s+what\(\):"
+  r"|\[Gloo\] "
+)
+
+
+def _forward(
+  child: subprocess.Popen, index: int, out: IO[str], lock, hidden: list
+) -> None:
+  raw = os.environ.get(RAW_LOG_ENV) == "1"
   for line in child.stdout:
+    if not raw and _RUNTIME_LOG.match(line):
+      hidden.append(line.rstrip("\n"))
+      continue
     with lock:
       out.write(f"[{index}] {line}")
       out.flush()
 
 
-def _wait(running: list[subprocess.Popen], grace: float) -> list[int]:
+def _log_text(line: str) -> str:
+  """An absl log line without its prefix (level, time, thread, file)."""
+  return line.split("] ", 1)[1] if "] " in line[:80] else line
+
+
+def _ending(code: int) -> str:
+  if code < 0:
+    try:
+      return f"by {signal.Signals(-code).name}"
+    except ValueError:
+      return f"by signal {-code}"
+  return f"exit code {code}"
+
+
+def _wait(
+  running: list[subprocess.Popen], grace: float, received: list | None = None
+) -> list[int]:
   """Exit codes of ``running``; after the first failure, the rest get ``grace``
-  seconds, then SIGTERM, then SIGKILL."""
-  deadline = None
+  seconds, then SIGTERM, then SIGKILL. A process stopped for
+  :data:`STOPPED_SECONDS` is killed, and counts as failed; a signal the
+  launcher ``received`` goes to every process at once."""
+  deadline, stopped_since = None, {}
+  received = [] if received is None else received
   while True:
     codes = [child.poll() for child in running]
     if all(code is not None for code in codes):
       return codes
+    now = time.monotonic()
+    for index, child in enumerate(running):
+      if codes[index] is None and _stopped(child):
+        since = stopped_since.setdefault(index, now)
+        if now - since > STOPPED_SECONDS:
+          print(
+            f"mfjax launch: process {index} was stopped for {STOPPED_SECONDS} s; "
+            "ending it and the others.",
+            file=sys.stderr,
+            flush=True,
+          )
+          child.kill()
+          deadline = now  # The others cannot go on without it.
+      else:
+        stopped_since.pop(index, None)
+    if received:
+      deadline = now
     if deadline is None and any(code not in (None, 0) for code in codes):
-      deadline = time.monotonic() + grace
-    if deadline is not None and time.monotonic() > deadline:
-      for child in running:
-        if child.poll() is None:
-          child.send_signal(signal.SIGTERM)
-      try:
-        for child in running:
-          child.wait(timeout=10)
-      except subprocess.TimeoutExpired:
-        for child in running:
-          if child.poll() is None:
-            child.kill()
-      return [child.wait() for child in running]
+      deadline = now + grace
+    if deadline is not None and now >= deadline:
+      return _end(running, received[0] if received else signal.SIGTERM)
     time.sleep(0.05)
+
+
+def _end(running: list[subprocess.Popen], kind) -> list[int]:
+  """Sends ``kind`` to every process still running (and SIGCONT, so that a
+  stopped one gets it), waits 10 s, kills what is left; the exit codes."""
+  for child in running:
+    if child.poll() is None:
+      with contextlib.suppress(OSError):
+        child.send_signal(kind)
+        child.send_signal(getattr(signal, "SIGCONT", kind))
+  try:
+    for child in running:
+      child.wait(timeout=10)
+  except subprocess.TimeoutExpired:
+    for child in running:
+      if child.poll() is None:
+        child.kill()
+  return [child.wait() for child in running]

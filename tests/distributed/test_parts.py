@@ -6,6 +6,7 @@ of parts, the parts concatenated in order must be load_ratings' ratings of the
 whole file, with its maps, its duplicates policy and its errors and warnings.
 """
 
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -214,6 +215,27 @@ def test_different_files_under_one_name_fail_in_all(tmp_path):
   other = _write_numeric(tmp_path / "b.tsv", 120, 1)
   messages = _messages(read_in_parts([one, other], 2)[0])
   assert all("read different files" in m for m in messages)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_files_that_differ_only_in_the_middle_fail_in_all(tmp_path, count):
+  # Issue 31: files of one size and the same first and last 64 KiB, different
+  # in the middle, trained without a word on the wrong data.
+  one = _write_numeric(tmp_path / "a.tsv", 30_000, 0, duplicates=0)
+  text = Path(one).read_text()
+  middle = len(text) // 2
+  middle = text.index("\t", middle) + 1  # The first digit of an item id.
+  digit = "2" if text[middle] == "1" else "1"
+  other = tmp_path / "b.tsv"
+  other.write_text(text[:middle] + digit + text[middle + 1 :])
+  assert len(text) > 3 * 65536 and os.path.getsize(other) == os.path.getsize(one)
+  # Process 1 trains on the changed part (the middle one of 2 or 3): every
+  # process refuses. (A process whose file differs only in parts it neither
+  # trains on nor checks trains on the same data as the others.)
+  paths = [one, str(other)] + [one] * (count - 2)
+  messages = _messages(read_in_parts(paths, count)[0])
+  assert all("read different files" in m and "part 1 differs" in m for m in messages)
+  assert_parts_equal_whole(one, count)  # The same file still reads.
 
 
 def test_a_compressed_file_is_refused_in_every_process(tmp_path):

@@ -106,6 +106,61 @@ def test_a_coordinator_port_in_use_is_refused_in_one_line():
       distributed.initialize(f"127.0.0.1:{port}", 2, 0, timeout=1)
 
 
+def _send_until_accepted(port, line, tries=200):
+  """Connects to 127.0.0.1:port (retrying while nobody listens), sends line."""
+  for _ in range(tries):
+    try:
+      with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+        conn.sendall(line)
+        conn.recv(64)  # Until process 0 answers or closes.
+        return
+    except OSError:
+      time.sleep(0.02)
+
+
+def test_a_spoofed_join_without_the_runs_token_is_ignored(monkeypatch):
+  # Issue 31: the rendezvous accepted a spoofed join. With the run's token
+  # (launch sets one), a join without it is not one of the run's processes.
+  monkeypatch.setenv(distributed.JOIN_TOKEN_ENV, "secret-of-this-run")
+  port = distributed.free_port()
+  spoof = threading.Thread(target=_send_until_accepted, args=(port, b"mfjax 1 2\n"))
+  spoof.start()
+  try:
+    with pytest.raises(
+      distributed.DistributedError, match="process 1 of 2 did not join"
+    ):
+      distributed.initialize(f"127.0.0.1:{port}", 2, 0, timeout=2)
+  finally:
+    spoof.join()
+
+
+@pytest.mark.parametrize(
+  "reply", [b"HTTP/1.1 400 Bad Request\r\n\r\n<html>", b"\x00\x00\x12\x04\x00"]
+)
+def test_a_foreign_service_on_the_coordinators_port_is_named_not_echoed(reply):
+  # Issue 31: a web or gRPC server's reply was printed as the error text.
+  server = socket.create_server(("127.0.0.1", 0))
+  port = server.getsockname()[1]
+
+  def answer():
+    conn, _ = server.accept()
+    with conn:
+      conn.recv(1024)
+      conn.sendall(reply + b"\n")
+
+  thread = threading.Thread(target=answer)
+  thread.start()
+  try:
+    with pytest.raises(distributed.DistributedError) as raised:
+      distributed.initialize(f"127.0.0.1:{port}", 2, 1, timeout=5)
+  finally:
+    thread.join()
+    server.close()
+  message = str(raised.value)
+  assert "answered as no mfjax process 0" in message
+  assert "HTTP" not in message and "\x00" not in message
+
+
 def _write(path, n, seed):
   rng = np.random.default_rng(seed)
   rows = np.c_[rng.integers(1, 200, n), rng.integers(1, 150, n), rng.integers(1, 6, n)]
@@ -341,3 +396,111 @@ def test_a_killed_process_stops_the_other_with_an_error(tmp_path):
   else:  # JAX's coordination service saw the dead peer first and aborts.
     assert children[0].returncode in (-6, 134), children[0].returncode
     assert "JAX distributed service detected fatal errors" in text, text[-3000:]
+
+
+def _launch(tmp_path, *extra):
+  """``mfjax launch -n 2 -- fit`` of a long fit: the process, reading its output."""
+  train, test = _write(tmp_path / "t.tsv", 6000, 0), _write(tmp_path / "s.tsv", 1000, 1)
+  argv = [sys.executable, "-m", "mfjax", "launch", "-n", "2", "--", "fit", train]
+  argv += ["--test", test, "--steps", "100000", *extra]
+  return subprocess.Popen(
+    argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
+
+
+def _children(parent: int) -> list[int]:
+  """The pids of ``parent``'s children (Linux's /proc)."""
+  found = []
+  for stat in Path("/proc").glob("[0-9]*/stat"):
+    try:
+      fields = stat.read_text().rpartition(") ")[2].split()
+    except OSError:
+      continue
+    if int(fields[1]) == parent:
+      found.append(int(stat.parent.name))
+  return found
+
+
+def _fitting(launcher, timeout=120) -> list[int]:
+  """The two fit processes, once both run (their output has begun)."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    children = _children(launcher.pid)
+    if len(children) == 2 and all(
+      "fit" in Path(f"/proc/{pid}/cmdline").read_text() for pid in children
+    ):
+      time.sleep(8)  # Joined and compiling or training.
+      return children
+    time.sleep(0.2)
+  raise AssertionError("the fit processes did not start")
+
+
+def _gone(pid: int) -> bool:
+  try:
+    state = Path(f"/proc/{pid}/stat").read_text().rpartition(") ")[2][:1]
+  except OSError:
+    return True
+  return state == "Z"
+
+
+@pytest.mark.slow  # Two processes start and compile: about 20 s.
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux's /proc")
+def test_a_stopped_process_ends_the_launch_and_every_process_quickly(tmp_path):
+  # Issue 31: launch returned only after 116 s for a stopped peer, the other's
+  # progress bar running; a survivor aborted with ~30 lines of C++ trace.
+  import os
+  import signal
+
+  launcher = _launch(tmp_path)
+  children = _fitting(launcher)
+  os.kill(children[1], signal.SIGSTOP)
+  start = time.monotonic()
+  out, err = launcher.communicate(timeout=120)
+  assert time.monotonic() - start < distributed.STOPPED_SECONDS + 15
+  assert launcher.returncode != 0 and all(_gone(pid) for pid in children)
+  assert "was stopped for" in err
+  assert "[1] mfjax launch: process 1 ended (by SIGKILL)" in out, out[-3000:]
+  assert "Check failure stack trace" not in out and "    @ " not in out, out[-3000:]
+
+
+@pytest.mark.slow  # Two processes start and compile: about 20 s.
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux's /proc")
+def test_sigterm_to_launch_ends_every_process(tmp_path):
+  # Issue 31: SIGTERM to mfjax launch left both fits running, and they ignored
+  # SIGTERM themselves (JAX's preemption notifier caught it).
+  import signal
+
+  launcher = _launch(tmp_path)
+  children = _fitting(launcher)
+  launcher.send_signal(signal.SIGTERM)
+  start = time.monotonic()
+  out, _ = launcher.communicate(timeout=60)
+  assert time.monotonic() - start < 15, out[-3000:]
+  assert launcher.returncode == 128 + signal.SIGTERM
+  assert all(_gone(pid) for pid in children)
+  for index in (0, 1):
+    assert f"[{index}] mfjax launch: process {index} ended (by SIGTERM)" in out
+
+
+@pytest.mark.slow  # Two processes join and fit 2 steps: about 15 s.
+def test_json_of_joined_processes_is_alone_on_stdout(tmp_path):
+  # Issue 31: with --json, stdout began with gloo's "[Gloo] Rank 0 is
+  # connected to 1 peer ranks" line.
+  train, test = _write(tmp_path / "t.tsv", 600, 0), _write(tmp_path / "s.tsv", 100, 1)
+  port = distributed.free_port()
+  fit = [sys.executable, "-m", "mfjax", "fit", train, "--test", test, "--steps", "2"]
+  fit += ["--json", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+  children = [
+    subprocess.Popen(
+      [*fit, "--process-id", str(i)],
+      env=ENV,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )  # fmt: skip
+    for i in range(2)
+  ]
+  outputs = [child.communicate(timeout=120) for child in children]
+  assert [child.returncode for child in children] == [0, 0], outputs
+  assert json.loads(outputs[0][0])["n_test"] == 100  # One document, nothing else.
+  assert outputs[1][0] == ""
