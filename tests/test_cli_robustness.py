@@ -233,3 +233,30 @@ def test_item_titles_that_open_a_quote_are_read_as_written(files, tmp_path, caps
   err = capsys.readouterr().err.strip().splitlines()
   assert "field larger than field limit" in err[-1] and "movies.csv:3" in err[-1]
   assert all(line.startswith(("note:", "mfjax recommend: error:")) for line in err)
+
+
+@pytest.mark.slow  # Compiles a fit program: several seconds.
+def test_a_model_that_trained_is_saved_before_scoring_can_fail(
+  tmp_path, capsys, monkeypatch
+):
+  # Issue 31: an out-of-memory error after training had finished left the
+  # --save never written.
+  rng = np.random.default_rng(0)
+  rows = zip(
+    rng.integers(0, 30, 600),
+    rng.integers(0, 20, 600),
+    rng.integers(1, 6, 600),
+    strict=True,
+  )
+  train = tmp_path / "r.csv"
+  train.write_text("".join(f"{u},{i},{r}\n" for u, i, r in rows))
+
+  def exhausted(*args, **kwargs):
+    raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9e12 bytes.")
+
+  monkeypatch.setattr(mfjax, "rmse", exhausted)
+  model = tmp_path / "m.npz"
+  argv = ["fit", train, "--steps", "2", "--ensemble", "1", "--save", model]
+  line = _one_line(capsys, argv)
+  assert "out of memory on the device" in line
+  assert mfjax.load(model).params.user_factors.shape == (30, 12)

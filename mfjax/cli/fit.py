@@ -157,19 +157,9 @@ def _fit_here(args) -> int:
   settings = fit_plan.settings._asdict()
   fitted, compile_seconds, fit_seconds = _timed(fit_plan, args.progress)
   results, params = fitted.members, fitted.best_params
+  failure = training.failure(results)
   report = {"objective": args.objective, "solver": common.solver(args)}
-  threshold = args.threshold
-  if ranking:
-    threshold = common.relevance_threshold(args.threshold, test)
-    report.update(common.ranking_report(params, train, test, threshold))
-    report["threshold"] = threshold
-  else:
-    report.update(
-      train_rmse=float(mfjax.rmse(params, train, scale=maps.scale)),
-      test_rmse=float(mfjax.rmse(params, test, scale=maps.scale)),
-      test_mae=float(mfjax.mae(params, test, scale=maps.scale)),
-    )
-  report.update(
+  facts = dict(
     fit_seconds=fit_seconds,
     compile_seconds=compile_seconds,
     n_train=n_train,
@@ -180,36 +170,64 @@ def _fit_here(args) -> int:
     n_duplicates=maps.n_duplicates,
     **settings,
     diverged=bool(np.any(np.asarray(results.diverged_step) >= 0)),
+    failure=failure,
   )
-  failure = training.failure(results)
-  report["failure"] = failure
+
+  def scores() -> dict:
+    if ranking:
+      threshold = common.relevance_threshold(args.threshold, test)
+      found = common.ranking_report(params, train, test, threshold)
+      return found | {"threshold": threshold}
+    return dict(
+      train_rmse=float(mfjax.rmse(params, train, scale=maps.scale)),
+      test_rmse=float(mfjax.rmse(params, test, scale=maps.scale)),
+      test_mae=float(mfjax.mae(params, test, scale=maps.scale)),
+    )
+
+  # Saved before anything is scored: a model that trained is kept even when
+  # scoring it fails (out of memory on a large test file, say).
+  saved = {}
   if args.save and (failure is None or args.allow_divergence):
-    saved = dict(settings, n_train=n_train, seed=args.seed)
-    saved["train"] = os.path.basename(args.train)
-    # Several processes: no process holds the training pairs to save.
-    if args.no_rated or parts:
-      model = mfjax.Model(
-        params, id_maps=maps, settings=saved, objective=fitted.objective
-      )
-    else:
-      model = fitted.model(train, maps, settings=saved)
     try:
-      with common.sigterm_removes_partial_files():
-        mfjax.save(args.save, model)
+      saved = _save(args, fitted, train, maps, settings, n_train, parts)
     except (OSError, ValueError):  # Still show what the training found.
+      report.update(scores(), **facts)
       common.print_report(report)
       if args.json:
         common.emit_json(args, report)
       raise
-    report["saved"] = args.save
-    report["saved_rank"] = int(params.user_factors.shape[1])
-    report["saved_bytes"] = os.path.getsize(args.save)
+  report.update(scores())
+  threshold = report.get("threshold", args.threshold)
+  report.update(facts, **saved)
   common.print_report(report)
   common.note_unranked(report, threshold)
   if args.json:
     common.emit_json(args, report)
   common.check_training(args, failure)
   return 0
+
+
+def _save(args, fitted, train, maps, settings, n_train, parts) -> dict:
+  """Saves the fitted model to ``--save``; the report's lines about it."""
+  import mfjax
+
+  params = fitted.best_params
+  saved = dict(settings, n_train=n_train, seed=args.seed)
+  saved["train"] = os.path.basename(args.train)
+  # Several processes: no process holds the training pairs to save.
+  if args.no_rated or parts:
+    model = mfjax.Model(
+      params, id_maps=maps, settings=saved, objective=fitted.objective
+    )
+  else:
+    model = fitted.model(train, maps, settings=saved)
+  with common.sigterm_removes_partial_files():
+    mfjax.save(args.save, model)
+  return {
+    "saved": args.save,
+    "saved_rank": int(params.user_factors.shape[1]),
+    "saved_bytes": os.path.getsize(args.save),
+  }
 
 
 def _inputs(args):
