@@ -260,3 +260,30 @@ def test_a_model_that_trained_is_saved_before_scoring_can_fail(
   line = _one_line(capsys, argv)
   assert "out of memory on the device" in line
   assert mfjax.load(model).params.user_factors.shape == (30, 12)
+
+
+def test_a_long_step_on_a_terminal_says_what_runs_and_clears_its_line():
+  # Also weak: fits were silent for 45-200 s without --progress.
+  import io
+  import time
+
+  from mfjax.cli import common
+
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+  screen = Terminal()
+  with common.still_working("mfjax fit: fitting", screen, delay=0.05, every=0.05):
+    time.sleep(0.3)
+  text = screen.getvalue()
+  assert "\rmfjax fit: fitting... 0 s" in text and text.endswith("\r")
+  assert text.rstrip("\r ").count("\n") == 0  # One line, rewritten in place.
+  quick = Terminal()
+  with common.still_working("mfjax fit: fitting", quick, delay=5):
+    pass
+  assert quick.getvalue() == ""
+  piped = io.StringIO()  # Not a terminal: nothing, however long.
+  with common.still_working("mfjax fit: fitting", piped, delay=0, every=0.01):
+    time.sleep(0.05)
+  assert piped.getvalue() == ""

@@ -29,6 +29,7 @@ __all__ = [
   "note_unranked",
   "Terminated",
   "sigterm_removes_partial_files",
+  "still_working",
 ]
 
 
@@ -411,3 +412,44 @@ def sigterm_removes_partial_files():
     raise
   finally:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def still_working(what: str, stream=None, delay: float = 3.0, every: float = 1.0):
+  """On a terminal, a line on ``stream`` (stderr) saying ``what`` is under way
+  and for how long, once it has taken ``delay`` seconds, updated every
+  ``every`` seconds and cleared at the end: long fits without ``--progress``
+  (whose bar costs a kept program) are not silent. A thread prints it while
+  the compiled program runs (JAX releases the GIL)."""
+  import time
+
+  stream = sys.stderr if stream is None else stream
+  try:
+    terminal = stream.isatty()
+  except (AttributeError, ValueError):
+    terminal = False
+  if not terminal:
+    yield
+    return
+  done, start, shown = threading.Event(), time.monotonic(), []
+
+  def show():
+    if done.wait(delay):
+      return
+    while not done.is_set():
+      text = f"{what}... {time.monotonic() - start:.0f} s"
+      stream.write("\r" + text)
+      stream.flush()
+      shown[:] = [len(text)]
+      done.wait(every)
+
+  thread = threading.Thread(target=show, daemon=True)
+  thread.start()
+  try:
+    yield
+  finally:
+    done.set()
+    thread.join()
+    if shown:  # Cleared, so that the report starts on a clean line.
+      stream.write("\r" + " " * shown[0] + "\r")
+      stream.flush()

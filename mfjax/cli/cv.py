@@ -76,10 +76,11 @@ def run(args) -> int:
   settings = {n: v for n, v in settings.items() if v is not None}
   threshold = common.relevance_threshold(args.threshold, ratings)
   extra = {"threshold": threshold} if ranking else {"scale": maps.scale}
-  result = mfjax.cross_validate(
-    ratings, folds=args.folds, seed=args.seed, objective=args.objective,
-    solver=args.solver, **extra, **settings,
-  )  # fmt: skip
+  with common.still_working(f"mfjax cv: fitting {args.folds} folds"):
+    result = mfjax.cross_validate(
+      ratings, folds=args.folds, seed=args.seed, objective=args.objective,
+      solver=args.solver, **extra, **settings,
+    )  # fmt: skip
   print(
     f"{args.folds}-fold cross-validation of the {args.objective} fit on "
     f"{args.train} ({len(ratings)} ratings)"

@@ -311,15 +311,20 @@ def _timed(fit_plan, progress: bool):
   from mfjax.cli import programs
   from mfjax.fitting import ensemble
 
+  # Without --progress, a line on a terminal says what runs, after 3 s.
+  quiet = contextlib.nullcontext
+  working = (lambda what: quiet()) if progress else common.still_working
   start = time.perf_counter()
-  if progress:  # Its host callbacks are this run's: nothing kept.
-    compiled = ensemble.compile_program(fit_plan.program, fit_plan.inputs)
-  else:
-    recipe = (type(fit_plan.settings).__name__, tuple(fit_plan.settings))
-    recipe += (fit_plan.objective,)
-    compiled = programs.compile_or_load(fit_plan.program, fit_plan.inputs, recipe)
+  with working("mfjax fit: compiling"):
+    if progress:  # Its host callbacks are this run's: nothing kept.
+      compiled = ensemble.compile_program(fit_plan.program, fit_plan.inputs)
+    else:
+      recipe = (type(fit_plan.settings).__name__, tuple(fit_plan.settings))
+      recipe += (fit_plan.objective,)
+      compiled = programs.compile_or_load(fit_plan.program, fit_plan.inputs, recipe)
   compile_seconds = time.perf_counter() - start
   start = time.perf_counter()
-  outputs = jax.block_until_ready(compiled(*fit_plan.inputs))
+  with working("mfjax fit: fitting"):
+    outputs = jax.block_until_ready(compiled(*fit_plan.inputs))
   fitted = fit_plan.finish(outputs)
   return fitted, compile_seconds, time.perf_counter() - start
