@@ -44,9 +44,11 @@ def load_ratings(
 
   import mfjax
   from mfjax.data.loaders import ScaleWarning
+  from mfjax.data.textparse import IdSpellingWarning
 
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", ScaleWarning)
+    warnings.simplefilter("always", IdSpellingWarning)
     if parts:  # Each process its own part, assembled into one sharded array.
       from mfjax.distributed import runtime as distributed
 
@@ -59,6 +61,8 @@ def load_ratings(
       print(
         f"mfjax: warning: {shown(warning.message)} (--scale LO,HI)", file=sys.stderr
       )
+    elif issubclass(warning.category, IdSpellingWarning):
+      print(f"mfjax: warning: {shown(warning.message)}", file=sys.stderr)
     else:  # Not ours to word: shown as Python shows it.
       warnings.warn_explicit(
         warning.message, warning.category, warning.filename, warning.lineno

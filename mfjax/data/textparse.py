@@ -33,6 +33,9 @@ __all__ = [
   "COMPRESSED",
   "Span",
   "read_columns",
+  "IdSpellingWarning",
+  "FOLD_ENTRIES",
+  "Folded",
   "line_of",
 ]
 
@@ -561,7 +564,7 @@ def read_columns(
   parse = _parse_numeric if numeric else _parse_strings
   parts = ([], [], [])
   at_end = span is None or span.at_end
-  folder = None
+  folder, spelled = None, False  # spelled: an odd id spelling was warned of.
   if duplicates in ("last", "mean") and span is None and id_maps is None:
     folder = _Folder(duplicates)
   for number, text, last in _with_last(_chain([(first_number, first_text)], blocks)):
@@ -571,6 +574,8 @@ def read_columns(
     if text.strip() or (text and not last):
       text = text if text.endswith("\n") else text + "\n"
       parsed = parse(path, number, text, sep, layout)
+      if numeric and not spelled and _may_spell_ids_oddly(text, sep):
+        spelled = _warn_of_odd_id(path, number, text, sep, layout)
       for column, part in zip(parts, parsed, strict=True):
         column.append(part)
       if folder is not None:
@@ -591,6 +596,61 @@ def read_columns(
   # One column at a time, so that only one column is ever held twice.
   raw_users, raw_items, values = (concat_and_clear(c) for c in parts)
   return raw_users, raw_items, values, layout, names
+
+
+class IdSpellingWarning(UserWarning):
+  """Integer ids spelled otherwise than plainly (``007``, ``+7``, ``7e0``):
+  they are read as the integer, so ``007`` and ``7`` are one id. Given once
+  per file, naming the first such line."""
+
+
+def _may_spell_ids_oddly(text: str, sep: str | None) -> bool:
+  """A cheap look at a block: could an id hold a sign, an exponent or a
+  leading zero? (Ratings and timestamps may give false alarms; the lines
+  then decide.)"""
+  if "+" in text or "e" in text or "E" in text:
+    return True
+  starts = " \t\n" if sep is None else sep[-1:] + "\n"
+  if not text.startswith("0") and not any(c + "0" in text for c in starts):
+    return False  # No field starts with 0 (a C search of the text).
+  raw = np.frombuffer(text.encode("latin-1", "replace"), np.uint8)
+  if len(raw) < 2:
+    return False
+  if raw[0] == 48 and 48 <= raw[1] <= 57:
+    return True
+  zeros = np.flatnonzero(raw[1:-1] == 48) + 1  # Few: then only their neighbours.
+  after, before = raw[zeros + 1], raw[zeros - 1]
+  at_start = np.zeros(len(zeros), bool)
+  for code in starts.encode("latin-1", "replace"):
+    at_start |= before == code
+  return bool(np.any(at_start & (after >= 48) & (after <= 57)))
+
+
+def _warn_of_odd_id(path, number, text, sep, layout) -> bool:
+  """Warns of the block's first id spelled otherwise than ``str(int)``
+  (:class:`IdSpellingWarning`); returns whether it did."""
+  for offset, line in enumerate(text.split("\n")):
+    fields = _split(line, sep)
+    if len(fields) != layout.ncols:
+      continue
+    for k in (layout.user, layout.item):
+      field = fields[k]
+      try:
+        plain = str(int(float(field)))
+      except (ValueError, OverflowError):
+        continue
+      if field != plain:
+        warnings.warn(
+          f"{path}:{number + offset}: id {quote(field, 20)} is read as the "
+          f"integer {plain}, so ids spelled differently (a leading zero, a "
+          f"sign, a decimal point or an exponent) and {plain} are one id; if "
+          "they are different ids, give ids that are not numbers (a letter "
+          "before them).",
+          IdSpellingWarning,
+          stacklevel=5,
+        )
+        return True
+  return False
 
 
 # Lines held before repeated (user, item) pairs are folded while a file streams

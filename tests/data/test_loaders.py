@@ -569,11 +569,13 @@ def _load(path, **kwargs):
   RatingsFileError as ``(None, None, error)``; anything else propagates.
 
   But for the ScaleWarning of a rating far from the others, which fuzzed ratings
-  ("1e30" among "1" and "2") are meant to give (test_scale_warning_*).
+  ("1e30" among "1" and "2") are meant to give (test_scale_warning_*), and
+  the IdSpellingWarning of fuzzed ids such as "007" (tested on its own).
   """
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     warnings.simplefilter("ignore", loaders.ScaleWarning)
+    warnings.simplefilter("ignore", textparse.IdSpellingWarning)
     try:
       return (*mfjax.load_ratings(path, **kwargs), None)
     except mfjax.RatingsFileError as error:
@@ -1795,3 +1797,24 @@ def test_a_long_read_shows_a_bar_of_the_bytes_read_and_a_short_one_does_not(
   assert capsys.readouterr().err == ""
   with pytest.raises(TypeError, match="progress must be True or False"):
     mfjax.load_ratings(io.BytesIO(text), progress="yes")
+
+
+@pytest.mark.parametrize(
+  "odd, plain",
+  [("007", "7"), ("+7", "7"), ("7e0", "7"), ("1e3", "1000")],
+)
+def test_an_id_spelled_otherwise_than_plainly_is_said_to_merge(odd, plain):
+  # Issue 31: `007` and `7`, `1e3` and `1000` merged without a word.
+  text = f"1\t{plain}\t4\n2\t8\t3\n3\t{odd}\t5\n"
+  match = rf":3: id '{re.escape(odd)}' is read as the integer {plain}"
+  with pytest.warns(textparse.IdSpellingWarning, match=match):
+    _, maps = mfjax.load_ratings(io.StringIO(text))
+  assert maps.items.tolist() == sorted([int(plain), 8])  # One id, as said.
+
+
+def test_plain_ids_ratings_with_leading_zeros_and_decimals_give_no_spelling_warning():
+  text = "1\t7\t04\t0881250949\n10\t100\t3.5\t881250949\n"
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", textparse.IdSpellingWarning)
+    ratings, _ = mfjax.load_ratings(io.StringIO(text))
+  assert len(ratings) == 2
