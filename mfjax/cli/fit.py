@@ -82,7 +82,13 @@ def run(args) -> int:
   """``fit``, after joining the other processes if asked: only process 0
   prints its report and saves the model; every process computes it."""
   if _joins(args) and args.json:
-    _json_on_its_own_stdout(args)
+    with _json_on_its_own_stdout(args):
+      return _joined_fit(args)
+  return _joined_fit(args)
+
+
+def _joined_fit(args) -> int:
+  """``fit`` in this process alone, or joined to the others."""
   if not launch.join(args):
     return _fit_here(args)
   import jax
@@ -128,17 +134,29 @@ def _joins(args) -> bool:
   )
 
 
-def _json_on_its_own_stdout(args) -> None:
+@contextlib.contextmanager
+def _json_on_its_own_stdout(args):
   """Keeps stdout for the JSON document alone: the runtime's C++ code (gloo's
   "[Gloo] Rank 0 is connected ..." line) writes to file descriptor 1, so that
-  descriptor now goes to stderr and the JSON to a copy of the real stdout."""
+  descriptor goes to stderr meanwhile and the JSON to a copy of the real
+  stdout; both are put back at the end."""
   sys.stdout.flush()
   try:
     real = os.dup(1)
     os.dup2(2, 1)
   except OSError:  # No descriptors (an embedded interpreter): as it was.
+    yield
     return
-  args.stdout = os.fdopen(real, "w", buffering=1)
+  before, args.stdout = args.stdout, os.fdopen(real, "w", buffering=1, closefd=False)
+  try:
+    yield
+  finally:
+    with contextlib.suppress(OSError, ValueError):
+      args.stdout.flush()
+    sys.stdout.flush()
+    os.dup2(real, 1)
+    os.close(real)
+    args.stdout = before
 
 
 def _fit_here(args) -> int:

@@ -2,7 +2,8 @@
 
 Owns: :mod:`~mfjax.data.loaders` (``load_ratings``: a file to ``Ratings`` and
 id maps, duplicates, outliers), :mod:`~mfjax.data.textparse` (the text: blocks,
-layouts, headers, parsing), :mod:`~mfjax.data.arrays` (arrays, frames and
+layouts, headers, parsing), :mod:`~mfjax.data.folding` (repeated pairs
+folded while a file streams in), :mod:`~mfjax.data.arrays` (arrays, frames and
 sparse matrices in memory) and :mod:`~mfjax.data.splits` (``train_test_split``,
 ``kfold``, dense matrices, synthetic ratings). This face also re-exports what
 ``mfjax.data`` held in 0.2.

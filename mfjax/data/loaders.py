@@ -24,10 +24,10 @@ import jax
 import numpy as np
 
 from mfjax import validation
+from mfjax.data.folding import Folded
 from mfjax.data.textparse import (
   FORMATS,
   ROLES,
-  Folded,
   RatingsFileError,
   line_of,
   quote,
@@ -96,7 +96,7 @@ def load_ratings(
       (``"error"``). They are counted in ``n_duplicates`` either way. With
       ``"last"`` or ``"mean"`` (and no ``id_maps``) they are folded while the
       file streams in once it passes
-      :data:`mfjax.data.textparse.FOLD_ENTRIES` lines, so that memory follows
+      :data:`mfjax.data.folding.FOLD_ENTRIES` lines, so that memory follows
       the distinct pairs, not the lines (a compressed file of 10⁸ identical
       lines holds one rating).
     progress: show a bar of the bytes read on stderr once reading has taken
@@ -133,9 +133,15 @@ def load_ratings(
       f"line {line_of(row, header)}" if short else f"{path}:{line_of(row, header)}"
     )
 
-  def check(values, first_row, header):  # A block, before a fold drops lines.
-    at = lambda row, short=False: where_in(header)(first_row + row, short)
-    check_values(at, values, scale, RatingsFileError)
+  def check(values, rows, header):  # Lines a fold may drop, first seen.
+    at = lambda k, short=False: where_in(header)(int(rows[k]), short)
+    check_values(at, values, None, RatingsFileError)  # Not finite: at once.
+    if scale is not None:
+      outside = (values < scale[0]) | (values > scale[1])
+      if outside.any():
+        k = int(np.argmax(outside))
+        return int(rows[k]), float(values[k])
+    return None
 
   read = read_columns(
     path, stream, format, sep, columns, id_maps, duplicates=duplicates,
@@ -144,18 +150,32 @@ def load_ratings(
   raw_users, raw_items, values, layout, names = read[:5]
   where = where_in(names is not None)
   folded = read if isinstance(read, Folded) else None
-  rows = None if folded is None else folded.rows
   del read
-  if rows is not None:  # Folded entries: each names its pair's last line.
+  known_scale = scale
+  if folded is not None:
+    # Every line was checked as it was first folded: the first one outside
+    # the declared scale, as check_values names it without folding. The
+    # scale and the outlier warning come from every line's rating.
+    if folded.outside is not None:
+      row, value = folded.outside
+      at = lambda _, short=False: where(row, short)
+      check_values(at, np.array([value], np.float32), scale, RatingsFileError)
+    if scale is None:
+      seen, lines, first = folded.histogram
+      known_scale = (float(seen[0]), float(seen[-1]))
+      found = _outlier_of_histogram(seen, lines, first)
+      if found is not None:
+        row, value, lo, hi = found
+        warn_outlier(where(row), value, lo, hi, id_maps is None)
     file_where = where
-    where = lambda row, short=False: file_where(int(rows[row]), short)
+    where = lambda row, short=False: file_where(int(folded.rows[row]), short)
   ratings, maps = indexed(
     where,
     raw_users,
     raw_items,
     values,
     id_maps,
-    scale,
+    known_scale,
     duplicates,
     RatingsFileError,
     (layout.roles, names or ()),
@@ -249,6 +269,25 @@ def _stacklevel() -> int:
   while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
     frame, level = frame.f_back, level + 1
   return level
+
+
+def _outlier_of_histogram(values, lines, first) -> tuple | None:
+  """:func:`_outlier_row` of ratings given as distinct ``values``, the
+  ``lines`` holding each and the ``first`` row of each: ``(row, value, lo,
+  hi)`` or None."""
+  n = int(lines.sum())
+  if n < OUTLIER_MIN_RATINGS or len(values) < 2:
+    return None
+  allowed = max(1, n // 1000)
+  for k in (len(values) - 1, 0):  # The highest, then the lowest.
+    if int(lines[k]) > allowed:
+      continue
+    others = np.delete(values, k)
+    lo, hi = float(others.min()), float(others.max())
+    gap = max(float(values[k]) - hi, lo - float(values[k]))
+    if hi > lo and gap > 2 * (hi - lo):
+      return int(first[k]), float(values[k]), lo, hi
+  return None
 
 
 def _warn_of_outliers(where, values, inferred: bool) -> None:

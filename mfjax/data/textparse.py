@@ -17,9 +17,11 @@ import os
 import re
 import warnings
 import zlib
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
+
+from mfjax.data.folding import Folded, Folder, concat_and_clear
 
 __all__ = [
   "concat_and_clear",
@@ -34,8 +36,6 @@ __all__ = [
   "Span",
   "read_columns",
   "IdSpellingWarning",
-  "FOLD_ENTRIES",
-  "Folded",
   "line_of",
 ]
 
@@ -517,15 +517,18 @@ def read_columns(
   first lines); a span with no line gives empty columns.
 
   With ``duplicates`` ``"last"`` or ``"mean"`` (and no ``span`` or ``id_maps``),
-  repeated (user, item) pairs are folded while the file streams in, whenever
-  the lines held reach :data:`FOLD_ENTRIES` and twice what the last fold kept,
-  so that memory follows the distinct pairs (a file of 10⁸ identical lines
-  holds one). The result then has no repeated pair and is a :class:`Folded`
-  (its ``rows``: each kept entry's data row; ``n_lines`` and ``n_folded``);
-  without a fold it is a plain tuple. ``check(values, first_row, header)`` checks
-  each block's ratings as it is read, when folding could drop a line before
-  the caller sees it. ``progress``: a tqdm bar of the bytes
-  read, shown on stderr once the read has taken 2 s.
+  repeated (user, item) pairs are folded while the file streams in
+  (:mod:`mfjax.data.folding`), so that memory follows the distinct pairs (a
+  file of 10⁸ identical lines holds one). The result then has no repeated
+  pair and is a ``Folded`` (its ``rows``: each kept entry's data row;
+  ``n_lines``, ``n_folded``, ``outside`` and ``histogram``);
+  without a fold it is a plain tuple. ``check(values, rows, header)`` looks
+  at each line's rating before a fold can drop it: it raises for a rating that
+  is not finite and returns ``(row, rating)`` of the first outside a declared
+  scale, or None
+  (``Folded.outside``: raised once every line has been read, as without
+  folding). ``progress``: a tqdm bar of the bytes read, shown on stderr once
+  the read has taken 2 s.
   """
   blocks = _read_lines(path, stream, span)
   if progress:
@@ -564,29 +567,29 @@ def read_columns(
   parse = _parse_numeric if numeric else _parse_strings
   parts = ([], [], [])
   at_end = span is None or span.at_end
-  folder, spelled = None, False  # spelled: an odd id spelling was warned of.
+  folder, spelling = None, _Spelling()
   if duplicates in ("last", "mean") and span is None and id_maps is None:
-    folder = _Folder(duplicates)
-  for number, text, last in _with_last(_chain([(first_number, first_text)], blocks)):
-    last = last and at_end
-    if last:
-      text = text.rstrip()  # Blank lines at the end of the file are fine.
-    if text.strip() or (text and not last):
-      text = text if text.endswith("\n") else text + "\n"
-      parsed = parse(path, number, text, sep, layout)
-      if numeric and not spelled and _may_spell_ids_oddly(text, sep):
-        spelled = _warn_of_odd_id(path, number, text, sep, layout)
-      for column, part in zip(parts, parsed, strict=True):
-        column.append(part)
-      if folder is not None:
-        if check is not None:
-          check(parsed[2], folder.n_lines, names is not None)
-        folder.added(parts, len(parsed[0]))
+    folder = Folder(duplicates, check, names is not None)
+  # A closed reader on any exit: a progress bar is cleared before an error.
+  with contextlib.closing(blocks):
+    for number, text, last in _with_last(_chain([(first_number, first_text)], blocks)):
+      last = last and at_end
+      if last:
+        text = text.rstrip()  # Blank lines at the end of the file are fine.
+      if text.strip() or (text and not last):
+        text = text if text.endswith("\n") else text + "\n"
+        parsed = parse(path, number, text, sep, layout)
+        if numeric and spelling.scans and _may_spell_ids_oddly(text, sep):
+          spelling.scan(path, number, text, sep, layout)
+        for column, part in zip(parts, parsed, strict=True):
+          column.append(part)
+        if folder is not None:
+          folder.added(parts, len(parsed[0]))
   if folder is not None and folder.n_folds:
     raw_users, raw_items, values, rows = folder.fold(parts)
     return Folded(
       raw_users, raw_items, values, layout, names, rows, folder.n_lines,
-      folder.n_folded,
+      folder.n_folded, folder.outside, folder.histogram,
     )  # fmt: skip
   if not parts[0]:
     if span is not None:  # This part has no lines; the others may.
@@ -626,6 +629,21 @@ def _may_spell_ids_oddly(text: str, sep: str | None) -> bool:
   return bool(np.any(at_start & (after >= 48) & (after <= 57)))
 
 
+class _Spelling:
+  """Looks for an id spelled oddly until it warns once, or until 8 blocks the
+  cheap look flagged had none (their other columns hold signs or letters:
+  reading every line of every block would double the parse)."""
+
+  def __init__(self):
+    self.scans = 8
+
+  def scan(self, path, number, text, sep, layout) -> None:
+    if _warn_of_odd_id(path, number, text, sep, layout):
+      self.scans = 0
+    else:
+      self.scans -= 1
+
+
 def _warn_of_odd_id(path, number, text, sep, layout) -> bool:
   """Warns of the block's first id spelled otherwise than ``str(int)``
   (:class:`IdSpellingWarning`); returns whether it did."""
@@ -651,86 +669,6 @@ def _warn_of_odd_id(path, number, text, sep, layout) -> bool:
         )
         return True
   return False
-
-
-# Lines held before repeated (user, item) pairs are folded while a file streams
-# in (read_columns with duplicates): 2**25 lines are 400 MB of int32 ids and
-# float32 ratings. Below it nothing is folded, so files of up to 33M lines (all
-# MovieLens sets) read as before, at no cost.
-FOLD_ENTRIES = 1 << 25
-
-
-class Folded(NamedTuple):
-  """:func:`read_columns` of a file whose repeated pairs were folded."""
-
-  raw_users: np.ndarray
-  raw_items: np.ndarray
-  values: np.ndarray
-  layout: Any
-  names: tuple | None
-  rows: np.ndarray  # Each entry's data row (0-based): the pair's last line.
-  n_lines: int  # Data lines read.
-  n_folded: int  # Lines folded into an earlier or later one of their pair.
-
-
-class _Folder:
-  """Folds repeated (user, item) pairs of the parts held so far, in place:
-  ``"last"`` keeps a pair's last rating, ``"mean"`` the mean of its ratings
-  (weighted by the lines each folded entry stands for), each at its last
-  line's row, the rows kept in line order."""
-
-  def __init__(self, policy: str):
-    self.policy, self.n_lines, self.n_folded, self.n_folds = policy, 0, 0, 0
-    self.held, self.threshold = 0, FOLD_ENTRIES
-    self.rows, self.counts = [], []
-
-  def added(self, parts, n: int) -> None:
-    if self.n_folds:  # The new lines' rows and counts, beside their parts.
-      self.rows.append(np.arange(self.n_lines, self.n_lines + n, dtype=np.int64))
-      self.counts.append(np.ones(n))
-    self.n_lines += n
-    self.held += n
-    if self.held >= self.threshold:
-      self.fold(parts)
-
-  def fold(self, parts):
-    """Folds the parts into one part each; returns users, items, values, rows."""
-    users, items, values = (concat_and_clear(part) for part in parts)
-    if self.n_folds:
-      rows, counts = np.concatenate(self.rows), np.concatenate(self.counts)
-    else:
-      rows, counts = np.arange(len(users), dtype=np.int64), np.ones(len(users))
-    self.rows.clear()
-    self.counts.clear()
-    order = np.lexsort((rows, items, users))  # By pair, then line.
-    pair_users, pair_items = users[order], items[order]
-    last = np.ones(len(order), bool)  # The last line of each pair.
-    last[:-1] = (pair_users[1:] != pair_users[:-1]) | (
-      pair_items[1:] != pair_items[:-1]
-    )
-    del pair_users, pair_items
-    kept = order[last]
-    if self.policy == "mean":
-      starts = np.flatnonzero(np.append(True, last[:-1]))
-      weight = counts[order]
-      sums = np.add.reduceat(values[order].astype(np.float64) * weight, starts)
-      counts = np.add.reduceat(weight, starts)
-      values = sums / counts
-    else:
-      values, counts = values[kept], counts[kept]
-    in_line_order = np.argsort(rows[kept], kind="stable")
-    kept = kept[in_line_order]
-    users, items, rows = users[kept], items[kept], rows[kept]
-    values, counts = values[in_line_order], counts[in_line_order]
-    self.n_folded += len(order) - len(kept)
-    self.n_folds += 1
-    self.held = len(kept)
-    self.threshold = max(FOLD_ENTRIES, 2 * len(kept))
-    for part, column in zip(parts, (users, items, values), strict=True):
-      part.append(column)
-    self.rows.append(rows)
-    self.counts.append(counts)
-    return users, items, values.astype(np.float32), rows
 
 
 def _with_progress(blocks, path, stream, span):
@@ -773,14 +711,3 @@ def _chain(first, rest):
 def line_of(row: int, header: bool) -> int:
   """The file line of data row ``row`` (blank lines are rejected, so it is exact)."""
   return row + 1 + int(header)
-
-
-def concat_and_clear(parts: list) -> np.ndarray:
-  out = np.concatenate(parts)
-  parts.clear()
-  dtype = out.dtype
-  if dtype.kind == "i" and out.size and -(2**31) <= out.min() and out.max() < 2**31:
-    out = out.astype(np.int32)  # Half the memory of int64 for the usual ids.
-  elif dtype.kind == "f":
-    out = out.astype(np.float32)
-  return out

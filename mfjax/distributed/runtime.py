@@ -282,6 +282,15 @@ def _one_of_ours(words: list[str]) -> bool:
   return not token or hmac.compare_digest(words[3].encode(), token.encode())
 
 
+def _without_token(words: list[str]) -> bool:
+  """A join line of the right form whose token is missing or wrong."""
+  return (
+    len(words) in (3, 4)
+    and words[0] == "mfjax"
+    and all(word.isascii() and word.isdigit() for word in words[1:3])
+  )
+
+
 def _accept_all(server: socket.socket, n: int, timeout: float, joined: dict):
   """Fills ``joined`` (id -> connection) until all came; returns what went
   wrong, or None."""
@@ -301,6 +310,12 @@ def _accept_all(server: socket.socket, n: int, timeout: float, joined: dict):
     except OSError:
       words = []
     if not _one_of_ours(words):  # A stray or spoofed connection: ignored.
+      if _without_token(words):  # Ours in form, but not of this run.
+        with contextlib.suppress(OSError):
+          conn.sendall(
+            b"error process 0 and this process were given different tokens "
+            b"(MFJAX_JOIN_TOKEN): start every process alike.\n"
+          )
       conn.close()
       continue
     index, count = int(words[1]), int(words[2])
@@ -485,7 +500,7 @@ def launch(
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
   env[JOIN_TOKEN_ENV] = secrets.token_hex(16)  # Only these processes join.
   lock = threading.Lock()
-  running, threads, hidden = [], [], []
+  running, threads, hidden, said = [], [], [], []
   for index in range(processes):
     argv = [
       sys.executable, "-m", "mfjax", *command,
@@ -497,8 +512,9 @@ def launch(
     )
     running.append(child)
     hidden.append([])
+    said.append([])
     thread = threading.Thread(
-      target=_forward, args=(child, index, out, lock, hidden[index])
+      target=_forward, args=(child, index, out, lock, hidden[index], said[index])
     )
     thread.start()
     threads.append(thread)
@@ -507,19 +523,21 @@ def launch(
   for thread in threads:
     thread.join()
   for index, (code, lines) in enumerate(zip(codes, hidden, strict=True)):
+    if said[index] and code >= 0:
+      continue  # The process said why it ended, in its own line.
     # One line for a process that ended without one of its own: killed by a
     # signal, or aborted by JAX's runtime (its log held back).
     fatal = next((x for x in lines if x[:1] == "F"), None)
     fatal = fatal or next((x for x in lines if x[:1] == "E"), None)
     if code < 0 or (code != 0 and fatal):
-      said = ""
+      runtime = ""
       if fatal:
-        said = (
+        runtime = (
           f"; JAX's runtime said: {_log_text(fatal)[:160]} ({len(lines)} lines "
           f"of its log held back; {RAW_LOG_ENV}=1 shows them)"
         )
       out.write(
-        f"[{index}] mfjax launch: process {index} ended ({_ending(code)}){said}\n"
+        f"[{index}] mfjax launch: process {index} ended ({_ending(code)}){runtime}\n"
       )
   out.flush()
   if received:  # The launcher was told to stop: it says so, as a shell would.
@@ -584,13 +602,17 @@ _RUNTIME_LOG = re.compile(
 
 
 def _forward(
-  child: subprocess.Popen, index: int, out: IO[str], lock, hidden: list
+  child: subprocess.Popen, index: int, out: IO[str], lock, hidden: list, said: list
 ) -> None:
+  """Forwards a process's lines prefixed ``[index] ``; holds back the
+  runtime's log in ``hidden``; notes in ``said`` an error line of mfjax's."""
   raw = os.environ.get(RAW_LOG_ENV) == "1"
   for line in child.stdout:
     if not raw and _RUNTIME_LOG.match(line):
       hidden.append(line.rstrip("\n"))
       continue
+    if line.startswith("mfjax") and ": error: " in line:
+      said.append(True)
     with lock:
       out.write(f"[{index}] {line}")
       out.flush()
@@ -643,7 +665,10 @@ def _wait(
     if deadline is None and any(code not in (None, 0) for code in codes):
       deadline = now + grace
     if deadline is not None and now >= deadline:
-      return _end(running, received[0] if received else signal.SIGTERM)
+      # SIGTERM whatever the launcher got: a terminal's SIGINT or SIGHUP has
+      # reached the processes already (one process group); a second SIGINT
+      # would interrupt their clean-up with a traceback.
+      return _end(running, signal.SIGTERM)
     time.sleep(0.05)
 
 

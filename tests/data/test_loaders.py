@@ -24,7 +24,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 import mfjax
-from mfjax.data import loaders, textparse
+from mfjax.data import folding, loaders, textparse
 from tests.conftest import ML100K, hypothesis_settings, random_params
 
 needs_ml100k = pytest.mark.skipif(
@@ -1734,7 +1734,7 @@ def test_folding_repeated_pairs_while_streaming_gives_the_whole_files_result(
   # whole: the same pairs, ratings, order, line and duplicate counts.
   text = _lines_with_repeats(strings=strings)
   whole, whole_maps = mfjax.load_ratings(io.StringIO(text), duplicates=duplicates)
-  monkeypatch.setattr(textparse, "FOLD_ENTRIES", 500)
+  monkeypatch.setattr(folding, "FOLD_ENTRIES", 500)
   folded, maps = mfjax.load_ratings(io.StringIO(text), duplicates=duplicates)
   for field in ("users", "items"):
     np.testing.assert_array_equal(getattr(folded, field), getattr(whole, field))
@@ -1748,7 +1748,7 @@ def test_folding_repeated_pairs_while_streaming_gives_the_whole_files_result(
 
 
 def test_a_bad_rating_on_a_line_a_fold_drops_is_still_named(monkeypatch):
-  monkeypatch.setattr(textparse, "FOLD_ENTRIES", 100)
+  monkeypatch.setattr(folding, "FOLD_ENTRIES", 100)
   lines = ["1,1,3"] * 150 + ["1,1,9"] + ["1,1,3"] * 150  # Line 151 is outside.
   with pytest.raises(mfjax.RatingsFileError, match=r":151: rating 9 is outside"):
     mfjax.load_ratings(io.StringIO("\n".join(lines) + "\n"), scale=(1, 5))
@@ -1762,8 +1762,8 @@ def test_a_compressed_file_of_identical_lines_is_read_in_memory_of_its_pairs(
   n = 300_000
   path = tmp_path / "same.tsv.gz"
   path.write_bytes(gzip.compress(b"7\t3\t5\n" * n, compresslevel=1))
-  monkeypatch.setattr(textparse, "FOLD_ENTRIES", 1 << 14)
-  monkeypatch.setattr(textparse, "CHUNK_BYTES", 1 << 16)  # Small parser blocks.
+  monkeypatch.setattr(folding, "FOLD_ENTRIES", 1 << 12)
+  monkeypatch.setattr(textparse, "CHUNK_BYTES", 1 << 15)  # Small parser blocks.
   tracemalloc.start()
   try:
     ratings, maps = mfjax.load_ratings(path)
@@ -1773,7 +1773,7 @@ def test_a_compressed_file_of_identical_lines_is_read_in_memory_of_its_pairs(
   assert (len(ratings), maps.n_lines, maps.n_duplicates) == (1, n, n - 1)
   # Read whole, the lines' ids and ratings alone take 12 bytes a line, twice
   # while they are joined (22.8 MB measured); folded, the peak is a fold of
-  # 2**14 lines and the parser's blocks of 64 KiB (1.6 MB measured).
+  # 2**12 lines and the parser's blocks of 32 KiB (0.65 MB measured).
   assert peak < 12 * n / 2, peak
 
 
@@ -1818,3 +1818,42 @@ def test_plain_ids_ratings_with_leading_zeros_and_decimals_give_no_spelling_warn
     warnings.simplefilter("error", textparse.IdSpellingWarning)
     ratings, _ = mfjax.load_ratings(io.StringIO(text))
   assert len(ratings) == 2
+
+
+@pytest.mark.parametrize("duplicates", ["last", "mean"])
+def test_folding_keeps_the_scale_and_outlier_warning_of_every_line(
+  duplicates, monkeypatch
+):
+  # Review of issue 31's folding: a fold dropped the line of a 300 among 1..5,
+  # and the inferred scale and the warning changed with it.
+  lines = [f"{k},1,{k % 5 + 1}" for k in range(1, 20)] + ["1,1,300", "1,1,3"]
+  text = "\n".join(lines) + "\n"
+  with pytest.warns(loaders.ScaleWarning, match=r":20: rating 300 lies far above"):
+    _, whole = mfjax.load_ratings(io.StringIO(text), duplicates=duplicates)
+  monkeypatch.setattr(folding, "FOLD_ENTRIES", 4)
+  with pytest.warns(loaders.ScaleWarning, match=r":20: rating 300 lies far above"):
+    _, maps = mfjax.load_ratings(io.StringIO(text), duplicates=duplicates)
+  assert maps.scale == whole.scale == (1.0, 300.0)
+
+
+def test_folded_means_are_the_whole_files_means_exactly(monkeypatch):
+  ratings = [4.5, 1, 3, 4, 4.5, 3, 2.5, 5, 1.5]
+  text = "".join(f"1,1,{r}\n2,{k},3\n" for k, r in enumerate(ratings))
+  whole, _ = mfjax.load_ratings(io.StringIO(text), duplicates="mean")
+  monkeypatch.setattr(folding, "FOLD_ENTRIES", 2)
+  folded, _ = mfjax.load_ratings(io.StringIO(text), duplicates="mean")
+  np.testing.assert_array_equal(folded.values, whole.values)
+
+
+@pytest.mark.parametrize("fold", [2, 1 << 25])
+def test_errors_are_the_same_with_folding_and_without(fold, monkeypatch):
+  monkeypatch.setattr(folding, "FOLD_ENTRIES", fold)
+  # A rating outside the scale on line 1, one that is not finite on line 32:
+  # the one that is not finite is named, as the whole file's check does.
+  text = "1,1,9\n" + "2,2,3\n" * 30 + "3,3,nan\n"
+  with pytest.raises(mfjax.RatingsFileError, match=r":32: rating nan is not finite"):
+    mfjax.load_ratings(io.StringIO(text), scale=(1, 5))
+  # Ratings are checked as float32 holds them: 5.0000000001 is 5.
+  text = "a,x,5.0000000001\n" + "b,y,3\n" * 5
+  ratings, _ = mfjax.load_ratings(io.StringIO(text), scale=(1, 5))
+  assert float(ratings.values.max()) == 5.0

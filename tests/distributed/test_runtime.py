@@ -134,6 +134,31 @@ def test_a_spoofed_join_without_the_runs_token_is_ignored(monkeypatch):
     spoof.join()
 
 
+def test_a_join_with_another_token_is_told_so(monkeypatch):
+  monkeypatch.setenv(distributed.JOIN_TOKEN_ENV, "this-run")
+  port = distributed.free_port()
+  replies = []
+
+  def join_with_another_token():
+    for _ in range(200):
+      try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+          conn.sendall(b"mfjax 1 2 another-run\n")
+          replies.append(conn.recv(1024).decode())
+          return
+      except OSError:
+        time.sleep(0.02)
+
+  thread = threading.Thread(target=join_with_another_token)
+  thread.start()
+  try:
+    with pytest.raises(distributed.DistributedError, match="did not join"):
+      distributed.initialize(f"127.0.0.1:{port}", 2, 0, timeout=2)
+  finally:
+    thread.join()
+  assert replies and replies[0].startswith("error process 0 and this process were")
+
+
 @pytest.mark.parametrize(
   "reply", [b"HTTP/1.1 400 Bad Request\r\n\r\n<html>", b"\x00\x00\x12\x04\x00"]
 )
