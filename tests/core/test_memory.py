@@ -149,3 +149,43 @@ def test_a_fit_too_big_for_memory_is_refused_before_anything_is_allocated(
       jax.random.key(0), ratings, objective=objective, solver=solver, rank=63,
       **settings,
     )  # fmt: skip
+
+
+_UNDER_A_LIMIT = """
+import resource, sys
+limit = int(sys.argv[1])
+if limit:
+  resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+import jax, jax.numpy as jnp, mfjax
+from mfjax.fitting import plan
+n_users = 2_000_000  # 6 tables of 8 members, rank 12: 5.0 GB at the least.
+ratings = mfjax.Ratings(
+  jnp.array([0, 1, n_users - 1]), jnp.array([0, 1, 2]), jnp.array([1.0, 2.0, 3.0]),
+  n_users=n_users, n_items=3,
+)
+try:
+  plan.plan(jax.random.key(0), ratings, ensemble=8, rank=12)
+  print("planned")
+except ValueError as e:
+  print(e)
+"""
+
+
+@pytest.mark.slow  # Two processes import jax: about 6 s.
+@pytest.mark.skipif(
+  not hasattr(__import__("os"), "sysconf"), reason="POSIX resource limits"
+)
+def test_an_address_space_limit_is_the_room_a_fit_is_refused_beyond():
+  # Issue 31: memory bounds checked under `ulimit -v` (resource.setrlimit).
+  import subprocess
+  import sys
+
+  run = lambda limit: subprocess.run(
+    [sys.executable, "-c", _UNDER_A_LIMIT, str(limit)],
+    capture_output=True, text=True, timeout=120,
+  ).stdout.strip()  # fmt: skip
+  if memory.bytes_limit(jax.devices("cpu")[0]) < 6e9:
+    pytest.skip("a host with under 6 GB: the unlimited run would be refused too")
+  assert run(0) == "planned"
+  refused = run(4 * 10**9)
+  assert "needs at least 5.0 GB of memory but the host has 4.0 GB" in refused, refused
