@@ -3,8 +3,9 @@
 :func:`mfjax.data.textparse.read_columns` hands each parsed block to a
 :class:`Folder`, which folds the pairs held so far whenever they reach
 :data:`FOLD_ENTRIES` lines and twice what the last fold kept, so that the
-memory of a file follows its distinct pairs, not its lines. Also
-:func:`concat_and_clear`, how the readers join their blocks.
+memory of a file follows its distinct pairs, not its lines; under
+``duplicates="error"`` it looks for a repeat instead (:class:`RepeatedPair`).
+Also :func:`concat_and_clear`, how the readers join their blocks.
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["FOLD_ENTRIES", "Folded", "Folder", "concat_and_clear"]
+__all__ = ["FOLD_ENTRIES", "Folded", "Folder", "RepeatedPair", "concat_and_clear"]
+
+
+class RepeatedPair(Exception):
+  """A (user, item) pair on two lines under ``duplicates="error"``, found while
+  the file streams in (:class:`Folder`): its data rows, earlier first. The
+  loader words it as its error (a ``RatingsFileError``)."""
+
+  def __init__(self, first: int, second: int, header: bool):
+    super().__init__(first, second, header)
+    self.first, self.second, self.header = first, second, header
 
 
 def concat_and_clear(parts: list) -> np.ndarray:
@@ -70,6 +81,12 @@ class Folder:
     self.histogram = None  # (values, lines, first row) of every line read.
 
   def added(self, parts, n: int) -> None:
+    if self.policy == "error":  # Nothing to fold: a repeat is the error.
+      self.n_lines += n
+      if self.n_lines >= self.threshold:
+        _raise_a_repeat(parts, self.header)
+        self.threshold = 4 * self.n_lines
+      return
     if self.n_folds:  # The new lines' rows (and counts), beside their parts.
       self.rows.append(np.arange(self.n_lines, self.n_lines + n, dtype=np.int64))
       if self.policy == "mean":
@@ -151,3 +168,16 @@ class Folder:
     if self.policy == "mean":
       self.counts.append(counts[in_line_order])
     return users, items, values.astype(np.float32), rows
+
+
+def _raise_a_repeat(parts, header: bool) -> None:
+  """:class:`RepeatedPair` of the held lines' first repeated pair (in the
+  order of the raw ids, as the whole file's check names one), if any."""
+  users, items = (np.concatenate(part) for part in parts[:2])
+  order = np.lexsort((np.arange(len(users)), items, users))
+  same = (users[order][1:] == users[order][:-1]) & (
+    items[order][1:] == items[order][:-1]
+  )
+  if same.any():
+    at = int(np.argmax(same))
+    raise RepeatedPair(int(order[at]), int(order[at + 1]), header)

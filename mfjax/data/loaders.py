@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from mfjax import validation
-from mfjax.data.folding import Folded
+from mfjax.data.folding import Folded, RepeatedPair
 from mfjax.data.textparse import (
   FORMATS,
   ROLES,
@@ -98,7 +98,8 @@ def load_ratings(
       file streams in once it passes
       :data:`mfjax.data.folding.FOLD_ENTRIES` lines, so that memory follows
       the distinct pairs, not the lines (a compressed file of 10⁸ identical
-      lines holds one rating).
+      lines holds one rating); with ``"error"`` a repeat is then looked for
+      as the file streams in, and raised without reading on.
     progress: show a bar of the bytes read on stderr once reading has taken
       2 s (``mfjax fit`` passes it on a terminal).
 
@@ -143,10 +144,13 @@ def load_ratings(
         return int(rows[k]), float(values[k])
     return None
 
-  read = read_columns(
-    path, stream, format, sep, columns, id_maps, duplicates=duplicates,
-    check=check, progress=progress,
-  )  # fmt: skip
+  try:
+    read = read_columns(
+      path, stream, format, sep, columns, id_maps, duplicates=duplicates,
+      check=check, progress=progress,
+    )  # fmt: skip
+  except RepeatedPair as repeat:  # duplicates="error", found while reading.
+    raise _repeated(where_in(repeat.header), repeat.first, repeat.second) from None
   raw_users, raw_items, values, layout, names = read[:5]
   where = where_in(names is not None)
   folded = read if isinstance(read, Folded) else None
@@ -429,6 +433,14 @@ def pair_keys(users, items, n_items, start=0):
 KEY_CHUNK = 1 << 20
 
 
+def _repeated(where, first: int, second: int, error=RatingsFileError):
+  """The error of a pair rated on data rows ``first`` and ``second``."""
+  return error(
+    f"{where(second)}: duplicate rating of the pair on {where(first, short=True)} "
+    f"(use duplicates='last' or 'mean')."
+  )
+
+
 def _resolve_duplicates(where, users, items, values, n_items, policy, error):
   # Written for memory: at 20M ratings an int64 array is 160 MB, and this holds
   # one at most. The keys are sorted in place to find the repeated ones; only the
@@ -455,10 +467,7 @@ def _resolve_duplicates(where, users, items, values, n_items, policy, error):
   last = np.append(row_keys[1:] != row_keys[:-1], True)  # The last of each run.
   if policy == "error":
     first, second = int(rows[0]), int(rows[1])  # The first run, in key order.
-    raise error(
-      f"{where(second)}: duplicate rating of the pair on {where(first, short=True)} "
-      f"(use duplicates='last' or 'mean')."
-    )
+    raise _repeated(where, first, second, error)
   if policy == "mean":
     starts = np.flatnonzero(np.append(True, last[:-1]))
     # In float64: a float32 sum overflows, or misses the mean of equal ratings.

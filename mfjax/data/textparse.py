@@ -568,7 +568,7 @@ def read_columns(
   parts = ([], [], [])
   at_end = span is None or span.at_end
   folder, spelling = None, _Spelling()
-  if duplicates in ("last", "mean") and span is None and id_maps is None:
+  if duplicates in ("last", "mean", "error") and span is None and id_maps is None:
     folder = Folder(duplicates, check, names is not None)
   # A closed reader on any exit: a progress bar is cleared before an error.
   with contextlib.closing(blocks):

@@ -1857,3 +1857,16 @@ def test_errors_are_the_same_with_folding_and_without(fold, monkeypatch):
   text = "a,x,5.0000000001\n" + "b,y,3\n" * 5
   ratings, _ = mfjax.load_ratings(io.StringIO(text), scale=(1, 5))
   assert float(ratings.values.max()) == 5.0
+
+
+@pytest.mark.parametrize("fold", [4, 1 << 25])
+def test_a_repeat_under_error_is_named_alike_while_streaming(fold, monkeypatch):
+  # Under duplicates="error" nothing folds: a repeat is found while the file
+  # streams in (no need to hold 600 MB of identical lines first), and named as
+  # the whole file's check names it.
+  monkeypatch.setattr(folding, "FOLD_ENTRIES", fold)
+  text = "1,1,3\n2,2,4\n3,3,5\n2,2,1\n4,4,2\n5,5,3\n6,6,4\n"
+  with pytest.raises(
+    mfjax.RatingsFileError, match=r":4: duplicate rating of the pair on line 2"
+  ):
+    mfjax.load_ratings(io.StringIO(text), duplicates="error")
