@@ -20,13 +20,24 @@ from tests.conftest import write_movielens_like
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-  """A fresh JAX cache folder for this test (the programs go in it)."""
+  """A fresh JAX cache folder for this test (the programs go in it).
+
+  JAX's persistent compilation cache is off meanwhile: the session shares one
+  between the xdist workers, and a program another worker compiled came from
+  it; kept and read back, such a program once failed its first run (XLA:
+  "NOT_FOUND: Function iota.21_kernel not found", CI of 479d3f1), and
+  compile_or_load then compiles instead (correct, slower; the test forbids it).
+  Here every program is compiled in this process, as a first `mfjax fit` does.
+  """
   folder = tmp_path / "jax-cache"
   folder.mkdir()
   kept = folder / "programs"
   kept.mkdir(mode=0o700)
   monkeypatch.setattr(programs, "folder", lambda: kept)
-  return kept
+  enabled = jax.config.jax_enable_compilation_cache
+  jax.config.update("jax_enable_compilation_cache", False)
+  yield kept
+  jax.config.update("jax_enable_compilation_cache", enabled)
 
 
 def _plan(n=3000, seed=0, **settings):
