@@ -287,3 +287,19 @@ def test_a_long_step_on_a_terminal_says_what_runs_and_clears_its_line():
   with common.still_working("mfjax fit: fitting", piped, delay=0, every=0.01):
     time.sleep(0.05)
   assert piped.getvalue() == ""
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_an_item_file_that_is_not_a_regular_file_is_refused_unread(
+  kind, files, tmp_path, capsys
+):
+  # Issue 31: `--items /dev/zero` ran out of memory; `--items FIFO` hung.
+  items = {"fifo": tmp_path / "fifo", "device": "/dev/zero", "directory": tmp_path}[
+    kind
+  ]
+  if kind == "fifo":
+    os.mkfifo(items)
+  argv = ["recommend", files["model"], "--user", "1", "--items", items]
+  argv += ["--rated", files["ratings"]]  # No note about rated items.
+  assert "not a regular file; not an item file" in _one_line(capsys, argv)

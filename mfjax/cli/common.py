@@ -142,9 +142,12 @@ def _item_titles(path: str) -> dict[str, str]:
   import csv
 
   from mfjax.data.textparse import RatingsFileError
+  from mfjax.io.npzread import open_regular
 
-  try:
-    raw = _read_regular(path)
+  try:  # A FIFO would block the command, a device feed it endless bytes.
+    file, _ = open_regular(path, "an item file", RatingsFileError)
+    with file:
+      raw = file.read()
   except OSError as e:
     raise ValueError(f"{path}: cannot read the item file ({e.strerror}).") from None
   if b"\0" in raw[:65536]:
@@ -187,21 +190,6 @@ def _titles_of_rows(path, rows, sep) -> dict[str, str]:
   return titles
 
 
-def _read_regular(path: str) -> bytes:
-  """The bytes of ``path`` if it is a regular file: a FIFO would block the
-  command and a device (``/dev/zero``) feed it endless bytes, so either is
-  refused before it is read (O_NONBLOCK covers a file swapped for a FIFO
-  between the two looks)."""
-  import stat
-
-  flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-  fd = os.open(path, flags)
-  with os.fdopen(fd, "rb") as file:
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-      raise ValueError(f"{path}: not a regular file (a FIFO, device or directory).")
-    return file.read()
-
-
 def check_output_path(flag: str, path: str | None, inputs=()) -> None:
   """Refuses, before any work, an output path that cannot be written whole, or
   that would destroy what the command reads: one of its ``inputs`` (the same
@@ -216,8 +204,6 @@ def check_output_path(flag: str, path: str | None, inputs=()) -> None:
   except (OSError, ValueError) as e:
     reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
     raise ValueError(f"{flag} {path}: {reason}") from None
-  if not os.path.isdir(os.path.dirname(os.path.abspath(path)) or "."):
-    raise ValueError(f"{flag} {path}: its directory does not exist.")
   directory = os.path.dirname(os.path.abspath(path))
   if not os.access(directory, os.W_OK):
     raise ValueError(f"{flag} {path}: the directory {directory} is not writable.")

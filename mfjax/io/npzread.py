@@ -110,26 +110,24 @@ def _file_kind(mode: int) -> str:
   return next((kind for test, kind in kinds if test(mode)), "a special file")
 
 
-def open_regular(path: str):
+def open_regular(path: str, what: str = "an mfjax model file", error=ModelFileError):
   """``(file, size)``: ``path`` opened for reading if it is a regular file.
 
-  Anything else is refused before it is opened, so that a FIFO cannot block
-  load and a device cannot feed it endless bytes; O_NONBLOCK covers a file
-  swapped for a FIFO between the two looks.
+  Anything else is refused (``error``, saying the file is not ``what``) before
+  it is opened, so that a FIFO cannot block the reader and a device cannot
+  feed it endless bytes; O_NONBLOCK covers a file swapped for a FIFO between
+  the two looks.
   """
   mode = os.stat(path).st_mode  # A missing file: FileNotFoundError passes through.
   if not stat.S_ISREG(mode):
-    raise ModelFileError(
-      f"{path}: is {_file_kind(mode)}, not a regular file; not an mfjax model file."
-    )
+    raise error(f"{path}: is {_file_kind(mode)}, not a regular file; not {what}.")
   flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
   fd = os.open(path, flags)
   try:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
-      raise ModelFileError(
-        f"{path}: is {_file_kind(info.st_mode)}, not a regular file; not an mfjax "
-        "model file."
+      raise error(
+        f"{path}: is {_file_kind(info.st_mode)}, not a regular file; not {what}."
       )
     return os.fdopen(fd, "rb"), info.st_size
   except BaseException:
