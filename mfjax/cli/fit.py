@@ -81,7 +81,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
   """``fit``, after joining the other processes if asked: only process 0
   prints its report and saves the model; every process computes it."""
-  if _joins(args) and args.json:
+  if launch.asks_to_join(args) and args.json:
     with _json_on_its_own_stdout(args):
       return _joined_fit(args)
   return _joined_fit(args)
@@ -125,13 +125,6 @@ def _joined_fit(args) -> int:
     )
     sys.stdout.flush()
     os._exit(1)
-
-
-def _joins(args) -> bool:
-  return any(
-    getattr(args, name, None) is not None
-    for name in ("coordinator", "num_processes", "process_id", "distributed")
-  )
 
 
 @contextlib.contextmanager
@@ -279,9 +272,7 @@ def _reads_parts(args) -> bool:
   """Whether each process reads its own part of the files: a rating fit over
   several processes' devices (the ranking fit, sharded too, and ``--one-device``
   read the whole files in each process)."""
-  if getattr(args, "num_processes", None) is None and not getattr(
-    args, "distributed", None
-  ):
+  if not launch.asks_to_join(args):
     return False
   import jax
 

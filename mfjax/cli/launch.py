@@ -12,7 +12,7 @@ import argparse
 
 from mfjax.cli import options
 
-__all__ = ["add_parser", "run", "join", "check_same_command"]
+__all__ = ["add_parser", "run", "asks_to_join", "join", "check_same_command"]
 
 
 def add_parser(sub) -> None:
@@ -67,11 +67,18 @@ def run(args) -> int:
   )
 
 
+def asks_to_join(args) -> bool:
+  """Whether the command line names other processes to join (``--coordinator``,
+  ``--num-processes``, ``--process-id`` or ``--distributed``)."""
+  names = ("coordinator", "num_processes", "process_id", "distributed")
+  return any(getattr(args, name, None) is not None for name in names)
+
+
 def join(args) -> bool:
   """Joins the processes that ``--coordinator ...`` or ``--distributed auto``
   name (before any JAX computation); returns whether it did."""
   named = (args.coordinator, args.num_processes, args.process_id)
-  if all(v is None for v in named) and args.distributed is None:
+  if not asks_to_join(args):
     return False
   from mfjax.distributed import runtime as distributed
 

@@ -268,27 +268,25 @@ def _gather(port: int, n: int, timeout: float) -> None:
     raise DistributedError(problem)
 
 
-def _one_of_ours(words: list[str]) -> bool:
-  """Whether a join line is ``mfjax INDEX COUNT [TOKEN]`` with this process's
-  token (:data:`JOIN_TOKEN_ENV`): a process that does not know it is not one
-  of this run's."""
-  import hmac
-
-  token = os.environ.get(JOIN_TOKEN_ENV, "")
-  if len(words) != 3 + bool(token) or words[0] != "mfjax":
-    return False
-  if not all(word.isascii() and word.isdigit() for word in words[1:3]):
-    return False
-  return not token or hmac.compare_digest(words[3].encode(), token.encode())
-
-
-def _without_token(words: list[str]) -> bool:
-  """A join line of the right form whose token is missing or wrong."""
+def _a_join(words: list[str]) -> bool:
+  """Whether a line has the form of a join: ``mfjax INDEX COUNT [TOKEN]``."""
   return (
     len(words) in (3, 4)
     and words[0] == "mfjax"
     and all(word.isascii() and word.isdigit() for word in words[1:3])
   )
+
+
+def _one_of_ours(words: list[str]) -> bool:
+  """Whether a join line carries this process's token (:data:`JOIN_TOKEN_ENV`),
+  or none when there is none: a process that does not know it is not one of
+  this run's."""
+  import hmac
+
+  token = os.environ.get(JOIN_TOKEN_ENV, "")
+  if not _a_join(words) or len(words) != 3 + bool(token):
+    return False
+  return not token or hmac.compare_digest(words[3].encode(), token.encode())
 
 
 def _accept_all(server: socket.socket, n: int, timeout: float, joined: dict):
@@ -310,7 +308,7 @@ def _accept_all(server: socket.socket, n: int, timeout: float, joined: dict):
     except OSError:
       words = []
     if not _one_of_ours(words):  # A stray or spoofed connection: ignored.
-      if _without_token(words):  # Ours in form, but not of this run.
+      if _a_join(words):  # Ours in form, but not of this run's token.
         with contextlib.suppress(OSError):
           conn.sendall(
             b"error process 0 and this process were given different tokens "
