@@ -15,7 +15,6 @@ of one file, :mod:`mfjax.distributed.parts`.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import warnings
 from typing import IO
@@ -29,6 +28,7 @@ from mfjax.data.textparse import (
   FORMATS,
   ROLES,
   RatingsFileError,
+  caller_stacklevel,
   line_of,
   quote,
   read_columns,
@@ -263,18 +263,6 @@ def _outlier_row(values: np.ndarray) -> tuple[int, float, float] | None:
   return None
 
 
-# The mfjax package folder (this module lies in mfjax/data/).
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-
-
-def _stacklevel() -> int:
-  """The ``stacklevel`` of the first caller outside mfjax, for warnings.warn."""
-  frame, level = inspect.currentframe(), 0
-  while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
-    frame, level = frame.f_back, level + 1
-  return level
-
-
 def _outlier_of_histogram(values, lines, first) -> tuple | None:
   """:func:`_outlier_row` of ratings given as distinct ``values``, the
   ``lines`` holding each and the ``first`` row of each: ``(row, value, lo,
@@ -311,7 +299,7 @@ def warn_outlier(place: str, value: float, lo: float, hi: float, inferred: bool)
     f"{hi:g}): a typo?{consequence} Declare scale=(lo, hi) to refuse ratings "
     "outside it.",
     ScaleWarning,
-    stacklevel=_stacklevel(),
+    stacklevel=caller_stacklevel(),
   )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
+import inspect
 import lzma
 import math
 import os
@@ -37,6 +38,7 @@ __all__ = [
   "read_columns",
   "IdSpellingWarning",
   "line_of",
+  "caller_stacklevel",
 ]
 
 
@@ -601,6 +603,18 @@ def read_columns(
   return raw_users, raw_items, values, layout, names
 
 
+# The mfjax package folder (this module lies in mfjax/data/).
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def caller_stacklevel() -> int:
+  """The ``stacklevel`` of the first caller outside mfjax, for warnings.warn."""
+  frame, level = inspect.currentframe(), 0
+  while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    frame, level = frame.f_back, level + 1
+  return level
+
+
 class IdSpellingWarning(UserWarning):
   """Integer ids spelled otherwise than plainly (``007``, ``+7``, ``7e0``):
   they are read as the integer, so ``007`` and ``7`` are one id. Given once
@@ -665,7 +679,7 @@ def _warn_of_odd_id(path, number, text, sep, layout) -> bool:
           "they are different ids, give ids that are not numbers (a letter "
           "before them).",
           IdSpellingWarning,
-          stacklevel=5,
+          stacklevel=caller_stacklevel(),
         )
         return True
   return False
