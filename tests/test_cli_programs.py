@@ -20,24 +20,15 @@ from tests.conftest import write_movielens_like
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-  """A fresh JAX cache folder for this test (the programs go in it).
-
-  JAX's persistent compilation cache is off meanwhile: the session shares one
-  between the xdist workers, and a program another worker compiled came from
-  it; kept and read back, such a program once failed its first run (XLA:
-  "NOT_FOUND: Function iota.21_kernel not found", CI of 479d3f1), and
-  compile_or_load then compiles instead (correct, slower; the test forbids it).
-  Here every program is compiled in this process, as a first `mfjax fit` does.
-  """
-  folder = tmp_path / "jax-cache"
-  folder.mkdir()
-  kept = folder / "programs"
-  kept.mkdir(mode=0o700)
+  """A fresh folder of kept programs for this test (JAX's persistent cache
+  stays the session's), and nothing compiled in memory, as in a new `mfjax
+  fit`: an executable that another test read back from the persistent cache
+  would be kept without its kernels (see the test of that below)."""
+  jax.clear_caches()
+  kept = tmp_path / "jax-cache" / "programs"
+  kept.mkdir(parents=True, mode=0o700)
   monkeypatch.setattr(programs, "folder", lambda: kept)
-  enabled = jax.config.jax_enable_compilation_cache
-  jax.config.update("jax_enable_compilation_cache", False)
-  yield kept
-  jax.config.update("jax_enable_compilation_cache", enabled)
+  return kept
 
 
 def _plan(n=3000, seed=0, **settings):
@@ -77,6 +68,37 @@ def test_a_second_run_reads_the_program_back_with_the_same_result(cache, monkeyp
   )
   np.testing.assert_array_equal(
     _run(again, first_plan).user_factors, expected.user_factors
+  )
+
+
+def test_a_program_the_persistent_cache_holds_is_kept_compiled_afresh(
+  cache, monkeypatch
+):
+  # An executable JAX's persistent cache read back serialises without its
+  # kernels: kept, it failed its first run (NOT_FOUND ..._kernel, CI of
+  # 5496be4) and every other `mfjax fit` compiled again.
+  fit_plan = _plan(n=2800, seed=3)
+  expected = _run(ensemble.compile_program(fit_plan.program, fit_plan.inputs), fit_plan)
+  hits = []
+
+  def count(event, **_):
+    if event == "/jax/compilation_cache/cache_hits":
+      hits.append(event)
+
+  jax.clear_caches()  # The next compile reads the session's persistent cache.
+  jax.monitoring.register_event_listener(count)
+  try:
+    ensemble.compile_program(fit_plan.program, fit_plan.inputs)
+  finally:
+    jax.monitoring.unregister_event_listener(count)
+  assert hits, "the persistent cache did not hold the program"
+  jax.clear_caches()  # As in a new `mfjax fit`: nothing compiled in memory.
+  programs.compile_or_load(fit_plan.program, fit_plan.inputs, _recipe(fit_plan))
+  assert len(list(cache.iterdir())) == 1
+  _no_compiles(monkeypatch)
+  again = programs.compile_or_load(fit_plan.program, fit_plan.inputs, _recipe(fit_plan))
+  np.testing.assert_array_equal(
+    _run(again, fit_plan).user_factors, expected.user_factors
   )
 
 

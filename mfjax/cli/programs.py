@@ -66,9 +66,61 @@ def compile_or_load(program, inputs: tuple, recipe: tuple, *, compile=None):
   loaded = load(path)
   if loaded is not None:
     return _Checked(loaded, path, lambda: compile(program, inputs))
-  compiled = compile(program, inputs)
-  _store(path, compiled)
+  hits = _cache_hits()
+  with _persistent_cache_bypassed():
+    compiled = compile(program, inputs)
+  if _cache_hits() == hits:
+    _store(path, compiled)
   return compiled
+
+
+_HITS = [0]
+
+
+def _cache_hits() -> int:
+  """How many programs JAX's persistent cache has read back in this process
+  (counted from the first call on)."""
+  import jax
+
+  if not _HITS[0]:
+    _HITS[0] = 1
+    jax.monitoring.register_event_listener(_count_hit)
+  return _HITS[0]
+
+
+def _count_hit(event: str, **_) -> None:
+  if event == "/jax/compilation_cache/cache_hits":
+    _HITS[0] += 1
+
+
+@contextlib.contextmanager
+def _persistent_cache_bypassed():
+  """JAX's persistent compilation cache neither read nor written meanwhile.
+
+  An executable that the cache read back serialises without its compiled
+  kernels (jax 0.10, CPU): kept and loaded, it failed its first run with
+  "NOT_FOUND: Function broadcast_in_dim.270_kernel not found", so every
+  other run paid a failed load and a compile. A program to keep is therefore
+  compiled afresh. This uses JAX's private switch; where a JAX lacks it, the
+  cache stays on and :func:`compile_or_load` keeps nothing that came from it.
+  (One the same process read back earlier and holds in memory is not seen;
+  ``mfjax fit`` compiles its program once, and :class:`_Checked` catches it.)
+  """
+  try:
+    from jax._src import compilation_cache as cache
+
+    lock = cache._cache_initialized_mutex
+    saved = (cache._cache_checked, cache._cache_used)
+  except (ImportError, AttributeError):
+    yield
+    return
+  with lock:
+    cache._cache_checked, cache._cache_used = True, False
+  try:
+    yield
+  finally:
+    with lock:
+      cache._cache_checked, cache._cache_used = saved
 
 
 class _Checked:
