@@ -61,6 +61,16 @@ SUITES = {
     "ranking defaults on synthetic files of other shapes",
     ("--files", "half-star", "--grid", "quick"),
   ),
+  "ranking_scale": Suite(
+    "ranking_scale.py",
+    "ranking fit and recommend --all at 1M/10M interactions against implicit ALS",
+    ("--size", "tiny", "--repeats", "1"),
+  ),
+  "ranking_counts": Suite(
+    "ranking_counts.py",
+    "weighing play counts in the ranking fit: none, linear, log (synthetic)",
+    ("--seeds", "1", "--kinds", "indep", "--quick"),
+  ),
   "ranking_alpha0_grid": Suite(
     "ranking_alpha0_grid.py",
     "validation NDCG of alpha0 x l2 by file shape",

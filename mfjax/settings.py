@@ -78,8 +78,15 @@ class RankingSettings(NamedTuple):
       (``objectives.Ranking(per_density=True)``): about ``alpha0`` times the
       number of ratings in all, whatever the number of items.
     nu: exponent of the frequency scaling of the L2.
-    confidence: a higher rating counts ``1 + confidence·r`` (0: all alike).
+    confidence: a higher rating counts ``1 + confidence·g(r)`` (0: all
+      alike); None: the transform's default, 1 for ratings and 0 for counts
+      (:data:`mfjax.core.objectives.CONFIDENCE_TRANSFORMS`).
     cg_steps: conjugate-gradient steps per row and half pass.
+    confidence_transform: ``g``: ``"linear"`` (``g(r) = r``), ``"log"``
+      (``log(1 + r)``, for counts) or ``"auto"``: ``"log"`` when the training
+      values look like counts (none below 0, one above 10:
+      :func:`mfjax.core.objectives.looks_like_counts`), else ``"linear"``.
+      ``mfjax fit`` reports what it chose.
   """
 
   rank: int = 32
@@ -91,8 +98,9 @@ class RankingSettings(NamedTuple):
   # 3 tuned there, and the same 60 carries to 10x the items (RESULTS.md).
   alpha0: float = 60.0
   nu: float = 1.0
-  confidence: float = 1.0
+  confidence: float | None = None
   cg_steps: int = 3
+  confidence_transform: str = "auto"
 
 
 class GibbsSettings(NamedTuple):
@@ -142,7 +150,15 @@ REFUSED = {
     "max_rank",
     "implicit",
   ),
-  "adam": ("alpha0", "confidence", "samples", "burn_in", "max_rank", "implicit"),
+  "adam": (
+    "alpha0",
+    "confidence",
+    "confidence_transform",
+    "samples",
+    "burn_in",
+    "max_rank",
+    "implicit",
+  ),
   "gibbs": (
     "steps",
     "learning_rate",
@@ -154,6 +170,7 @@ REFUSED = {
     "patience",
     "alpha0",
     "confidence",
+    "confidence_transform",
   ),
 }
 """The settings each solver does not take: given, they are an error."""

@@ -6,6 +6,7 @@ it, and subprocesses share the programs compiled in it.
 """
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -24,6 +25,7 @@ import mfjax
 from mfjax import cli, notebook
 from mfjax.cli import common
 from mfjax.core import objectives
+from mfjax.serving.model import pairs_as_ratings
 from tests.conftest import (
   ML100K,
   STOP_MID_SAVE,
@@ -528,6 +530,48 @@ def test_ranking_fit_saves_its_objective_and_lists_every_user(capsys, tmp_path):
   assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
+def test_recommend_all_over_many_users_writes_what_recommend_gives(capsys, tmp_path):
+  # 20,000 users: more than one call of mfjax.recommend (chunks of users, their
+  # excluded pairs padded); an id with a quote comes back as CSV quotes it.
+  rng = np.random.default_rng(4)
+  users = np.repeat(np.arange(20_000), 2)
+  items = rng.integers(0, 30, users.size)
+  train = tmp_path / "train.csv"
+  names = {0: 'say"hi'}
+  train.write_text(
+    "".join(
+      f"{names.get(u, f'u{u}')},{i},1\n" for u, i in zip(users, items, strict=True)
+    )
+  )
+  model_path, lists = tmp_path / "m.npz", tmp_path / "lists.csv"
+  fit = ["fit", str(train), "--objective", "ranking", "--rank", "2", "--steps", "1"]
+  assert cli.main([*fit, "--save", str(model_path)]) == 0
+  argv = ["recommend", str(model_path), "--all", "-n", "3", "--output", str(lists)]
+  assert cli.main(argv) == 0
+  capsys.readouterr()
+  with open(lists, newline="") as f:
+    rows = list(csv.reader(f))
+  model = mfjax.load(model_path)
+  maps = model.id_maps
+  every = np.arange(len(maps.users), dtype=np.int32)
+  rated = pairs_as_ratings(model.rated, len(every), len(maps.items))
+  top, scores = map(np.asarray, mfjax.recommend(model.params, every, 3, exclude=rated))
+  expected = [
+    [
+      str(maps.users[u]),
+      str(maps.items[top[u, r]]),
+      str(r + 1),
+      f"{float(scores[u, r]):.6g}",
+    ]
+    for u in every
+    for r in range(3)
+    if top[u, r] >= 0
+  ]
+  assert rows[0] == ["user", "item", "rank", "score"] and rows[1:] == expected
+  assert 'say"hi' in {row[0] for row in rows[1:]}
+  assert lists.read_text().count('"say""hi",') == 3
+
+
 @pytest.mark.parametrize(
   "argv, message",
   [
@@ -723,6 +767,40 @@ def test_a_ranking_models_recommend_ratings_folds_in_with_its_saved_settings(
   scores = np.array(folded.user_factors[0] @ folded.item_factors.T)
   scores[np.asarray(maps.item_index(np.asarray(items)))] = -np.inf
   assert listed == maps.items[np.argsort(-scores, kind="stable")[:4]].tolist()
+
+
+def test_a_ranking_fit_of_counts_weighs_them_by_log_and_says_so(capsys, tmp_path):
+  rng = np.random.default_rng(3)
+  plays = tmp_path / "plays.csv"
+  plays.write_text(
+    "".join(
+      f"u{u},a{a},{c}\n"
+      for u, a, c in zip(
+        rng.integers(0, 30, 400), rng.integers(0, 25, 400),
+        rng.integers(1, 5000, 400), strict=True,
+      )
+    )
+  )  # fmt: skip
+  model_path = tmp_path / "m.npz"
+  fit = ["fit", str(plays), "--objective", "ranking", "--rank", "2", "--steps", "1"]
+  assert cli.main([*fit, "--save", str(model_path), "--json"]) == 0
+  report = _json_line(capsys)
+  assert (report["confidence_transform"], report["confidence"]) == ("log", 0.0)
+  saved = mfjax.load(model_path).settings
+  assert (saved["confidence_transform"], saved["confidence"]) == ("log", 0.0)
+  assert cli.main([*fit, "--confidence-transform", "linear", "--json"]) == 0
+  report = _json_line(capsys)
+  assert (report["confidence_transform"], report["confidence"]) == ("linear", 1.0)
+  # Counts below 0 cannot be logged: one line, exit 2.
+  negative = tmp_path / "negative.csv"
+  negative.write_text("a,x,-3\nb,y,2\na,y,40\n")
+  argv = ["fit", str(negative), "--objective", "ranking", "--confidence-transform"]
+  assert cli.main([*argv, "log"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "'log' is for counts" in err[0], err
+  # A setting of the ranking objective only.
+  assert cli.main(["fit", str(plays), "--confidence-transform", "log"]) == 2
+  assert "--confidence-transform" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # Compiles fit programs: several seconds.

@@ -268,6 +268,7 @@ _FLAGS = {
   "ensemble": "--ensemble",
   "alpha0": "--alpha0",
   "confidence": "--confidence",
+  "confidence_transform": "--confidence-transform",
 }
 
 

@@ -241,8 +241,15 @@ def add_ranking_settings(parser) -> None:
     "--confidence",
     type=nonnegative_float,
     default=None,
-    help="ranking: an observed pair weighs 1 + CONFIDENCE x rating "
-    f"(default {RankingSettings().confidence})",
+    help="ranking: an observed pair weighs 1 + CONFIDENCE x g(rating) (default "
+    "1 for ratings, 0 for counts)",
+  )
+  parser.add_argument(
+    "--confidence-transform",
+    choices=("auto", "linear", "log"),
+    default=None,
+    help="ranking: g: linear (g(r) = r), log (log(1 + r), for play counts, clicks) "
+    "or auto (the default: log when no rating is below 0 and one is above 10)",
   )
 
 

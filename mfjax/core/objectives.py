@@ -36,6 +36,10 @@ __all__ = [
   "RATING",
   "Ranking",
   "RANKING",
+  "CONFIDENCE_TRANSFORMS",
+  "COUNTS_ABOVE",
+  "looks_like_counts",
+  "resolve_confidence",
   "gramian_sum",
   "loss",
   "pairs_of",
@@ -204,8 +208,9 @@ class Ranking(Objective):
 
     loss = (Σ_observed c_ui·(s_ui - 1)² + alpha0·Σ_all s_ui² + penalty) / total
 
-  with ``c_ui = w_ui·(1 + confidence·r_ui)`` (``w`` the ratings' weights) and
-  ``total = Σ w``. The all-pairs sum is never formed: it is
+  with ``c_ui = w_ui·(1 + confidence·g(r_ui))`` (``w`` the ratings' weights,
+  ``g`` the ``transform``, :meth:`pair_confidence`) and ``total = Σ w``. The
+  all-pairs sum is never formed: it is
   :func:`gramian_sum` of the factors, ``O((users + items)·k²)``. The L2 penalty
   is frequency-scaled as in Rendle et al.: a user's rows weigh
   ``(n_u + alpha0·n_items)^nu`` (``n_u`` the user's number of ratings), an
@@ -219,8 +224,16 @@ class Ranking(Objective):
   Attributes:
     alpha0: weight of the all-pairs term (the "unobserved weight"), ``>= 0``.
     nu: exponent of the frequency scaling of the L2 penalty; 0 gives plain L2.
-    confidence: how much a higher rating counts more (``c = 1 + confidence·r``);
-      0 treats every observed pair alike.
+    confidence: how much a higher rating counts more (``c = 1 +
+      confidence·g(r)``); 0 treats every observed pair alike. None: the
+      transform's default (:data:`CONFIDENCE_TRANSFORMS`).
+    transform: ``g``: ``"linear"`` (``g(r) = r``, for ratings), ``"log"``
+      (``g(r) = log(1 + r)``, for counts: a play count of 350,000 weighs 13.8
+      at confidence 1, not 350,001; the default confidence for counts is 0),
+      or ``"auto"``: ``"log"`` where
+      :func:`looks_like_counts`, else ``"linear"``, decided on the device from
+      the observed values (a fit with concrete ratings decides on the host
+      instead, :func:`resolve_confidence`, and reports its choice).
     biases: train the biases too (as part of the score); else they stay 0.
     per_density: scale ``alpha0`` by the data's density, ``n_ratings /
       (n_users·n_items)``: the all-pairs term then weighs about ``alpha0`` times
@@ -231,9 +244,10 @@ class Ranking(Objective):
 
   alpha0: float = 0.1
   nu: float = 1.0
-  confidence: float = 0.0
+  confidence: float | None = 0.0
   biases: bool = False
   per_density: bool = False
+  transform: str = "linear"
 
   scores_ratings = False
   takes_dense = True  # A matrix's non-zero entries are the observed pairs.
@@ -242,7 +256,12 @@ class Ranking(Objective):
   def __post_init__(self):
     validation.check_nonnegative("alpha0", self.alpha0)
     validation.check_nonnegative("nu", self.nu)
-    validation.check_nonnegative("confidence", self.confidence)
+    if self.confidence is not None:
+      validation.check_nonnegative("confidence", self.confidence)
+    if self.transform not in (*CONFIDENCE_TRANSFORMS, "auto"):
+      raise ValueError(
+        f"transform must be 'auto', 'linear' or 'log'; got {self.transform!r}."
+      )
     for name in ("biases", "per_density"):
       if not isinstance(getattr(self, name), bool):
         raise TypeError(f"{name} must be True or False; got {getattr(self, name)!r}.")
@@ -277,12 +296,35 @@ class Ranking(Objective):
       jnp.concatenate([item, item_extra], axis=1),
     )
 
+  def pair_confidence(self, values, present) -> jax.Array:
+    """``1 + confidence·g(r)`` of each observed pair, before its weight.
+
+    Args:
+      values: the ratings ``r``.
+      present: where a rating is observed (weight > 0); ``"auto"`` looks at
+        these only.
+    """
+    values = jnp.asarray(values)
+    if self.transform == "auto":
+      counts = looks_like_counts(values, present)
+      as_log = self._replace_transform("log").pair_confidence(values, present)
+      as_linear = self._replace_transform("linear").pair_confidence(values, present)
+      return jnp.where(counts, as_log, as_linear)
+    confidence = self.confidence
+    if confidence is None:
+      confidence = CONFIDENCE_TRANSFORMS[self.transform]
+    if self.transform == "log":  # A count below 0 counts as 0.
+      values = jnp.log1p(jnp.maximum(values, 0))
+    return 1 + jnp.asarray(confidence, values.dtype) * values
+
+  def _replace_transform(self, transform: str) -> Ranking:
+    return dataclasses.replace(self, transform=transform)
+
   def loss(self, params, batch, penalty):
     dtype = params.user_factors.dtype
     n_users, n_items = params.user_factors.shape[0], params.item_factors.shape[0]
-    confidence = jnp.asarray(self.confidence, dtype)
     values = jnp.asarray(batch.values, dtype)
-    weights = batch.weights * (1 + confidence * values)
+    weights = batch.weights * self.pair_confidence(values, batch.weights > 0)
     # A rating counts once in its row's frequency, whatever its confidence.
     counted = (batch.weights > 0).astype(dtype)
     if isinstance(batch, Pairs):
@@ -327,8 +369,79 @@ class Ranking(Objective):
 # rating (benchmarks/RESULTS.md). Duplicate pairs add up either way.
 DENSE_CELLS_PER_RATING = 32
 
+CONFIDENCE_TRANSFORMS = {"linear": 1.0, "log": 0.0}
+"""Each confidence transform ``g`` of :class:`Ranking` and its default
+confidence: ``1 + 1·r`` for ratings (tuned on MovieLens 100k); for counts,
+every observed pair alike (0), a confidence set by hand weighing ``1 + c·log(1
++ r)``. Chosen on validation splits of synthetic play counts
+(``benchmarks/ranking_counts.py``, RESULTS.md "Counts"): recall@20 fell as the
+confidence grew, 0 to 1, on all six files, and the raw count (linear) lost a
+third of it."""
+
+COUNTS_ABOVE = 10.0
+"""Observed values that are all ``>= 0`` with one above this look like counts
+(plays, clicks, purchases) rather than ratings (1–5, 1–10, 0.5–5 stars)."""
+
+
 RANKING = Ranking()
 """The ranking objective at its defaults (see :class:`Ranking`)."""
+
+
+def looks_like_counts(values, present) -> jax.Array:
+  """Whether the observed ``values`` (where ``present``) look like counts:
+  none below 0 and the largest above :data:`COUNTS_ABOVE`. A boolean array;
+  works on concrete and traced values alike.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> ones = jnp.ones(3, bool)
+    >>> bool(looks_like_counts(jnp.array([1.0, 3.0, 5.0]), ones))
+    False
+    >>> bool(looks_like_counts(jnp.array([1.0, 2.0, 352698.0]), ones))
+    True
+  """
+  values, present = jnp.asarray(values), jnp.asarray(present, bool)
+  lowest = jnp.min(jnp.where(present, values, 0), initial=0)
+  highest = jnp.max(jnp.where(present, values, 0), initial=0)
+  return (lowest >= 0) & (highest > COUNTS_ABOVE)
+
+
+def resolve_confidence(settings: RankingSettings, ratings: Ratings) -> RankingSettings:
+  """``settings`` with ``confidence_transform="auto"`` decided from the
+  ratings' observed values (:func:`looks_like_counts`) and ``confidence=None``
+  set to the transform's default (:data:`CONFIDENCE_TRANSFORMS`), where this
+  process holds the values; else ``settings`` as they are (the fit decides on
+  the device). A ``ValueError`` for ``"log"`` of values below 0.
+
+  Examples:
+    >>> import mfjax
+    >>> from mfjax.settings import RankingSettings
+    >>> plays, _ = mfjax.ratings_from_arrays([1, 1, 2], [7, 8, 7], [3, 250, 1])
+    >>> s = resolve_confidence(RankingSettings(), plays)
+    >>> s.confidence_transform, s.confidence
+    ('log', 0.0)
+  """
+  transform, values = settings.confidence_transform, ratings.values
+  if not validation.is_concrete(values) or not getattr(
+    values, "is_fully_addressable", True
+  ):
+    return settings
+  present = jnp.ones(values.shape, bool)
+  if ratings.weights is not None:
+    present = jnp.asarray(ratings.weights) > 0
+  if transform == "auto":
+    transform = "log" if bool(looks_like_counts(values, present)) else "linear"
+  elif transform == "log":
+    lowest = float(jnp.min(jnp.where(present, values, 0), initial=0))
+    if lowest < 0:
+      raise ValueError(
+        f"confidence_transform='log' is for counts, >= 0; a rating is {lowest:g}. "
+        "Use 'linear' (or 'auto')."
+      )
+  confidence = settings.confidence
+  if confidence is None:
+    confidence = CONFIDENCE_TRANSFORMS[transform]
+  return settings._replace(confidence_transform=transform, confidence=confidence)
 
 
 def fitted_ranking(settings: RankingSettings) -> Ranking:
@@ -340,6 +453,7 @@ def fitted_ranking(settings: RankingSettings) -> Ranking:
     nu=settings.nu,
     confidence=settings.confidence,
     per_density=True,
+    transform=settings.confidence_transform,
   )
 
 

@@ -135,7 +135,13 @@ def check_ranking_settings(settings: RankingSettings) -> RankingSettings:
   floats = {
     name: float(validation.check_nonnegative(name, getattr(settings, name)))
     for name in ("alpha0", "nu", "confidence")
+    if name != "confidence" or settings.confidence is not None
   }
+  transform = settings.confidence_transform
+  if transform not in ("auto", *objectives.CONFIDENCE_TRANSFORMS):
+    raise ValueError(
+      f"confidence_transform must be 'auto', 'linear' or 'log'; got {transform!r}."
+    )
   return settings._replace(**ints, **floats)
 
 

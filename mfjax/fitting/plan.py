@@ -23,7 +23,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from mfjax import validation
-from mfjax.core import memory
+from mfjax.core import memory, objectives
 from mfjax.core.training import TrainResult
 from mfjax.fitting import buckets
 from mfjax.fitting.ensemble import (
@@ -115,7 +115,9 @@ class FitResult:
         ``id_maps.scale``.
       settings: a JSON-serialisable dict saved with the model (``l2`` and
         ``l2_bias`` there are what :meth:`mfjax.Model.fold_in` regularises
-        with).
+        with). None for a ranking fit saves the default ``confidence`` and
+        ``confidence_transform`` for ``ratings`` (what a fit at the defaults
+        weighed them with, :func:`mfjax.core.objectives.resolve_confidence`).
 
     Examples:
       >>> import jax, mfjax
@@ -146,6 +148,12 @@ class FitResult:
         f"id_maps must map the fit's {shape[0]} users and {shape[1]} items; got "
         f"{len(id_maps.users)} and {len(id_maps.items)}."
       )
+    if settings is None and self.objective == "ranking":
+      chosen = objectives.resolve_confidence(RankingSettings(), ratings)
+      settings = {
+        "confidence": chosen.confidence,
+        "confidence_transform": chosen.confidence_transform,
+      }
     return Model(
       self.best_params,
       id_maps=id_maps,
@@ -391,6 +399,8 @@ def _ranking_plan(key, ratings, given, progress, one_device, min_entries) -> Fit
   settings = check_ranking_settings(
     RankingSettings()._replace(**{n: v for n, v in given.items() if v is not None})
   )
+  # "auto" decided here where the values are at hand: the fit reports it.
+  settings = objectives.resolve_confidence(settings, ratings)
   _check_room(ratings, settings.rank, _ALS_TABLES, one_device, "try a smaller rank.")
   program = cached_ranking_program(settings._replace(l2=0.0), bool(progress))
   inputs = (key, ratings, jnp.asarray(settings.l2, jnp.float32))
@@ -420,6 +430,7 @@ def fit(
   ensemble: int | None = None,
   alpha0: float | None = None,
   confidence: float | None = None,
+  confidence_transform: str | None = None,
   samples: int | None = None,
   burn_in: int | None = None,
   max_rank: int | None = None,
@@ -482,8 +493,13 @@ def fit(
     l2_bias: L2 weight of the biases, ``>= 0``.
     alpha0: ranking only: the weight of the all-pairs term per unit of density
       (:class:`RankingSettings`), ``>= 0``.
-    confidence: ranking only: an observed pair weighs ``1 + confidence·rating``,
-      ``>= 0`` (0: every observed pair alike).
+    confidence: ranking only: an observed pair weighs ``1 +
+      confidence·g(rating)``, ``>= 0`` (0: every observed pair alike); None:
+      1 for ratings, 0 for counts.
+    confidence_transform: ranking only: ``g``, ``"linear"`` (``g(r) = r``),
+      ``"log"`` (``log(1 + r)``, for counts) or ``"auto"`` (the default:
+      ``"log"`` when the values look like counts, none below 0 and one above
+      10); :class:`RankingSettings`.
     samples, burn_in, max_rank, implicit: ``solver="gibbs"`` only: sweeps
       averaged, sweeps discarded first, the saved model's rank bound, the
       implicit-feedback terms (:class:`mfjax.settings.GibbsSettings`).
@@ -513,7 +529,8 @@ def fit(
   settings = dict(
     rank=rank, steps=steps, learning_rate=learning_rate, l2=l2, l2_bias=l2_bias,
     batch_size=batch_size, ensemble=ensemble, alpha0=alpha0, confidence=confidence,
-    samples=samples, burn_in=burn_in, max_rank=max_rank, implicit=implicit,
+    confidence_transform=confidence_transform, samples=samples, burn_in=burn_in,
+    max_rank=max_rank, implicit=implicit,
   )  # fmt: skip
   return plan(
     key, ratings, objective=objective, solver=solver, validation_data=validation_data,

@@ -190,8 +190,10 @@ class Model(NamedTuple):
     gets the closed-form solve of :func:`mfjax.fold_in`: for a rating model the
     ridge regression, with ``l2`` and ``l2_bias`` the model's training settings
     when it has them (else the fit defaults); for a ranking model the user's row
-    of the iALS loss, with ``l2``, ``alpha0``, ``nu`` and ``confidence`` from
-    its settings (else :class:`mfjax.settings.RankingSettings`' defaults) and the
+    of the iALS loss, with ``l2``, ``alpha0``, ``nu``, ``confidence`` and
+    ``confidence_transform`` from its settings (else
+    :class:`mfjax.settings.RankingSettings`' defaults, and a linear confidence
+    of 1 as 0.3.0 fitted) and the
     all-pairs weight scaled by the training density, ``n_train`` in its settings
     or its number of training pairs, as the fit scaled it. Returns a model with
     the users merged in, in sorted id order.
@@ -275,13 +277,15 @@ def training_density(m: Model) -> float:
 def _ranking_fold_in(m: Model, new: Ratings, settings: dict, l2, density) -> Params:
   """:func:`mfjax.fold_in` of new users into a ranking model, with the fit's
   objective and density."""
-  fitted = _RANKING._replace(
-    **{
-      name: float(settings[name])
-      for name in ("l2", "alpha0", "nu", "confidence")
-      if name in settings
-    }
-  )
+  # Settings without a transform are 0.3.0's: linear, confidence 1.
+  transform = settings.get("confidence_transform", "linear")
+  given = {
+    name: float(settings[name])
+    for name in ("l2", "alpha0", "nu", "confidence")
+    if settings.get(name) is not None
+  }
+  given.setdefault("confidence", None if "confidence_transform" in settings else 1.0)
+  fitted = _RANKING._replace(confidence_transform=transform, **given)
   return topk.fold_in(
     m.params,
     new,

@@ -16,7 +16,7 @@ from jax.scipy.linalg import cho_solve
 from jax.typing import ArrayLike
 
 from mfjax import validation
-from mfjax.core import kernels, objectives
+from mfjax.core import eager, kernels, objectives
 from mfjax.settings import FitSettings, RankingSettings
 from mfjax.types import UNKNOWN, Params, Ratings
 
@@ -171,6 +171,13 @@ def _recommend(params: Params, users, k: int, exclude, block_size: int):
   return index.reshape(-1, k)[:n], values.reshape(-1, k)[:n]
 
 
+def _recommend_settled(settings, params, users, exclude):
+  """:func:`_recommend` with ``(k, block_size)`` as one static argument, for
+  :func:`mfjax.core.eager.call`: one program per shape outside ``jit``."""
+  k, block_size = settings
+  return _recommend(params, users, k, exclude, block_size)
+
+
 def recommend(
   params: Params,
   users: ArrayLike,
@@ -188,8 +195,10 @@ def recommend(
   ``n_users × n_items``. Excluded pairs are grouped by user on the device and
   scattered as -inf into each block's scores, a bounded chunk at a time.
 
-  Equal scores rank the lower item index first. ``recommend`` is not jitted; wrap
-  it in ``jax.jit`` with ``k`` and ``block_size`` static. It traces once per shape.
+  Equal scores rank the lower item index first. Called outside ``jit``, it runs
+  as one compiled program per shape and setting, kept for later calls
+  (:func:`mfjax.core.eager.call`); inside ``jit`` (``k`` and ``block_size``
+  static) it traces in place.
 
   Args:
     params: model parameters (finite).
@@ -239,7 +248,8 @@ def recommend(
       "exclude", exclude, allow_unknown=True, shape=(n_users, n_items)
     )
   _check_finite_rows(params, users)
-  items, scores = _recommend(params, users, k, exclude, block_size)
+  settings = (k, block_size)
+  items, scores = eager.call(_recommend_settled, settings, params, users, exclude)
   if scalar:
     return items[0], scores[0]
   return items, scores
@@ -296,15 +306,14 @@ def _fold_in_ranking(params: Params, ratings: Ratings, l2, objective, alpha) -> 
     (Σ_i c_ui q_i q_iᵀ + α QᵀQ + l2 (n_u + α n_items)^nu I) p_u = Σ_i c_ui q_i
 
   (:class:`mfjax.core.objectives.Ranking`; ``α`` the effective all-pairs weight,
-  ``c_ui = w (1 + confidence r_ui)``, ``n_u`` the user's number of ratings).
+  ``c_ui = w (1 + confidence g(r_ui))``, ``n_u`` the user's number of ratings).
   """
   dtype = params.item_factors.dtype
   n_items = params.item_factors.shape[0]
   items = jnp.asarray(ratings.items, jnp.int32)
   weight = _pair_weights(ratings, dtype)
-  confidence = jnp.asarray(objective.confidence, dtype)
   values = jnp.asarray(ratings.values, dtype)
-  root = jnp.sqrt(weight * (1 + confidence * values))
+  root = jnp.sqrt(weight * objective.pair_confidence(values, weight > 0))
   design = kernels.gather(params.item_factors, items) * root[:, None]
   gram, rhs, counts = _normal_equations(
     design, root, (weight > 0).astype(dtype), ratings
@@ -427,7 +436,8 @@ def fold_in(
 
       Σ_i c_ui (p_u·q_i − 1)² + α Σ_all j (p_u·q_j)² + l2 (n_u + α n_items)^nu ‖p_u‖²
 
-  ``c_ui = 1 + confidence·r_ui``, ``n_u`` the user's number of ratings, ``α``
+  ``c_ui = 1 + confidence·g(r_ui)`` (``g`` the objective's transform: ``r``,
+  or ``log(1 + r)`` for counts), ``n_u`` the user's number of ratings, ``α``
   the objective's ``alpha0`` (times ``density`` with ``per_density``, as the
   fit weighs it); the all-items sum is ``α·QᵀQ``, formed once.
 
@@ -485,7 +495,7 @@ def fold_in(
     )
   if objective is not None:
     alpha = _check_ranking_fold_in(objective, l2_bias, density)
-    _check_confidence_weights(ratings, objective.confidence)
+    _check_confidence_weights(ratings, objective)
     l2 = _RANKING.l2 if l2 is None else l2
     validation.check_nonnegative("l2", l2)
     fold = lambda part: _fold_in_ranking(params, part, l2, objective, alpha)
@@ -556,14 +566,28 @@ def _in_user_blocks(fold, params: Params, ratings: Ratings, width: int) -> Param
   )
 
 
-def _check_confidence_weights(ratings: Ratings, confidence: float) -> None:
-  """Each pair's ``1 + confidence·r`` must be >= 0 (checked where the values
-  are on the host): a negative weight has no minimiser to solve for."""
+def _check_confidence_weights(ratings: Ratings, objective) -> None:
+  """Each pair's ``1 + confidence·g(r)`` must be >= 0, and a count of a
+  ``"log"`` model >= 0 (checked where the values are on the host): a negative
+  weight has no minimiser to solve for."""
   values = validation.host_values(ratings.values)
-  if values is None or not confidence or not len(values):
+  confidence = objective.confidence
+  if objective.transform not in objectives.CONFIDENCE_TRANSFORMS:
+    raise ValueError(
+      "fold_in needs the confidence transform the model was fitted with, "
+      f"'linear' or 'log'; got {objective.transform!r}."
+    )
+  if values is None or not len(values):
     return
   lowest = float(np.min(values))
-  if 1 + confidence * lowest < 0:
+  if objective.transform == "log" and lowest < 0:
+    raise ValueError(
+      f"the model weighs counts (confidence transform 'log'); a rating is "
+      f"{lowest:g}: fold in counts >= 0."
+    )
+  if confidence is None:
+    confidence = objectives.CONFIDENCE_TRANSFORMS[objective.transform]
+  if objective.transform == "linear" and confidence and 1 + confidence * lowest < 0:
     raise ValueError(
       f"a rating of {lowest:g} with confidence {confidence:g} gives the pair a "
       "negative weight (1 + confidence·r < 0); fold in ratings >= "

@@ -7,6 +7,8 @@ equations solved row by row, and a planted-preference problem whose top items
 the fitted model must recover.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +22,16 @@ from mfjax.core.objectives import RATING, Penalty, Ranking
 from tests.conftest import random_params, random_ratings
 
 
+def _confidences(objective, values):
+  """``1 + confidence·g(r)`` in NumPy, by the transform's definition."""
+  transform = objective.transform
+  g = np.log1p(np.maximum(values, 0)) if transform == "log" else values
+  confidence = objective.confidence
+  if confidence is None:
+    confidence = {"linear": 1.0, "log": 0.0}[transform]
+  return 1 + confidence * g
+
+
 def _brute_loss(params, ratings, objective, l2, l2_bias):
   """The iALS loss by its definition, every pair scored explicitly (float64)."""
   p = {k: np.asarray(v, np.float64) for k, v in params._asdict().items()}
@@ -29,7 +41,7 @@ def _brute_loss(params, ratings, objective, l2, l2_bias):
   scores = p["user_factors"] @ p["item_factors"].T
   if objective.biases:
     scores = scores + p["mean"] + p["user_bias"][:, None] + p["item_bias"][None, :]
-  weights = 1 + objective.confidence * values
+  weights = _confidences(objective, values)
   observed = np.sum(weights * (scores[users, items] - 1) ** 2)
   every_pair = objective.alpha0 * np.sum(scores**2)
   user_count = np.bincount(users, minlength=n_users)
@@ -62,6 +74,8 @@ OBJECTIVES = [
   Ranking(),
   Ranking(alpha0=0.7, nu=0.5, confidence=0.3),
   Ranking(alpha0=2.0, nu=0.0, biases=True),
+  Ranking(alpha0=0.7, confidence=0.4, transform="log"),
+  Ranking(alpha0=0.7, confidence=None, transform="log"),
 ]
 
 
@@ -180,7 +194,7 @@ def _ials_half(objective, ratings, solve_users, p, l2, l2_bias):
   for r in range(n_rows):
     mine = users == r
     a = design[items[mine]]
-    c = 1 + objective.confidence * values[mine]
+    c = _confidences(objective, values[mine])
     lhs = (a.T * c) @ a + objective.alpha0 * gram
     rhs = (a.T * c) @ (1 - offset[items[mine]]) - objective.alpha0 * design.T @ offset
     penalty = np.full(design.shape[1], l2 * scale[r])
@@ -346,3 +360,82 @@ def test_ranking_fit_settings_and_refusals():
     mfjax.fit(jax.random.key(0), ratings, objective="ndcg")
   with pytest.raises(ValueError, match="alpha0"):
     mfjax.fit(jax.random.key(0), ratings, objective="ranking", alpha0=-1.0)
+
+
+def _scaled(ratings, factor):
+  return dataclasses.replace(ratings, values=ratings.values * factor)
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["host", "jit"])
+def test_auto_transform_is_log_for_counts_and_linear_for_ratings(traced):
+  ratings = random_ratings(11, 40, 30, 60)  # Ratings in 1..5.
+  counts = _scaled(ratings, 1000.0)  # Counts up to 5000.
+  params = Ranking().start(random_params(12, 40, 30, 4))
+
+  def loss(data, transform):
+    objective = Ranking(alpha0=0.5, confidence=0.3, transform=transform)
+    f = lambda d: mfjax.loss(params, d, l2=0.05, objective=objective)
+    return float(jax.jit(f)(data) if traced else f(data))
+
+  assert loss(ratings, "auto") == pytest.approx(loss(ratings, "linear"), rel=1e-6)
+  assert loss(counts, "auto") == pytest.approx(loss(counts, "log"), rel=1e-6)
+  assert loss(counts, "log") != pytest.approx(loss(counts, "linear"), rel=1e-3)
+  # Padding (weight 0) of a huge value does not make ratings look like counts.
+  weights = jnp.ones(60).at[0].set(0.0)
+  padded = dataclasses.replace(
+    ratings, values=ratings.values.at[0].set(1e6), weights=weights
+  )
+  assert loss(padded, "auto") == pytest.approx(loss(padded, "linear"), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+  "values, expected",
+  [
+    ([1.0, 3.0, 5.0], False),  # stars
+    ([1.0, 10.0], False),  # a 1..10 scale
+    ([0.0, 1.0, 11.0], True),  # counts
+    ([-10.0, 3.0, 352698.0], False),  # a value below 0: not counts
+    ([], False),
+  ],
+)
+def test_looks_like_counts(values, expected):
+  values = jnp.asarray(values, jnp.float32)
+  present = jnp.ones(values.shape, bool)
+  assert bool(objectives.looks_like_counts(values, present)) is expected
+
+
+def test_resolve_confidence_decides_auto_on_the_host():
+  from mfjax.settings import RankingSettings
+
+  stars = random_ratings(13, 20, 10, 40)
+  plays = _scaled(stars, 100.0)
+  default = RankingSettings()
+  assert objectives.resolve_confidence(default, stars)[-3:] == (
+    objectives.CONFIDENCE_TRANSFORMS["linear"], 3, "linear",
+  )  # fmt: skip
+  chosen = objectives.resolve_confidence(default, plays)
+  assert (chosen.confidence_transform, chosen.confidence) == ("log", 0.0)
+  given = default._replace(confidence=2.0)
+  assert objectives.resolve_confidence(given, plays).confidence == 2.0
+  forced = default._replace(confidence_transform="linear")
+  assert objectives.resolve_confidence(forced, plays).confidence_transform == "linear"
+  negative = _scaled(stars, -1.0)
+  with pytest.raises(ValueError, match="'log' is for counts, >= 0; a rating is -"):
+    objectives.resolve_confidence(
+      default._replace(confidence_transform="log"), negative
+    )
+  seen = []
+
+  @jax.jit
+  def traced(values):
+    traced_stars = dataclasses.replace(stars, values=values)
+    seen.append(objectives.resolve_confidence(default, traced_stars))
+    return values
+
+  traced(plays.values)
+  assert seen == [default]  # Traced: decided on the device instead.
+
+
+def test_ranking_refuses_an_unknown_transform():
+  with pytest.raises(ValueError, match="transform must be 'auto', 'linear' or 'log'"):
+    Ranking(transform="sqrt")

@@ -387,3 +387,25 @@ def test_a_batch_larger_than_the_data_is_one_batch_of_the_data():
   big, _ = mfjax.synthetic_ratings(jax.random.key(0), 300, 200, 9000, 2)
   fit_plan = plan.plan(jax.random.key(1), big, batch_size=10**9, ensemble=1)
   assert fit_plan.settings.batch_size == len(fit_plan.inputs[1]) >= 9000
+
+
+def test_a_ranking_fit_of_counts_is_the_same_under_jit_and_on_the_host():
+  # The host decides "auto" (and reports it); under jit the program decides it
+  # from the same values, with the same answer.
+  stars, _ = mfjax.synthetic_ratings(jax.random.key(0), 30, 20, 300, 2)
+  plays = dataclasses.replace(stars, values=jnp.round(stars.values**4))  # to 625
+  fit = lambda r: mfjax.fit(jax.random.key(1), r, objective="ranking", rank=2, steps=2)
+  chosen = plan.plan(jax.random.key(1), plays, objective="ranking", rank=2).settings
+  assert (chosen.confidence_transform, chosen.confidence) == ("log", 0.0)
+  on_host = fit(plays).best_params.user_factors
+  under_jit = jax.jit(lambda r: fit(r).best_params.user_factors)(plays)
+  np.testing.assert_allclose(under_jit, on_host, rtol=1e-5, atol=1e-6)
+  linear = mfjax.fit(
+    jax.random.key(1), plays, objective="ranking", rank=2, steps=2,
+    confidence_transform="linear",
+  ).best_params.user_factors  # fmt: skip
+  assert np.abs(np.asarray(linear - on_host)).max() > 1e-3
+  with pytest.raises(ValueError, match="confidence_transform must be 'auto'"):
+    mfjax.fit(jax.random.key(1), plays, objective="ranking", confidence_transform="x")
+  with pytest.raises(ValueError, match="confidence_transform applies to objective"):
+    mfjax.fit(jax.random.key(1), plays, confidence_transform="log")

@@ -578,11 +578,19 @@ def _row_gradient(params, ratings, l2, objective):
   return jax.jit(grad)(params).user_factors
 
 
-@pytest.mark.parametrize("confidence", [0.0, 0.7])
-def test_ranking_fold_in_is_the_minimum_of_the_ials_loss_over_the_user(confidence):
+@pytest.mark.parametrize(
+  "confidence, transform", [(0.0, "linear"), (0.7, "linear"), (0.5, "log")]
+)
+def test_ranking_fold_in_is_the_minimum_of_the_ials_loss_over_the_user(
+  confidence, transform
+):
   params = _params(40, 10, 30, 4)
   ratings = _new_ratings(41, 6, 30, 60)
-  objective = objectives.Ranking(alpha0=0.4, nu=1.0, confidence=confidence)
+  if transform == "log":  # Counts up to 500.
+    ratings = dataclasses.replace(ratings, values=ratings.values * 100)
+  objective = objectives.Ranking(
+    alpha0=0.4, nu=1.0, confidence=confidence, transform=transform
+  )
   folded = fold_in(params, ratings, l2=0.05, objective=objective)
   assert folded.user_factors.shape == (6, 4)
   np.testing.assert_array_equal(folded.user_bias, 0)
@@ -672,6 +680,45 @@ def test_a_ranking_models_fold_in_is_within_1e3_of_solving_the_user_in_a_refit()
 def test_ranking_fold_in_refuses_what_does_not_apply(kwargs, error, match):
   with pytest.raises(error, match=match):
     fold_in(_params(44, 4, 6, 2), _ratings([0, 1], [1, 2], 2, 6), **kwargs)
+
+
+def test_ranking_fold_in_refuses_an_undecided_transform_and_negative_counts():
+  params, ratings = _params(46, 4, 6, 2), _ratings([0, 1], [1, 2], 2, 6, [-3.0, 2.0])
+  with pytest.raises(ValueError, match="transform the model was fitted with"):
+    fold_in(params, ratings, objective=objectives.Ranking(transform="auto"))
+  with pytest.raises(ValueError, match="counts >= 0"):
+    fold_in(params, ratings, objective=objectives.Ranking(transform="log"))
+
+
+def test_a_ranking_model_of_counts_folds_in_with_the_log_transform_it_fitted():
+  plays, maps = mfjax.ratings_from_arrays(
+    np.repeat(np.arange(30), 4), np.tile(np.arange(12), 10),
+    np.tile([1.0, 40.0, 3.0, 900.0], 30),
+  )  # fmt: skip
+  fit = lambda **c: mfjax.fit(
+    jax.random.key(0), plays, objective="ranking", rank=3, steps=2, **c
+  )
+  # At the defaults the model records what the fit chose for counts.
+  assert fit().model(plays, maps).settings == {
+    "confidence": 0.0, "confidence_transform": "log",
+  }  # fmt: skip
+  settings = {"confidence": 0.5, "confidence_transform": "log"}
+  model = fit(confidence=0.5).model(plays, maps, settings=settings)
+  folded = model.fold_in([100, 100, 100], [0, 3, 5], [2.0, 500.0, 7.0])
+  new = mfjax.Ratings(
+    jnp.zeros(3, jnp.int32), jnp.array([0, 3, 5]), jnp.array([2.0, 500.0, 7.0]),
+    1, 12,
+  )  # fmt: skip
+  row = folded.params._replace(
+    user_factors=folded.params.user_factors[-1:], user_bias=jnp.zeros(1)
+  )
+  alpha0 = RankingSettings().alpha0 * 120 / (30 * 12)  # At the fit's density.
+  log = objectives.Ranking(alpha0=alpha0, confidence=0.5, transform="log")
+  gradient = _row_gradient(row, new, RankingSettings().l2, log)
+  np.testing.assert_allclose(gradient, 0, atol=2e-5)
+  linear = dataclasses.replace(log, transform="linear")
+  off = _row_gradient(row, new, RankingSettings().l2, linear)
+  assert np.abs(np.asarray(off)).max() > 1e-3
 
 
 def test_ranking_fold_in_refuses_ratings_that_weigh_below_zero():
