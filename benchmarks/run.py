@@ -66,6 +66,11 @@ SUITES = {
     "ranking fit and recommend --all at 1M/10M interactions against implicit ALS",
     ("--size", "tiny", "--repeats", "1"),
   ),
+  "rating_lists": Suite(
+    "rating_lists.py",
+    "rating models' top-10 lists: by rating, shrunk, or with popularity (u1-u5)",
+    ("--folds", "1"),
+  ),
   "ranking_counts": Suite(
     "ranking_counts.py",
     "weighing play counts in the ranking fit: none, linear, log (synthetic)",

@@ -311,7 +311,8 @@ def test_fit_save_then_recommend_and_evaluate_on_movielens_u1(u1_fit, capsys):
   assert model.scale == (1.0, 5.0) and model.id_maps.n_lines == fitted["n_train"]
 
   # recommend: raw ids and titles, the user's training items left out, and the
-  # same list as a NumPy top-5 of the saved model's predictions.
+  # same list as a NumPy top-5 of the saved model's predictions plus 0.5 x the
+  # scale's width x log(1 + the item's ratings in --rated), with the predictions.
   items_file = str(data / "u.item")
   argv = ["recommend", model_path, "--user", "1", "-n", "5", "--json"]
   assert cli.main([*argv, "--items", items_file, "--rated", base]) == 0
@@ -320,17 +321,26 @@ def test_fit_save_then_recommend_and_evaluate_on_movielens_u1(u1_fit, capsys):
   user = int(maps.user_index([1])[0])
   rated = np.loadtxt(base, dtype=np.int64)
   seen = rated[rated[:, 0] == 1, 1]
-  scores = np.array(mfjax.predict(model.params, users=[user]))[0]
-  scores[maps.item_index(seen)] = -np.inf
-  expected = maps.items[np.argsort(-scores, kind="stable")[:5]]
-  assert shown["items"] == expected.tolist()
-  assert not set(shown["items"]) & set(seen.tolist())
-  np.testing.assert_allclose(shown["scores"], np.sort(scores)[::-1][:5], rtol=1e-5)
+  predicted = np.array(mfjax.predict(model.params, users=[user]))[0]
+  counts = np.bincount(maps.item_index(rated[:, 1]), minlength=len(maps.items))
+  for weight, flags in ((0.5, []), (0.0, ["--popularity-weight", "0"])):
+    if flags:
+      assert cli.main([*argv, "--rated", base, *flags]) == 0
+      shown = _json_line(capsys)
+    assert shown["popularity_weight"] == weight
+    order = predicted + weight * 4.0 * np.log1p(counts)
+    order[maps.item_index(seen)] = -np.inf
+    top = np.argsort(-order, kind="stable")[:5]
+    assert shown["items"] == maps.items[top].tolist()
+    assert not set(shown["items"]) & set(seen.tolist())
+    np.testing.assert_allclose(shown["scores"], predicted[top], rtol=1e-5)
   titles = {}
   with open(items_file, encoding="latin-1") as file:
     for line in file:
       fields = line.split("|")
       titles[int(fields[0])] = fields[1]
+  assert cli.main([*argv, "--items", items_file, "--rated", base]) == 0
+  shown = _json_line(capsys)
   assert shown["titles"] == [titles[i] for i in shown["items"]]
 
   # evaluate: the fit's test RMSE again, and the ranking metrics at 10.
@@ -1053,7 +1063,7 @@ def test_recommend_with_a_model_saved_without_pairs_says_rated_items_stay(
   capsys.readouterr()
   assert cli.main(["recommend", str(path), "--user", "u3", "-n", "40"]) == 0
   out, err = capsys.readouterr()
-  assert "items the user rated are not left out; pass --rated TRAIN" in err
+  assert "items the user rated are not left out" in err and "--rated TRAIN" in err
   assert len(re.findall(r"^\s+\d+\s+i\d+", out, re.M)) == 40  # All 40 items.
   assert cli.main(["recommend", str(path), "--user", "u3", "--rated", str(data)]) == 0
   out, err = capsys.readouterr()

@@ -66,6 +66,15 @@ def add_parser(sub) -> None:
     "default) or an error (none)",
   )
   rec.add_argument(
+    "--popularity-weight",
+    type=options.nonnegative_float,
+    default=None,
+    metavar="W",
+    help="rating models: order items by predicted rating + W x the scale's width x "
+    "log(1 + the item's training ratings), so that an item rated once cannot top "
+    "every list (default 0.5; 0: by rating alone)",
+  )
+  rec.add_argument(
     "--json", action="store_true", help="print only one JSON object on stdout"
   )
 
@@ -74,6 +83,8 @@ def run(args) -> int:
   """``mfjax recommend``: one user's top items, or every user's with ``--all``."""
   if args.all:
     return _recommend_all(args)
+  from mfjax.serving.model import POPULARITY_WEIGHT, popularity_bonus
+
   if args.output:
     raise ValueError("--output goes with --all; one user's list is printed.")
   model = _serving_model(args)
@@ -98,11 +109,19 @@ def run(args) -> int:
   if known and model.rated is None:  # Said, not silently skipped.
     print(
       "note: the model has no training pairs (saved --no-rated): items the user "
-      "rated are not left out; pass --rated TRAIN to leave them out.",
+      "rated are not left out, and a rating model's list is by rating alone; "
+      "pass --rated TRAIN.",
       file=sys.stderr,
     )
+  bonus = popularity_bonus(model, args.popularity_weight)  # Checked up front.
+  weight = 0.0
+  if bonus is not None:
+    weight = args.popularity_weight or POPULARITY_WEIGHT
   items, scores = model.recommend(
-    raw if raw is not None else args.user, args.n, exclude_rated=model.rated is not None
+    raw if raw is not None else args.user,
+    args.n,
+    exclude_rated=model.rated is not None,
+    popularity_weight=args.popularity_weight,
   )
   raw_items = [i.item() for i in items]
   scores = [float(v) for v in scores]
@@ -116,19 +135,7 @@ def run(args) -> int:
     lo, hi = model.scale if model.scale is not None else model.id_maps.scale
     shown = [min(max(v, lo), hi) for v in scores]
     column = "rating"
-  if known:
-    print(
-      f"top {len(raw_items)} items for user {common.shown(args.user)} "
-      f"({common.shown(args.model)})"
-    )
-    if model.objective == "ranking":
-      print("(a ranking model: its raw scores order the items; they are not ratings)")
-  else:
-    print(
-      f"user {common.shown(args.user)} is not in the model: the "
-      f"{len(raw_items)} most-rated items instead (score = training ratings; "
-      "--fallback none refuses)"
-    )
+  _print_heading(args, model, known, len(raw_items), weight)
   header = f"{'rank':>4}  {'item':>{width}}  {column:>6}  {'title' if titles else ''}"
   print(header.rstrip())
   for rank, (item, value) in enumerate(zip(raw_items, shown, strict=True), 1):
@@ -138,12 +145,34 @@ def run(args) -> int:
   if args.json:
     report = {"user": raw if known else args.user, "items": raw_items}
     report |= {"scores": scores, "fallback": not known}
+    if known and model.objective == "rating":
+      report["popularity_weight"] = weight
     if column == "rating":
       report["ratings"] = shown
     if titles:
       report["titles"] = [titles[str(i)] for i in raw_items]
     common.emit_json(args, report)
   return 0
+
+
+def _print_heading(args, model, known: bool, n: int, weight: float) -> None:
+  """The lines above a user's list: whose, and what orders it."""
+  if not known:
+    print(
+      f"user {common.shown(args.user)} is not in the model: the {n} most-rated "
+      "items instead (score = training ratings; --fallback none refuses)"
+    )
+    return
+  print(
+    f"top {n} items for user {common.shown(args.user)} ({common.shown(args.model)})"
+  )
+  if model.objective == "ranking":
+    print("(a ranking model: its raw scores order the items; they are not ratings)")
+  elif weight:
+    print(
+      f"(ordered by predicted rating + {weight:g} x scale width x log(1 + the "
+      "item's training ratings); --popularity-weight 0 orders by rating alone)"
+    )
 
 
 # Users per block of `recommend --all`: memory is bounded by one block's
@@ -188,7 +217,7 @@ def _recommend_all(args) -> int:
   import numpy as np
 
   from mfjax.io.atomic import atomic_write
-  from mfjax.serving.model import pairs_as_ratings
+  from mfjax.serving.model import pairs_as_ratings, popularity_bonus
 
   if not args.output:
     raise ValueError("--all needs --output FILE (the CSV of every user's list).")
@@ -203,6 +232,10 @@ def _recommend_all(args) -> int:
   n = min(10, n_items) if args.n is None else args.n
   if n > n_items:
     raise ValueError(f"-n must be at most the model's {n_items} items; got {n}.")
+  bonus = popularity_bonus(model, args.popularity_weight)
+  params = model.params
+  if bonus is not None:  # Ordered with it; the predicted ratings written.
+    params = params._replace(item_bias=params.item_bias + bonus)
   rated_users = rated = None
   if model.rated is not None:
     pairs = model.rated[np.argsort(model.rated[:, 0], kind="stable")]
@@ -217,7 +250,9 @@ def _recommend_all(args) -> int:
     raw_users, raw_items = _csv_fields(maps.users), _csv_fields(maps.items)
     for start in range(0, n_users, _ALL_CHUNK):
       stop = min(start + _ALL_CHUNK, n_users)
-      items, scores = _chunk_lists(model.params, start, stop, n, rated, rated_users)
+      items, scores = _chunk_lists(params, start, stop, n, rated, rated_users)
+      if bonus is not None:
+        scores = scores - np.where(items >= 0, bonus[items], 0)
       lines = []
       for row, user in enumerate(raw_users[start:stop]):
         for rank in range(n):

@@ -30,6 +30,8 @@ __all__ = [
   "rated_pairs",
   "pairs_as_ratings",
   "training_density",
+  "popularity_bonus",
+  "POPULARITY_WEIGHT",
 ]
 
 OBJECTIVES = ("rating", "ranking")
@@ -37,6 +39,15 @@ OBJECTIVES = ("rating", "ranking")
 
 FALLBACKS = ("popularity", None)
 """What :meth:`Model.recommend` gives a user it does not know."""
+
+POPULARITY_WEIGHT = 0.5
+"""A rating model's lists order items by predicted rating plus this × the
+rating scale's width × ``log(1 + n_i)``, ``n_i`` the item's training ratings
+(:func:`popularity_bonus`): by rating alone, an item rated 5 by one user tops
+every list. Chosen by NDCG@10 on a validation split of u1.base
+(``benchmarks/rating_lists.py``; 2 per log-count on the 1–5 scale); on u1–u5
+test it took NDCG@10 from 0.120 to 0.228, above popularity's 0.198 and a
+Bayesian shrink toward the mean (0.208 at its validated strength)."""
 
 _FIT = FitSettings()  # fold_in regularises as the default fit does.
 _RANKING = RankingSettings()
@@ -109,10 +120,18 @@ class Model(NamedTuple):
     *,
     exclude_rated: bool = True,
     fallback="popularity",
+    popularity_weight: float | None = None,
     n: int | None = None,
   ) -> tuple[np.ndarray, np.ndarray]:
     """A user's ``k`` best items (default 10) as raw ids, with their scores,
     best first, as :func:`mfjax.recommend` gives indices.
+
+    A rating model orders items by predicted rating plus
+    ``popularity_weight`` × the scale's width × ``log(1 + n_i)`` (``n_i`` the
+    item's training ratings, :func:`popularity_bonus`; None:
+    :data:`POPULARITY_WEIGHT`, or 0 without training pairs or scale; 0: by
+    rating alone), and returns the predicted ratings (unclipped) as scores. A
+    ranking model's scores are its raw scores, and take no weight.
 
     Items the user rated in training (the model's ``rated`` pairs) are left out
     unless ``exclude_rated`` is false; a model without ``rated`` pairs raises a
@@ -147,10 +166,17 @@ class Model(NamedTuple):
     if exclude_rated:
       mine = self.rated[self.rated[:, 0] == index]
       exclude = pairs_as_ratings(mine, self.params.user_factors.shape[0], n_items)
-    top, scores = topk.recommend(self.params, index, k, exclude=exclude)
+    bonus = popularity_bonus(self, popularity_weight)
+    params = self.params
+    if bonus is not None:
+      params = params._replace(item_bias=params.item_bias + bonus)
+    top, scores = topk.recommend(params, index, k, exclude=exclude)
     top, scores = np.asarray(top), np.asarray(scores)
     keep = top >= 0
-    return maps.items[top[keep]], scores[keep]
+    top, scores = top[keep], scores[keep]
+    if bonus is not None:  # The predicted ratings of the items listed.
+      scores = scores - bonus[top]
+    return maps.items[top], scores
 
   def similar_items(
     self, item: Any, k: int | None = None, *, n: int | None = None
@@ -373,6 +399,41 @@ def _index_of(maps: IdMaps, axis: str, raw: Any) -> int:
     raise TypeError(f"{axis} must be a single id; got {raw!r}.")
   lookup = maps.user_index if axis == "user" else maps.item_index
   return int(lookup(array)[0])
+
+
+def popularity_bonus(m: Model, weight: float | None = None) -> np.ndarray | None:
+  """What a rating model's lists add to each item's predicted rating:
+  ``weight · (hi − lo) · log(1 + n_i)``, ``n_i`` the item's number of training
+  pairs (``m.rated``), ``(lo, hi)`` the model's scale; float32 ``[n_items]``, or
+  None where nothing is added (weight 0, or a ranking model).
+
+  Args:
+    m: the model.
+    weight: ``>= 0``; None: :data:`POPULARITY_WEIGHT` for a rating model with
+      training pairs and a scale, else 0. A ranking model (its loss already
+      weighs what users pick) takes none: a weight above 0 is a ValueError, as
+      is one for a model without training pairs or scale.
+  """
+  if m.objective != "rating":
+    if weight:
+      raise ValueError(
+        "popularity_weight applies to rating models; a ranking model's scores "
+        "already order items by what users pick."
+      )
+    return None
+  scale = m.scale if m.scale is not None else getattr(m.id_maps, "scale", None)
+  if weight is None:
+    weight = POPULARITY_WEIGHT if m.rated is not None and scale is not None else 0.0
+  weight = float(validation.check_nonnegative("popularity_weight", weight))
+  if not weight:
+    return None
+  if m.rated is None or scale is None:
+    missing = "training pairs (Model.rated)" if m.rated is None else "rating scale"
+    raise ValueError(f"popularity_weight needs the model's {missing}; pass 0.")
+  n_items = m.params.item_factors.shape[0]
+  counts = np.bincount(m.rated[:, 1], minlength=n_items)
+  bonus = weight * (float(scale[1]) - float(scale[0])) * np.log1p(counts)
+  return bonus.astype(np.asarray(m.params.item_bias).dtype)
 
 
 def _popular(m: Model, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -64,13 +64,14 @@ def test_recommend_matches_index_recommend_without_the_rated_items():
   exclude = _train()
   for j, user in enumerate(USERS):
     items, scores = mfjax.recommend(m.params, j, 3, exclude=exclude)
-    got_items, got_scores = m.recommend(user, 3)
+    got_items, got_scores = m.recommend(user, 3, popularity_weight=0)
     np.testing.assert_array_equal(got_items, ITEMS[np.asarray(items)])
     np.testing.assert_allclose(got_scores, scores, rtol=1e-6)
   # Without exclusion, the plain top 3.
   items, _ = mfjax.recommend(m.params, 0, 3)
   np.testing.assert_array_equal(
-    m.recommend("ann", 3, exclude_rated=False)[0], ITEMS[np.asarray(items)]
+    m.recommend("ann", 3, exclude_rated=False, popularity_weight=0.0)[0],
+    ITEMS[np.asarray(items)],
   )
   # Fewer items left than asked: only the real ones come back.
   assert len(m.recommend("ann", 7)[0]) == 5
@@ -270,3 +271,34 @@ def test_predict_refuses_what_is_not_an_id(user, error, match):
     model.predict(user, 10)
   with pytest.raises(error, match=match):
     model.predict(10 if np.ndim(user) == 0 else [1, 2], user)  # As items too.
+
+
+def test_a_rating_models_list_adds_popularity_and_gives_predicted_ratings():
+  m = _model()
+  counts = np.bincount([i for _, i, _ in TRAIN], minlength=7)  # [2, 0, 0, 3, ...]
+  for weight in (None, 0.5, 2.0):
+    w = serving_model.POPULARITY_WEIGHT if weight is None else weight
+    bonus = w * 4.0 * np.log1p(counts)  # The scale 1..5 is 4 wide.
+    np.testing.assert_allclose(serving_model.popularity_bonus(m, weight), bonus)
+    ordered = m.params._replace(item_bias=m.params.item_bias + bonus)
+    for j, user in enumerate(USERS):
+      top, _ = mfjax.recommend(ordered, j, 3, exclude=_train())
+      items, scores = m.recommend(user, 3, popularity_weight=weight)
+      np.testing.assert_array_equal(items, ITEMS[np.asarray(top)])
+      predicted = mfjax.predict(m.params, users=[j] * 3, items=np.asarray(top))
+      np.testing.assert_allclose(scores, predicted, rtol=1e-5, atol=1e-5)
+  # Nothing to add: no pairs or no scale at the default; refused when asked.
+  bare = _model(rated=None)
+  assert serving_model.popularity_bonus(bare) is None
+  with pytest.raises(ValueError, match="needs the model's training pairs"):
+    serving_model.popularity_bonus(bare, 0.5)
+  unscaled = _model(id_maps=mfjax.IdMaps(users=USERS, items=ITEMS, scale=None))
+  assert serving_model.popularity_bonus(unscaled) is None
+  with pytest.raises(ValueError, match="needs the model's rating scale"):
+    unscaled.recommend("ann", 3, popularity_weight=1.0)
+  ranker = _model(objective="ranking")
+  assert serving_model.popularity_bonus(ranker) is None
+  with pytest.raises(ValueError, match="applies to rating models"):
+    ranker.recommend("ann", 3, popularity_weight=0.5)
+  with pytest.raises(ValueError, match="popularity_weight"):
+    m.recommend("ann", 3, popularity_weight=-1.0)
