@@ -217,7 +217,7 @@ def _recommend_all(args) -> int:
   import numpy as np
 
   from mfjax.io.atomic import atomic_write
-  from mfjax.serving.model import pairs_as_ratings, popularity_bonus
+  from mfjax.serving.model import popularity_bonus
 
   if not args.output:
     raise ValueError("--all needs --output FILE (the CSV of every user's list).")
@@ -236,11 +236,9 @@ def _recommend_all(args) -> int:
   params = model.params
   if bonus is not None:  # Ordered with it; the predicted ratings written.
     params = params._replace(item_bias=params.item_bias + bonus)
-  rated_users = rated = None
+  rated = None  # The training pairs by user, on the host.
   if model.rated is not None:
-    pairs = model.rated[np.argsort(model.rated[:, 0], kind="stable")]
-    rated = pairs_as_ratings(pairs, n_users, n_items)
-    rated_users = pairs[:, 0]
+    rated = model.rated[np.argsort(model.rated[:, 0], kind="stable")]
   rows = 0
   with (
     common.sigterm_removes_partial_files(),
@@ -250,7 +248,7 @@ def _recommend_all(args) -> int:
     raw_users, raw_items = _csv_fields(maps.users), _csv_fields(maps.items)
     for start in range(0, n_users, _ALL_CHUNK):
       stop = min(start + _ALL_CHUNK, n_users)
-      items, scores = _chunk_lists(params, start, stop, n, rated, rated_users)
+      items, scores = _chunk_lists(params, start, stop, n, rated)
       if bonus is not None:
         scores = scores - np.where(items >= 0, bonus[items], 0)
       lines = []
@@ -266,24 +264,26 @@ def _recommend_all(args) -> int:
   return 0
 
 
-def _chunk_lists(params, start: int, stop: int, n: int, rated, rated_users):
-  """The top ``n`` of users ``start .. stop - 1``, training pairs left out:
-  ``(items, scores)`` on the host. The users are padded to the chunk's size
-  and the excluded pairs to a power of two, so that every chunk but a few runs
-  a program already compiled."""
+def _chunk_lists(params, start: int, stop: int, n: int, rated):
+  """The top ``n`` of users ``start .. stop - 1``, their pairs of ``rated``
+  (``[m, 2]`` sorted by user, or None) left out: ``(items, scores)`` on the
+  host. The users are padded to whole blocks and the excluded pairs to a power
+  of two, so that every chunk but a few runs a program already compiled."""
   import numpy as np
 
   import mfjax
   from mfjax.fitting import buckets
+  from mfjax.serving.model import pairs_as_ratings
 
-  size = _ALL_CHUNK if stop - start > _ALL_BLOCK else _ALL_BLOCK
+  n_users, n_items = params.user_factors.shape[0], params.item_factors.shape[0]
+  size = -(-(stop - start) // _ALL_BLOCK) * _ALL_BLOCK  # Whole blocks.
   users = np.arange(start, start + size, dtype=np.int32)
   users[stop - start :] = start  # Padding: scored, then dropped.
   exclude = None
-  if rated is not None:
-    lo, hi = np.searchsorted(rated_users, [start, stop])
-    exclude = rated.subset(np.arange(lo, hi))
-    exclude = buckets.pad_entries(exclude, 1 << max(10, int(hi - lo).bit_length()))
+  if rated is not None:  # The chunk's pairs, from the sorted host copy.
+    lo, hi = np.searchsorted(rated[:, 0], [start, stop])
+    mine = pairs_as_ratings(rated[lo:hi], n_users, n_items)
+    exclude = buckets.pad_entries(mine, 1 << max(10, int(hi - lo).bit_length()))
   items, scores = mfjax.recommend(
     params, users, n, exclude=exclude, block_size=_ALL_BLOCK
   )

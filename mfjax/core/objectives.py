@@ -408,10 +408,13 @@ def looks_like_counts(values, present) -> jax.Array:
 
 def resolve_confidence(settings: RankingSettings, ratings: Ratings) -> RankingSettings:
   """``settings`` with ``confidence_transform="auto"`` decided from the
-  ratings' observed values (:func:`looks_like_counts`) and ``confidence=None``
-  set to the transform's default (:data:`CONFIDENCE_TRANSFORMS`), where this
-  process holds the values; else ``settings`` as they are (the fit decides on
-  the device). A ``ValueError`` for ``"log"`` of values below 0.
+  ratings' observed values (the rule of :func:`looks_like_counts`) and
+  ``confidence=None`` set to the transform's default
+  (:data:`CONFIDENCE_TRANSFORMS`). Values on the host are read with NumPy;
+  others (an accelerator's, or spread over processes) by one small jitted
+  reduction, alike in every process. Traced values leave ``settings`` as they
+  are: the fit decides on the device. A ``ValueError`` for an unknown
+  transform, and for ``"log"`` of values below 0.
 
   Examples:
     >>> import mfjax
@@ -421,27 +424,54 @@ def resolve_confidence(settings: RankingSettings, ratings: Ratings) -> RankingSe
     >>> s.confidence_transform, s.confidence
     ('log', 0.0)
   """
-  transform, values = settings.confidence_transform, ratings.values
-  if not validation.is_concrete(values) or not getattr(
-    values, "is_fully_addressable", True
-  ):
+  transform = settings.confidence_transform
+  if transform not in ("auto", *CONFIDENCE_TRANSFORMS):
+    raise ValueError(
+      f"confidence_transform must be 'auto', 'linear' or 'log'; got {transform!r}."
+    )
+  found = _observed_range(ratings)
+  if found is None:
     return settings
-  present = jnp.ones(values.shape, bool)
-  if ratings.weights is not None:
-    present = jnp.asarray(ratings.weights) > 0
+  lowest, highest = found
   if transform == "auto":
-    transform = "log" if bool(looks_like_counts(values, present)) else "linear"
-  elif transform == "log":
-    lowest = float(jnp.min(jnp.where(present, values, 0), initial=0))
-    if lowest < 0:
-      raise ValueError(
-        f"confidence_transform='log' is for counts, >= 0; a rating is {lowest:g}. "
-        "Use 'linear' (or 'auto')."
-      )
+    counts = lowest >= 0 and highest > COUNTS_ABOVE
+    transform = "log" if counts else "linear"
+  elif transform == "log" and lowest < 0:
+    raise ValueError(
+      f"confidence_transform='log' is for counts, >= 0; a rating is {lowest:g}. "
+      "Use 'linear' (or 'auto')."
+    )
   confidence = settings.confidence
   if confidence is None:
     confidence = CONFIDENCE_TRANSFORMS[transform]
   return settings._replace(confidence_transform=transform, confidence=confidence)
+
+
+def _observed_range(ratings: Ratings) -> tuple[float, float] | None:
+  """The lowest and highest observed value (weight > 0; 0 and 0 for none), or
+  None for traced ratings."""
+  values, weights = ratings.values, ratings.weights
+  if not all(validation.is_concrete(x) for x in (values, weights) if x is not None):
+    return None
+  host = validation.host_values(values)
+  host_weights = None if weights is None else validation.host_values(weights)
+  if host is not None and (weights is None or host_weights is not None):
+    if host_weights is not None:
+      host = host[host_weights > 0]
+    if not host.size:
+      return 0.0, 0.0
+    return min(float(host.min()), 0.0), max(float(host.max()), 0.0)
+  low, high = _device_range(values, weights)
+  return float(low), float(high)
+
+
+@jax.jit
+def _device_range(values, weights):
+  present = jnp.ones(values.shape, bool) if weights is None else weights > 0
+  return (
+    jnp.min(jnp.where(present, values, 0), initial=0),
+    jnp.max(jnp.where(present, values, 0), initial=0),
+  )
 
 
 def fitted_ranking(settings: RankingSettings) -> Ranking:

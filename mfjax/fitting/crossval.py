@@ -18,11 +18,11 @@ import jax
 import numpy as np
 
 from mfjax import validation
-from mfjax.core import metrics, training
+from mfjax.core import metrics, objectives, training
 from mfjax.data import splits as data_splits
 from mfjax.fitting import buckets, ensemble, plan
 from mfjax.serving import topk
-from mfjax.settings import OBJECTIVES, check_names, solver_for
+from mfjax.settings import OBJECTIVES, RankingSettings, check_names, solver_for
 from mfjax.types import Ratings
 
 __all__ = ["CVResult", "cross_validate", "padded", "ranking_scores"]
@@ -147,6 +147,18 @@ def cross_validate(
   validation.check_ratings("ratings", ratings)
   validation.check_something_to_train("ratings", ratings)
   check_names(solver_for(objective, solver), settings)  # Before any split or fit.
+  if objective == "ranking":  # Decided once, on all the ratings: one program
+    # (compiled for the first fold) serves every fold.
+    given = {n: settings.get(n) for n in ("confidence", "confidence_transform")}
+    chosen = objectives.resolve_confidence(
+      RankingSettings()._replace(**{n: v for n, v in given.items() if v is not None}),
+      ratings,
+    )
+    settings = dict(
+      settings,
+      confidence=chosen.confidence,
+      confidence_transform=chosen.confidence_transform,
+    )
   if scale is not None:
     scale = validation.check_scale("scale", scale)
   k = validation.check_positive_int("k", k)

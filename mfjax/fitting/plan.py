@@ -115,9 +115,11 @@ class FitResult:
         ``id_maps.scale``.
       settings: a JSON-serialisable dict saved with the model (``l2`` and
         ``l2_bias`` there are what :meth:`mfjax.Model.fold_in` regularises
-        with). None for a ranking fit saves the default ``confidence`` and
-        ``confidence_transform`` for ``ratings`` (what a fit at the defaults
-        weighed them with, :func:`mfjax.core.objectives.resolve_confidence`).
+        with). For a ranking fit, a ``confidence_transform`` missing here is
+        the one a fit at the defaults chose for ``ratings`` (and a missing
+        ``confidence`` its default;
+        :func:`mfjax.core.objectives.resolve_confidence`): pass both when the
+        fit was given others.
 
     Examples:
       >>> import jax, mfjax
@@ -148,12 +150,12 @@ class FitResult:
         f"id_maps must map the fit's {shape[0]} users and {shape[1]} items; got "
         f"{len(id_maps.users)} and {len(id_maps.items)}."
       )
-    if settings is None and self.objective == "ranking":
+    if self.objective == "ranking" and "confidence_transform" not in (settings or {}):
+      # What a fit at the defaults chose for these ratings, unless said.
       chosen = objectives.resolve_confidence(RankingSettings(), ratings)
-      settings = {
-        "confidence": chosen.confidence,
-        "confidence_transform": chosen.confidence_transform,
-      }
+      settings = dict(settings or {})
+      settings.setdefault("confidence", chosen.confidence)
+      settings["confidence_transform"] = chosen.confidence_transform
     return Model(
       self.best_params,
       id_maps=id_maps,

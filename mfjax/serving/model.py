@@ -149,6 +149,7 @@ class Model(NamedTuple):
       raise ValueError(f"k must be at most the model's {n_items} items; got {k}.")
     if fallback not in FALLBACKS:
       raise ValueError(f"fallback must be 'popularity' or None; got {fallback!r}.")
+    bonus = popularity_bonus(self, popularity_weight)  # Checked for every user.
     index = _index_of(maps, "user", user)
     if index == UNKNOWN:
       if fallback is None:
@@ -165,8 +166,15 @@ class Model(NamedTuple):
       )
     if exclude_rated:
       mine = self.rated[self.rated[:, 0] == index]
-      exclude = pairs_as_ratings(mine, self.params.user_factors.shape[0], n_items)
-    bonus = popularity_bonus(self, popularity_weight)
+      # Padded to a power of two (weight 0): users with other numbers of
+      # ratings share a compiled program.
+      size = 1 << max(4, len(mine) - 1).bit_length()
+      padded = np.zeros((size, 2), np.int32)
+      padded[: len(mine)] = mine
+      exclude = pairs_as_ratings(padded, self.params.user_factors.shape[0], n_items)
+      exclude = dataclasses.replace(
+        exclude, weights=jnp.asarray(np.arange(size) < len(mine), jnp.float32)
+      )
     params = self.params
     if bonus is not None:
       params = params._replace(item_bias=params.item_bias + bonus)

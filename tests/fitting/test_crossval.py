@@ -1,5 +1,7 @@
 """Cross-validation (mfjax.fitting.crossval) against folds fitted by hand."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -100,3 +102,20 @@ def test_ranking_folds_of_different_sizes_share_one_program(data):
   assert sorted(set(result.n_train.tolist())) == [799, 800]
   assert np.isfinite(result.metrics["ndcg"]).all()
   assert result.compile_seconds[0] > 0 and not result.compile_seconds[1:].any()
+
+
+def test_ranking_folds_weigh_alike_what_all_the_ratings_decide(data):
+  # One rating of 20 among 1..5 stars: all the ratings look like counts, but a
+  # fold whose training part lacks the 20 would look like stars. Every fold
+  # runs the first fold's program, so the choice is made once, on all of them.
+  values = np.asarray(data.values).copy()
+  values[7] = 20.0
+  counts = dataclasses.replace(data, values=jax.numpy.asarray(values))
+  kwargs = dict(folds=3, seed=1, objective="ranking", rank=2, steps=1)
+  chosen = mfjax.cross_validate(counts, **kwargs)
+  assert chosen.settings["confidence_transform"] == "log"
+  assert chosen.settings["confidence"] == 0.0
+  said = mfjax.cross_validate(
+    counts, confidence_transform="log", confidence=0.0, **kwargs
+  )
+  np.testing.assert_array_equal(chosen.metrics["ndcg"], said.metrics["ndcg"])

@@ -300,5 +300,7 @@ def test_a_rating_models_list_adds_popularity_and_gives_predicted_ratings():
   assert serving_model.popularity_bonus(ranker) is None
   with pytest.raises(ValueError, match="applies to rating models"):
     ranker.recommend("ann", 3, popularity_weight=0.5)
+  with pytest.raises(ValueError, match="applies to rating models"):
+    ranker.recommend("nobody", 3, popularity_weight=0.5)  # The fallback too.
   with pytest.raises(ValueError, match="popularity_weight"):
     m.recommend("ann", 3, popularity_weight=-1.0)

@@ -702,6 +702,10 @@ def test_a_ranking_model_of_counts_folds_in_with_the_log_transform_it_fitted():
   assert fit().model(plays, maps).settings == {
     "confidence": 0.0, "confidence_transform": "log",
   }  # fmt: skip
+  # Settings without the transform get the one the fit chose.
+  assert fit().model(plays, maps, settings={"n_train": 120}).settings == {
+    "n_train": 120, "confidence": 0.0, "confidence_transform": "log",
+  }  # fmt: skip
   settings = {"confidence": 0.5, "confidence_transform": "log"}
   model = fit(confidence=0.5).model(plays, maps, settings=settings)
   folded = model.fold_in([100, 100, 100], [0, 3, 5], [2.0, 500.0, 7.0])
