@@ -345,7 +345,8 @@ class Ranking(Objective):
     observed = jnp.sum(weights * (scores - 1) ** 2)
     alpha0 = jnp.asarray(self.alpha0, dtype)
     if self.per_density:
-      alpha0 = alpha0 * counted.sum() / (n_users * n_items)
+      # A float: 200k users x 100k items overflow int32 (2e10 cells).
+      alpha0 = alpha0 * counted.sum() / float(n_users * n_items)
     every_pair = alpha0 * gramian_sum(*self._augmented(params))
     nu = jnp.asarray(self.nu, dtype)
     user_scale = (user_count + alpha0 * n_items) ** nu

@@ -439,3 +439,19 @@ def test_resolve_confidence_decides_auto_on_the_host():
 def test_ranking_refuses_an_unknown_transform():
   with pytest.raises(ValueError, match="transform must be 'auto', 'linear' or 'log'"):
     Ranking(transform="sqrt")
+
+
+def test_per_density_alpha0_of_more_cells_than_int32_counts():
+  # 200k users x 20k items: 4e9 cells. The density's denominator overflowed
+  # int32 inside the traced loss (found at 10M interactions, 200k x 100k).
+  n_users, n_items = 200_000, 20_000
+  ratings = mfjax.Ratings(
+    jnp.array([0, 5, 199_999]), jnp.array([1, 7, 19_999]), jnp.ones(3),
+    n_users, n_items,
+  )  # fmt: skip
+  params = random_params(9, n_users, n_items, 2, mean=0.0)
+  scaled = Ranking(alpha0=1e6, per_density=True)
+  plain = Ranking(alpha0=1e6 * 3 / (n_users * n_items))
+  got = mfjax.loss(scaled.start(params), ratings, l2=0.01, objective=scaled)
+  expected = mfjax.loss(plain.start(params), ratings, l2=0.01, objective=plain)
+  np.testing.assert_allclose(float(got), float(expected), rtol=1e-5)
