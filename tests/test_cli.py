@@ -559,6 +559,10 @@ def test_recommend_all_over_many_users_writes_what_recommend_gives(capsys, tmp_p
   argv = ["recommend", str(model_path), "--all", "-n", "3", "--output", str(lists)]
   assert cli.main(argv) == 0
   capsys.readouterr()
+  # A ranking model takes no popularity weight: one line, exit 2.
+  assert cli.main([*argv, "--popularity-weight", "1"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "--popularity-weight applies to rating models" in err[0]
   with open(lists, newline="") as f:
     rows = list(csv.reader(f))
   model = mfjax.load(model_path)

@@ -83,7 +83,7 @@ def run(args) -> int:
   """``mfjax recommend``: one user's top items, or every user's with ``--all``."""
   if args.all:
     return _recommend_all(args)
-  from mfjax.serving.model import POPULARITY_WEIGHT, popularity_bonus
+  from mfjax.serving.model import POPULARITY_WEIGHT
 
   if args.output:
     raise ValueError("--output goes with --all; one user's list is printed.")
@@ -113,7 +113,7 @@ def run(args) -> int:
       "pass --rated TRAIN.",
       file=sys.stderr,
     )
-  bonus = popularity_bonus(model, args.popularity_weight)  # Checked up front.
+  bonus = _popularity_bonus(model, args.popularity_weight)  # Checked up front.
   weight = 0.0
   if bonus is not None:
     weight = args.popularity_weight or POPULARITY_WEIGHT
@@ -153,6 +153,19 @@ def run(args) -> int:
       report["titles"] = [titles[str(i)] for i in raw_items]
     common.emit_json(args, report)
   return 0
+
+
+def _popularity_bonus(model, weight):
+  """:func:`mfjax.serving.model.popularity_bonus`, its errors worded with the
+  flag's name."""
+  from mfjax.serving.model import popularity_bonus
+
+  try:
+    return popularity_bonus(model, weight)
+  except ValueError as e:
+    raise ValueError(
+      str(e).replace("popularity_weight", "--popularity-weight")
+    ) from None
 
 
 def _print_heading(args, model, known: bool, n: int, weight: float) -> None:
@@ -217,7 +230,6 @@ def _recommend_all(args) -> int:
   import numpy as np
 
   from mfjax.io.atomic import atomic_write
-  from mfjax.serving.model import popularity_bonus
 
   if not args.output:
     raise ValueError("--all needs --output FILE (the CSV of every user's list).")
@@ -232,7 +244,7 @@ def _recommend_all(args) -> int:
   n = min(10, n_items) if args.n is None else args.n
   if n > n_items:
     raise ValueError(f"-n must be at most the model's {n_items} items; got {n}.")
-  bonus = popularity_bonus(model, args.popularity_weight)
+  bonus = _popularity_bonus(model, args.popularity_weight)
   params = model.params
   if bonus is not None:  # Ordered with it; the predicted ratings written.
     params = params._replace(item_bias=params.item_bias + bonus)
