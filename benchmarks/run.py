@@ -71,6 +71,11 @@ SUITES = {
     "rating models' top-10 lists: by rating, shrunk, or with popularity (u1-u5)",
     ("--folds", "1"),
   ),
+  "similar_items": Suite(
+    "similar_items.py",
+    "item neighbours of a rating model: cosine, shrunk cosine, popularity (u1-u5)",
+    ("--folds", "1"),
+  ),
   "ranking_counts": Suite(
     "ranking_counts.py",
     "weighing play counts in the ranking fit: none, linear, log (synthetic)",
