@@ -210,6 +210,11 @@ def _entries(model: Any) -> dict[str, np.ndarray]:
     entries["item_ids"] = _check_ids(
       "model.id_maps.items", maps.items, n_items, "items"
     )
+    if maps.scale is None:  # check_scale's own words would say None is fine.
+      raise TypeError(
+        "model.id_maps.scale must be a pair (lo, hi): a model file keeps the "
+        "rating scale of its ids (IdMaps(users, items, scale=(lo, hi))); got None."
+      )
     entries["id_maps_scale"] = _check_scale("model.id_maps.scale", maps.scale)
     counts = []
     for field in _COUNTS:

@@ -1463,3 +1463,13 @@ def test_a_float16_model_with_large_item_norms_but_small_predictions_loads(tmp_p
   checkpoint.save(tmp_path / "half.npz", params)
   loaded = checkpoint.load(tmp_path / "half.npz")
   np.testing.assert_array_equal(loaded.params.item_factors, params.item_factors)
+
+
+def test_a_model_whose_id_maps_have_no_scale_is_refused_in_words_that_fit(tmp_path):
+  # check_scale's message said "a pair (lo, hi) or None; got NoneType None".
+  params = mfjax.init_params(jax.random.key(0), 3, 4, 2)
+  maps = mfjax.IdMaps(np.array([1, 2, 3]), np.array([10, 11, 12, 13]), None)
+  path = tmp_path / "m.npz"
+  with pytest.raises(TypeError, match=r"keeps the rating scale .* got None\.$"):
+    mfjax.save(path, mfjax.Model(params, maps))
+  assert not path.exists()
