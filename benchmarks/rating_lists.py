@@ -75,13 +75,17 @@ def counts_of(train):
                      jnp.float32)  # fmt: skip
 
 
+def validation_split(data):
+  """u1.base split 90/10 (seeded): ``(train, valid)``, the split every
+  choice of these benchmarks is made on."""
+  base, _ = mfjax.load_ratings(str(data / "u1.base"))
+  held = np.random.default_rng(0).random(len(base)) < 0.1
+  return base.subset(np.flatnonzero(~held)), base.subset(np.flatnonzero(held))
+
+
 def choose(data):
   """``m`` and ``α`` by validation NDCG@10 on a split of u1.base."""
-  base, maps = mfjax.load_ratings(str(data / "u1.base"))
-  rng = np.random.default_rng(0)
-  held = rng.random(len(base)) < 0.1
-  train = base.subset(np.flatnonzero(~held))
-  valid = base.subset(np.flatnonzero(held))
+  train, valid = validation_split(data)
   params, counts = fit(train), counts_of(train)
   by_m = {m: ndcg(shrunk(params, counts, m), train, valid) for m in SHRINK}
   by_alpha = {a: ndcg(blended(params, counts, a), train, valid) for a in ALPHA}

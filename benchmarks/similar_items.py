@@ -23,8 +23,9 @@ import argparse
 import statistics
 
 import harness
-import jax
 import numpy as np
+import rating_lists
+from rating_lists import fit
 
 import mfjax
 
@@ -61,12 +62,9 @@ def neighbour_ndcg(item_factors, counts, train, test, shrinkage, k=10):
   return statistics.mean(scores)
 
 
-def fit(train):
-  return mfjax.fit(jax.random.key(0), train, scale=(1.0, 5.0)).best_params
-
-
 def counts_of(train):
-  return np.bincount(np.asarray(train.items), minlength=train.n_items).astype(float)
+  """Each item's training ratings, as NumPy floats."""
+  return np.asarray(rating_lists.counts_of(train), np.float64)
 
 
 def main():
@@ -76,9 +74,7 @@ def main():
   args = parser.parse_args()
   data = harness.data_dir(args.data)
   record = harness.Record("similar_items", args)
-  base, _ = mfjax.load_ratings(str(data / "u1.base"))
-  held = np.random.default_rng(0).random(len(base)) < 0.1
-  train, valid = base.subset(np.flatnonzero(~held)), base.subset(np.flatnonzero(held))
+  train, valid = rating_lists.validation_split(data)
   params, counts = fit(train), counts_of(train)
   by_s = {s: neighbour_ndcg(params.item_factors, counts, train, valid, s)
           for s in SHRINKAGE}  # fmt: skip

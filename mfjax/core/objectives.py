@@ -401,10 +401,22 @@ def looks_like_counts(values, present) -> jax.Array:
     >>> bool(looks_like_counts(jnp.array([1.0, 2.0, 352698.0]), ones))
     True
   """
-  values, present = jnp.asarray(values), jnp.asarray(present, bool)
-  lowest = jnp.min(jnp.where(present, values, 0), initial=0)
-  highest = jnp.max(jnp.where(present, values, 0), initial=0)
+  return _counts_rule(*_value_range(jnp.asarray(values), jnp.asarray(present, bool)))
+
+
+def _counts_rule(lowest, highest):
+  """The rule of :func:`looks_like_counts` on the observed range (Python
+  floats or arrays alike)."""
   return (lowest >= 0) & (highest > COUNTS_ABOVE)
+
+
+def _value_range(values, present):
+  """The lowest and highest observed value, with 0 counted in (0 and 0 for
+  none)."""
+  return (
+    jnp.min(jnp.where(present, values, 0), initial=0),
+    jnp.max(jnp.where(present, values, 0), initial=0),
+  )
 
 
 def resolve_confidence(settings: RankingSettings, ratings: Ratings) -> RankingSettings:
@@ -435,8 +447,7 @@ def resolve_confidence(settings: RankingSettings, ratings: Ratings) -> RankingSe
     return settings
   lowest, highest = found
   if transform == "auto":
-    counts = lowest >= 0 and highest > COUNTS_ABOVE
-    transform = "log" if counts else "linear"
+    transform = "log" if _counts_rule(lowest, highest) else "linear"
   elif transform == "log" and lowest < 0:
     raise ValueError(
       f"confidence_transform='log' is for counts, >= 0; a rating is {lowest:g}. "
@@ -469,10 +480,7 @@ def _observed_range(ratings: Ratings) -> tuple[float, float] | None:
 @jax.jit
 def _device_range(values, weights):
   present = jnp.ones(values.shape, bool) if weights is None else weights > 0
-  return (
-    jnp.min(jnp.where(present, values, 0), initial=0),
-    jnp.max(jnp.where(present, values, 0), initial=0),
-  )
+  return _value_range(values, present)
 
 
 def fitted_ranking(settings: RankingSettings) -> Ranking:
