@@ -35,6 +35,7 @@ __all__ = [
   "SquaredError",
   "RATING",
   "Ranking",
+  "RowTerms",
   "RANKING",
   "CONFIDENCE_TRANSFORMS",
   "COUNTS_ABOVE",
@@ -320,16 +321,49 @@ class Ranking(Objective):
   def _replace_transform(self, transform: str) -> Ranking:
     return dataclasses.replace(self, transform=transform)
 
-  def loss(self, params, batch, penalty):
-    dtype = params.user_factors.dtype
-    n_users, n_items = params.user_factors.shape[0], params.item_factors.shape[0]
+  def row_terms(self, batch: Pairs, n_users: int, n_items: int, dtype) -> RowTerms:
+    """The data's part of the loss on ``batch``, fixed through a fit.
+
+    What :func:`mfjax.core.solvers.alternating` needs to set up each row's
+    least squares without differentiating the loss: per pair the weight
+    ``c_ui``, the all-pairs weight after ``per_density``, and each row's
+    frequency scale of the L2.
+    """
+    weights, counted = self._observed(batch, dtype)
+    user_count = jax.ops.segment_sum(counted, batch.users, n_users)
+    item_count = jax.ops.segment_sum(counted, batch.items, n_items)
+    alpha0, user_scale, item_scale = self._scales(
+      counted.sum(), user_count, item_count, dtype
+    )
+    return RowTerms(weights, alpha0, user_scale, item_scale, batch.total)
+
+  def _observed(self, batch, dtype):
+    """``(c_ui, counted)``: each pair's weight, and 1 where it is observed."""
     values = jnp.asarray(batch.values, dtype)
     weights = batch.weights * self.pair_confidence(values, batch.weights > 0)
     # A rating counts once in its row's frequency, whatever its confidence.
-    counted = (batch.weights > 0).astype(dtype)
+    return weights, (batch.weights > 0).astype(dtype)
+
+  def _scales(self, n_observed, user_count, item_count, dtype):
+    """``(alpha0, user_scale, item_scale)``: the all-pairs weight and the L2's
+    frequency scale of each row."""
+    n_users, n_items = user_count.shape[0], item_count.shape[0]
+    alpha0 = jnp.asarray(self.alpha0, dtype)
+    if self.per_density:
+      # A float: 200k users x 100k items overflow int32 (2e10 cells).
+      alpha0 = alpha0 * n_observed / float(n_users * n_items)
+    nu = jnp.asarray(self.nu, dtype)
+    user_scale = (user_count + alpha0 * n_items) ** nu
+    item_scale = (item_count + alpha0 * n_users) ** nu
+    return alpha0, user_scale, item_scale
+
+  def loss(self, params, batch, penalty):
+    dtype = params.user_factors.dtype
+    n_users, n_items = params.user_factors.shape[0], params.item_factors.shape[0]
+    weights, counted = self._observed(batch, dtype)
     if isinstance(batch, Pairs):
       total = batch.total
-      if n_users * n_items <= DENSE_CELLS_PER_RATING * values.shape[0]:
+      if not self.scores_pairs(n_users, n_items, batch.values.shape[0]):
         cells = (batch.users, batch.items)
         dense = lambda x: jnp.zeros((n_users, n_items), dtype).at[cells].add(x)
         weights, counted = dense(weights), dense(counted)
@@ -343,14 +377,10 @@ class Ranking(Objective):
       user_count = jax.ops.segment_sum(counted, batch.users, n_users)
       item_count = jax.ops.segment_sum(counted, batch.items, n_items)
     observed = jnp.sum(weights * (scores - 1) ** 2)
-    alpha0 = jnp.asarray(self.alpha0, dtype)
-    if self.per_density:
-      # A float: 200k users x 100k items overflow int32 (2e10 cells).
-      alpha0 = alpha0 * counted.sum() / float(n_users * n_items)
+    alpha0, user_scale, item_scale = self._scales(
+      counted.sum(), user_count, item_count, dtype
+    )
     every_pair = alpha0 * gramian_sum(*self._augmented(params))
-    nu = jnp.asarray(self.nu, dtype)
-    user_scale = (user_count + alpha0 * n_items) ** nu
-    item_scale = (item_count + alpha0 * n_users) ** nu
     l2 = jnp.asarray(penalty.l2, dtype)
     reg = l2 * (
       user_scale @ jnp.sum(params.user_factors**2, axis=1)
@@ -362,6 +392,29 @@ class Ranking(Objective):
         user_scale @ params.user_bias**2 + item_scale @ params.item_bias**2
       )
     return (observed + every_pair + reg) / kernels.positive(total)
+
+  def scores_pairs(self, n_users: int, n_items: int, n_pairs: int) -> bool:
+    """Whether the loss over ``n_pairs`` ratings scores them pair by pair (else
+    it scores every cell of the users × items matrix at once)."""
+    return n_users * n_items > DENSE_CELLS_PER_RATING * n_pairs
+
+
+class RowTerms(NamedTuple):
+  """The data's part of :class:`Ranking`'s loss (:meth:`Ranking.row_terms`).
+
+  Attributes:
+    weights: ``[n]`` each pair's ``c_ui`` (0 for padding).
+    alpha0: the all-pairs weight, after ``per_density``.
+    user_scale: ``[n_users]`` the frequency scale of each user's L2.
+    item_scale: ``[n_items]`` the same for the items.
+    total: the ratings' weight sum, by which the loss is divided.
+  """
+
+  weights: jax.Array
+  alpha0: jax.Array
+  user_scale: jax.Array
+  item_scale: jax.Array
+  total: jax.Array | int
 
 
 # Up to this many user × item cells per rating, the ranking loss scores every

@@ -30,7 +30,15 @@ import optax
 
 from mfjax import validation
 from mfjax.core import kernels, shuffle
-from mfjax.core.objectives import Dense, Objective, Pairs, Penalty, SquaredError
+from mfjax.core.objectives import (
+  Dense,
+  Objective,
+  Pairs,
+  Penalty,
+  Ranking,
+  SquaredError,
+  gramian_sum,
+)
 from mfjax.types import Params, Ratings
 
 __all__ = [
@@ -41,6 +49,9 @@ __all__ = [
   "MiniBatch",
   "Alternating",
   "alternating",
+  "ROW_CHUNK",
+  "RowChunks",
+  "row_chunks",
   "DEFAULT_MOMENTUM",
   "DEFAULT_LEARNING_RATE_SCALE",
   "DEFAULT_SPARSE_LEARNING_RATE",
@@ -403,8 +414,20 @@ def alternating(
   """The :class:`Alternating` solver of ``objective``'s loss on ``batch``.
 
   A pass's loss belongs to the params after it (``loss_after``): the last
-  pass's solution is a candidate for the best params.
+  pass's solution is a candidate for the best params. The ranking loss
+  without biases on ratings it scores pair by pair is solved from its row
+  terms over row chunks (:func:`row_chunks`), the same conjugate gradients
+  without a gather of every pair per product; any other loss through
+  ``jax.linearize``.
   """
+  linearized = _linearized(objective, batch, penalty, settings)
+  if type(objective) is Ranking and not objective.biases and isinstance(batch, Pairs):
+    return _ranking_in_chunks(objective, batch, penalty, settings, linearized)
+  return linearized
+
+
+def _linearized(objective, batch, penalty, settings) -> Solver:
+  """:func:`alternating` of any objective, its products by ``jax.linearize``."""
   loss_fn = lambda p: objective.loss(p, batch, penalty)
 
   def solve_side(params, side):
@@ -415,19 +438,151 @@ def alternating(
     # with the (block-diagonal, one block per row) matrix of the problem.
     gradient, product = jax.linearize(grad_fn, rows)
     residual = jax.tree.map(jnp.negative, gradient)
-    rows, *_ = jax.lax.fori_loop(
-      0,
-      settings.cg_steps,
-      lambda _, c: _cg_step(product, *c),
-      (rows, residual, residual, _row_dot(residual, residual)),
-    )
-    return params._replace(**rows)
+    return params._replace(**_conjugate_gradients(product, rows, residual, settings))
 
   def step(params, state, _):
     params = solve_side(solve_side(params, "user"), "item")
     return params, state, loss_fn(params)
 
   return Solver(lambda params: (), step, loss_after=True, loss=loss_fn)
+
+
+def _conjugate_gradients(product, rows: dict, residual: dict, settings) -> dict:
+  """``settings.cg_steps`` steps of CG on every row at once, from ``rows``."""
+  rows, *_ = jax.lax.fori_loop(
+    0,
+    settings.cg_steps,
+    lambda _, c: _cg_step(product, *c),
+    (rows, residual, residual, _row_dot(residual, residual)),
+  )
+  return rows
+
+
+ROW_CHUNK = 8
+"""Pairs per chunk of :func:`row_chunks`: at most ``ROW_CHUNK - 1`` padding
+slots per row, against one gather of a factor row per chunk rather than per
+pair (8 was fastest of 4, 8 and 16 at 1M pairs; benchmarks/RESULTS.md,
+"Scale")."""
+
+
+class RowChunks(NamedTuple):
+  """One side's pairs grouped by row, :data:`ROW_CHUNK` to a chunk.
+
+  Attributes:
+    others: ``[chunks, ROW_CHUNK]`` the other side's index of each pair (0 in
+      padding slots).
+    weights: ``[chunks, ROW_CHUNK]`` each pair's weight (0 in padding slots).
+    rows: ``[chunks]`` the row a chunk belongs to; ``n_rows`` for an unused
+      chunk.
+  """
+
+  others: jax.Array
+  weights: jax.Array
+  rows: jax.Array
+
+
+def row_chunks(rows, others, weights, n_rows: int, chunk: int = ROW_CHUNK) -> RowChunks:
+  """``(rows[p], others[p], weights[p])`` pairs laid out row by row in chunks.
+
+  Traceable: the number of chunks is the static bound ``n // chunk +
+  min(n_rows, n)`` (a row of ``m`` pairs takes ``ceil(m / chunk)``), so one
+  program lays out any data of the same length.
+
+  Args:
+    rows: ``[n]`` each pair's row, in ``[0, n_rows)``.
+    others: ``[n]`` each pair's index on the other side.
+    weights: ``[n]`` each pair's weight.
+    n_rows: the number of rows.
+    chunk: pairs per chunk.
+  """
+  n = rows.shape[0]
+  order = jnp.argsort(rows, stable=True)
+  rows, others, weights = rows[order], others[order], weights[order]
+  count = jax.ops.segment_sum(jnp.ones_like(rows), rows, n_rows)
+  position = jnp.arange(n, dtype=rows.dtype) - (jnp.cumsum(count) - count)[rows]
+  chunks = (count + chunk - 1) // chunk
+  at = ((jnp.cumsum(chunks) - chunks)[rows] + position // chunk, position % chunk)
+  shape = (n // chunk + min(n_rows, n), chunk)
+  return RowChunks(
+    jnp.zeros(shape, others.dtype).at[at].set(others),
+    jnp.zeros(shape, weights.dtype).at[at].set(weights),
+    jnp.full(shape[:1], n_rows, rows.dtype).at[at[0]].set(rows),
+  )
+
+
+def _ranking_in_chunks(
+  objective, batch: Pairs, penalty, settings, linearized
+) -> Solver:
+  """:func:`alternating` of :class:`~mfjax.core.objectives.Ranking` (no biases).
+
+  Row ``x`` of one side, the other side's factors ``F`` fixed, minimises
+  ``Σ_j c_j (x·f_j - 1)² + alpha0·|F x|² + l2·scale·|x|²`` over its pairs
+  ``j``: the system ``(Σ_j c_j f_j f_jᵀ + alpha0·FᵀF + l2·scale·I) x = Σ_j c_j
+  f_j`` (the loss's gradient, times ``total / 2``), whose products come from
+  the chunks' gathered rows of ``F``: one gather of ``F`` per half pass, one
+  of the row's direction per chunk per product.
+  """
+
+  def init(params):
+    n_users, n_items = params.user_factors.shape[0], params.item_factors.shape[0]
+    dtype = params.user_factors.dtype
+    if not objective.scores_pairs(n_users, n_items, batch.values.shape[0]):
+      return None  # The loss scores the whole matrix: solved by linearize.
+    terms = objective.row_terms(batch, n_users, n_items, dtype)
+    by_user = row_chunks(batch.users, batch.items, terms.weights, n_users)
+    by_item = row_chunks(batch.items, batch.users, terms.weights, n_items)
+    return terms, by_user, by_item
+
+  def step(params, state, key):
+    if state is None:
+      return linearized.step(params, state, key)
+    terms, by_user, by_item = state
+    l2 = jnp.asarray(penalty.l2, params.user_factors.dtype)
+    users, _ = _solve_rows(
+      params.user_factors, params.item_factors, by_user, terms.alpha0,
+      l2 * terms.user_scale, settings,
+    )  # fmt: skip
+    items, scores = _solve_rows(
+      params.item_factors, users, by_item, terms.alpha0, l2 * terms.item_scale,
+      settings,
+    )  # fmt: skip
+    params = params._replace(user_factors=users, item_factors=items)
+    observed = jnp.sum(by_item.weights * (scores - 1) ** 2)
+    every_pair = terms.alpha0 * gramian_sum(users, items)
+    reg = l2 * (
+      terms.user_scale @ jnp.sum(users**2, axis=1)
+      + terms.item_scale @ jnp.sum(items**2, axis=1)
+    )
+    loss = (observed + every_pair + reg) / kernels.positive(terms.total)
+    return params, state, loss
+
+  return Solver(init, step, loss_after=True, loss=linearized.loss)
+
+
+def _solve_rows(rows, other, chunks: RowChunks, alpha0, diagonal, settings):
+  """CG on every row's system of :func:`_ranking_in_chunks`, from ``rows``.
+
+  Returns the new rows and ``[chunks, ROW_CHUNK]`` the score of each chunked
+  pair under them (the loss's observed scores at no second gather).
+  """
+  n_rows = rows.shape[0]
+  gathered = other.at[chunks.others].get(mode="promise_in_bounds")
+  gram = alpha0 * (other.T @ other)
+  row_of = lambda x: x.at[chunks.rows].get(mode="fill", fill_value=0)
+  scores = lambda x: jnp.einsum("clk,ck->cl", gathered, row_of(x))
+  back = lambda s: jax.ops.segment_sum(
+    jnp.einsum("cl,clk->ck", s, gathered), chunks.rows, n_rows
+  )
+
+  def product(d):
+    d = d["factors"]
+    moved = back(chunks.weights * scores(d)) + d @ gram + diagonal[:, None] * d
+    return {"factors": moved}
+
+  x = {"factors": rows}
+  residual = back(chunks.weights) - product(x)["factors"]
+  x = _conjugate_gradients(product, x, {"factors": residual}, settings)["factors"]
+  return x, scores(x)
 
 
 def _row_dot(a: dict, b: dict) -> jax.Array:

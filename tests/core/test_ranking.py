@@ -19,7 +19,7 @@ from jax.test_util import check_grads
 import mfjax
 from mfjax.core import objectives, solvers
 from mfjax.core.objectives import RATING, Penalty, Ranking
-from tests.conftest import random_params, random_ratings
+from tests.conftest import padded_ratings, random_params, random_ratings
 
 
 def _confidences(objective, values):
@@ -234,6 +234,69 @@ def test_one_alternating_pass_solves_the_normal_equations(objective):
     for name in ("user_factors", "item_factors", "user_bias", "item_bias"):
       np.testing.assert_allclose(getattr(got, name), expected[name], atol=1e-8)
     np.testing.assert_allclose(loss, objective.loss(got, batch, Penalty(0.05, 0.02)))
+
+
+def _slow_after_first(objectives_):
+  return [
+    pytest.param(o, marks=() if i == 0 else pytest.mark.slow)
+    for i, o in enumerate(objectives_)
+  ]
+
+
+@pytest.mark.parametrize(
+  "objective", _slow_after_first([o for o in OBJECTIVES if not o.biases]), ids=repr
+)
+def test_a_pass_over_row_chunks_solves_the_normal_equations(objective):
+  # 60 users x 50 items and 45 ratings: the loss scores them pair by pair, so
+  # the solver sets up each row's problem from row chunks; the weight-0
+  # padding (on user 0, item 0) must change nothing.
+  ratings = random_ratings(3, 60, 50, 45)
+  padded = padded_ratings(ratings, 6)
+  with jax.enable_x64(True):
+    params = objective.start(
+      jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), random_params(4, 60, 50, 3))
+    )
+    batch = objectives.pairs_of(padded, jnp.float64)
+    penalty = Penalty(0.05, 0.0)
+    solver = solvers.alternating(objective, batch, penalty, solvers.Alternating(6))
+    state = solver.init(params)
+    assert isinstance(state[1], solvers.RowChunks)  # The chunked path is taken.
+    got, _, loss = jax.jit(solver.step)(params, state, 0)
+    expected = {k: np.asarray(v) for k, v in params._asdict().items()}
+    expected = _ials_half(objective, ratings, True, expected, 0.05, 0.0)
+    expected = _ials_half(objective, ratings, False, expected, 0.05, 0.0)
+    for name in ("user_factors", "item_factors"):
+      np.testing.assert_allclose(getattr(got, name), expected[name], atol=1e-8)
+    np.testing.assert_allclose(loss, objective.loss(got, batch, penalty), rtol=1e-12)
+
+
+def test_row_chunks_hold_every_pair_once_in_its_rows_chunks():
+  rng = np.random.default_rng(5)
+  n_rows, n = 9, 50
+  rows = rng.choice([0, 2, 3, 7], n, p=[0.6, 0.2, 0.1, 0.1])  # Empty rows too.
+  others = rng.integers(0, 100, n)
+  weights = rng.uniform(0.5, 2.0, n).astype(np.float32)
+  chunks = solvers.row_chunks(
+    jnp.asarray(rows, jnp.int32), jnp.asarray(others, jnp.int32),
+    jnp.asarray(weights), n_rows, chunk=4,
+  )  # fmt: skip
+  assert chunks.others.shape == (50 // 4 + 9, 4) == chunks.weights.shape
+  owner, got_others, got_weights = map(
+    np.asarray, (chunks.rows, chunks.others, chunks.weights)
+  )
+  used = got_weights > 0
+  got = sorted(
+    zip(np.broadcast_to(owner[:, None], used.shape)[used].tolist(),
+        got_others[used].tolist(), got_weights[used].tolist(), strict=True)
+  )  # fmt: skip
+  assert got == sorted(
+    zip(rows.tolist(), others.tolist(), weights.tolist(), strict=True)
+  )
+  # A row takes ceil(m / 4) chunks; the rest belong to no row (n_rows).
+  expected = {r: -(-np.sum(rows == r) // 4) for r in range(n_rows)}
+  assert {r: int(np.sum(owner == r)) for r in range(n_rows)} == expected
+  assert np.sum(owner == n_rows) == len(owner) - sum(expected.values())
+  assert not np.any(got_weights[owner == n_rows])
 
 
 @pytest.mark.slow  # Several seconds of compiling on 2 CPU cores.
