@@ -496,7 +496,10 @@ def row_chunks(rows, others, weights, n_rows: int, chunk: int = ROW_CHUNK) -> Ro
     chunk: pairs per chunk.
   """
   n = rows.shape[0]
-  order = jnp.argsort(rows, stable=True)
+  with jax.enable_x64(True):  # One int64 key (row, position) sorts in a sixth of
+    # the time of an argsort (XLA's CPU sort of several operands; RESULTS.md).
+    key = rows.astype(jnp.int64) * n + jnp.arange(n, dtype=jnp.int64)
+    order = (jnp.sort(key) % n).astype(rows.dtype)
   rows, others, weights = rows[order], others[order], weights[order]
   count = jax.ops.segment_sum(jnp.ones_like(rows), rows, n_rows)
   position = jnp.arange(n, dtype=rows.dtype) - (jnp.cumsum(count) - count)[rows]
@@ -580,7 +583,9 @@ def _solve_rows(rows, other, chunks: RowChunks, alpha0, diagonal, settings):
     return {"factors": moved}
 
   x = {"factors": rows}
-  residual = back(chunks.weights) - product(x)["factors"]
+  # The system's right side less its product with the rows, in one pass.
+  residual = back(chunks.weights * (1 - scores(rows))) - rows @ gram
+  residual = residual - diagonal[:, None] * rows
   x = _conjugate_gradients(product, x, {"factors": residual}, settings)["factors"]
   return x, scores(x)
 
