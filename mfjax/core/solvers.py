@@ -481,21 +481,30 @@ class RowChunks(NamedTuple):
   rows: jax.Array
 
 
-def row_chunks(rows, others, weights, n_rows: int, chunk: int = ROW_CHUNK) -> RowChunks:
+def row_chunks(
+  rows, others, weights, n_rows: int, n_others: int, chunk: int = ROW_CHUNK
+) -> RowChunks:
   """``(rows[p], others[p], weights[p])`` pairs laid out row by row in chunks.
 
   Traceable: the number of chunks is the static bound ``n // chunk +
   min(n_rows, n)`` (a row of ``m`` pairs takes ``ceil(m / chunk)``), so one
-  program lays out any data of the same length.
+  program lays out any data of the same length. A pair whose index is out of
+  range (which ``jit`` cannot check) lands on row 0 and other 0 with a NaN
+  weight: the fit's loss turns NaN, as a gather of a missing row makes it on
+  the linearized path, rather than silently reading another row.
 
   Args:
     rows: ``[n]`` each pair's row, in ``[0, n_rows)``.
-    others: ``[n]`` each pair's index on the other side.
+    others: ``[n]`` each pair's index on the other side, in ``[0, n_others)``.
     weights: ``[n]`` each pair's weight.
     n_rows: the number of rows.
+    n_others: the number of the other side's rows.
     chunk: pairs per chunk.
   """
   n = rows.shape[0]
+  bad = (rows < 0) | (rows >= n_rows) | (others < 0) | (others >= n_others)
+  rows, others = jnp.where(bad, 0, rows), jnp.where(bad, 0, others)
+  weights = jnp.where(bad, jnp.nan, weights)
   with jax.enable_x64(True):  # One int64 key (row, position) sorts in a sixth of
     # the time of an argsort (XLA's CPU sort of several operands; RESULTS.md).
     key = rows.astype(jnp.int64) * n + jnp.arange(n, dtype=jnp.int64)
@@ -532,8 +541,8 @@ def _ranking_in_chunks(
     if not objective.scores_pairs(n_users, n_items, batch.values.shape[0]):
       return None  # The loss scores the whole matrix: solved by linearize.
     terms = objective.row_terms(batch, n_users, n_items, dtype)
-    by_user = row_chunks(batch.users, batch.items, terms.weights, n_users)
-    by_item = row_chunks(batch.items, batch.users, terms.weights, n_items)
+    by_user = row_chunks(batch.users, batch.items, terms.weights, n_users, n_items)
+    by_item = row_chunks(batch.items, batch.users, terms.weights, n_items, n_users)
     return terms, by_user, by_item
 
   def step(params, state, key):

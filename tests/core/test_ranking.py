@@ -278,7 +278,7 @@ def test_row_chunks_hold_every_pair_once_in_its_rows_chunks():
   weights = rng.uniform(0.5, 2.0, n).astype(np.float32)
   chunks = solvers.row_chunks(
     jnp.asarray(rows, jnp.int32), jnp.asarray(others, jnp.int32),
-    jnp.asarray(weights), n_rows, chunk=4,
+    jnp.asarray(weights), n_rows, 100, chunk=4,
   )  # fmt: skip
   assert chunks.others.shape == (50 // 4 + 9, 4) == chunks.weights.shape
   owner, got_others, got_weights = map(
@@ -297,6 +297,23 @@ def test_row_chunks_hold_every_pair_once_in_its_rows_chunks():
   assert {r: int(np.sum(owner == r)) for r in range(n_rows)} == expected
   assert np.sum(owner == n_rows) == len(owner) - sum(expected.values())
   assert not np.any(got_weights[owner == n_rows])
+
+
+def test_a_ranking_fit_under_jit_on_an_index_out_of_range_turns_nan():
+  # jit cannot check indices: a user past the table must not silently train
+  # another row (the chunked solver marks the pair with a NaN weight).
+  ratings = random_ratings(6, 60, 50, 45)
+  bad = dataclasses.replace(ratings, users=ratings.users.at[3].set(60))
+  params = Ranking().start(random_params(1, 60, 50, 3))
+  train = jax.jit(
+    lambda p, r: (
+      mfjax.train(
+        p, r, steps=2, objective=Ranking(), solver=solvers.Alternating()
+      ).losses
+    )
+  )
+  assert np.all(np.isfinite(train(params, ratings)))
+  assert np.all(np.isnan(train(params, bad)))
 
 
 @pytest.mark.slow  # Several seconds of compiling on 2 CPU cores.
