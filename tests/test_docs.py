@@ -200,6 +200,43 @@ def test_readme_is_short_and_opens_with_the_two_set_up_commands():
   assert "mfjax.predict(result.best_params, scale=(1, 5))" in quickstart
 
 
+# A figure the README's Results quote: a ratio (the number before ×) or a
+# decimal, alone or as a range a–b.
+_QUOTED = re.compile(
+  r"(?<![\w.])\d+(?:\.\d+)?(?:–\d+(?:\.\d+)?)?(?=×)"
+  r"|(?<![\w.])\d+\.\d+(?:–\d+(?:\.\d+)?)?"
+)
+
+
+def _rounds_to(quoted: str, recorded: list[str]) -> bool:
+  """Whether one of the ``recorded`` numbers, to ``quoted``'s decimals, is it."""
+  places = len(quoted.partition(".")[2])
+  return any(
+    len(r.partition(".")[2]) >= places and f"{float(r):.{places}f}" == quoted
+    for r in recorded
+  )
+
+
+def test_every_figure_the_readmes_results_quote_is_in_results_md():
+  text = README.read_text()
+  results = text[
+    text.index("## Results") : text.index("\n## ", text.index("## Results"))
+  ]
+  recorded = re.findall(
+    r"(?<![\w.])\d+(?:\.\d+)?(?!\d)",
+    (ROOT / "benchmarks" / "RESULTS.md").read_text().replace(",", ""),
+  )
+  quoted = [part for figure in _QUOTED.findall(results) for part in figure.split("–")]
+  assert len(quoted) >= 40  # The pattern still finds the figures.
+  assert "0.9048" in quoted and "1.88" in quoted
+  missing = [q for q in quoted if not _rounds_to(q, recorded)]
+  assert not missing, f"README figures not in benchmarks/RESULTS.md: {missing}"
+  # Rounded from a longer figure matches; a near miss or a shorter one does not.
+  assert _rounds_to("0.408", ["0.4077"]) and _rounds_to("4.1", ["4.06"])
+  assert not _rounds_to("0.4078", ["0.4077", "0.40774"])
+  assert not _rounds_to("0.41", ["0.4"])
+
+
 def test_ci_runs_the_readmes_test_command():
   install_test = [c.strip() for lang, c, _ in _blocks(README) if lang == "bash"][1]
   assert install_test in (ROOT / ".ci" / "run").read_text().splitlines()
