@@ -414,14 +414,22 @@ def alternating(
   """The :class:`Alternating` solver of ``objective``'s loss on ``batch``.
 
   A pass's loss belongs to the params after it (``loss_after``): the last
-  pass's solution is a candidate for the best params. The ranking loss
-  without biases on ratings it scores pair by pair is solved from its row
-  terms over row chunks (:func:`row_chunks`), the same conjugate gradients
-  without a gather of every pair per product; any other loss through
+  pass's solution is a candidate for the best params. On one device, the
+  ranking loss without biases on ratings it scores pair by pair is solved from
+  its row terms over row chunks (:func:`row_chunks`), the same conjugate
+  gradients without a gather of every pair per product; any other loss, and
+  any loss over several devices (whose pairs are sharded), through
   ``jax.linearize``.
   """
   linearized = _linearized(objective, batch, penalty, settings)
-  if type(objective) is Ranking and not objective.biases and isinstance(batch, Pairs):
+  if (
+    type(objective) is Ranking
+    and not objective.biases
+    and isinstance(batch, Pairs)
+    # Sharded pairs would be gathered whole onto every device to be laid out:
+    # with several devices each keeps its own part on the linearized path.
+    and jax.device_count() == 1
+  ):
     return _ranking_in_chunks(objective, batch, penalty, settings, linearized)
   return linearized
 

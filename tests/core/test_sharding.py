@@ -115,6 +115,17 @@ except ValueError as e:
   assert "are placed on different sets of devices" in str(e), e
 else:
   raise AssertionError("check_placement let mixed placements through")
+# The sparse ranking fit keeps each device's pairs where they are: no row
+# chunks (laying them out would gather every pair onto every device).
+from mfjax.core import objectives, solvers
+sparse = objectives.pairs_of(mfjax.Ratings(
+  rng.integers(0, 400, 50).astype(np.int32), rng.integers(0, 300, 50).astype(np.int32),
+  np.ones(50, np.float32), 400, 300), np.float32)
+als = solvers.alternating(
+  objectives.Ranking(), sparse, objectives.Penalty(0.01, 0.0), solvers.Alternating()
+)
+shapes = ((400, 2), (300, 2), 400, 300)
+assert als.init(mfjax.Params(*(np.zeros(s, np.float32) for s in shapes), 0.0)) == ()
 print("SHARDED-EQUALS-SINGLE-OK")
 """
 
