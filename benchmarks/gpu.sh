@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The GPU checks in one run: device info, the test suite, sparse throughput at
-# 10M and 100M ratings (rank 128), the MovieLens 100k u1 fit time, and that fit
-# over several GPUs and processes against one device.
+# 10M and 100M ratings (rank 128), the MovieLens 100k u1 fit time, that fit
+# over several GPUs and processes against one device, and the ranking fit and
+# recommend --all at 1M synthetic pairs (rank 32, 8 passes; no implicit there).
 #
 # Run from the repository root: bash benchmarks/gpu.sh
 # It installs nothing: mfjax is imported from the checkout (PYTHONPATH), and
 # jax[cuda], optax, chex, numpy, tqdm, pytest and hypothesis must be there
-# already. Everything it writes goes under $OUT (default ./gpu-out), six files
+# already. Everything it writes goes under $OUT (default ./gpu-out), seven files
 # at most.
 #
 # Knobs (environment):
@@ -20,6 +21,8 @@
 #   BENCH_TIMEOUT  seconds for the throughput benchmark (default 200)
 #   FIT_TIMEOUT    seconds for the fit (default 60)
 #   MP_TIMEOUT     seconds for each fit of the several-processes step (default 120)
+#   RANK_TIMEOUT   seconds for the ranking benchmark at 1M (default 180); SCALE=skip
+#                  skips it, SCALE=tiny runs it at 100k pairs
 # On this CPU: SIZES=100000 RANKS=32 TESTS=tests/core/test_sharding.py bash benchmarks/gpu.sh
 set -u -o pipefail
 
@@ -132,4 +135,15 @@ else
 fi
 rm -f "$OUT/.run.txt"
 stamp "processes: $((SECONDS - start)) s: $(grep -o '"test_rmse": [0-9.]*' "$OUT/processes.txt" | tr '\n' ' ')"
+
+# 6. The ranking fit (row chunks on one device) and recommend --all at 1M
+# synthetic power-law pairs, whole commands and in process (RESULTS.md, "Scale").
+if [ "${SCALE:-1m}" != "skip" ]; then
+  start=$SECONDS
+  timeout "${RANK_TIMEOUT:-180}" $PY benchmarks/ranking_scale.py --size "${SCALE:-1m}" \
+    --repeats 2 --no-implicit >"$OUT/ranking_scale.txt" 2>&1
+  rc=$?
+  stamp "ranking scale ${SCALE:-1m}: exit $rc in $((SECONDS - start)) s"
+  grep -E '^\| mfjax' "$OUT/ranking_scale.txt" | tee -a "$SUMMARY"
+fi
 stamp "done"
