@@ -78,12 +78,17 @@ class Solver(NamedTuple):
       ``loss_after`` (full-batch, the first pass's loss is theirs), so that they
       are a candidate for the best and the yardstick of a divergence. None:
       the initial params are not scored.
+    exact: whether a pass's loss is exactly ``loss`` of the params after it
+      (alternating least squares), so that the best params need no scoring
+      again at the end (:func:`mfjax.core.training.run` re-scores them after
+      mini-batch passes, whose losses are means taken along the pass).
   """
 
   init: Callable[[Params], Any]
   step: Callable[[Params, Any, jax.Array], tuple[Params, Any, jax.Array]]
   loss_after: bool
   loss: Callable[[Params], jax.Array] | None = None
+  exact: bool = False
 
 
 def default_optimizer(batch: Pairs | Dense) -> optax.GradientTransformation:
@@ -452,7 +457,7 @@ def _linearized(objective, batch, penalty, settings) -> Solver:
     params = solve_side(solve_side(params, "user"), "item")
     return params, state, loss_fn(params)
 
-  return Solver(lambda params: (), step, loss_after=True, loss=loss_fn)
+  return Solver(lambda params: (), step, loss_after=True, loss=loss_fn, exact=True)
 
 
 def _conjugate_gradients(product, rows: dict, residual: dict, settings) -> dict:
@@ -576,7 +581,7 @@ def _ranking_in_chunks(
     loss = (observed + every_pair + reg) / kernels.positive(terms.total)
     return params, state, loss
 
-  return Solver(init, step, loss_after=True, loss=linearized.loss)
+  return Solver(init, step, loss_after=True, loss=linearized.loss, exact=True)
 
 
 def _solve_rows(rows, other, chunks: RowChunks, alpha0, diagonal, settings):

@@ -462,7 +462,7 @@ def run(
   )
   if initial_loss is None:  # Full-batch, the first step's loss is the initial one.
     initial_loss = jnp.full((), jnp.nan, dtype) if solver.loss_after else losses[0]
-  elif score is None:
+  elif score is None and not solver.exact:
     state = _no_worse_than_the_start(solver, state, params, initial_loss)
   grew = (initial_loss > 0) & (losses > DIVERGENCE_GROWTH * initial_loss)
   bad = (~jnp.isfinite(losses) | grew) & ~stopped
