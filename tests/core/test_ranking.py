@@ -299,6 +299,26 @@ def test_row_chunks_hold_every_pair_once_in_its_rows_chunks():
   assert not np.any(got_weights[owner == n_rows])
 
 
+def test_row_chunks_of_narrow_index_types_count_past_their_range():
+  # 300 pairs on uint8 rows: positions and counts past 255 must not wrap.
+  rng = np.random.default_rng(2)
+  rows, others = rng.integers(0, 3, 300), rng.integers(0, 200, 300)
+  wide = solvers.row_chunks(
+    jnp.asarray(rows, jnp.int32), jnp.asarray(others, jnp.int32),
+    jnp.ones(300), 3, 200,
+  )  # fmt: skip
+  narrow = solvers.row_chunks(
+    jnp.asarray(rows, jnp.uint8), jnp.asarray(others, jnp.uint8), jnp.ones(300), 3, 200
+  )
+  for got, want in zip(narrow, wide, strict=True):
+    np.testing.assert_array_equal(got, want)
+  assert int(np.sum(np.asarray(narrow.weights))) == 300
+  with pytest.raises(ValueError, match="n_rows must be >= 1"):
+    solvers.row_chunks(
+      jnp.zeros(2, jnp.int32), jnp.zeros(2, jnp.int32), jnp.ones(2), 0, 1
+    )
+
+
 def test_a_ranking_fit_under_jit_on_an_index_out_of_range_turns_nan():
   # jit cannot check indices: a user past the table must not silently train
   # another row (the chunked solver marks the pair with a NaN weight).
