@@ -360,38 +360,49 @@ class Ranking(Objective):
   def loss(self, params, batch, penalty):
     dtype = params.user_factors.dtype
     n_users, n_items = params.user_factors.shape[0], params.item_factors.shape[0]
+    if isinstance(batch, Pairs) and self.scores_pairs(
+      n_users, n_items, batch.values.shape[0]
+    ):
+      terms = self.row_terms(batch, n_users, n_items, dtype)
+      scores = self.predict_pairs(params, batch.users, batch.items)
+      observed = jnp.sum(terms.weights * (scores - 1) ** 2)
+      return self.loss_of_terms(params, terms, observed, penalty)
     weights, counted = self._observed(batch, dtype)
-    if isinstance(batch, Pairs):
-      total = batch.total
-      if not self.scores_pairs(n_users, n_items, batch.values.shape[0]):
-        cells = (batch.users, batch.items)
-        dense = lambda x: jnp.zeros((n_users, n_items), dtype).at[cells].add(x)
-        weights, counted = dense(weights), dense(counted)
+    if isinstance(batch, Pairs):  # Few cells: every cell scored at once.
+      cells = (batch.users, batch.items)
+      dense = lambda x: jnp.zeros((n_users, n_items), dtype).at[cells].add(x)
+      weights, counted, total = dense(weights), dense(counted), batch.total
     else:
       total = batch.weights.sum()
-    if weights.ndim == 2:
-      scores = kernels.dense_dot(*self._augmented(params))
-      user_count, item_count = counted.sum(1), counted.sum(0)
-    else:
-      scores = self.predict_pairs(params, batch.users, batch.items)
-      user_count = jax.ops.segment_sum(counted, batch.users, n_users)
-      item_count = jax.ops.segment_sum(counted, batch.items, n_items)
-    observed = jnp.sum(weights * (scores - 1) ** 2)
-    alpha0, user_scale, item_scale = self._scales(
-      counted.sum(), user_count, item_count, dtype
+    scores = kernels.dense_dot(*self._augmented(params))
+    terms = RowTerms(
+      weights,
+      *self._scales(counted.sum(), counted.sum(1), counted.sum(0), dtype),
+      total,
     )
-    every_pair = alpha0 * gramian_sum(*self._augmented(params))
+    observed = jnp.sum(weights * (scores - 1) ** 2)
+    return self.loss_of_terms(params, terms, observed, penalty)
+
+  def loss_of_terms(
+    self, params: Params, terms: RowTerms, observed: jax.Array, penalty: Penalty
+  ) -> jax.Array:
+    """The loss from the data's terms and ``observed``, the observed pairs'
+    ``Σ c_ui·(s_ui - 1)²`` under ``params``: the all-pairs term and the
+    frequency-scaled penalty added, divided by the weight sum. (The
+    alternating solver scores the observed pairs its own way.)"""
+    dtype = params.user_factors.dtype
+    every_pair = terms.alpha0 * gramian_sum(*self._augmented(params))
     l2 = jnp.asarray(penalty.l2, dtype)
     reg = l2 * (
-      user_scale @ jnp.sum(params.user_factors**2, axis=1)
-      + item_scale @ jnp.sum(params.item_factors**2, axis=1)
+      terms.user_scale @ jnp.sum(params.user_factors**2, axis=1)
+      + terms.item_scale @ jnp.sum(params.item_factors**2, axis=1)
     )
     if self.biases:
       l2_bias = jnp.asarray(penalty.l2_bias, dtype)
       reg = reg + l2_bias * (
-        user_scale @ params.user_bias**2 + item_scale @ params.item_bias**2
+        terms.user_scale @ params.user_bias**2 + terms.item_scale @ params.item_bias**2
       )
-    return (observed + every_pair + reg) / kernels.positive(total)
+    return (observed + every_pair + reg) / kernels.positive(terms.total)
 
   def scores_pairs(self, n_users: int, n_items: int, n_pairs: int) -> bool:
     """Whether the loss over ``n_pairs`` ratings scores them pair by pair (else

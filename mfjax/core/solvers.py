@@ -37,7 +37,6 @@ from mfjax.core.objectives import (
   Penalty,
   Ranking,
   SquaredError,
-  gramian_sum,
 )
 from mfjax.types import Params, Ratings
 
@@ -591,13 +590,7 @@ def _ranking_in_chunks(
     )  # fmt: skip
     params = params._replace(user_factors=users, item_factors=items)
     observed = jnp.sum(by_item.weights * (scores - 1) ** 2)
-    every_pair = terms.alpha0 * gramian_sum(users, items)
-    reg = l2 * (
-      terms.user_scale @ jnp.sum(users**2, axis=1)
-      + terms.item_scale @ jnp.sum(items**2, axis=1)
-    )
-    loss = (observed + every_pair + reg) / kernels.positive(terms.total)
-    return params, state, loss
+    return params, state, objective.loss_of_terms(params, terms, observed, penalty)
 
   return Solver(init, step, loss_after=True, loss=linearized.loss, exact=True)
 
