@@ -284,7 +284,6 @@ def _chunk_lists(params, start: int, stop: int, n: int, rated):
   import numpy as np
 
   import mfjax
-  from mfjax.fitting import buckets
   from mfjax.serving.model import pairs_as_ratings
 
   n_users, n_items = params.user_factors.shape[0], params.item_factors.shape[0]
@@ -294,8 +293,8 @@ def _chunk_lists(params, start: int, stop: int, n: int, rated):
   exclude = None
   if rated is not None:  # The chunk's pairs, from the sorted host copy.
     lo, hi = np.searchsorted(rated[:, 0], [start, stop])
-    mine = pairs_as_ratings(rated[lo:hi], n_users, n_items)
-    exclude = buckets.pad_entries(mine, 1 << max(10, int(hi - lo).bit_length()))
+    size = 1 << max(10, int(hi - lo).bit_length())
+    exclude = pairs_as_ratings(rated[lo:hi], n_users, n_items, size)
   items, scores = mfjax.recommend(
     params, users, n, exclude=exclude, block_size=_ALL_BLOCK
   )

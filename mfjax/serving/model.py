@@ -169,12 +169,8 @@ class Model(NamedTuple):
       # Padded to a power of two (weight 0): users with other numbers of
       # ratings share a compiled program.
       size = 1 << max(4, len(mine) - 1).bit_length()
-      padded = np.zeros((size, 2), np.int32)
-      padded[: len(mine)] = mine
-      exclude = pairs_as_ratings(padded, self.params.user_factors.shape[0], n_items)
-      exclude = dataclasses.replace(
-        exclude, weights=jnp.asarray(np.arange(size) < len(mine), jnp.float32)
-      )
+      n_users = self.params.user_factors.shape[0]
+      exclude = pairs_as_ratings(mine, n_users, n_items, size)
     params = self.params
     if bonus is not None:
       params = params._replace(item_bias=params.item_bias + bonus)
@@ -341,15 +337,26 @@ def rated_pairs(ratings: Ratings) -> np.ndarray:
   return np.stack([users[keep], items[keep]], axis=1).astype(np.int32)
 
 
-def pairs_as_ratings(pairs: np.ndarray, n_users: int, n_items: int) -> Ratings:
+def pairs_as_ratings(
+  pairs: np.ndarray, n_users: int, n_items: int, size: int | None = None
+) -> Ratings:
   """``Ratings`` of ``[n, 2]`` (user, item) pairs, values 1: an ``exclude`` for
-  :func:`mfjax.recommend`."""
-  return Ratings(
-    jnp.asarray(pairs[:, 0]),
-    jnp.asarray(pairs[:, 1]),
-    jnp.ones(len(pairs), jnp.float32),
-    n_users,
-    n_items,
+  :func:`mfjax.recommend`. With ``size`` (at least ``n``), padded with weight-0
+  pairs (0, 0) to that length, so that calls with other numbers of pairs share
+  a compiled program."""
+  if size is None:
+    return Ratings(
+      jnp.asarray(pairs[:, 0]),
+      jnp.asarray(pairs[:, 1]),
+      jnp.ones(len(pairs), jnp.float32),
+      n_users,
+      n_items,
+    )
+  padded = np.zeros((size, 2), np.int32)
+  padded[: len(pairs)] = pairs
+  return dataclasses.replace(
+    pairs_as_ratings(padded, n_users, n_items),
+    weights=jnp.asarray(np.arange(size) < len(pairs), jnp.float32),
   )
 
 
