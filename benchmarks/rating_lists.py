@@ -92,13 +92,18 @@ def choose(data):
   return by_m, by_alpha
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def fold_run(doc: str, suite: str):
+  """``(args, data folder, harness.Record)`` of a script over MovieLens folds:
+  ``--data DIR`` and ``--folds 1,2,3,4,5``."""
+  parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
   parser.add_argument("--data")
   parser.add_argument("--folds", default="1,2,3,4,5")
   args = parser.parse_args()
-  data = harness.data_dir(args.data)
-  record = harness.Record("rating_lists", args)
+  return args, harness.data_dir(args.data), harness.Record(suite, args)
+
+
+def main():
+  args, data, record = fold_run(__doc__, "rating_lists")
   by_m, by_alpha = choose(data)
   m = max(by_m, key=by_m.get)
   alpha = max(by_alpha, key=by_alpha.get)

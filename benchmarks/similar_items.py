@@ -19,10 +19,8 @@ Writes benchmarks/results/similar_items/ (harness.Record).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
-import harness
 import numpy as np
 import rating_lists
 from rating_lists import fit
@@ -68,12 +66,7 @@ def counts_of(train):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--data")
-  parser.add_argument("--folds", default="1,2,3,4,5")
-  args = parser.parse_args()
-  data = harness.data_dir(args.data)
-  record = harness.Record("similar_items", args)
+  args, data, record = rating_lists.fold_run(__doc__, "similar_items")
   train, valid = rating_lists.validation_split(data)
   params, counts = fit(train), counts_of(train)
   by_s = {s: neighbour_ndcg(params.item_factors, counts, train, valid, s)
