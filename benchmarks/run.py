@@ -91,6 +91,10 @@ SUITES = {
     "whole first processes: mfjax fit / demo against Surprise and torch scripts",
     ("--repeats", "1"),
   ),
+  "fast_loop": Suite(
+    "fast_loop.py",
+    "the fast loop's wall time and coverage; its dear tests by lines per second",
+  ),
   "tune_demo": Suite(
     "tune_demo.py", "the demo's rank, L2 and steps on validation splits"
   ),

@@ -159,6 +159,7 @@ def test_quickstart_trains_and_predicts():
   np.testing.assert_allclose(result.best_params.mean, 31 / 11, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_import_does_not_import_tqdm_or_torch():
   code = "import sys, mfjax; print('tqdm' in sys.modules, 'torch' in sys.modules)"
   out = subprocess.run(

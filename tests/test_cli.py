@@ -104,6 +104,7 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
   assert message in lines[0]
 
 
+@pytest.mark.slow
 def test_python_dash_m_keeps_compiled_programs_where_the_variable_says(tmp_path):
   # This test checks the variable itself, so it names an empty folder of its
   # own; other tests leave it to the session's cache.
@@ -121,6 +122,7 @@ def test_python_dash_m_keeps_compiled_programs_where_the_variable_says(tmp_path)
   assert any((tmp_path / "cache").iterdir())  # Compiled programs were kept.
 
 
+@pytest.mark.slow
 def test_python_dash_m_bad_arguments_exit_2():
   bad = subprocess.run(
     [sys.executable, "-m", "mfjax", "demo", "--seed"],
@@ -411,6 +413,7 @@ def _model_file(tmp_path, name, items):
   return str(path), np.asarray(mfjax.predict(params))[0]
 
 
+@pytest.mark.slow
 def test_evaluate_leaves_out_the_saved_training_pairs_as_recommend_does(
   capsys, tmp_path
 ):
@@ -540,6 +543,7 @@ def test_ranking_fit_saves_its_objective_and_lists_every_user(capsys, tmp_path):
   assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_recommend_all_over_many_users_writes_what_recommend_gives(capsys, tmp_path):
   # 20,000 users: more than one call of mfjax.recommend (chunks of users, their
   # excluded pairs padded); an id with a quote comes back as CSV quotes it.
@@ -626,6 +630,7 @@ def test_ranking_and_all_lists_bad_input_exit_2(argv, message, capsys, tmp_path)
   assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_gibbs_fit_saves_a_model_that_recommends_and_evaluates(capsys, tmp_path):
   train, test = _ratings_csv(tmp_path), _ratings_csv(tmp_path, "t.csv", 200, 1)
   model_path = tmp_path / "bayes.npz"
@@ -783,6 +788,7 @@ def test_a_ranking_models_recommend_ratings_folds_in_with_its_saved_settings(
   assert listed == maps.items[np.argsort(-scores, kind="stable")[:4]].tolist()
 
 
+@pytest.mark.slow
 def test_a_ranking_fit_of_counts_weighs_them_by_log_and_says_so(capsys, tmp_path):
   rng = np.random.default_rng(3)
   plays = tmp_path / "plays.csv"
@@ -944,6 +950,7 @@ def test_json_stdout_is_one_document_and_never_bare_nan(capsys, tmp_path):
     json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly_with_status_141(tmp_path):
   model, _ = _model_file(tmp_path, "one.npz", [7, 8])
   # The reader is gone before the command writes (it imports jax first).
@@ -1057,6 +1064,7 @@ def test_sigterm_mid_save_removes_the_temp_file_and_keeps_the_old_model(tmp_path
   assert sorted(os.listdir(tmp_path)) == ["model.npz", "r.csv"]  # No temp file.
 
 
+@pytest.mark.slow
 def test_recommend_with_a_model_saved_without_pairs_says_rated_items_stay(
   capsys, tmp_path
 ):
@@ -1074,6 +1082,7 @@ def test_recommend_with_a_model_saved_without_pairs_says_rated_items_stay(
   assert "not left out" not in err
 
 
+@pytest.mark.slow
 def test_a_negative_scale_parses_with_a_space_as_with_an_equals_sign(capsys, tmp_path):
   rng = np.random.default_rng(0)
   path = tmp_path / "signed.csv"

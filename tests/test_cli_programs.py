@@ -51,6 +51,7 @@ def _run(compiled, fit_plan):
   return fit_plan.finish(compiled(*fit_plan.inputs)).best_params
 
 
+@pytest.mark.slow
 def test_a_second_run_reads_the_program_back_with_the_same_result(cache, monkeypatch):
   first_plan = _plan()
   first = programs.compile_or_load(
@@ -71,6 +72,7 @@ def test_a_second_run_reads_the_program_back_with_the_same_result(cache, monkeyp
   )
 
 
+@pytest.mark.slow
 def test_a_program_the_persistent_cache_holds_is_kept_compiled_afresh(
   cache, monkeypatch
 ):
@@ -102,6 +104,7 @@ def test_a_program_the_persistent_cache_holds_is_kept_compiled_afresh(
   )
 
 
+@pytest.mark.slow
 def test_other_settings_or_shapes_get_other_programs(cache):
   base = _plan()
   key = programs.key(base.program, base.inputs, _recipe(base))
@@ -112,6 +115,7 @@ def test_other_settings_or_shapes_get_other_programs(cache):
   assert programs.key(base.program, base.inputs, _recipe(base)) == key
 
 
+@pytest.mark.slow
 def test_an_edited_source_gets_another_key(cache, monkeypatch):
   base = _plan()
   key = programs.key(base.program, base.inputs, _recipe(base))
@@ -120,6 +124,7 @@ def test_an_edited_source_gets_another_key(cache, monkeypatch):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "shared"])
+@pytest.mark.slow
 def test_a_damaged_or_shared_file_is_ignored_and_compiled_over(cache, damage):
   fit_plan = _plan()
   recipe = _recipe(fit_plan)
@@ -163,6 +168,7 @@ def _jax_cache_dir(path):
     jax.config.update("jax_compilation_cache_dir", before)
 
 
+@pytest.mark.slow
 def test_the_folder_keeps_at_most_max_files(cache, monkeypatch):
   monkeypatch.setattr(programs, "MAX_FILES", 2)
   for rank in (2, 3, 4):
@@ -171,6 +177,7 @@ def test_the_folder_keeps_at_most_max_files(cache, monkeypatch):
   assert len(list(cache.iterdir())) == 2
 
 
+@pytest.mark.slow
 def test_mfjax_fit_twice_reports_the_same_model(tmp_path, cache):
   write_movielens_like(tmp_path)
   train, test = str(tmp_path / "u1.base"), str(tmp_path / "u1.test")
@@ -185,6 +192,7 @@ def test_mfjax_fit_twice_reports_the_same_model(tmp_path, cache):
     assert reports[0][name] == reports[1][name]
 
 
+@pytest.mark.slow
 def test_a_kept_program_that_loads_but_fails_to_run_is_compiled_over(cache):
   """A program for other shapes planted under this plan's name loads, fails on
   its first run, and is replaced: the fit's numbers stay right."""

@@ -145,6 +145,7 @@ MOVIELENS_BLOCKS = [
     for p in PYTHON_PAGES
   ],
 )
+@pytest.mark.slow
 def test_python_blocks_run_and_print_what_the_page_shows(page, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   namespace = {"__name__": "__docs__"}

@@ -241,6 +241,7 @@ def test_the_private_name_reader_finds_a_planted_use(tmp_path):
   [*MODULES.values(), *sorted(TESTS.rglob("*.py"))],
   ids=lambda p: str(p.relative_to(p.parents[1])),
 )
+@pytest.mark.slow
 def test_no_use_of_another_modules_private_names(path):
   assert _private_uses(path) == []
 

@@ -161,6 +161,7 @@ _RUN = jax.jit(
 _KEYS = jax.random.split(jax.random.key(2024), 20)
 
 
+@pytest.mark.slow
 def test_median_best_loss_over_20_keys_is_notebook_like():
   best = np.asarray(_RUN(_KEYS, notebook.optimizer()))
   assert np.median(best) < 1.0  # The notebook printed 0.713.

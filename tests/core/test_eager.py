@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import mfjax
 from mfjax.core import solvers
@@ -64,6 +65,7 @@ def test_eager_train_equals_train_under_the_callers_jit():
   assert int(eager_result.best_step) == int(jitted.best_step)
 
 
+@pytest.mark.slow
 def test_eager_calls_equal_the_same_calls_under_vmap():
   keys = jax.random.split(jax.random.key(2), 3)
   stacked = jax.vmap(lambda k: mfjax.init_params(k, 4, 4, 2))(keys)
@@ -79,6 +81,7 @@ def test_eager_calls_equal_the_same_calls_under_vmap():
   )
 
 
+@pytest.mark.slow
 def test_settings_that_hold_arrays_run_op_by_op_with_the_same_result():
   """A MiniBatch with an order key (an array) is unhashable: it runs op by op,
   with the numbers of the same fit under jit."""

@@ -52,6 +52,7 @@ def _numpy_statistics(ratings, params, side):
 
 @pytest.mark.parametrize("side", ["user", "item"])
 @pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.slow
 def test_side_statistics_match_a_numpy_loop(side, dense):
   ratings = _weighted_ratings()
   params = random_params(1, 6, 5, 3)
@@ -89,6 +90,7 @@ def test_one_conditional_draw_has_the_closed_form_mean_and_covariance():
 
 
 @pytest.mark.parametrize("shape", [0.4, 1.0, 2.5, 40.0, 4000.0])
+@pytest.mark.slow
 def test_gamma_draws_have_the_gamma_mean_and_variance(shape):
   m = 100_000
   variates = gibbs.Variates(jax.random.key(2), gibbs.gamma_count((m,)))
@@ -207,6 +209,7 @@ def test_one_implicit_draw_has_the_closed_form_mean_and_covariance():
     np.testing.assert_allclose(np.cov(draws[:, :, f].T), cov, atol=atol)
 
 
+@pytest.mark.slow
 def test_an_implicit_chain_averages_to_the_exact_posterior():
   # Rank 0, noise and priors fixed, the users' implicit term on: a user's bias
   # is b_u = a_u + Σ_j W_uj y_j, so r - mean = a_u + W_u y + c_i is linear in
@@ -270,6 +273,7 @@ def test_an_implicit_chain_averages_to_the_exact_posterior():
 
 
 @pytest.mark.parametrize("implicit", ["users", "items", "both"])
+@pytest.mark.slow
 def test_the_sampler_with_implicit_terms_recovers_a_planted_model(implicit):
   full, matrix, observed = planted_matrix(0, 80, 60, 3, 0.5, noise=0.1)
   ratings = mfjax.ratings_from_dense(matrix)
@@ -338,6 +342,7 @@ def test_sketch_recovers_the_best_low_rank_approximation():
   assert error < 0.02 * np.linalg.norm(mean)
 
 
+@pytest.mark.slow
 def test_sketch_path_equals_the_exact_path_when_it_spans_the_matrix():
   ratings = random_ratings(6, n_users=12, n_items=9, n=60)
   kw = dict(rank=2, samples=10, burn_in=3)
@@ -362,6 +367,7 @@ def test_a_run_is_a_pure_function_of_its_key():
   assert not np.allclose(a.params.user_factors, c.params.user_factors)
 
 
+@pytest.mark.slow
 def test_chains_under_vmap_equal_the_chains_run_one_by_one():
   ratings = random_ratings(8)
 
@@ -378,6 +384,7 @@ def test_chains_under_vmap_equal_the_chains_run_one_by_one():
     np.testing.assert_allclose(together.rmse[j], alone.rmse, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_dense_and_sparse_layouts_sample_the_same_chain():
   ratings = random_ratings(9)
   kw = dict(rank=2, samples=4, burn_in=1, max_rank=8)
@@ -389,6 +396,7 @@ def test_dense_and_sparse_layouts_sample_the_same_chain():
   )
 
 
+@pytest.mark.slow
 def test_the_sampler_recovers_a_planted_model():
   full, matrix, observed = planted_matrix(0, 80, 60, 3, 0.5, noise=0.1)
   ratings = mfjax.ratings_from_dense(matrix)

@@ -209,6 +209,7 @@ def _assert_matches(result, reference, counted):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.slow
 def test_matches_numpy_reference_on_random_lists(ranked, seed):
   top, row_users, test = _random_case(seed)
   for k, threshold in ((None, 4.0), (None, 5), (3, 3.0), (1, 4.0)):

@@ -112,6 +112,7 @@ def test_loss_is_nonnegative_and_zero_at_exact_fit():
   ],
   ids=["rating-fused", "rating-dot", "notebook-fused", "notebook-dot"],
 )
+@pytest.mark.slow
 def test_loss_gradients_check_grads(objective, shape):
   assert shape[0] * shape[1] * shape[2] != kernels.FUSED_DOT_MAX
   with jax.enable_x64(True):
@@ -126,6 +127,7 @@ def test_loss_gradients_check_grads(objective, shape):
 @pytest.mark.parametrize(
   "shape", [(5, 7, 3), pytest.param((40, 50, 4), marks=pytest.mark.slow)]
 )
+@pytest.mark.slow
 def test_loss_gradient_matches_numpy(shape):
   p, m = random_params(0, *shape), _matrix(1, shape[:2])
   grads = jax.grad(mfjax.loss)(p, m)
@@ -140,6 +142,7 @@ def test_loss_gradient_matches_numpy(shape):
   np.testing.assert_allclose(grads.mean, 2 * e.sum() / n, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_loss_keeps_the_params_dtype():
   m = _matrix()
   p16 = jax.tree.map(lambda x: jnp.asarray(x, jnp.bfloat16), random_params())
@@ -292,6 +295,7 @@ def test_batch_of_ratings_is_pairs_and_of_a_matrix_is_dense():
   assert masked.values.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_rating_objective_on_pairs_and_dense_batches_matches_numpy():
   p, m = random_params(), _matrix()
   ratings = mfjax.ratings_from_dense(m)
@@ -490,6 +494,7 @@ def _draw_mask(draw, shape):
 @pytest.mark.robustness
 @hypothesis_settings(30)
 @given(st.data())
+@pytest.mark.slow
 def test_dense_loss_is_nonnegative_and_matches_numpy(data):
   n_users, n_items = data.draw(st.sampled_from(_SHAPES), label="shape")
   rank = data.draw(st.sampled_from(_RANKS), label="rank")
@@ -510,6 +515,7 @@ def test_dense_loss_is_nonnegative_and_matches_numpy(data):
 @pytest.mark.robustness
 @hypothesis_settings(25)
 @given(st.data())
+@pytest.mark.slow
 def test_sparse_loss_is_nonnegative_and_matches_numpy(data):
   n_users, n_items = data.draw(st.sampled_from(_SHAPES), label="shape")
   rank = data.draw(st.sampled_from(_RANKS), label="rank")

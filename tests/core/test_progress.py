@@ -62,6 +62,7 @@ def test_no_host_callback_in_the_loop_unless_progress():
   assert quiet.count("scan[") == 1
 
 
+@pytest.mark.slow
 def test_train_progress_bar_reports_every_step(capsys, monkeypatch):
   _no_widgets(monkeypatch)
   params = mfjax.init_params(jax.random.key(10), 6, 5, 2)

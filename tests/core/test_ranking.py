@@ -111,6 +111,7 @@ def test_per_density_alpha0_is_alpha0_times_the_density(n):
   )
 
 
+@pytest.mark.slow
 def test_ranking_loss_of_a_dense_matrix_counts_its_nonzero_entries():
   rng = np.random.default_rng(3)
   matrix = np.where(rng.random((6, 8)) < 0.3, rng.integers(1, 6, (6, 8)), 0)
@@ -246,6 +247,7 @@ def _slow_after_first(objectives_):
 @pytest.mark.parametrize(
   "objective", _slow_after_first([o for o in OBJECTIVES if not o.biases]), ids=repr
 )
+@pytest.mark.slow
 def test_a_pass_over_row_chunks_solves_the_normal_equations(objective):
   # 60 users x 50 items and 45 ratings: the loss scores them pair by pair, so
   # the solver sets up each row's problem from row chunks; the weight-0
@@ -270,6 +272,7 @@ def test_a_pass_over_row_chunks_solves_the_normal_equations(objective):
     np.testing.assert_allclose(loss, objective.loss(got, batch, penalty), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_row_chunks_hold_every_pair_once_in_its_rows_chunks():
   rng = np.random.default_rng(5)
   n_rows, n = 9, 50
@@ -299,6 +302,7 @@ def test_row_chunks_hold_every_pair_once_in_its_rows_chunks():
   assert not np.any(got_weights[owner == n_rows])
 
 
+@pytest.mark.slow
 def test_row_chunks_of_narrow_index_types_count_past_their_range():
   # 300 pairs on uint8 rows: positions and counts past 255 must not wrap.
   rng = np.random.default_rng(2)
@@ -363,6 +367,7 @@ def test_alternating_rating_pass_solves_biased_least_squares():
     np.testing.assert_allclose(got.user_bias[u], x[2], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_alternating_training_lowers_the_loss_every_pass_and_keeps_the_best():
   ratings = random_ratings(11, 30, 25, 200)
   params = mfjax.init_params(jax.random.key(0), 30, 25, 4)
@@ -440,6 +445,7 @@ def test_ranking_fit_recovers_planted_top_items():
   assert sum(rating_hits) < 0.6 * sum(hits)
 
 
+@pytest.mark.slow
 def test_ranking_fit_settings_and_refusals():
   ratings = random_ratings(0, 12, 9, 40)
   fitted = mfjax.fit(
@@ -467,6 +473,7 @@ def _scaled(ratings, factor):
 
 
 @pytest.mark.parametrize("traced", [False, True], ids=["host", "jit"])
+@pytest.mark.slow
 def test_auto_transform_is_log_for_counts_and_linear_for_ratings(traced):
   ratings = random_ratings(11, 40, 30, 60)  # Ratings in 1..5.
   counts = _scaled(ratings, 1000.0)  # Counts up to 5000.
@@ -541,6 +548,7 @@ def test_ranking_refuses_an_unknown_transform():
     Ranking(transform="sqrt")
 
 
+@pytest.mark.slow
 def test_per_density_alpha0_of_more_cells_than_int32_counts():
   # 200k users x 20k items: 4e9 cells. The density's denominator overflowed
   # int32 inside the traced loss (found at 10M interactions, 200k x 100k).

@@ -245,6 +245,7 @@ def _numpy_loss(params, ratings, weights, l2, l2_bias):
   return (np.sum(weights * (pred - v) ** 2) + penalty) / np.sum(weights)
 
 
+@pytest.mark.slow
 def test_weighted_loss_matches_numpy_and_padding_changes_nothing():
   ratings = _ratings()
   params = _params(ratings)

@@ -18,6 +18,7 @@ traced_windows = jax.jit(shuffle.epoch_windows, static_argnums=(2, 3))
 
 
 @pytest.mark.parametrize("modulus", [2, 3, 101, 80021, 80000, 4096])
+@pytest.mark.slow
 def test_stride_order_is_a_permutation_that_changes_with_the_key(modulus):
   orders = [
     np.asarray(stride_order(jax.random.key(seed), modulus)) for seed in range(2, 5)
@@ -49,6 +50,7 @@ def _positions(starts, counts):
     pytest.param(1000, 999, marks=pytest.mark.slow),
   ],
 )
+@pytest.mark.slow
 def test_epoch_windows_cover_every_datum_once(n, batch_size):
   key = jax.random.key(n)
   order = np.asarray(fit_order(key, n, batch_size, None))
@@ -85,6 +87,7 @@ def test_epoch_windows_rotate_and_shuffle_between_epochs():
 @pytest.mark.parametrize(
   "n, batch_size", [(1, 1), (97, 10), (80000, 4096), (90570, 4096)]
 )
+@pytest.mark.slow
 def test_a_traced_size_gives_the_same_windows_then_empty_slots(n, batch_size):
   capacity = 98304
   key = jax.random.key(7)

@@ -41,6 +41,7 @@ def _first_update(optimizer, params):
 # --- the default optimizer ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_default_optimizer_dense_learning_rate_formula():
   matrix = np.array([[5, 0, 3], [4, 2, 0], [1, 1, 1], [0, 0, 2]], np.float32)
   params = mfjax.init_params(jax.random.key(0), 4, 3, 2)
@@ -134,6 +135,7 @@ def test_defaults_do_not_diverge_on_unstructured_ratings():
 # --- the solvers' steps --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_full_batch_step_is_one_optax_step_on_the_loss_before_it():
   _, matrix, _, ratings = _data(0, 9, 7)
   params = mfjax.init_params(jax.random.key(0), 9, 7, 3)._replace(mean=jnp.float32(3))
@@ -224,6 +226,7 @@ def _padded(ratings, pad):
   )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_traced_data_count_trains_as_the_unpadded_ratings():
   _, _, _, ratings = _data(4, 30, 20)
   n = len(ratings)
@@ -250,6 +253,7 @@ def test_a_traced_data_count_trains_as_the_unpadded_ratings():
   assert padded_run._cache_size() == 1
 
 
+@pytest.mark.slow
 def test_order_keys_under_vmap_train_as_each_model_alone():
   _, _, _, ratings = _data(5, 30, 20)
   settings = dict(optimizer=optax.adam(0.02), steps=3, l2=0.1, key=jax.random.key(2))

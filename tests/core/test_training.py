@@ -448,6 +448,7 @@ def _check_best(result, data, l2):
 @pytest.mark.robustness
 @hypothesis_settings(12)
 @given(st.data())
+@pytest.mark.slow
 def test_best_loss_never_exceeds_the_first_loss(data):
   n_users, n_items, rank = data.draw(st.sampled_from(_TRAIN_SHAPES), label="shape")
   params = draw_params(data.draw, n_users, n_items, rank)
@@ -490,6 +491,7 @@ def _minibatch_run(learning_rate, steps=4):
   return params, ratings, result
 
 
+@pytest.mark.slow
 def test_a_finite_blow_up_is_a_divergence_and_the_initial_params_win():
   params, ratings, result = _minibatch_run(30.0)
   losses = np.asarray(result.losses)
@@ -509,6 +511,7 @@ def test_a_finite_blow_up_is_a_divergence_and_the_initial_params_win():
   assert f"at step {first + 1} of 4" in message
 
 
+@pytest.mark.slow
 def test_a_sane_run_neither_diverges_nor_keeps_the_initial_params():
   _, _, result = _minibatch_run(0.01)
   assert not bool(result.diverged) and int(result.best_step) == 4
@@ -516,6 +519,7 @@ def test_a_sane_run_neither_diverges_nor_keeps_the_initial_params():
   assert training.failure(result) is None
 
 
+@pytest.mark.slow
 def test_minibatch_loss_is_the_full_loss_when_batches_tile_the_data():
   ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 20, 15, 256, 3)
   params = random_params(3, 20, 15, 2)
@@ -530,6 +534,7 @@ def test_minibatch_loss_is_the_full_loss_when_batches_tile_the_data():
   np.testing.assert_allclose(solver.loss(params), expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_no_progress_is_a_failure_and_a_stack_names_its_model():
   # A solver whose passes only make things worse than the initial loss of 1.
   def step(params, state, _):

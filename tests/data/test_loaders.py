@@ -364,6 +364,7 @@ def _draw_format(draw, sep):
 @pytest.mark.filterwarnings("ignore::mfjax.data.loaders.ScaleWarning")  # Drawn ratings.
 @hypothesis_settings(80)
 @given(st.data())
+@pytest.mark.slow
 def test_raw_ids_round_trip_through_the_id_maps(scratch, data):
   text_ids = data.draw(st.booleans(), label="text ids")
   ids = _TEXT_IDS if text_ids else _INT_IDS
@@ -702,6 +703,7 @@ def _delimited_files(draw, buggy=False, noise=True, blanks=True):
   duplicates=st.sampled_from(("last", "mean", "error")),
   sep=st.sampled_from(_EXPLICIT_SEPS),
 )
+@pytest.mark.slow
 def test_loader_fuzz_delimited_text(scratch, content, duplicates, sep):
   _fuzz_one(scratch / "fuzz.txt", content, duplicates, sep, strict=True)
 
@@ -738,6 +740,7 @@ def test_loader_fuzz_random_bytes(scratch, content, duplicates):
 @example(content=b"1||2||3\n", duplicates="last", sep="||")
 @example(content=b"a,b,1\n\nc,d,2", duplicates="last", sep=None)
 @example(content=b"2,2,3e38\n2,2,3e38\n", duplicates="mean", sep=None)
+@pytest.mark.slow
 def test_loader_fuzz_with_known_bugs(scratch, content, duplicates, sep):
   _fuzz_one(scratch / "buggy.txt", content, duplicates, sep, strict=True)
 
@@ -950,6 +953,7 @@ _INT_FILLER = dict(sep=",", ncols=3, text_ids=False, rating="1", ending="\n")
     (b"1,1,1\n1,2,1\n", b"3,3\r,3\n", 4, 3),
   ],
 )
+@pytest.mark.slow
 def test_errors_name_the_line_across_a_block_boundary(scratch, head, tail, extra, line):
   path = scratch / "block_end.txt"
   content, n_filler = _across_a_block_boundary(head, tail, extra, **_INT_FILLER)
@@ -1754,6 +1758,7 @@ def test_a_bad_rating_on_a_line_a_fold_drops_is_still_named(monkeypatch):
     mfjax.load_ratings(io.StringIO("\n".join(lines) + "\n"), scale=(1, 5))
 
 
+@pytest.mark.slow
 def test_a_compressed_file_of_identical_lines_is_read_in_memory_of_its_pairs(
   tmp_path, monkeypatch
 ):

@@ -73,6 +73,7 @@ def test_cli_refuses_bad_distributed_options_in_one_line(argv, message, capsys):
   assert message in err and err.count("\n") == 1, err
 
 
+@pytest.mark.slow
 def test_an_unreachable_coordinator_is_one_line_after_the_timeout(tmp_path, capsys):
   port = distributed.free_port()  # Nobody serves there.
   start = time.monotonic()
@@ -118,6 +119,7 @@ def _send_until_accepted(port, line, tries=200):
       time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_spoofed_join_without_the_runs_token_is_ignored(monkeypatch):
   # Issue 31: the rendezvous accepted a spoofed join. With the run's token
   # (launch sets one), a join without it is not one of the run's processes.

@@ -36,6 +36,7 @@ def test_ranking_folds_match_fits_by_hand(data):
   assert result.compile_seconds[0] > 0 and not result.compile_seconds[1:].any()
 
 
+@pytest.mark.slow
 def test_padding_does_not_change_the_loss(data):
   train = data.subset(np.arange(1000))
   padded = crossval.padded(train, 1100)
@@ -48,6 +49,7 @@ def test_padding_does_not_change_the_loss(data):
     np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_rating_folds_report_rmse_mae_and_a_table(data):
   result = mfjax.cross_validate(
     data, folds=2, objective="rating", scale=(1, 5), rank=3, steps=2, ensemble=1
@@ -78,6 +80,7 @@ def test_bad_arguments_are_refused_before_any_fit(data, kwargs, error, match):
     mfjax.cross_validate(data, **kwargs)
 
 
+@pytest.mark.slow
 def test_the_default_batch_size_is_fits_for_the_padded_folds():
   # batch_size_for of the folds' bucket: with one batch an epoch, all of it.
   ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 60, 40, 9000, rank=2)
@@ -88,12 +91,14 @@ def test_the_default_batch_size_is_fits_for_the_padded_folds():
   assert result.settings["batch_size"] == buckets.bucket(4500) == 6144
 
 
+@pytest.mark.slow
 def test_settings_default_to_the_tuned_ones(data):
   result = mfjax.cross_validate(data, folds=2, steps=1, ensemble=1)
   expected = mfjax.FitSettings(steps=1, ensemble=1)
   assert result.settings == expected._asdict()
 
 
+@pytest.mark.slow
 def test_ranking_folds_of_different_sizes_share_one_program(data):
   # 1199 ratings in 3 folds: training parts of 799 and 800, each padded (with
   # weights) to one shape, so that the program compiled for the first serves all.
@@ -104,6 +109,7 @@ def test_ranking_folds_of_different_sizes_share_one_program(data):
   assert result.compile_seconds[0] > 0 and not result.compile_seconds[1:].any()
 
 
+@pytest.mark.slow
 def test_ranking_folds_weigh_alike_what_all_the_ratings_decide(data):
   # One rating of 20 among 1..5 stars: all the ratings look like counts, but a
   # fold whose training part lacks the 20 would look like stars. Every fold

@@ -110,6 +110,7 @@ def test_fit_compiles_once_per_settings_not_per_l2_or_key(fits):
   assert norm(second) < norm(first)
 
 
+@pytest.mark.slow
 def test_fit_defaults_are_fit_settings():
   assert FitSettings._fields == (
     "rank",
@@ -172,6 +173,7 @@ def test_fit_needs_ratings_and_a_key():
     mfjax.fit(0, ratings)
 
 
+@pytest.mark.slow
 def test_ensemble_params_predict_the_average_of_the_models():
   models = [random_params(seed, 6, 5, 3, mean=3.0 + seed) for seed in range(3)]
   stacked = jax.tree.map(lambda *x: jnp.stack(x), *models)
@@ -193,6 +195,7 @@ def test_ensemble_params_of_one_model_says_what_it_expects():
     ensemble.ensemble_params({"user_factors": np.zeros((2, 3, 2))})
 
 
+@pytest.mark.slow
 def test_numpy_scalar_settings_are_taken_as_python_numbers():
   ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 30, 20, 300, 3)
   given = dict(rank=np.int64(2), steps=np.int32(2), ensemble=np.int64(2))
@@ -228,6 +231,7 @@ def test_bucket_sizes_of_movielens_files():
   )
 
 
+@pytest.mark.slow
 def test_two_sizes_in_one_bucket_fit_with_one_program_as_unpadded(split):
   settings = SETTINGS._replace(batch_size=511, steps=5)
   train = split[0]
@@ -256,6 +260,7 @@ def test_two_sizes_in_one_bucket_fit_with_one_program_as_unpadded(split):
     )
 
 
+@pytest.mark.slow
 def test_pad_to_buckets_pads_with_weight_zero_and_keeps_the_data(split):
   train, valid = split
   bucketed = buckets.pad_to_buckets(train, valid)
@@ -278,6 +283,7 @@ def test_pad_to_buckets_pads_with_weight_zero_and_keeps_the_data(split):
   )
 
 
+@pytest.mark.slow
 def test_the_default_batch_size_keeps_about_twenty_batches_an_epoch():
   assert FitSettings().batch_size == buckets.MIN_BATCH_SIZE == 4096
   assert buckets.batch_size_for(buckets.bucket(80000)) == 4096  # MovieLens 100k.
@@ -295,6 +301,7 @@ def test_the_default_batch_size_keeps_about_twenty_batches_an_epoch():
   assert not np.allclose(fitted.members.losses, other.members.losses)
 
 
+@pytest.mark.slow
 def test_fit_given_no_batch_size_takes_batch_size_for_the_padded_length():
   ratings, _ = mfjax.synthetic_ratings(jax.random.key(1), 60, 40, 5000, 2)
   settings = dict(rank=2, steps=2, ensemble=1)
@@ -305,6 +312,7 @@ def test_fit_given_no_batch_size_takes_batch_size_for_the_padded_length():
   chex.assert_trees_all_equal(fitted, whole)
 
 
+@pytest.mark.slow
 def test_fit_works_inside_jit_and_vmap_on_the_data_as_it_is():
   ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 60, 40, 2000, 3)
   settings = dict(rank=3, steps=2, ensemble=1, batch_size=128)
@@ -340,6 +348,7 @@ def test_pad_entries_pads_with_weight_zero_and_refuses_shrinking(split):
     buckets.pad_entries(train, n, n_users=100)
 
 
+@pytest.mark.slow
 def test_a_setting_of_the_other_objective_is_refused_by_name():
   ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 20, 10, 200, 2)
   with pytest.raises(TypeError, match="'nu' is not a setting of solver='adam'"):
@@ -348,6 +357,7 @@ def test_a_setting_of_the_other_objective_is_refused_by_name():
     mfjax.fit(jax.random.key(0), ratings, alpha0=1.0)
 
 
+@pytest.mark.slow
 def test_fit_result_indexes_as_the_0_2_named_tuple():
   ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 20, 10, 200, 2)
   fitted = mfjax.fit(jax.random.key(0), ratings, rank=2, steps=1, ensemble=1)
@@ -389,6 +399,7 @@ def test_a_batch_larger_than_the_data_is_one_batch_of_the_data():
   assert fit_plan.settings.batch_size == len(fit_plan.inputs[1]) >= 9000
 
 
+@pytest.mark.slow
 def test_a_ranking_fit_of_counts_is_the_same_under_jit_and_on_the_host():
   # The host decides "auto" (and reports it); under jit the program decides it
   # from the same values, with the same answer.

@@ -23,6 +23,7 @@ def planted_split():
   return train, test
 
 
+@pytest.mark.slow
 def test_gibbs_fit_returns_the_posterior_mean_and_its_sweeps(planted_split):
   train, test = planted_split
   fitted = mfjax.fit(jax.random.key(0), train, **SMALL)
@@ -43,6 +44,7 @@ def test_gibbs_fit_returns_the_posterior_mean_and_its_sweeps(planted_split):
   assert mfjax.rmse(fitted.best_params, test) < 0.9 * mfjax.rmse(bias_only, test)
 
 
+@pytest.mark.slow
 def test_gibbs_model_serves_saves_and_folds_in(planted_split, tmp_path):
   train, test = planted_split
   fitted = mfjax.fit(jax.random.key(1), train, **SMALL)
@@ -117,6 +119,7 @@ def test_plan_fills_the_gibbs_defaults():
   assert fit_plan.objective == "rating" and fit_plan.bucketed is None
 
 
+@pytest.mark.slow
 def test_a_gibbs_fit_whose_draws_overflow_says_so():
   huge = mfjax.Ratings(
     jnp.array([0, 1, 2, 0]), jnp.array([0, 1, 0, 2]),
@@ -137,6 +140,7 @@ def test_cross_validate_runs_the_gibbs_plan_once_compiled():
   assert result.failures == (None, None, None)
 
 
+@pytest.mark.slow
 def test_cross_validate_with_implicit_terms_pads_the_folds_without_counting_the_pads():
   # Folds padded with weight-0 entries to one shape: the pads must not enter
   # the implicit terms' W (they would shift every padded row's prior mean).

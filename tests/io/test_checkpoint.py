@@ -476,6 +476,7 @@ def _interrupt_a_save(tmp_path, signum):
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=str)
+@pytest.mark.slow
 def test_a_signal_mid_save_leaves_the_old_file_and_the_next_save_cleans_up(
   tmp_path, signum
 ):
@@ -679,6 +680,7 @@ def test_truncated_files_are_rejected_at_every_length(tmp_path):
 
 
 @pytest.mark.parametrize("compressed", [False, True])
+@pytest.mark.slow
 def test_corrupted_bytes_are_rejected_or_harmless(tmp_path, compressed):
   model = Model(_params(), _str_maps(), {"rank": 2}, (1.0, 5.0))
   path, entries = _good(tmp_path, model)
@@ -1397,6 +1399,7 @@ def scratch(tmp_path_factory):
 @pytest.mark.robustness
 @hypothesis_settings(25)
 @given(st.data())
+@pytest.mark.slow
 def test_save_then_load_is_the_identity(scratch, data):
   n_users = data.draw(st.integers(1, 6), label="n_users")
   n_items = data.draw(st.integers(1, 5), label="n_items")

@@ -106,6 +106,7 @@ def test_similar_items_are_the_nearest_by_cosine_against_numpy():
     m.similar_items(30, 7)
 
 
+@pytest.mark.slow
 def test_fold_in_adds_new_users_as_the_index_fold_in_does():
   m = _model(settings={"l2": 2.0, "l2_bias": 0.5})
   folded = m.fold_in(["bea", "bea", "fay"], [20, 70, 10], [5.0, 4.0, 2.0])
@@ -165,6 +166,7 @@ def test_a_model_without_training_pairs_refuses_to_exclude_them():
 
 
 @pytest.mark.parametrize("objective", ["rating", "ranking"])
+@pytest.mark.slow
 def test_fit_result_model_carries_objective_maps_and_training_pairs(objective):
   train, maps = mfjax.ratings_from_arrays(
     ["ann", "ann", "bob", "bob", "cat", "cat"],
@@ -185,6 +187,7 @@ def test_fit_result_model_carries_objective_maps_and_training_pairs(objective):
   assert params is fitted.best_params and members is fitted.members
 
 
+@pytest.mark.slow
 def test_fit_result_model_checks_its_ratings_and_maps():
   train, maps = mfjax.ratings_from_arrays([1, 2, 2], [7, 7, 8], [4.0, 2.0, 5.0])
   fitted = mfjax.fit(jax.random.key(0), train, rank=2, ensemble=1, steps=1)
@@ -208,6 +211,7 @@ def test_rated_pairs_survive_save_and_load(tmp_path):
     mfjax.save(tmp_path / "bad.npz", m._replace(rated=np.array([[5, 0]])))
 
 
+@pytest.mark.slow
 def test_the_0_2_names_n_and_the_rawids_functions_still_work_with_a_warning():
   m = _model()
   with pytest.warns(DeprecationWarning, match="Model.recommend: 'n' is now 'k'"):
@@ -233,6 +237,7 @@ def test_the_0_2_names_n_and_the_rawids_functions_still_work_with_a_warning():
   np.testing.assert_array_equal(rated, folded.rated)
 
 
+@pytest.mark.slow
 def test_a_model_of_no_users_predicts_the_fallback_and_folds_in(tmp_path):
   # Issue 31: an IndexError (and an XLA gather error) came out of every call.
   params = random_params(0, 1, 3, 2)

@@ -297,6 +297,7 @@ def _new_ratings(seed, n_new, n_items, n, empty_user=None):
   )
 
 
+@pytest.mark.slow
 def test_fold_in_matches_numpy_ridge(fold):
   params = _params(13, 10, 30, 4)
   ratings = _new_ratings(14, 6, 30, 80, empty_user=4)
@@ -526,6 +527,7 @@ def test_under_jit_a_nan_score_ranks_last():
   np.testing.assert_array_equal(items[:, :-1], np.argsort(-expected, 1)[:, :4])
 
 
+@pytest.mark.slow
 def test_fold_in_with_l2_zero_is_the_smallest_least_squares_solution():
   params = random_params(2, 1, 8, 4)  # rank 4: 5 unknowns a user.
   # User 0 has 2 ratings (underdetermined), user 1 has 8 (determined).
@@ -548,6 +550,7 @@ def test_fold_in_with_l2_zero_is_the_smallest_least_squares_solution():
     np.testing.assert_allclose(got, solution, rtol=2e-3, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_fold_in_where_float32_cholesky_fails_falls_back_to_least_squares():
   # Rank 32 and a tiny l2, one user with 5,000 ratings of 10 items: in float32
   # the Gram (rank 11 of 33, entries ~500) plus 1e-3 is singular to Cholesky.
@@ -581,6 +584,7 @@ def _row_gradient(params, ratings, l2, objective):
 @pytest.mark.parametrize(
   "confidence, transform", [(0.0, "linear"), (0.7, "linear"), (0.5, "log")]
 )
+@pytest.mark.slow
 def test_ranking_fold_in_is_the_minimum_of_the_ials_loss_over_the_user(
   confidence, transform
 ):
@@ -600,6 +604,7 @@ def test_ranking_fold_in_is_the_minimum_of_the_ials_loss_over_the_user(
   assert np.abs(np.asarray(folded.user_factors)).max() > 0.05
 
 
+@pytest.mark.slow
 def test_ranking_fold_in_per_density_weighs_the_all_pairs_term_by_it():
   params = _params(42, 10, 30, 4)
   ratings = _new_ratings(43, 5, 30, 50)
@@ -610,6 +615,7 @@ def test_ranking_fold_in_per_density_weighs_the_all_pairs_term_by_it():
   np.testing.assert_allclose(gradient, 0, atol=2e-5)
 
 
+@pytest.mark.slow
 def test_a_ranking_models_fold_in_is_within_1e3_of_solving_the_user_in_a_refit():
   """The issue's target: scores of a folded-in user against that user's row
   solved in the training loss of a refit that includes it, the items fixed."""
@@ -690,6 +696,7 @@ def test_ranking_fold_in_refuses_an_undecided_transform_and_negative_counts():
     fold_in(params, ratings, objective=objectives.Ranking(transform="log"))
 
 
+@pytest.mark.slow
 def test_a_ranking_model_of_counts_folds_in_with_the_log_transform_it_fitted():
   plays, maps = mfjax.ratings_from_arrays(
     np.repeat(np.arange(30), 4), np.tile(np.arange(12), 10),
@@ -734,6 +741,7 @@ def test_ranking_fold_in_refuses_ratings_that_weigh_below_zero():
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_ranking_model_folds_in_later_users_at_the_fits_density():
   """Folding in two users one after the other gives the second the same row as
   folding both in at once: the density stays the fit's, not the grown model's."""
@@ -753,6 +761,7 @@ def test_a_ranking_model_folds_in_later_users_at_the_fits_density():
 
 
 @pytest.mark.parametrize("ranking", [False, True])
+@pytest.mark.slow
 def test_fold_in_of_many_users_in_blocks_gives_the_rows_of_one_solve(
   ranking, monkeypatch
 ):
