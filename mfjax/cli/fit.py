@@ -81,10 +81,11 @@ def add_parser(sub) -> None:
 def run(args) -> int:
   """``fit``, after joining the other processes if asked: only process 0
   prints its report and saves the model; every process computes it."""
-  if launch.asks_to_join(args) and args.json:
-    with _json_on_its_own_stdout(args):
-      return _joined_fit(args)
-  return _joined_fit(args)
+  with contextlib.ExitStack() as stack:
+    stack.enter_context(launch.runtime_log_held_back(args))
+    if launch.asks_to_join(args) and args.json:  # After: fd 1 to the filter too.
+      stack.enter_context(_json_on_its_own_stdout(args))
+    return _joined_fit(args)
 
 
 def _joined_fit(args) -> int:

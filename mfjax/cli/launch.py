@@ -98,6 +98,21 @@ def join(args) -> bool:
   return True
 
 
+def runtime_log_held_back(args):
+  """A context in which JAX's C++ log on stderr is held back, when the command
+  line joins other processes: JAX's runtime may abort this process with a
+  stack trace when a peer dies, and one line says so instead
+  (:mod:`mfjax.distributed.logfilter`)."""
+  import contextlib
+
+  if not asks_to_join(args) or (args.num_processes or 2) < 2:
+    return contextlib.nullcontext()
+  from mfjax.distributed import logfilter
+
+  who = "this process" if args.process_id is None else f"process {args.process_id}"
+  return logfilter.held_back(f"mfjax fit: error: {who}")
+
+
 def _sigterm_ends_the_process() -> None:
   """SIGTERM ends ``fit`` again, as it ends any command: JAX's distributed
   runtime installs a preemption notifier that catches SIGTERM and only logs

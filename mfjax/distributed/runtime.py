@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import signal
 import socket
@@ -39,6 +38,12 @@ from jax.sharding import Mesh
 from mfjax import validation
 from mfjax.distributed import parts
 from mfjax.distributed.exchange import Exchange, ProcessExchange, first_failure
+from mfjax.distributed.logfilter import (
+  RAW_LOG_ENV,
+  RUNTIME_LOG,
+  last_words,
+  said_an_error,
+)
 from mfjax.fitting import buckets
 from mfjax.types import IdMaps, Ratings
 
@@ -525,13 +530,12 @@ def launch(
       continue  # The process said why it ended, in its own line.
     # One line for a process that ended without one of its own: killed by a
     # signal, or aborted by JAX's runtime (its log held back).
-    fatal = next((x for x in lines if x[:1] == "F"), None)
-    fatal = fatal or next((x for x in lines if x[:1] == "E"), None)
-    if code < 0 or (code != 0 and fatal):
+    logged = [x for x in lines if x[:1] in ("E", "F")]
+    if code < 0 or (code != 0 and logged):
       runtime = ""
-      if fatal:
+      if logged:
         runtime = (
-          f"; JAX's runtime said: {_log_text(fatal)[:160]} ({len(lines)} lines "
+          f"; JAX's runtime said: {last_words(logged)} ({len(lines)} lines "
           f"of its log held back; {RAW_LOG_ENV}=1 shows them)"
         )
       out.write(
@@ -579,26 +583,6 @@ def _stopped(child: subprocess.Popen) -> bool:
     return False
 
 
-RAW_LOG_ENV = "MFJAX_LAUNCH_RAW_LOG"
-"""Set to 1, :func:`launch` forwards the C++ log lines of JAX's runtime (gloo's
-connections, the coordination service's errors, stack traces) as they come;
-by default it holds them back and says in one line why a process ended."""
-
-
-# Lines of JAX's C++ runtime: absl log lines ("E1207 19:00:45.361 17384
-# file.cc:159] ..."), their stack traces and gRPC details, gloo's connections.
-_RUNTIME_LOG = re.compile(
-  r"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]"
-  r"|\*\*\* Check failure stack trace"
-  r"|\s+@\s+0x[0-9a-f]+"
-  r"|Additional GRPC error information"
-  r"|:UNKNOWN:Error received from peer"
-  r"|terminate called after throwing"
-  r"|\s+what\(\):"
-  r"|\[Gloo\] "
-)
-
-
 def _forward(
   child: subprocess.Popen, index: int, out: IO[str], lock, hidden: list, said: list
 ) -> None:
@@ -606,19 +590,14 @@ def _forward(
   runtime's log in ``hidden``; notes in ``said`` an error line of mfjax's."""
   raw = os.environ.get(RAW_LOG_ENV) == "1"
   for line in child.stdout:
-    if not raw and _RUNTIME_LOG.match(line):
+    if not raw and RUNTIME_LOG.match(line):
       hidden.append(line.rstrip("\n"))
       continue
-    if line.startswith("mfjax") and ": error: " in line:
+    if said_an_error(line):
       said.append(True)
     with lock:
       out.write(f"[{index}] {line}")
       out.flush()
-
-
-def _log_text(line: str) -> str:
-  """An absl log line without its prefix (level, time, thread, file)."""
-  return line.split("] ", 1)[1] if "] " in line[:80] else line
 
 
 def _ending(code: int) -> str:

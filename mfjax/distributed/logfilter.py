@@ -1,0 +1,203 @@
+"""Holds back JAX's C++ runtime log on a joined process's stderr; one line instead.
+
+A process of a joined fit whose peer dies is often ended by JAX's coordination
+service: an abort (exit 134) with ``Terminating process because the JAX
+distributed service detected fatal errors`` and some thirty lines of C++ stack
+trace, and gloo prints its connections on the way. ``mfjax launch`` holds these
+back in its own forwarding; a process started by hand (``--coordinator``)
+passes its stderr through this filter instead (:func:`held_back`), which runs as
+a script in a child process, so that it outlives an abort of the process it
+filters: it forwards every other line as it comes (progress bars included),
+holds back the runtime's lines, and at the end, when the runtime ended the
+process and mfjax had not said why, writes one line in mfjax's words.
+
+This module imports only the standard library: the filter starts in a few
+milliseconds and never imports JAX.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+
+RAW_LOG_ENV = "MFJAX_LAUNCH_RAW_LOG"
+"""Set to 1, JAX's runtime log is shown as it comes, by ``mfjax launch`` and by
+the filter of a process started by hand; by default it is held back and one
+line says why a process ended."""
+
+# Lines of JAX's C++ runtime: absl log lines ("E1207 19:00:45.361 17384
+# file.cc:159] ..."), their stack traces and gRPC details, gloo's connections.
+RUNTIME_LOG = re.compile(
+  r"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]"
+  r"|\*\*\* Check failure stack trace"
+  r"|\s+@\s+0x[0-9a-f]+"
+  r"|Additional GRPC error information"
+  r"|:UNKNOWN:Error received from peer"
+  r"|terminate called after throwing"
+  r"|\s+what\(\):"
+  r"|\[Gloo\] "
+)
+
+_FATAL = re.compile(r"F\d{4} |\*\*\* Check failure|terminate called")
+
+
+def log_text(line: str) -> str:
+  """An absl log line without its prefix (level, time, thread, file)."""
+  return line.split("] ", 1)[1] if "] " in line[:80] else line
+
+
+def said_an_error(line: str) -> bool:
+  """Whether ``line`` is mfjax's own one-line error (``mfjax fit: error: ...``)."""
+  return line.startswith("mfjax") and ": error: " in line
+
+
+def last_words(held: list[str]) -> str:
+  """What the runtime said when it ended the process: its first fatal line,
+  else its first error line, without the absl prefix (at most 160 characters)."""
+  fatal = next((x for x in held if x[:1] == "F"), None)
+  fatal = fatal or next((x for x in held if x[:1] == "E"), None)
+  text = log_text(fatal or held[0]).strip()
+  return text if len(text) <= 160 else text[:157].rstrip() + "..."
+
+
+@contextlib.contextmanager
+def held_back(label: str) -> Iterator[None]:
+  """Passes this process's stderr (file descriptor 2) through the filter
+  meanwhile; puts it back at the end, where the filter ends too.
+
+  The filter is a child process in its own session (a terminal's Ctrl-C goes
+  to this process only), reading a pipe until every writer has closed it: at
+  the end of the block, or when this process ends, however it ends (an abort
+  included). Nothing changes when :data:`RAW_LOG_ENV` is 1, or where no file
+  descriptors or processes can be made. ``label`` starts the filter's own
+  line, e.g. ``"mfjax fit: error: process 1"``.
+  """
+  filter_ = None if os.environ.get(RAW_LOG_ENV) == "1" else _start(label)
+  if filter_ is None:
+    yield
+    return
+  child, saved = filter_
+  try:
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)  # The pipe's last writer closes: the filter reads its end.
+    os.close(saved)
+    try:
+      child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+      child.kill()
+      child.wait()
+
+
+def _start(label: str) -> tuple[subprocess.Popen, int] | None:
+  """The filter's process and a copy of the stderr it writes to; file
+  descriptor 2 now writes to the filter. None where that could not be done."""
+  sys.stderr.flush()
+  try:
+    saved = os.dup(2)
+  except OSError:
+    return None
+  try:
+    read, write = os.pipe()
+  except OSError:
+    os.close(saved)
+    return None
+  try:
+    child = subprocess.Popen(
+      [sys.executable, "-S", "-I", os.path.abspath(__file__), label],
+      stdin=read,
+      stdout=saved,  # The process's stderr as it was.
+      stderr=subprocess.DEVNULL,
+      start_new_session=True,
+    )
+  except OSError:
+    os.close(saved)
+    os.close(write)
+    return None
+  finally:
+    os.close(read)
+  os.dup2(write, 2)
+  os.close(write)
+  return child, saved
+
+
+# A line's start that may begin one of the runtime's lines: held until the line
+# is whole. Any other start is forwarded at once (a progress bar's "\rmfjax
+# train: 40%|...", drawn before its line ends).
+_MAY_BE_RUNTIME = tuple(b"IWEF*[:At \t")
+_RUNTIME_LOG = re.compile(RUNTIME_LOG.pattern.encode())
+# Where the runtime's thread starts a line after the start of a progress bar.
+_WITHIN = re.compile(
+  rb"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]|\*\*\* Check fail"
+)
+# Lines that are mfjax's own, after the start of a runtime error's record in
+# the same read: its message may span lines ("... INTERNAL: ...", "The tasks
+# have crashed ...", "RPC: ..."), all of them held back.
+_OURS = (b"mfjax", b"\r", b"Traceback")
+
+
+def run(read, write, label: str) -> None:
+  """Forwards what ``read()`` gives (bytes; ``b""`` at the end) to ``write``
+  line by line, a line ending in ``\n`` or ``\r``; holds back the runtime's
+  lines (and the lines that continue its error records); then the one line,
+  where the runtime ended the process."""
+  held, said, pending, passed, last, record = [], False, b"", b"", b"\n", False
+
+  def forward(data: bytes) -> None:
+    nonlocal last
+    write(data)
+    last = data
+
+  while chunk := read():
+    *lines, pending = re.split(rb"(?<=[\r\n])", pending + chunk)
+    record = False  # A record is one write: its lines come in one read.
+    for line in lines:
+      started, passed = passed, b""  # What of this line went out already.
+      found = _RUNTIME_LOG.match(line) or _WITHIN.search(line)
+      if found:
+        # Whole, or written by the runtime's thread after a bar's start: that
+        # line then stays open, and the next bar (or the last line) starts anew.
+        forward(line[: found.start()]) if found.start() else None
+        held.append(line[found.start() :].decode(errors="replace").rstrip("\r\n"))
+        record = held[-1][:1] in ("E", "F") or record and found.start() == 0
+        continue
+      if record and not line.startswith(_OURS):
+        held.append(line.decode(errors="replace").rstrip("\r\n"))
+        continue
+      record = False
+      said = said or said_an_error((started + line).decode(errors="replace"))
+      forward(line)
+    if pending and pending[0] not in _MAY_BE_RUNTIME:
+      forward(pending)  # The start of a line that is not the runtime's.
+      passed, pending = passed + pending, b""
+  if pending and not (record or _RUNTIME_LOG.match(pending)):
+    forward(pending)
+  if said or not any(_FATAL.match(x) for x in held):
+    return
+  write(
+    (b"" if last.endswith(b"\n") else b"\n")  # After a progress bar, a new line.
+    + f"{label}: JAX's runtime ended it: {last_words(held)} ({len(held)} lines of "
+    f"its log held back; {RAW_LOG_ENV}=1 shows them)\n".encode()
+  )
+
+
+def main(argv: list[str]) -> None:
+  label = argv[1] if len(argv) > 1 else "mfjax: error"
+
+  def write(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+  try:
+    run(lambda: os.read(0, 65536), write, label)
+  except (BrokenPipeError, KeyboardInterrupt):  # Nowhere left to write to.
+    pass
+
+
+if __name__ == "__main__":
+  main(sys.argv)
