@@ -6,6 +6,7 @@ sparse matrix, each with raw ids of any type turned into indices and
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import jax
 import numpy as np
@@ -280,6 +281,12 @@ def ratings_from_sparse(
     scale: the rating scale; a stored value outside it is an error. (No scale
       is inferred: ``Ratings`` carry none.)
 
+  Warns:
+    UserWarning: a million empty rows (or columns) or more, and more of them
+      than rows with ratings (:data:`EMPTY_WARNING`): their users are trained
+      and stored all the same; ids that are sparse labels belong in
+      :func:`ratings_from_arrays`.
+
   Raises:
     TypeError: not a SciPy sparse matrix, or values that are not numbers.
     ValueError: a stored value that is not finite or outside ``scale``, no
@@ -311,6 +318,8 @@ def ratings_from_sparse(
   rows, cols = np.asarray(coo.row), np.asarray(coo.col)
   where = lambda k: f"entry ({rows[k]}, {cols[k]})"
   check_values(where, values, scale, ValueError)
+  _warn_of_empty("rows", n_users, 1 + np.count_nonzero(np.diff(rows)))  # Sorted.
+  _warn_of_empty("columns", n_items, np.unique(cols).size)
   return Ratings(
     jax.device_put(rows.astype(np.int32)),
     jax.device_put(cols.astype(np.int32)),
@@ -318,3 +327,22 @@ def ratings_from_sparse(
     n_users=n_users,
     n_items=n_items,
   )
+
+
+EMPTY_WARNING = 1_000_000
+""":func:`ratings_from_sparse` warns of a matrix with at least this many empty
+rows (or columns), and more empty ones than full: each is a user (or item)
+whose factors are trained, stored and saved all the same."""
+
+
+def _warn_of_empty(what: str, size: int, occupied: int) -> None:
+  empty = size - occupied
+  if empty >= EMPTY_WARNING and empty > occupied:
+    warnings.warn(
+      f"matrix has {size:,} {what} but only {occupied:,} hold ratings: each of "
+      f"the {empty:,} empty ones is a {'user' if what == 'rows' else 'item'} "
+      "whose factors are trained, stored and saved all the same. For ids that "
+      "are sparse labels, pass the stored entries' ids to "
+      "mfjax.ratings_from_arrays, which numbers only the ids that occur.",
+      stacklevel=3,
+    )

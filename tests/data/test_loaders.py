@@ -1334,6 +1334,32 @@ def test_ratings_from_arrays_refuses_bad_input(args, kwargs, error, match):
     mfjax.ratings_from_arrays(*args, **kwargs)
 
 
+def test_a_sparse_matrix_of_mostly_empty_rows_or_columns_says_so():
+  import scipy.sparse
+
+  from mfjax.data.arrays import EMPTY_WARNING
+
+  # Issue 31: 5M empty users were trained and took 17 GB without a word.
+  n = EMPTY_WARNING + 3
+  entries = ([4.0, 3.0, 5.0], ([0, 10, n - 1], [0, 1, 2]))
+  with pytest.warns(UserWarning, match=f"{n:,} rows but only 3 hold ratings") as seen:
+    ratings = mfjax.ratings_from_sparse(scipy.sparse.coo_matrix(entries, shape=(n, 3)))
+  assert ratings.n_users == n and "ratings_from_arrays" in str(seen[0].message)
+  assert seen[0].filename == __file__  # Where the caller called it.
+  flipped = (entries[0], entries[1][::-1])
+  with pytest.warns(UserWarning, match=f"{n:,} columns .* each of the {n - 3:,} empty"):
+    mfjax.ratings_from_sparse(scipy.sparse.csr_matrix(flipped, shape=(3, n)))
+  # As many empty ones as full, or fewer than the threshold: no word.
+  half = ([1.0] * n, (np.arange(n) * 2 % (2 * n), np.zeros(n, int)))
+  for matrix in (
+    scipy.sparse.coo_matrix(half, shape=(2 * n, 1)),
+    scipy.sparse.coo_matrix(
+      (entries[0], ([0, 10, EMPTY_WARNING - 1], [0, 1, 2])), shape=(EMPTY_WARNING, 3)
+    ),
+  ):
+    mfjax.ratings_from_sparse(matrix)  # filterwarnings = error: none comes.
+
+
 def test_ratings_from_sparse_keeps_entries_and_shape():
   import scipy.sparse  # jax depends on SciPy, so it is always there.
 
