@@ -581,7 +581,7 @@ def read_columns(
       if text.strip() or (text and not last):
         text = text if text.endswith("\n") else text + "\n"
         parsed = parse(path, number, text, sep, layout)
-        if numeric and spelling.scans and _may_spell_ids_oddly(text, sep):
+        if numeric and spelling.scans and spelling.may_be_odd(text, sep, layout):
           spelling.scan(path, number, text, sep, layout)
         for column, part in zip(parts, parsed, strict=True):
           column.append(part)
@@ -616,7 +616,7 @@ def caller_stacklevel() -> int:
 
 
 class IdSpellingWarning(UserWarning):
-  """Integer ids spelled otherwise than plainly (``007``, ``+7``, ``7e0``):
+  """Integer ids spelled otherwise than plainly (``007``, ``+7``, ``7e0``, ``7.0``):
   they are read as the integer, so ``007`` and ``7`` are one id. Given once
   per file, naming the first such line."""
 
@@ -643,13 +643,48 @@ def _may_spell_ids_oddly(text: str, sep: str | None) -> bool:
   return bool(np.any(at_start & (after >= 48) & (after <= 57)))
 
 
+def _point_in_ids(text: str, sep: str | None, fields: tuple[int, int]) -> bool:
+  """Whether a decimal point of ``text`` lies in one of these ``fields`` of
+  its line (``7.0`` for the id 7), as NumPy finds it: a half-star rating's
+  point is no alarm, and such a block is not read line by line."""
+  raw = np.frombuffer(text.encode("latin-1", "replace"), np.uint8)
+  points = np.flatnonzero(raw == 46)
+  if not len(points):
+    return False
+  if sep is None:  # A run of blanks is one separator.
+    blank = (raw == 32) | (raw == 9)
+    starts = np.flatnonzero(blank[1:] & ~blank[:-1]) + 1
+  else:  # Where the separator starts ("::" counts once).
+    code = np.frombuffer(sep.encode("latin-1", "replace"), np.uint8)
+    n = len(raw) - len(code) + 1
+    starts = np.flatnonzero(
+      np.logical_and.reduce([raw[j : n + j] == c for j, c in enumerate(code)])
+    )
+  newlines = np.flatnonzero(raw == 10)
+  line = np.searchsorted(newlines, points)  # The line of each point,
+  line_start = np.where(line > 0, newlines[line - 1] + 1, 0)  # where it starts,
+  field = np.searchsorted(starts, points) - np.searchsorted(starts, line_start)
+  return bool(np.isin(field, fields).any())  # and its field there.
+
+
 class _Spelling:
   """Looks for an id spelled oddly until it warns once, or until 8 blocks the
   cheap look flagged had none (their other columns hold signs or letters:
-  reading every line of every block would double the parse)."""
+  reading every line of every block would double the parse). A decimal point
+  in an id (``7.0``) is looked for in the first 8 blocks that hold a point
+  (4 MiB each: a half-star file's ratings all do)."""
 
   def __init__(self):
     self.scans = 8
+    self.point_looks = 8  # Blocks looked at for a point in an id (a NumPy pass).
+
+  def may_be_odd(self, text, sep, layout) -> bool:
+    if _may_spell_ids_oddly(text, sep):
+      return True
+    if self.point_looks <= 0 or "." not in text:
+      return False
+    self.point_looks -= 1
+    return _point_in_ids(text, sep, (layout.user, layout.item))
 
   def scan(self, path, number, text, sep, layout) -> None:
     if _warn_of_odd_id(path, number, text, sep, layout):

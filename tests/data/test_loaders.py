@@ -1843,12 +1843,28 @@ def test_an_id_spelled_otherwise_than_plainly_is_said_to_merge(odd, plain):
   assert maps.items.tolist() == sorted([int(plain), 8])  # One id, as said.
 
 
+@pytest.mark.parametrize(
+  "sep, lead", [("\t", ""), (",", ""), ("::", ""), (" ", ""), ("  ", "  ")]
+)
+def test_an_id_with_a_decimal_point_is_said_to_merge_beside_half_star_ratings(
+  sep, lead
+):
+  # Issue 31: `7.0` and `7` merged without a word, where `007` was caught: a
+  # point was no alarm, since ratings hold points too.
+  rows = [("1", "7", "4.5", "11.5"), ("2", "8", "3.5", "12.5"), ("7.0", "9", "5", "1")]
+  text = "".join(lead + sep.join(row) + "\n" for row in rows)
+  with pytest.warns(textparse.IdSpellingWarning, match=":3: id '7.0' is read as the"):
+    _, maps = mfjax.load_ratings(io.StringIO(text))
+  assert maps.users.tolist() == [1, 2, 7]
+
+
 def test_plain_ids_ratings_with_leading_zeros_and_decimals_give_no_spelling_warning():
-  text = "1\t7\t04\t0881250949\n10\t100\t3.5\t881250949\n"
+  text = "1\t7\t04\t0881250949\n10\t100\t3.5\t881250949.5\n"
   with warnings.catch_warnings():
     warnings.simplefilter("error", textparse.IdSpellingWarning)
-    ratings, _ = mfjax.load_ratings(io.StringIO(text))
-  assert len(ratings) == 2
+    for sep in ("\t", ",", "::", " "):  # Points in the ratings and timestamps.
+      ratings, _ = mfjax.load_ratings(io.StringIO(text.replace("\t", sep)))
+      assert len(ratings) == 2
 
 
 @pytest.mark.parametrize("duplicates", ["last", "mean"])
