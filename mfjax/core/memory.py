@@ -255,20 +255,23 @@ def concrete_arrays(tree) -> list:
 
 
 def warn_if_too_big(params, data, *, optimizer, batch_size, chunk_size) -> None:
-  """``train``'s memory check: warn when the estimate exceeds the device memory.
+  """``train``'s memory check: warn when the estimate exceeds the memory.
 
-  Host side, at trace time. Sparse data only. Ratings sharded over ``d`` devices
-  are checked against ``d`` times one device's memory (a coarse check: the
-  tables are replicated).
+  Host side, at trace time. Sparse data only. The room is :func:`bytes_limit`:
+  a GPU's memory, or for a CPU the host's (or ``ulimit -v``). Ratings sharded
+  over ``d`` accelerators are checked against ``d`` times one's memory (a
+  coarse check: the tables are replicated); CPU devices share the host's.
   """
   if not isinstance(data, Ratings):
     return
   arrays = concrete_arrays(data)
   devices = arrays[0].sharding.device_set if arrays else None
-  limit = device_bytes_limit(next(iter(devices)) if devices else None)
+  device = next(iter(devices)) if devices else jax.devices()[0]
+  limit = bytes_limit(device)
   if limit is None:
     return
-  limit *= len(devices) if devices else 1
+  on_cpu = getattr(device, "platform", None) == "cpu"
+  limit *= len(devices) if devices and not on_cpu else 1
   n_users, n_items, rank = validation.check_params(params, formula=params.formula)
   estimate = memory_estimate(
     len(data),
@@ -284,7 +287,8 @@ def warn_if_too_big(params, data, *, optimizer, batch_size, chunk_size) -> None:
   if estimate > limit:
     warnings.warn(
       f"train needs about {_human(estimate)} (mfjax.core.memory.memory_estimate) "
-      f"but the device has {_human(limit)}: give chunk_size= (full-batch "
+      f"but the {'host' if on_cpu else 'device'} has {_human(limit)}: give "
+      "chunk_size= (full-batch "
       "steps in chunks) or batch_size=, or shard the ratings over more devices.",
       MemoryWarning,
       stacklevel=3,

@@ -147,9 +147,10 @@ def train(
   equals one device's up to the order of float sums.
 
   Before tracing, ``train`` compares :func:`mfjax.core.memory.memory_estimate` with
-  the memory the device reports (``memory_stats()["bytes_limit"]``; CPUs report
-  none) and warns with :class:`mfjax.core.memory.MemoryWarning` when it would not
-  fit; ``chunk_size`` or ``batch_size`` then bound the memory.
+  the room (:func:`mfjax.core.memory.bytes_limit`: the memory a GPU reports, or
+  for a CPU the host's memory or ``ulimit -v``) and warns with
+  :class:`mfjax.core.memory.MemoryWarning` when it would not fit; ``chunk_size``
+  or ``batch_size`` then bound the memory.
 
   Called outside ``jit``, ``train`` runs its array work (after the host checks)
   as one compiled program per shape and settings, kept for the next call

@@ -90,6 +90,25 @@ def test_train_warns_when_the_estimate_exceeds_device_memory(monkeypatch):
   assert issubclass(memory.MemoryWarning, UserWarning)
 
 
+def test_train_on_a_cpu_warns_against_the_hosts_memory(monkeypatch):
+  # Issue 31: train() checked only what a GPU reports, and a CPU reports none.
+  import resource
+
+  ratings = _ratings()
+  params = random_params(1, 12, 9, 3)
+  needed = memory.memory_estimate(50, 12, 9, 3)
+  assert memory.device_bytes_limit(jax.devices("cpu")[0]) is None
+  soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+  monkeypatch.setattr(  # The address-space limit, as ``ulimit -v`` sets it.
+    resource,
+    "getrlimit",
+    lambda kind: (needed - 1, hard) if kind == resource.RLIMIT_AS else (soft, hard),
+  )
+  assert memory.bytes_limit(jax.devices("cpu")[0]) == needed - 1
+  with pytest.warns(memory.MemoryWarning, match=r"but the host has .*chunk_size"):
+    mfjax.train(params, jax.device_put(ratings, jax.devices("cpu")[0]), steps=1)
+
+
 def test_warn_if_too_big_sizes_the_given_settings(monkeypatch):
   ratings = _ratings()
   params = random_params(1, 12, 9, 3)
