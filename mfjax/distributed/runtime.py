@@ -526,8 +526,9 @@ def launch(
   for thread in threads:
     thread.join()
   for index, (code, lines) in enumerate(zip(codes, hidden, strict=True)):
-    if said[index] and code >= 0:
-      continue  # The process said why it ended, in its own line.
+    if said[index]:
+      continue  # The process said why it ended, in its own line (its log
+      # filter's included, where JAX's runtime aborted it).
     # One line for a process that ended without one of its own: killed by a
     # signal, or aborted by JAX's runtime (its log held back).
     logged = [x for x in lines if x[:1] in ("E", "F")]
