@@ -110,7 +110,16 @@ def runtime_log_held_back(args):
   from mfjax.distributed import logfilter
 
   who = "this process" if args.process_id is None else f"process {args.process_id}"
-  return logfilter.held_back(f"mfjax fit: error: {who}")
+  # Once JAX's runtime has started, the filter stays until the process ends:
+  # the runtime shuts down at exit, after mfjax's last line, and may abort there.
+  return logfilter.held_back(f"mfjax fit: error: {who}", until_exit=_runtime_started)
+
+
+def _runtime_started() -> bool:
+  import jax
+
+  started = getattr(jax.distributed, "is_initialized", None)
+  return bool(started and started())
 
 
 def _sigterm_ends_the_process() -> None:

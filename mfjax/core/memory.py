@@ -259,8 +259,8 @@ def warn_if_too_big(params, data, *, optimizer, batch_size, chunk_size) -> None:
 
   Host side, at trace time. Sparse data only. The room is :func:`bytes_limit`:
   a GPU's memory, or for a CPU the host's (or ``ulimit -v``). Ratings sharded
-  over ``d`` accelerators are checked against ``d`` times one's memory (a
-  coarse check: the tables are replicated); CPU devices share the host's.
+  over ``d`` accelerators (or CPUs of ``d`` hosts) are checked against ``d``
+  times one's memory (a coarse check: the tables are replicated).
   """
   if not isinstance(data, Ratings):
     return
@@ -271,7 +271,8 @@ def warn_if_too_big(params, data, *, optimizer, batch_size, chunk_size) -> None:
   if limit is None:
     return
   on_cpu = getattr(device, "platform", None) == "cpu"
-  limit *= len(devices) if devices and not on_cpu else 1
+  if devices:  # A CPU device shares its host's memory with the host's others.
+    limit *= len({d.process_index for d in devices} if on_cpu else devices)
   n_users, n_items, rank = validation.check_params(params, formula=params.formula)
   estimate = memory_estimate(
     len(data),
@@ -288,8 +289,8 @@ def warn_if_too_big(params, data, *, optimizer, batch_size, chunk_size) -> None:
     warnings.warn(
       f"train needs about {_human(estimate)} (mfjax.core.memory.memory_estimate) "
       f"but the {'host' if on_cpu else 'device'} has {_human(limit)}: give "
-      "chunk_size= (full-batch "
-      "steps in chunks) or batch_size=, or shard the ratings over more devices.",
+      "chunk_size= (full-batch steps in chunks) or batch_size=, or shard the "
+      f"ratings over more {'hosts' if on_cpu else 'devices'}.",
       MemoryWarning,
       stacklevel=3,
     )

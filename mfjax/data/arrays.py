@@ -318,8 +318,8 @@ def ratings_from_sparse(
   rows, cols = np.asarray(coo.row), np.asarray(coo.col)
   where = lambda k: f"entry ({rows[k]}, {cols[k]})"
   check_values(where, values, scale, ValueError)
-  _warn_of_empty("rows", n_users, 1 + np.count_nonzero(np.diff(rows)))  # Sorted.
-  _warn_of_empty("columns", n_items, np.unique(cols).size)
+  _warn_of_empty("rows", n_users, _distinct(rows))
+  _warn_of_empty("columns", n_items, _distinct(cols))
   return Ratings(
     jax.device_put(rows.astype(np.int32)),
     jax.device_put(cols.astype(np.int32)),
@@ -333,6 +333,14 @@ EMPTY_WARNING = 1_000_000
 """:func:`ratings_from_sparse` warns of a matrix with at least this many empty
 rows (or columns), and more empty ones than full: each is a user (or item)
 whose factors are trained, stored and saved all the same."""
+
+
+def _distinct(x: np.ndarray) -> int:
+  """How many values ``x`` holds: by its runs where sorted (as SciPy's
+  ``sum_duplicates`` leaves rows), else by ``np.unique``."""
+  if np.all(x[1:] >= x[:-1]):
+    return 1 + int(np.count_nonzero(np.diff(x)))
+  return int(np.unique(x).size)
 
 
 def _warn_of_empty(what: str, size: int, occupied: int) -> None:

@@ -651,9 +651,9 @@ def _point_in_ids(text: str, sep: str | None, fields: tuple[int, int]) -> bool:
   points = np.flatnonzero(raw == 46)
   if not len(points):
     return False
-  if sep is None:  # A run of blanks is one separator.
+  if sep is None:  # A run of blanks is one separator; none starts a line.
     blank = (raw == 32) | (raw == 9)
-    starts = np.flatnonzero(blank[1:] & ~blank[:-1]) + 1
+    starts = np.flatnonzero(blank[1:] & ~blank[:-1] & (raw[:-1] != 10)) + 1
   else:  # Where the separator starts ("::" counts once).
     code = np.frombuffer(sep.encode("latin-1", "replace"), np.uint8)
     n = len(raw) - len(code) + 1
@@ -662,7 +662,7 @@ def _point_in_ids(text: str, sep: str | None, fields: tuple[int, int]) -> bool:
     )
   newlines = np.flatnonzero(raw == 10)
   line = np.searchsorted(newlines, points)  # The line of each point,
-  line_start = np.where(line > 0, newlines[line - 1] + 1, 0)  # where it starts,
+  line_start = np.concatenate(([0], newlines + 1))[line]  # where it starts,
   field = np.searchsorted(starts, points) - np.searchsorted(starts, line_start)
   return bool(np.isin(field, fields).any())  # and its field there.
 

@@ -4,7 +4,9 @@ exchange between processes, each process's part of a ratings file, and launch.
 Owns: :mod:`~mfjax.distributed.runtime` (start-up, rendezvous, mesh, reading
 the ratings over processes, launch), :mod:`~mfjax.distributed.exchange` (the
 exchange between processes and their first failure) and
-:mod:`~mfjax.distributed.parts` (each process's part of a ratings file). This
+:mod:`~mfjax.distributed.parts` (each process's part of a ratings file) and
+:mod:`~mfjax.distributed.logfilter` (JAX's C++ log held back on a joined
+process's stderr, one line instead). This
 face also re-exports what ``mfjax.distributed`` held in 0.2.
 
 May import: :mod:`mfjax.data`, :mod:`mfjax.fitting`, :mod:`mfjax.core` and

@@ -3,8 +3,8 @@
 A process of a joined fit whose peer dies is often ended by JAX's coordination
 service: an abort (exit 134) with ``Terminating process because the JAX
 distributed service detected fatal errors`` and some thirty lines of C++ stack
-trace, and gloo prints its connections on the way. ``mfjax launch`` holds these
-back in its own forwarding; a process started by hand (``--coordinator``)
+trace. ``mfjax launch`` holds these back in its own forwarding (gloo's
+connection lines too); a process started by hand (``--coordinator``)
 passes its stderr through this filter instead (:func:`held_back`), which runs as
 a script in a child process, so that it outlives an abort of the process it
 filters: it forwards every other line as it comes (progress bars included),
@@ -22,18 +22,30 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+__all__ = [
+  "RAW_LOG_ENV",
+  "RUNTIME_LOG",
+  "held_back",
+  "last_words",
+  "log_text",
+  "said_an_error",
+  "run",
+]
 
 RAW_LOG_ENV = "MFJAX_LAUNCH_RAW_LOG"
 """Set to 1, JAX's runtime log is shown as it comes, by ``mfjax launch`` and by
 the filter of a process started by hand; by default it is held back and one
 line says why a process ended."""
 
-# Lines of JAX's C++ runtime: absl log lines ("E1207 19:00:45.361 17384
-# file.cc:159] ..."), their stack traces and gRPC details, gloo's connections.
+# An absl log line's prefix ("E1207 19:00:45.361 17384 file.cc:159] ", or
+# before absl's clock is set "E0000 00:00:1733501234.567 17384 file.cc:159] ").
+_ABSL = r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]"
+# Lines of JAX's C++ runtime: absl log lines, their stack traces and gRPC
+# details, gloo's connections.
 RUNTIME_LOG = re.compile(
-  r"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]"
-  r"|\*\*\* Check failure stack trace"
+  _ABSL + r"|\*\*\* Check failure stack trace"
   r"|\s+@\s+0x[0-9a-f]+"
   r"|Additional GRPC error information"
   r"|:UNKNOWN:Error received from peer"
@@ -42,7 +54,7 @@ RUNTIME_LOG = re.compile(
   r"|\[Gloo\] "
 )
 
-_FATAL = re.compile(r"F\d{4} |\*\*\* Check failure|terminate called")
+_FATAL = re.compile(r"F\d{4} \d|\*\*\* Check failure|terminate called")
 
 
 def log_text(line: str) -> str:
@@ -58,25 +70,28 @@ def said_an_error(line: str) -> bool:
 def last_words(held: list[str]) -> str:
   """What the runtime said when it ended the process: its first fatal line,
   else its first error line, without the absl prefix (at most 160 characters)."""
-  fatal = next((x for x in held if x[:1] == "F"), None)
-  fatal = fatal or next((x for x in held if x[:1] == "E"), None)
+  fatal = next((x for x in held if re.match(r"F\d{4} \d", x)), None)
+  fatal = fatal or next((x for x in held if re.match(r"E\d{4} \d", x)), None)
   text = log_text(fatal or held[0]).strip()
   return text if len(text) <= 160 else text[:157].rstrip() + "..."
 
 
 @contextlib.contextmanager
-def held_back(label: str) -> Iterator[None]:
+def held_back(label: str, until_exit: Callable[[], bool] = bool) -> Iterator[None]:
   """Passes this process's stderr (file descriptor 2) through the filter
-  meanwhile; puts it back at the end, where the filter ends too.
+  meanwhile; puts it back at the end, where the filter ends too, unless
+  ``until_exit()`` is then true: the filter then stays until this process ends
+  (a runtime that shuts down at exit, and may abort there).
 
   The filter is a child process in its own session (a terminal's Ctrl-C goes
   to this process only), reading a pipe until every writer has closed it: at
   the end of the block, or when this process ends, however it ends (an abort
-  included). Nothing changes when :data:`RAW_LOG_ENV` is 1, or where no file
-  descriptors or processes can be made. ``label`` starts the filter's own
-  line, e.g. ``"mfjax fit: error: process 1"``.
+  included). Nothing changes when :data:`RAW_LOG_ENV` is 1, off POSIX, or
+  where no file descriptors or processes can be made. ``label`` starts the
+  filter's own line, e.g. ``"mfjax fit: error: process 1"``.
   """
-  filter_ = None if os.environ.get(RAW_LOG_ENV) == "1" else _start(label)
+  raw = os.environ.get(RAW_LOG_ENV) == "1" or os.name != "posix"
+  filter_ = None if raw else _start(label)
   if filter_ is None:
     yield
     return
@@ -84,14 +99,21 @@ def held_back(label: str) -> Iterator[None]:
   try:
     yield
   finally:
-    sys.stderr.flush()
-    os.dup2(saved, 2)  # The pipe's last writer closes: the filter reads its end.
-    os.close(saved)
-    try:
-      child.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-      child.kill()
-      child.wait()
+    if until_exit():
+      _KEPT.append(child)  # Ends with this process; its pipe closes then.
+      os.close(saved)
+    else:
+      sys.stderr.flush()
+      os.dup2(saved, 2)  # The pipe's last writer closes: the filter reads its end.
+      os.close(saved)
+      try:
+        child.wait(timeout=10)
+      except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+_KEPT: list = []
 
 
 def _start(label: str) -> tuple[subprocess.Popen, int] | None:
@@ -111,8 +133,8 @@ def _start(label: str) -> tuple[subprocess.Popen, int] | None:
     child = subprocess.Popen(
       [sys.executable, "-S", "-I", os.path.abspath(__file__), label],
       stdin=read,
-      stdout=saved,  # The process's stderr as it was.
-      stderr=subprocess.DEVNULL,
+      stdout=saved,  # The process's stderr as it was,
+      stderr=saved,  # and the filter's own, should it fail.
       start_new_session=True,
     )
   except OSError:
@@ -132,26 +154,35 @@ def _start(label: str) -> tuple[subprocess.Popen, int] | None:
 _MAY_BE_RUNTIME = tuple(b"IWEF*[:At \t")
 _RUNTIME_LOG = re.compile(RUNTIME_LOG.pattern.encode())
 # Where the runtime's thread starts a line after the start of a progress bar.
-_WITHIN = re.compile(
-  rb"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]|\*\*\* Check fail"
-)
+_WITHIN = re.compile(_ABSL.encode() + rb"|\*\*\* Check fail")
 # Lines that are mfjax's own, after the start of a runtime error's record in
 # the same read: its message may span lines ("... INTERNAL: ...", "The tasks
 # have crashed ...", "RPC: ..."), all of them held back.
 _OURS = (b"mfjax", b"\r", b"Traceback")
+_KEEP_LINES = 1000  # Lines taken for a record's, written out if none was fatal.
 
 
 def run(read, write, label: str) -> None:
   """Forwards what ``read()`` gives (bytes; ``b""`` at the end) to ``write``
   line by line, a line ending in ``\n`` or ``\r``; holds back the runtime's
   lines (and the lines that continue its error records); then the one line,
-  where the runtime ended the process."""
-  held, said, pending, passed, last, record = [], False, b"", b"", b"\n", False
+  where the runtime ended the process. Lines taken for a record's are written
+  at the end when nothing was fatal (a Python warning read with a record)."""
+  pending, passed, last, record = b"", b"", b"\n", False
+  said, fatal, n_held, shown, continued = False, False, 0, [], []
 
   def forward(data: bytes) -> None:
     nonlocal last
     write(data)
     last = data
+
+  def hold(text: str) -> None:
+    nonlocal n_held, fatal
+    n_held += 1
+    fatal = fatal or bool(_FATAL.match(text))
+    level = re.match(r"([EF])\d{4} \d", text)  # For last_words: the first
+    if level and not any(x[:1] == level[1] for x in shown):  # error and fatal.
+      shown.append(text)
 
   while chunk := read():
     *lines, pending = re.split(rb"(?<=[\r\n])", pending + chunk)
@@ -159,15 +190,24 @@ def run(read, write, label: str) -> None:
     for line in lines:
       started, passed = passed, b""  # What of this line went out already.
       found = _RUNTIME_LOG.match(line) or _WITHIN.search(line)
+      if found and said_an_error(
+        (started + line[: found.start()]).decode("ascii", "replace")
+      ):
+        found = None  # mfjax's own error line, quoting a log line.
       if found:
         # Whole, or written by the runtime's thread after a bar's start: that
         # line then stays open, and the next bar (or the last line) starts anew.
-        forward(line[: found.start()]) if found.start() else None
-        held.append(line[found.start() :].decode(errors="replace").rstrip("\r\n"))
-        record = held[-1][:1] in ("E", "F") or record and found.start() == 0
+        if found.start():
+          forward(line[: found.start()])
+        hold(line[found.start() :].decode(errors="replace").rstrip("\r\n"))
+        record = line[found.start() : found.start() + 1] in (b"E", b"F") or (
+          record and not found.start()
+        )
         continue
       if record and not line.startswith(_OURS):
-        held.append(line.decode(errors="replace").rstrip("\r\n"))
+        hold(line.decode(errors="replace").rstrip("\r\n"))
+        if len(continued) < _KEEP_LINES:
+          continued.append(line)
         continue
       record = False
       said = said or said_an_error((started + line).decode(errors="replace"))
@@ -177,13 +217,21 @@ def run(read, write, label: str) -> None:
       passed, pending = passed + pending, b""
   if pending and not (record or _RUNTIME_LOG.match(pending)):
     forward(pending)
-  if said or not any(_FATAL.match(x) for x in held):
+  if not fatal:
+    for line in continued:
+      forward(line)
+  if said or not fatal:
     return
   write(
     (b"" if last.endswith(b"\n") else b"\n")  # After a progress bar, a new line.
-    + f"{label}: JAX's runtime ended it: {last_words(held)} ({len(held)} lines of "
-    f"its log held back; {RAW_LOG_ENV}=1 shows them)\n".encode()
+    + f"{label}: JAX's runtime ended it: {last_words(shown or ['?'])} ({n_held} "
+    f"lines of its log held back; {RAW_LOG_ENV}=1 shows them)\n".encode()
   )
+
+
+def _copy(read, write) -> None:
+  while data := read():
+    write(data)
 
 
 def main(argv: list[str]) -> None:
@@ -193,10 +241,17 @@ def main(argv: list[str]) -> None:
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
 
+  read = lambda: os.read(0, 65536)
   try:
-    run(lambda: os.read(0, 65536), write, label)
+    run(read, write, label)
   except (BrokenPipeError, KeyboardInterrupt):  # Nowhere left to write to.
     pass
+  except Exception:  # A bug of this filter must not cost the process its stderr.
+    import traceback
+
+    traceback.print_exc()
+    with contextlib.suppress(OSError, KeyboardInterrupt):
+      _copy(read, write)
 
 
 if __name__ == "__main__":

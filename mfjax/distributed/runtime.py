@@ -526,7 +526,7 @@ def launch(
   for thread in threads:
     thread.join()
   for index, (code, lines) in enumerate(zip(codes, hidden, strict=True)):
-    if said[index]:
+    if said[index] and (code >= 0 or code == -signal.SIGABRT):
       continue  # The process said why it ended, in its own line (its log
       # filter's included, where JAX's runtime aborted it).
     # One line for a process that ended without one of its own: killed by a

@@ -1856,6 +1856,13 @@ def test_an_id_with_a_decimal_point_is_said_to_merge_beside_half_star_ratings(
   with pytest.warns(textparse.IdSpellingWarning, match=":3: id '7.0' is read as the"):
     _, maps = mfjax.load_ratings(io.StringIO(text))
   assert maps.users.tolist() == [1, 2, 7]
+  # In the item column, and on the last line without its newline.
+  rows[2] = ("3", "8.0", "5", "1")
+  text = "".join(lead + sep.join(row) + "\n" for row in rows)
+  for last in (text, text.rstrip("\n")):
+    with pytest.warns(textparse.IdSpellingWarning, match=":3: id '8.0' is read"):
+      _, maps = mfjax.load_ratings(io.StringIO(last))
+    assert maps.items.tolist() == [7, 8]
 
 
 def test_plain_ids_ratings_with_leading_zeros_and_decimals_give_no_spelling_warning():

@@ -88,6 +88,35 @@ def test_the_lines_of_a_runtime_record_read_together_are_held_back_with_it():
     ), chunks
 
 
+def test_lines_read_with_an_error_record_come_out_when_nothing_was_fatal():
+  error = b"E1208 03:10:45.362310   17384 gloo.cc:12] a connection closed\n"
+  warning = b"/x/y.py:3: UserWarning: something\n"
+  assert _text(_filtered([error + warning, b"ok\n"])) == "ok\n" + warning.decode()
+  # With a fatal record, they are part of the runtime's log held back.
+  text = _text(_filtered([error + warning, FATAL]))
+  assert "UserWarning" not in text and "(3 lines of its log held back" in text
+
+
+def test_mfjaxs_error_quoting_a_log_line_passes_whole_and_is_the_only_line():
+  error = b"mfjax fit: error: t.tsv:3: bad line 'E1207 19:00:45.361 17384 f.cc:1] x'\n"
+  text = _text(_filtered([error, FATAL, TRACE]))
+  assert text == error.decode()
+
+
+def test_the_one_line_quotes_the_fatal_line_after_error_lines():
+  errors = [b"E1208 03:10:4%d.0 17384 c.cc:1] error %d\n" % (k, k) for k in range(3)]
+  text = _text(_filtered([*errors, FATAL, TRACE]))
+  assert "JAX's runtime ended it: Terminating process because" in text, text
+
+
+def test_the_log_of_a_runtime_before_its_clock_is_set_is_held_back():
+  early = b"E0000 00:00:1733501234.567890   17384 init.cc:12] could not reach it\n"
+  fatal = FATAL.replace(b"F1208 03:10:45.362310", b"F0000 00:00:1733501234.567890")
+  text = _text(_filtered([early, fatal, TRACE]))
+  assert text.startswith("mfjax fit: error: process 1: JAX's runtime ended it: T")
+  assert "could not reach" not in text and "(4 lines" in text
+
+
 def test_a_log_without_a_fatal_line_adds_nothing():
   error_line = b"E1208 03:10:45.362310   17384 gloo.cc:12] a connection closed\n"
   assert _text(_filtered([GLOO, error_line, b"ok\n"])) == "ok\n"
@@ -106,12 +135,12 @@ def test_after_a_bar_with_no_line_end_the_line_starts_a_new_line():
     assert "F1208" not in text, chunks
 
 
-def _script(tmp_path, body):
+def _script(tmp_path, body, until_exit="bool"):
   script = tmp_path / "filtered.py"
   script.write_text(
     "import os, sys\n"
     "from mfjax.distributed import logfilter\n"
-    "with logfilter.held_back('mfjax fit: error: process 0'):\n"
+    f"with logfilter.held_back('mfjax fit: error: process 0', {until_exit}):\n"
     "  print('mfjax: before', file=sys.stderr, flush=True)\n"
     f"  os.write(2, {FATAL + TRACE!r})\n" + body
   )
@@ -134,6 +163,7 @@ def test_the_filter_outlives_an_abort_of_the_process_it_filters(tmp_path):
   assert b"Check failure stack trace" in raw.stderr
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux's /proc")
 def test_stderr_is_put_back_and_the_filter_done_at_the_end_of_the_block(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != logfilter.RAW_LOG_ENV}
   argv = _script(
@@ -150,3 +180,20 @@ def test_stderr_is_put_back_and_the_filter_done_at_the_end_of_the_block(tmp_path
     "2",
     "3",
   ]  # No fd left.
+
+
+def test_the_filter_stays_to_the_end_of_a_process_whose_runtime_shuts_down_at_exit(
+  tmp_path,
+):
+  # JAX's runtime shuts down at exit, after mfjax's last line, and may abort
+  # there: until_exit keeps the filter in front of stderr to the end.
+  env = {k: v for k, v in os.environ.items() if k != logfilter.RAW_LOG_ENV}
+  body = "  pass\nprint('mfjax fit: done', file=sys.stderr, flush=True)\n"
+  body += f"os.write(2, {TRACE!r})\nos.abort()\n"
+  argv = _script(tmp_path, body, until_exit="lambda: True")
+  done = subprocess.run(argv, env=env, capture_output=True, timeout=60)
+  assert done.returncode == -6
+  lines = done.stderr.decode().splitlines()
+  assert lines[:2] == ["mfjax: before", "mfjax fit: done"], lines
+  assert lines[2].startswith("mfjax fit: error: process 0: JAX's runtime ended it: ")
+  assert len(lines) == 3 and "0x7f3a" not in done.stderr.decode(), lines
