@@ -27,6 +27,7 @@ __all__ = [
   "memory_estimate",
   "device_bytes_limit",
   "bytes_limit",
+  "CGROUP_LIMITS",
   "check_room",
   "warn_if_too_big",
 ]
@@ -199,11 +200,30 @@ def device_bytes_limit(device=None) -> int | None:
   return int(stats["bytes_limit"])
 
 
+CGROUP_LIMITS = (
+  "/sys/fs/cgroup/memory.max",  # cgroup v2 ("max": no limit)
+  "/sys/fs/cgroup/memory/memory.limit_in_bytes",  # cgroup v1
+)
+"""Where a container's memory limit is read (:func:`bytes_limit`)."""
+
+
+def _cgroup_limit() -> int | None:
+  """The memory limit of this process's container (its cgroup), or None."""
+  for path in CGROUP_LIMITS:
+    try:
+      with open(path) as f:
+        text = f.read(64).strip()
+    except OSError:
+      continue
+    return int(text) if text.isdigit() else None
+  return None
+
+
 def bytes_limit(device=None) -> int | None:
   """The memory arrays on ``device`` may take: what a GPU reports
-  (:func:`device_bytes_limit`), and for a CPU the host's physical memory, or
-  the process's address-space limit (``ulimit -v``) when lower; None when
-  neither is known."""
+  (:func:`device_bytes_limit`), and for a CPU the lowest of the host's
+  physical memory, the process's address-space limit (``ulimit -v``) and its
+  container's memory limit (:data:`CGROUP_LIMITS`); None when none is known."""
   device = jax.devices()[0] if device is None else device
   limit = device_bytes_limit(device)
   if limit is not None or getattr(device, "platform", None) != "cpu":
@@ -221,6 +241,7 @@ def bytes_limit(device=None) -> int | None:
       limits.append(soft)
   except (ImportError, AttributeError, ValueError, OSError):
     pass
+  limits.append(_cgroup_limit() or 0)
   limits = [n for n in limits if n > 0]
   return min(limits) if limits else None
 

@@ -133,7 +133,33 @@ def test_a_cpu_has_the_hosts_memory_or_the_address_space_limit_as_its_room():
   host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
   soft = resource.getrlimit(resource.RLIMIT_AS)[0]
   expected = host if soft == resource.RLIM_INFINITY else min(host, soft)
+  for path in memory.CGROUP_LIMITS:  # The container's, where one is set.
+    if os.path.exists(path):
+      with open(path) as f:
+        text = f.read().strip()
+      expected = min(expected, int(text)) if text.isdigit() else expected
+      break
   assert memory.bytes_limit(jax.devices("cpu")[0]) == expected
+
+
+def test_a_cpu_in_a_container_has_the_containers_memory_as_its_room(
+  tmp_path, monkeypatch
+):
+  # A container's limit (cgroup) is below the host's memory: a fit the host
+  # could hold was killed by the container instead of refused in one line.
+  cpu = jax.devices("cpu")[0]
+  v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+  monkeypatch.setattr(memory, "CGROUP_LIMITS", (str(v2), str(v1)))
+  unlimited = memory.bytes_limit(cpu)  # Neither file: no container limit.
+  v1.write_text("1000000\n")
+  assert memory.bytes_limit(cpu) == 1_000_000
+  v2.write_text("max\n")  # v2 first: "max" is no limit, whatever v1 says.
+  assert memory.bytes_limit(cpu) == unlimited
+  v2.write_text(f"{2 * unlimited}\n")  # Above the host's: the host's.
+  assert memory.bytes_limit(cpu) == unlimited
+  with pytest.raises(ValueError, match=r"this needs at least .* host has 1\.0 MB"):
+    v2.write_text("1000000\n")
+    memory.check_room(2_000_000, "this", "advice", cpu)
 
 
 def test_check_room_refuses_what_cannot_fit_and_passes_what_can():
