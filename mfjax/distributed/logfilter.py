@@ -55,6 +55,13 @@ RUNTIME_LOG = re.compile(
 )
 
 _FATAL = re.compile(r"F\d{4} \d|\*\*\* Check failure|terminate called")
+_LEVEL = re.compile(r"([EF])\d{4} \d")
+
+
+def _level(line: str) -> str | None:
+  """``"E"`` or ``"F"`` for an absl error or fatal line, else None."""
+  level = _LEVEL.match(line)
+  return level and level[1]
 
 
 def log_text(line: str) -> str:
@@ -70,9 +77,9 @@ def said_an_error(line: str) -> bool:
 def last_words(held: list[str]) -> str:
   """What the runtime said when it ended the process: its first fatal line,
   else its first error line, without the absl prefix (at most 160 characters)."""
-  fatal = next((x for x in held if re.match(r"F\d{4} \d", x)), None)
-  fatal = fatal or next((x for x in held if re.match(r"E\d{4} \d", x)), None)
-  text = log_text(fatal or held[0]).strip()
+  first = next((x for x in held if _level(x) == "F"), None)
+  first = first or next((x for x in held if _level(x) == "E"), held[0])
+  text = log_text(first).strip()
   return text if len(text) <= 160 else text[:157].rstrip() + "..."
 
 
@@ -178,45 +185,49 @@ def run(read, write, label: str) -> None:
 
   def hold(text: str) -> None:
     nonlocal n_held, fatal
-    n_held += 1
     fatal = fatal or bool(_FATAL.match(text))
-    level = re.match(r"([EF])\d{4} \d", text)  # For last_words: the first
-    if level and not any(x[:1] == level[1] for x in shown):  # error and fatal.
+    level = _level(text)  # For last_words: the first line, error and fatal.
+    if not n_held or (level and level not in map(_level, shown)):
       shown.append(text)
+    n_held += 1
+
+  def take(line: bytes) -> None:
+    """One line (its start already forwarded, where ``passed`` holds it)."""
+    nonlocal passed, record, said
+    started, passed = passed, b""
+    found = _RUNTIME_LOG.match(line) or _WITHIN.search(line)
+    if found and said_an_error(
+      (started + line[: found.start()]).decode("ascii", "replace")
+    ):
+      found = None  # mfjax's own error line, quoting a log line.
+    if found:
+      # Whole, or written by the runtime's thread after a bar's start: that
+      # line then stays open, and the next bar (or the last line) starts anew.
+      if found.start():
+        forward(line[: found.start()])
+      hold(line[found.start() :].decode(errors="replace").rstrip("\r\n"))
+      record = line[found.start() : found.start() + 1] in (b"E", b"F") or (
+        record and not found.start()
+      )
+    elif record and not line.startswith(_OURS):
+      hold(line.decode(errors="replace").rstrip("\r\n"))
+      if len(continued) < _KEEP_LINES:
+        continued.append(line)
+    else:
+      record = False
+      said = said or said_an_error((started + line).decode(errors="replace"))
+      forward(line)
 
   while chunk := read():
     *lines, pending = re.split(rb"(?<=[\r\n])", pending + chunk)
     record = False  # A record is one write: its lines come in one read.
     for line in lines:
-      started, passed = passed, b""  # What of this line went out already.
-      found = _RUNTIME_LOG.match(line) or _WITHIN.search(line)
-      if found and said_an_error(
-        (started + line[: found.start()]).decode("ascii", "replace")
-      ):
-        found = None  # mfjax's own error line, quoting a log line.
-      if found:
-        # Whole, or written by the runtime's thread after a bar's start: that
-        # line then stays open, and the next bar (or the last line) starts anew.
-        if found.start():
-          forward(line[: found.start()])
-        hold(line[found.start() :].decode(errors="replace").rstrip("\r\n"))
-        record = line[found.start() : found.start() + 1] in (b"E", b"F") or (
-          record and not found.start()
-        )
-        continue
-      if record and not line.startswith(_OURS):
-        hold(line.decode(errors="replace").rstrip("\r\n"))
-        if len(continued) < _KEEP_LINES:
-          continued.append(line)
-        continue
-      record = False
-      said = said or said_an_error((started + line).decode(errors="replace"))
-      forward(line)
+      take(line)
     if pending and pending[0] not in _MAY_BE_RUNTIME:
       forward(pending)  # The start of a line that is not the runtime's.
       passed, pending = passed + pending, b""
-  if pending and not (record or _RUNTIME_LOG.match(pending)):
-    forward(pending)
+  if pending:  # The last line, without its line end.
+    take(pending)
   if not fatal:
     for line in continued:
       forward(line)
@@ -224,7 +235,7 @@ def run(read, write, label: str) -> None:
     return
   write(
     (b"" if last.endswith(b"\n") else b"\n")  # After a progress bar, a new line.
-    + f"{label}: JAX's runtime ended it: {last_words(shown or ['?'])} ({n_held} "
+    + f"{label}: JAX's runtime ended it: {last_words(shown)} ({n_held} "
     f"lines of its log held back; {RAW_LOG_ENV}=1 shows them)\n".encode()
   )
 

@@ -117,6 +117,19 @@ def test_the_log_of_a_runtime_before_its_clock_is_set_is_held_back():
   assert "could not reach" not in text and "(4 lines" in text
 
 
+def test_the_last_line_without_its_line_end_is_taken_as_any_other():
+  error = b"E1208 03:10:45.362310   17384 gloo.cc:12] a connection closed\n"
+  # Read with a non-fatal record: held, then written out (it was lost).
+  assert _text(_filtered([error + b"a last word"])) == "a last word"
+  # The runtime's: held, and fatal (no line was written for it).
+  lines = _text(_filtered([b"ok\n", TRACE.split(b"\n")[0]])).splitlines()
+  assert lines == [
+    "ok",
+    "mfjax fit: error: process 1: JAX's runtime ended it: *** Check failure stack "
+    "trace: *** (1 lines of its log held back; MFJAX_LAUNCH_RAW_LOG=1 shows them)",
+  ]
+
+
 def test_a_log_without_a_fatal_line_adds_nothing():
   error_line = b"E1208 03:10:45.362310   17384 gloo.cc:12] a connection closed\n"
   assert _text(_filtered([GLOO, error_line, b"ok\n"])) == "ok\n"
