@@ -14,12 +14,17 @@ scoring):
 4. ``mfjax demo`` with the cache filled by an earlier demo, against the same;
 5. and 6. the same two for ``mfjax demo --notebook`` (the seed notebook's replay);
 7. the README Quickstart's first Python block as a fresh script, empty cache
-   (no peer: its target is 5 s).
+   (no peer: its target is 5 s);
+8. the floor under pair 1: ``python -c "import jax"``, and
+   ``benchmarks/jax_floor.py`` (the smallest JAX fit of u1 as a whole process:
+   full-batch Adam in one small program, no mfjax), each against the same
+   Surprise script.
 
 Prints each command's median and minimum and the ratio of the medians, with
 the load average before and after.
 
 Usage: python benchmarks/cold_start.py [--data ../shared/data/ml-100k] [--repeats 5]
+         [--pairs fit,demo,notebook,quickstart,floor]
        python benchmarks/run.py cold_start [--quick] [...]
 
 Needs the ``bench`` extra (scikit-surprise, torch); without a peer's package
@@ -102,6 +107,12 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--data", type=Path, default=None)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument(
+    "--pairs",
+    type=lambda text: set(text.split(",")),
+    default={"fit", "demo", "notebook", "quickstart", "floor"},
+    help="which of fit, demo, notebook, quickstart, floor to time (default: all)",
+  )
   args = parser.parse_args()
   data = str(harness.data_dir(args.data))
   peers = ("scikit-surprise", "torch")
@@ -120,50 +131,56 @@ def main():
     "surprise", [sys.executable, str(HERE / "surprise_fit.py"), data, split]
   )
   torch_script = peer("torch", [sys.executable, str(HERE / "torch_notebook.py")])
-  out["fit u1, empty cache vs Surprise u1"] = pair(
-    "fit u1, empty cache vs Surprise u1", fit("u1"), surprise("u1"), args.repeats
-  )
-  out["fit ua, cache filled by u1 vs Surprise ua"] = pair(
-    "fit ua, cache filled by u1 vs Surprise ua",
-    fit("ua"),
-    surprise("ua"),
-    args.repeats,
-    prepare=fit("u1"),
-  )
-  demo = [*MFJAX, "demo"]
-  out["demo, empty cache vs torch script"] = pair(
-    "demo, empty cache vs torch script", demo, torch_script, args.repeats
-  )
-  out["demo, cache filled vs torch script"] = pair(
-    "demo, cache filled vs torch script",
-    demo,
-    torch_script,
-    args.repeats,
-    prepare=demo,
-  )
-  notebook = [*MFJAX, "demo", "--notebook"]
-  out["demo --notebook, empty cache vs torch script"] = pair(
-    "demo --notebook, empty cache vs torch script",
-    notebook,
-    torch_script,
-    args.repeats,
-  )
-  out["demo --notebook, cache filled vs torch script"] = pair(
-    "demo --notebook, cache filled vs torch script",
-    notebook,
-    torch_script,
-    args.repeats,
-    prepare=notebook,
-  )
-  with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
-    script.write(quickstart())
-  try:
-    out["README Quickstart's first block"] = pair(
-      "README Quickstart's first block", [sys.executable, script.name], None,
+  if "fit" in args.pairs:
+    out["fit u1, empty cache vs Surprise u1"] = pair(
+      "fit u1, empty cache vs Surprise u1", fit("u1"), surprise("u1"), args.repeats
+    )
+    out["fit ua, cache filled by u1 vs Surprise ua"] = pair(
+      "fit ua, cache filled by u1 vs Surprise ua",
+      fit("ua"),
+      surprise("ua"),
       args.repeats,
-    )  # fmt: skip
-  finally:
-    os.unlink(script.name)
+      prepare=fit("u1"),
+    )
+  if "floor" in args.pairs:
+    out["import jax alone vs Surprise u1"] = pair(
+      "import jax alone vs Surprise u1",
+      [sys.executable, "-c", "import jax"],
+      surprise("u1"),
+      args.repeats,
+    )
+    out["JAX's smallest fit of u1 vs Surprise u1"] = pair(
+      "JAX's smallest fit of u1 vs Surprise u1",
+      [sys.executable, str(HERE / "jax_floor.py"), data, "u1"],
+      surprise("u1"),
+      args.repeats,
+    )
+  demo = [*MFJAX, "demo"]
+  notebook = [*MFJAX, "demo", "--notebook"]
+  for name, command in (("demo", demo), ("notebook", notebook)):
+    if name not in args.pairs:
+      continue
+    label = " ".join(command[3:])
+    out[f"{label}, empty cache vs torch script"] = pair(
+      f"{label}, empty cache vs torch script", command, torch_script, args.repeats
+    )
+    out[f"{label}, cache filled vs torch script"] = pair(
+      f"{label}, cache filled vs torch script",
+      command,
+      torch_script,
+      args.repeats,
+      prepare=command,
+    )
+  if "quickstart" in args.pairs:
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as script:
+      script.write(quickstart())
+    try:
+      out["README Quickstart's first block"] = pair(
+        "README Quickstart's first block", [sys.executable, script.name], None,
+        args.repeats,
+      )  # fmt: skip
+    finally:
+      os.unlink(script.name)
   print(f"load after {os.getloadavg()}")
   record.write()
 

@@ -81,6 +81,11 @@ SUITES = {
     "weighing play counts in the ranking fit: none, linear, log (synthetic)",
     ("--seeds", "1", "--kinds", "indep", "--quick"),
   ),
+  "ranking_rank_rule": Suite(
+    "ranking_rank_rule.py",
+    "the ranking fit's rank and l2 against implicit's ALS on synthetic implicit files",
+    ("--files", "s100k", "--ranks", "32", "--no-implicit"),
+  ),
   "ranking_alpha0_grid": Suite(
     "ranking_alpha0_grid.py",
     "validation NDCG of alpha0 x l2 by file shape",
