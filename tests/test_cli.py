@@ -506,6 +506,25 @@ def test_fit_of_one_rating_value_exits_2_suggesting_the_ranking_objective(
   assert not (tmp_path / "m.npz").exists()
 
 
+@pytest.mark.slow  # Two fits compile (3 s); fitting/test_ensemble checks the note.
+def test_a_fit_whose_l2_leaves_one_dimension_says_so_and_reports_it(capsys, tmp_path):
+  train = _ratings_csv(tmp_path)
+  fit = ["fit", str(train), "--objective", "ranking", "--rank", "4", "--steps", "2"]
+  assert cli.main([*fit, "--l2", "30", "--json"]) == 0
+  captured = capsys.readouterr()
+  report = json.loads(captured.out)
+  assert report["effective_rank"] <= 1 and report["rank"] == 4
+  warning = [line for line in captured.err.splitlines() if "warning" in line]
+  assert len(warning) == 1, captured.err
+  assert warning[0].startswith("mfjax fit: warning: the fitted factors keep ")
+  assert "of their 4 dimensions: the others shrank" in warning[0]
+  assert "A smaller --l2 keeps more (this fit's is 30," in warning[0]
+  assert cli.main([*fit, "--json"]) == 0  # The default l2 keeps them.
+  captured = capsys.readouterr()
+  assert json.loads(captured.out)["effective_rank"] > 1
+  assert "warning" not in captured.err
+
+
 @pytest.mark.slow  # Several seconds of compiling on 2 CPU cores.
 def test_ranking_fit_saves_its_objective_and_lists_every_user(capsys, tmp_path):
   train = _ratings_csv(tmp_path)

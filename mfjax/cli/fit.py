@@ -158,6 +158,7 @@ def _fit_here(args) -> int:
 
   import mfjax
   from mfjax.core import training
+  from mfjax.fitting.plan import kept_rank
 
   common.check_output_path("--save", args.save, _inputs(args))
   ranking = args.objective == "ranking"
@@ -170,6 +171,7 @@ def _fit_here(args) -> int:
   fitted, compile_seconds, fit_seconds = _timed(fit_plan, args.progress)
   results, params = fitted.members, fitted.best_params
   failure = training.failure(results)
+  effective_rank, collapsed = kept_rank(params, fit_plan.settings, "--l2")
   report = {"objective": args.objective, "solver": common.solver(args)}
   facts = dict(
     fit_seconds=fit_seconds,
@@ -181,6 +183,7 @@ def _fit_here(args) -> int:
     n_items=train.n_items,
     n_duplicates=maps.n_duplicates,
     **settings,
+    effective_rank=effective_rank,
     diverged=bool(np.any(np.asarray(results.diverged_step) >= 0)),
     failure=failure,
   )
@@ -213,6 +216,8 @@ def _fit_here(args) -> int:
   report.update(facts, **saved)
   common.print_report(report)
   common.note_unranked(report, threshold)
+  if collapsed:
+    print(f"mfjax fit: warning: {collapsed}", file=sys.stderr)
   if args.json:
     common.emit_json(args, report)
   common.check_training(args, failure)

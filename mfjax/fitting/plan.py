@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -23,7 +24,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from mfjax import validation
-from mfjax.core import memory, objectives
+from mfjax.core import memory, metrics, objectives
 from mfjax.core.training import TrainResult
 from mfjax.fitting import buckets
 from mfjax.fitting.ensemble import (
@@ -49,7 +50,7 @@ from mfjax.settings import (
 )
 from mfjax.types import IdMaps, Params, Ratings
 
-__all__ = ["FitResult", "FitPlan", "plan", "fit"]
+__all__ = ["FitResult", "FitPlan", "plan", "fit", "kept_rank"]
 
 
 @functools.partial(
@@ -534,8 +535,41 @@ def fit(
     confidence_transform=confidence_transform, samples=samples, burn_in=burn_in,
     max_rank=max_rank, implicit=implicit,
   )  # fmt: skip
-  return plan(
+  fit_plan = plan(
     key, ratings, objective=objective, solver=solver, validation_data=validation_data,
     patience=patience, scale=scale, progress=progress, one_device=one_device,
     **settings,
-  ).run()  # fmt: skip
+  )  # fmt: skip
+  result = fit_plan.run()
+  if validation.is_concrete(result.best_params.user_factors):
+    _, note = kept_rank(result.best_params, fit_plan.settings)
+    if note:
+      warnings.warn(note, UserWarning, stacklevel=2)
+  return result
+
+
+def kept_rank(
+  params: Params, settings: Any, l2_name: str = "l2"
+) -> tuple[int, str | None]:
+  """``(effective rank, note)`` of a fit's params: how many factor dimensions
+  carry weight (:func:`mfjax.core.metrics.effective_rank`), and what to tell
+  the user when that is 1 or 0 of a larger rank (else None). :func:`fit` warns
+  with the note and ``mfjax fit`` reports both. Fits without an ``l2`` (Gibbs)
+  get no note, and neither does a fit that diverged (effective rank -1).
+
+  Args:
+    params: the fitted (concrete) :class:`mfjax.Params`.
+    settings: the fit's settings (``FitPlan.settings``).
+    l2_name: how the caller spells the setting (``--l2`` on the command line).
+  """
+  rank = params.user_factors.shape[1]
+  kept = int(metrics.effective_rank(params))
+  if not 0 <= kept <= 1 or rank < 2 or not hasattr(settings, "l2"):
+    return kept, None
+  return kept, (
+    f"the fitted factors keep {kept} of their {rank} dimensions: the others "
+    f"shrank to zero, so every user's list is nearly the same"
+    f"{'' if kept else ' (the biases alone order it)'}. A smaller {l2_name} keeps "
+    f"more (this fit's is {float(settings.l2):g}, the default "
+    f"{type(settings)().l2:g}), unless the data hold no more structure."
+  )

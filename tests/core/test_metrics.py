@@ -380,3 +380,46 @@ def test_popularity_params_rank_items_by_training_count():
     metrics.popularity_params(np.ones((2, 2)))
   with pytest.raises(ValueError, match="rank must be an int >= 1"):
     metrics.popularity_params(train, rank=0)
+
+
+def _numpy_effective_rank(params, rtol):
+  scores = (
+    np.asarray(params.user_factors, np.float64)
+    @ np.asarray(params.item_factors, np.float64).T
+  )
+  singular = np.linalg.svd(scores, compute_uv=False)
+  return int(np.sum(singular >= rtol * singular[0])) if singular[0] > 0 else 0
+
+
+@pytest.mark.parametrize("planted", [0, 1, 2, 5, 8])
+def test_effective_rank_counts_the_planted_dimensions_as_numpy_does(planted):
+  rng = np.random.default_rng(planted)
+  # Rank-8 tables whose product has rank `planted`, with a spread of sizes.
+  users = rng.normal(size=(40, planted)) * np.geomspace(1, 0.05, planted)
+  users = users @ rng.normal(size=(planted, 8))
+  params = random_params(planted, 40, 30, rank=8)._replace(
+    user_factors=jnp.asarray(users, jnp.float32)
+  )
+  for rtol in (0.01, 0.1):
+    want = _numpy_effective_rank(params, rtol)
+    assert int(metrics.effective_rank(params, rtol=rtol)) == want
+    traced = jax.jit(lambda p, r=rtol: metrics.effective_rank(p, rtol=r))(params)
+    assert int(traced) == want
+    assert want <= planted and (want > 0) == (planted > 0)
+
+
+def test_effective_rank_of_zero_factors_is_0_and_bad_rtol_is_refused():
+  params = random_params(0, 6, 5, rank=4)
+  zero = params._replace(item_factors=jnp.zeros_like(params.item_factors))
+  assert int(metrics.effective_rank(zero)) == 0
+  assert int(jax.jit(metrics.effective_rank)(zero)) == 0
+  diverged = params._replace(user_factors=params.user_factors.at[0, 0].set(jnp.nan))
+  assert int(metrics.effective_rank(diverged)) == -1
+  assert int(jax.jit(metrics.effective_rank)(diverged)) == -1
+  for rtol in (0, 1, -0.5, 2.0):
+    with pytest.raises(ValueError, match="rtol must be in"):
+      metrics.effective_rank(params, rtol=rtol)
+  with pytest.raises(TypeError, match="rtol"):
+    metrics.effective_rank(params, rtol="0.1")
+  with pytest.raises(TypeError, match="mfjax.Params"):
+    metrics.effective_rank((params.user_factors, params.item_factors))

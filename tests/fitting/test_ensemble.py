@@ -3,6 +3,7 @@ ensemble_params."""
 
 import dataclasses
 import inspect
+import warnings
 
 import chex
 import jax
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import mfjax
-from mfjax.core import training
+from mfjax.core import metrics, training
 from mfjax.fitting import buckets, ensemble, plan
 from mfjax.fitting.ensemble import FitSettings
 from tests.conftest import planted_matrix, random_params
@@ -400,6 +401,8 @@ def test_a_batch_larger_than_the_data_is_one_batch_of_the_data():
 
 
 @pytest.mark.slow
+# Counts weighed alike leave this tiny rank-2 model one dimension (fit warns so).
+@pytest.mark.filterwarnings("ignore:the fitted factors keep 1 of their 2")
 def test_a_ranking_fit_of_counts_is_the_same_under_jit_and_on_the_host():
   # The host decides "auto" (and reports it); under jit the program decides it
   # from the same values, with the same answer.
@@ -420,3 +423,27 @@ def test_a_ranking_fit_of_counts_is_the_same_under_jit_and_on_the_host():
     mfjax.fit(jax.random.key(1), plays, objective="ranking", confidence_transform="x")
   with pytest.raises(ValueError, match="confidence_transform applies to objective"):
     mfjax.fit(jax.random.key(1), plays, confidence_transform="log")
+
+
+def test_a_ranking_fit_whose_l2_leaves_one_dimension_warns_and_the_default_does_not():
+  # The frequency-scaled L2 shrinks whole dimensions to zero: a large one leaves
+  # a model that gives every user nearly the same list.
+  ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 60, 40, 1500, 3)
+  fit = lambda **kw: mfjax.fit(
+    jax.random.key(1), ratings, objective="ranking", rank=6, steps=4, **kw
+  )
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # No warning at the default l2.
+    kept = int(metrics.effective_rank(fit().best_params))
+  assert kept > 1
+  with pytest.warns(UserWarning, match=r"keep [01] of their 6 dimensions: the others"):
+    collapsed = fit(l2=30.0)
+  assert int(metrics.effective_rank(collapsed.best_params)) <= 1
+  settings = plan.plan(
+    jax.random.key(1), ratings, objective="ranking", rank=6, l2=30.0
+  ).settings
+  kept_now, note = plan.kept_rank(collapsed.best_params, settings, "--l2")
+  assert (
+    kept_now <= 1
+    and "smaller --l2 keeps more (this fit's is 30, the default 0.01)" in note
+  )
