@@ -516,7 +516,7 @@ def test_a_fit_whose_l2_leaves_one_dimension_says_so_and_reports_it(capsys, tmp_
   assert report["effective_rank"] <= 1 and report["rank"] == 4
   warning = [line for line in captured.err.splitlines() if "warning" in line]
   assert len(warning) == 1, captured.err
-  assert warning[0].startswith("mfjax fit: warning: the fitted factors keep ")
+  assert warning[0].startswith("warning: the fitted factors keep ")  # Human text.
   assert "of their 4 dimensions: the others shrank" in warning[0]
   assert "A smaller --l2 keeps more (this fit's is 30," in warning[0]
   assert cli.main([*fit, "--json"]) == 0  # The default l2 keeps them.

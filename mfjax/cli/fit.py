@@ -171,7 +171,6 @@ def _fit_here(args) -> int:
   fitted, compile_seconds, fit_seconds = _timed(fit_plan, args.progress)
   results, params = fitted.members, fitted.best_params
   failure = training.failure(results)
-  effective_rank, collapsed = kept_rank(params, fit_plan.settings, "--l2")
   report = {"objective": args.objective, "solver": common.solver(args)}
   facts = dict(
     fit_seconds=fit_seconds,
@@ -183,7 +182,6 @@ def _fit_here(args) -> int:
     n_items=train.n_items,
     n_duplicates=maps.n_duplicates,
     **settings,
-    effective_rank=effective_rank,
     diverged=bool(np.any(np.asarray(results.diverged_step) >= 0)),
     failure=failure,
   )
@@ -213,11 +211,12 @@ def _fit_here(args) -> int:
       raise
   report.update(scores())
   threshold = report.get("threshold", args.threshold)
-  report.update(facts, **saved)
+  effective_rank, collapsed = kept_rank(params, fit_plan.settings, "--l2")
+  report.update(facts, effective_rank=effective_rank, **saved)
   common.print_report(report)
   common.note_unranked(report, threshold)
-  if collapsed:
-    print(f"mfjax fit: warning: {collapsed}", file=sys.stderr)
+  if collapsed and failure is None:  # Else the failure's advice stands alone.
+    print(f"warning: {collapsed}")
   if args.json:
     common.emit_json(args, report)
   common.check_training(args, failure)

@@ -555,16 +555,18 @@ def kept_rank(
   carry weight (:func:`mfjax.core.metrics.effective_rank`), and what to tell
   the user when that is 1 or 0 of a larger rank (else None). :func:`fit` warns
   with the note and ``mfjax fit`` reports both. Fits without an ``l2`` (Gibbs)
-  get no note, and neither does a fit that diverged (effective rank -1).
+  get no note, nor do factors that hold NaN (effective rank -1) or a fit
+  asked for rank 1.
 
   Args:
     params: the fitted (concrete) :class:`mfjax.Params`.
     settings: the fit's settings (``FitPlan.settings``).
     l2_name: how the caller spells the setting (``--l2`` on the command line).
   """
-  rank = params.user_factors.shape[1]
+  rank = params.user_factors.shape[1]  # An ensemble's: rank times ensemble.
   kept = int(metrics.effective_rank(params))
-  if not 0 <= kept <= 1 or rank < 2 or not hasattr(settings, "l2"):
+  asked = getattr(settings, "rank", rank)
+  if not 0 <= kept <= 1 or asked < 2 or not hasattr(settings, "l2"):
     return kept, None
   return kept, (
     f"the fitted factors keep {kept} of their {rank} dimensions: the others "

@@ -421,5 +421,14 @@ def test_effective_rank_of_zero_factors_is_0_and_bad_rtol_is_refused():
       metrics.effective_rank(params, rtol=rtol)
   with pytest.raises(TypeError, match="rtol"):
     metrics.effective_rank(params, rtol="0.1")
+  assert int(metrics.effective_rank(params, rtol=np.float32(0.5))) <= 4
+  no_rank = random_params(0, 6, 5, rank=0)
+  assert int(metrics.effective_rank(no_rank)) == 0
+  assert int(jax.jit(metrics.effective_rank)(no_rank)) == 0
+  # The item side losing dimensions counts as the user side does.
+  items = params.item_factors.at[:, 2:].set(0.0).astype(jnp.bfloat16)
+  half = params._replace(item_factors=items)
+  assert int(metrics.effective_rank(half)) == 2 == _numpy_effective_rank(half, 0.01)
+  assert int(jax.jit(metrics.effective_rank)(half)) == 2
   with pytest.raises(TypeError, match="mfjax.Params"):
     metrics.effective_rank((params.user_factors, params.item_factors))
