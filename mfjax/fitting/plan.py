@@ -570,8 +570,7 @@ def kept_rank(
     return kept, None
   return kept, (
     f"the fitted factors keep {kept} of their {rank} dimensions: the others "
-    f"shrank to zero, so every user's list is nearly the same"
-    f"{'' if kept else ' (the biases alone order it)'}. A smaller {l2_name} keeps "
-    f"more (this fit's is {float(settings.l2):g}, the default "
+    f"shrank to zero, so every user's list is nearly the same. A smaller "
+    f"{l2_name} keeps more (this fit's is {float(settings.l2):g}, the default "
     f"{type(settings)().l2:g}), unless the data hold no more structure."
   )
