@@ -64,6 +64,7 @@ def test_rating_folds_report_rmse_mae_and_a_table(data):
   np.testing.assert_allclose(rmse[2], result.metrics["rmse"].mean(), atol=1e-4)
 
 
+@pytest.mark.slow  # benchmarks/fast_loop.py: faster tests run its lines.
 @pytest.mark.parametrize(
   "kwargs, error, match",
   [

@@ -387,6 +387,7 @@ def test_a_rating_fit_of_one_rating_value_is_refused_with_the_ranking_advice():
   assert np.all(np.isfinite(np.asarray(ranked.best_params.user_factors)))
 
 
+@pytest.mark.slow  # benchmarks/fast_loop.py: faster tests run its lines.
 def test_a_batch_larger_than_the_data_is_one_batch_of_the_data():
   # Issue 31: --batch-size 1e9 on 80k ratings asked XLA for 264 GB.
   ratings, _ = mfjax.synthetic_ratings(jax.random.key(0), 30, 20, 300, 2)
@@ -425,6 +426,7 @@ def test_a_ranking_fit_of_counts_is_the_same_under_jit_and_on_the_host():
     mfjax.fit(jax.random.key(1), plays, confidence_transform="log")
 
 
+@pytest.mark.slow  # benchmarks/fast_loop.py: faster tests run its lines.
 def test_a_ranking_fit_whose_l2_leaves_one_dimension_warns_and_the_default_does_not():
   # The frequency-scaled L2 shrinks whole dimensions to zero: a large one leaves
   # a model that gives every user nearly the same list.

@@ -87,6 +87,7 @@ def test_gibbs_settings_are_refused_elsewhere_and_others_refused_by_gibbs():
     mfjax.fit(key, ratings, solver="gibbs", samples=2.5)
 
 
+@pytest.mark.slow  # benchmarks/fast_loop.py: faster tests run its lines.
 def test_gibbs_fit_with_implicit_terms_predicts_held_out_ratings(planted_split):
   train, test = planted_split
   plain = mfjax.fit(jax.random.key(2), train, **SMALL)

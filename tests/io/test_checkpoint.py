@@ -1181,6 +1181,7 @@ def test_a_directory_or_device_is_refused(tmp_path):
     _load_refused(tmp_path / "dirlink.npz", "is a directory")
 
 
+@pytest.mark.slow  # benchmarks/fast_loop.py: faster tests run its lines.
 @pytest.mark.robustness
 @hypothesis_settings(60)
 @given(

@@ -326,6 +326,7 @@ def test_fold_in_of_many_ratings_matches_numpy_ridge(fold):
   np.testing.assert_allclose(folded.user_bias, bias, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # benchmarks/fast_loop.py: faster tests run its lines.
 def test_fold_in_defaults_are_the_fit_defaults():
   params = _params(15, 10, 30, 4)
   ratings = _new_ratings(16, 6, 30, 80)
