@@ -40,17 +40,10 @@ import harness  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from ranking_other_data import NO_IMPLICIT, fit_als  # noqa: E402
 
 import mfjax  # noqa: E402
 from mfjax.core import metrics  # noqa: E402
-
-try:
-  import scipy.sparse
-  from implicit.als import AlternatingLeastSquares
-
-  NO_IMPLICIT = None
-except ImportError as error:
-  NO_IMPLICIT = f"implicit not importable ({error!r})"
 
 FILES = {  # name: (users, items, median interactions per user)
   "s100k": (4_000, 5_000, 25),
@@ -112,26 +105,6 @@ def fit_mfjax(train, **settings):
   fitted = mfjax.fit(key, train, objective="ranking", **settings)
   params = jax.block_until_ready(fitted.best_params)
   return params, time.perf_counter() - start
-
-
-def fit_als(train, factors, regularization, alpha):
-  matrix = scipy.sparse.csr_matrix(
-    (
-      np.ones(train.users.shape[0], np.float32),
-      (np.asarray(train.users), np.asarray(train.items)),
-    ),
-    shape=(train.n_users, train.n_items),
-  )
-  model = AlternatingLeastSquares(
-    factors=factors, regularization=regularization, alpha=alpha, random_state=0
-  )
-  start = time.perf_counter()
-  model.fit(matrix, show_progress=False)
-  seconds = time.perf_counter() - start
-  p = jnp.asarray(model.user_factors, jnp.float32)
-  q = jnp.asarray(model.item_factors, jnp.float32)
-  zeros = jnp.zeros
-  return mfjax.Params(p, q, zeros(p.shape[0]), zeros(q.shape[0]), zeros(())), seconds
 
 
 def run_file(name, args):
